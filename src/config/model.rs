@@ -1,0 +1,294 @@
+//! The validated configuration: every value here has been checked, so the rest of the gateway never
+//! re-validates. Built only by `config::validate` from the raw serde types.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// When non-empty, every request must authenticate as one of these.
+    pub consumers: Vec<Consumer>,
+    pub rate_limits: RateLimitBackend,
+    /// At least one route; names are unique.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_request_body_size: NonZeroUsize,
+    /// Largest non-streaming upstream response the gateway will buffer.
+    pub max_response_body_size: NonZeroUsize,
+    /// `None`: one worker per core.
+    pub workers: Option<NonZeroUsize>,
+    pub max_concurrent_requests: Option<NonZeroUsize>,
+    /// Time between SIGTERM and refusing new connections (the load balancer's reaction time).
+    pub drain_grace: Duration,
+    /// How long in-flight requests and streams may run after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// Time a client has to send the request head.
+    pub client_request_timeout: Duration,
+    /// Time a client has to send the whole body once the head arrived.
+    pub client_body_timeout: Duration,
+    /// Log request and response payloads (with secrets redacted). Off by default.
+    pub log_payloads: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumer {
+    pub name: String,
+    /// SHA-256 of the API key (from `api_key` or `api_key_sha256`).
+    pub api_key_sha256: Option<[u8; 32]>,
+    /// Key pair for clients that SigV4-sign their requests to the gateway.
+    pub aws: Option<AwsKeys>,
+    pub limits: Limits,
+}
+
+/// A static AWS key pair. `Debug` never prints the secret.
+#[derive(Clone, PartialEq)]
+pub struct AwsKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsKeys")
+            .field("access_key_id", &"<redacted>")
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub rpm: Option<NonZeroU32>,
+    pub tpm: Option<NonZeroU32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitBackend {
+    Local,
+    Redis { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    pub route_type: RouteType,
+    pub balancer: BalancerConfig,
+    /// Never empty.
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteType {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl RouteType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "llm/v1/chat",
+            Self::Completions => "llm/v1/completions",
+            Self::Embeddings => "llm/v1/embeddings",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalancerConfig {
+    pub algorithm: Algorithm,
+    pub latency_strategy: LatencyStrategy,
+    pub tokens_count_strategy: TokensCountStrategy,
+    /// Lower-cased header name; `None` means consistent hashing falls back to round-robin.
+    pub hash_on_header: Option<String>,
+    pub retries: u32,
+    pub failover_criteria: FailoverCriteria,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// 0 disables the circuit breaker.
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub slots: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    RoundRobin,
+    LeastConnections,
+    LowestLatency,
+    LowestUsage,
+    ConsistentHashing,
+    Priority,
+    P2cEwma,
+}
+
+impl Algorithm {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round-robin",
+            Self::LeastConnections => "least-connections",
+            Self::LowestLatency => "lowest-latency",
+            Self::LowestUsage => "lowest-usage",
+            Self::ConsistentHashing => "consistent-hashing",
+            Self::Priority => "priority",
+            Self::P2cEwma => "p2c-ewma",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LatencyStrategy {
+    Tpot,
+    E2e,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokensCountStrategy {
+    TotalTokens,
+    PromptTokens,
+    CompletionTokens,
+    Cost,
+}
+
+/// One outcome that may send a request on to another target (Kong `failover_criteria`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailoverCriterion {
+    Error,
+    Timeout,
+    InvalidHeader,
+    Http403,
+    Http404,
+    Http429,
+    Http500,
+    Http502,
+    Http503,
+    Http504,
+    NonIdempotent,
+}
+
+impl FailoverCriterion {
+    pub const ALL: [Self; 11] = [
+        Self::Error,
+        Self::Timeout,
+        Self::InvalidHeader,
+        Self::Http403,
+        Self::Http404,
+        Self::Http429,
+        Self::Http500,
+        Self::Http502,
+        Self::Http503,
+        Self::Http504,
+        Self::NonIdempotent,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::InvalidHeader => "invalid_header",
+            Self::Http403 => "http_403",
+            Self::Http404 => "http_404",
+            Self::Http429 => "http_429",
+            Self::Http500 => "http_500",
+            Self::Http502 => "http_502",
+            Self::Http503 => "http_503",
+            Self::Http504 => "http_504",
+            Self::NonIdempotent => "non_idempotent",
+        }
+    }
+
+    /// The criterion that covers an upstream HTTP status, if any.
+    pub const fn for_status(status: u16) -> Option<Self> {
+        match status {
+            403 => Some(Self::Http403),
+            404 => Some(Self::Http404),
+            429 => Some(Self::Http429),
+            500 => Some(Self::Http500),
+            502 => Some(Self::Http502),
+            503 => Some(Self::Http503),
+            504 => Some(Self::Http504),
+            _ => None,
+        }
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// A set of failover criteria, as a bit set so checking one costs nothing on the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FailoverCriteria(u16);
+
+impl FailoverCriteria {
+    pub fn insert(&mut self, criterion: FailoverCriterion) {
+        self.0 |= criterion.bit();
+    }
+
+    pub const fn contains(self, criterion: FailoverCriterion) -> bool {
+        self.0 & criterion.bit() != 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = FailoverCriterion> {
+        FailoverCriterion::ALL.into_iter().filter(move |c| self.contains(*c))
+    }
+}
+
+impl FromIterator<FailoverCriterion> for FailoverCriteria {
+    fn from_iter<I: IntoIterator<Item = FailoverCriterion>>(iter: I) -> Self {
+        let mut set = Self::default();
+        for criterion in iter {
+            set.insert(criterion);
+        }
+        set
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The Bedrock model id (or inference-profile id / ARN) sent upstream.
+    pub model_id: String,
+    /// The AWS region the request is signed for; never parsed out of a host name.
+    pub region: String,
+    /// Scheme, host and optional port of the upstream, without a trailing slash:
+    /// `https://bedrock-runtime.{region}.amazonaws.com` unless `upstream_url` overrides it.
+    pub upstream_url: String,
+    pub assume_role: Option<AssumeRole>,
+    /// Static keys; `None` means the standard AWS credential chain.
+    pub auth: Option<AwsKeys>,
+    /// Price per million input tokens.
+    pub input_cost: f64,
+    /// Price per million output tokens.
+    pub output_cost: f64,
+    /// Default `max_tokens` when the client sends none (used for token-budget reservations).
+    pub max_tokens: Option<NonZeroU32>,
+    pub weight: NonZeroU16,
+    /// Lower number = preferred tier. `None`: Kong's rule (tier by weight, heavier first).
+    pub priority: Option<u32>,
+    pub limits: Limits,
+}
+
+impl Target {
+    /// A stable, human-readable id used in logs, metrics labels and response headers.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.region, self.model_id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub session_name: String,
+    pub sts_endpoint_url: Option<String>,
+}

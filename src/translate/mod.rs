@@ -1,0 +1,1 @@
+//! Pure translation between the OpenAI API and Bedrock.
