@@ -3,3 +3,6 @@
 pub mod config;
 pub mod sim;
 pub mod translate;
+pub mod error;
+pub mod eventstream;
+pub mod upstream;

@@ -1,0 +1,206 @@
+//! The gateway's own errors and their one mapping to HTTP responses, in the client's API format.
+//!
+//! Upstream errors are not here: Bedrock's own error responses are passed through (native API) or
+//! translated (OpenAI API) where they arrive. These are the failures the gateway itself decides on.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use serde_json::json;
+
+/// Which API the client speaks, so an error reaches it in a shape its SDK understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiFormat {
+    /// Bedrock Runtime: `{"message"}` plus `x-amzn-errortype`.
+    Bedrock,
+    /// OpenAI: `{"error":{"message","type","param","code"}}`.
+    OpenAi,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route for {method} {path}")]
+    PathNotFound { method: String, path: String },
+    #[error("model '{0}' is not served by this gateway")]
+    UnknownModel(String),
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<String>,
+    },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("authentication required: {0}")]
+    Unauthorized(&'static str),
+    #[error("no target of route '{route}' is available")]
+    NoTarget { route: String },
+    #[error("every target of route '{route}' failed; last error: {last}")]
+    AllTargetsFailed { route: String, last: String },
+    #[error("upstream did not answer in time ({0})")]
+    UpstreamTimeout(String),
+    #[error("the gateway is at its concurrency limit; retry shortly")]
+    Overloaded { retry_after_secs: u64 },
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub const fn status(&self) -> StatusCode {
+        match self {
+            Self::PathNotFound { .. } | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::AllTargetsFailed { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short, bounded label for metrics and logs.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::PathNotFound { .. } => "path_not_found",
+            Self::UnknownModel(_) => "unknown_model",
+            Self::BadRequest { .. } => "bad_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NoTarget { .. } => "no_target",
+            Self::AllTargetsFailed { .. } => "all_targets_failed",
+            Self::UpstreamTimeout(_) => "timeout",
+            Self::Overloaded { .. } => "overloaded",
+            Self::ShuttingDown => "shutting_down",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The Bedrock exception name an AWS SDK maps to its own error type.
+    const fn bedrock_type(&self) -> &'static str {
+        match self {
+            Self::PathNotFound { .. } => "UnknownOperationException",
+            Self::UnknownModel(_) => "ResourceNotFoundException",
+            Self::BadRequest { .. } | Self::PayloadTooLarge { .. } => "ValidationException",
+            Self::Unauthorized(_) => "UnrecognizedClientException",
+            Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
+                "ServiceUnavailableException"
+            }
+            Self::AllTargetsFailed { .. } => "InternalServerException",
+            Self::UpstreamTimeout(_) => "ModelTimeoutException",
+            Self::Internal(_) => "InternalServerException",
+        }
+    }
+
+    /// OpenAI's (`type`, `code`) pair for this error.
+    const fn openai_type(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::PathNotFound { .. } => ("invalid_request_error", "unknown_url"),
+            Self::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
+            Self::BadRequest { .. } => ("invalid_request_error", "invalid_request"),
+            Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            Self::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
+            Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
+                ("service_unavailable", "service_unavailable")
+            }
+            Self::AllTargetsFailed { .. } => ("api_error", "upstream_error"),
+            Self::UpstreamTimeout(_) => ("timeout", "upstream_timeout"),
+            Self::Internal(_) => ("api_error", "internal_error"),
+        }
+    }
+
+    const fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded { retry_after_secs } => Some(*retry_after_secs),
+            Self::NoTarget { .. } | Self::ShuttingDown => Some(1),
+            _ => None,
+        }
+    }
+
+    pub fn respond(&self, format: ApiFormat) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status());
+        builder.insert_header((CONTENT_TYPE, "application/json"));
+        if let Some(secs) = self.retry_after_secs() {
+            builder.insert_header((RETRY_AFTER, secs.to_string()));
+        }
+        let message = self.to_string();
+        match format {
+            ApiFormat::Bedrock => {
+                builder.insert_header(("x-amzn-errortype", self.bedrock_type()));
+                builder.body(json!({ "message": message }).to_string())
+            }
+            ApiFormat::OpenAi => {
+                let (kind, code) = self.openai_type();
+                let param = match self {
+                    Self::BadRequest { param, .. } => param.clone(),
+                    _ => None,
+                };
+                builder.body(
+                    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
+                        .to_string(),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body_json(resp: HttpResponse) -> serde_json::Value {
+        let bytes = resp.into_body().try_into_bytes().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn bedrock_shape_carries_the_exception_name() {
+        let err = GatewayError::UnknownModel("nope".into());
+        let resp = err.respond(ApiFormat::Bedrock);
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            resp.headers().get("x-amzn-errortype").unwrap(),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(
+            body_json(resp),
+            json!({"message": "model 'nope' is not served by this gateway"})
+        );
+    }
+
+    #[test]
+    fn openai_shape_names_the_param() {
+        let err = GatewayError::BadRequest {
+            message: "n > 1 is not supported".into(),
+            param: Some("n".into()),
+        };
+        let resp = err.respond(ApiFormat::OpenAi);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_json(resp),
+            json!({"error": {"message": "n > 1 is not supported", "type": "invalid_request_error", "param": "n", "code": "invalid_request"}})
+        );
+    }
+
+    #[test]
+    fn overload_tells_when_to_retry() {
+        let resp = GatewayError::Overloaded {
+            retry_after_secs: 2,
+        }
+        .respond(ApiFormat::OpenAi);
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers().get(RETRY_AFTER).unwrap(), "2");
+    }
+}

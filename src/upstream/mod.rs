@@ -1,0 +1,3 @@
+//! Everything between a picked target and Bedrock: credentials, signing, forwarding, classifying.
+
+pub mod sign;
