@@ -74,6 +74,13 @@ impl Frame {
     }
 }
 
+/// A decoded frame together with its exact bytes, so a proxy can forward what it checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawFrame {
+    pub bytes: Bytes,
+    pub frame: Frame,
+}
+
 /// Incremental decoder: feed bytes as they arrive, take whole frames out.
 #[derive(Debug, Default)]
 pub struct Decoder {
@@ -90,7 +97,7 @@ impl Decoder {
     }
 
     /// The next complete frame, `Ok(None)` when more bytes are needed.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+    pub fn next_frame(&mut self) -> Result<Option<RawFrame>, FrameError> {
         if self.buffer.len() < PRELUDE_LEN {
             return Ok(None);
         }
@@ -116,7 +123,10 @@ impl Decoder {
         }
         let message =
             read_message_from(frame.chunk()).map_err(|e| FrameError::BadHeaders(e.to_string()))?;
-        Ok(Some(Frame::from_message(&message)))
+        Ok(Some(RawFrame {
+            frame: Frame::from_message(&message),
+            bytes: frame,
+        }))
     }
 
     /// Call at end of stream: leftover bytes mean the upstream cut a frame short.
@@ -179,7 +189,7 @@ mod tests {
             .expect("manifest lists files")
     }
 
-    fn decode_all(bytes: &[u8], chunk: usize) -> Result<Vec<Frame>, FrameError> {
+    fn decode_all(bytes: &[u8], chunk: usize) -> Result<Vec<RawFrame>, FrameError> {
         let mut decoder = Decoder::new();
         let mut frames = Vec::new();
         for piece in bytes.chunks(chunk.max(1)) {
@@ -281,8 +291,9 @@ mod tests {
     fn exception_frame_round_trips() {
         let frame = exception_frame("modelStreamErrorException", "boom");
         let frames = decode_all(&frame, 5).unwrap();
+        assert_eq!(frames[0].bytes, frame);
         assert_eq!(
-            frames,
+            frames.into_iter().map(|f| f.frame).collect::<Vec<_>>(),
             vec![Frame::Exception {
                 exception_type: "modelStreamErrorException".into(),
                 payload: Bytes::from_static(br#"{"message":"boom"}"#),

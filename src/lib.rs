@@ -1,8 +1,16 @@
 //! bedrock-balancer: a gateway that spreads LLM traffic across Amazon Bedrock regions and models.
 
+pub mod api;
+pub mod app;
+pub mod balance;
+pub mod clock;
 pub mod config;
-pub mod sim;
-pub mod translate;
+pub mod demo;
 pub mod error;
 pub mod eventstream;
+pub mod gateway;
+pub mod logging;
+pub mod sim;
+pub mod target;
+pub mod translate;
 pub mod upstream;

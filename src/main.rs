@@ -1,1 +1,91 @@
-fn main(){}
+//! The `bedrock-balancer` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bedrock_balancer::logging::{self, LogFormat};
+use bedrock_balancer::{app, config, demo, sim};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bedrock-balancer",
+    version,
+    about = "Balances LLM traffic across Amazon Bedrock regions and models"
+)]
+struct Cli {
+    /// Log as JSON lines (default) or human-readable text.
+    #[arg(long, global = true, value_enum, default_value = "json")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short, default_value = "config/gateway.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and print every problem with its path.
+    CheckConfig { file: PathBuf },
+    /// Run a simulated Bedrock Runtime region.
+    Sim(sim::SimArgs),
+    /// Start three simulated regions and the gateway on config/demo.yaml.
+    Demo {
+        #[arg(long, default_value = "config/demo.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match cli.command {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} routes, {} targets)",
+                    file.display(),
+                    config.routes.len(),
+                    config.routes.iter().map(|r| r.targets.len()).sum::<usize>()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config } => {
+            let config = match config::load(&config) {
+                Ok(config) => config,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            run(async move {
+                let running = app::start(config).map_err(std::io::Error::other)?;
+                println!(
+                    "bedrock-balancer listening on http://{} (admin http://{})",
+                    running.listen, running.admin
+                );
+                running.serve_until_signalled().await
+            })
+        }
+        Command::Sim(args) => run(sim::run(args)),
+        Command::Demo { config } => run(demo::run(config)),
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    match actix_rt::System::new().block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bedrock-balancer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,3 +1,9 @@
 //! Everything between a picked target and Bedrock: credentials, signing, forwarding, classifying.
 
+pub mod classify;
+pub mod client;
+pub mod credentials;
+pub mod forward;
+pub mod operation;
 pub mod sign;
+pub mod stream;

@@ -149,7 +149,12 @@ mod tests {
             }
             let case = parse_request(&std::fs::read_to_string(dir.join("request.txt")).unwrap());
             let folded = case.headers.iter().any(|(_, v)| v.contains('\n'));
-            if folded || case.path.chars().any(|c| matches!(c, ' ' | '%') || !c.is_ascii()) {
+            if folded
+                || case
+                    .path
+                    .chars()
+                    .any(|c| matches!(c, ' ' | '%') || !c.is_ascii())
+            {
                 continue;
             }
             let creds = &context["credentials"];
@@ -196,7 +201,12 @@ mod tests {
                 .find(|(n, _)| *n == "authorization")
                 .map(|(_, v)| v.clone())
                 .unwrap();
-            assert_eq!(authorization, expected_authorization(&dir), "{}", dir.display());
+            assert_eq!(
+                authorization,
+                expected_authorization(&dir),
+                "{}",
+                dir.display()
+            );
             checked += 1;
         }
         assert_eq!(checked, 23, "cases checked");
@@ -216,7 +226,13 @@ mod tests {
         };
         let a = sign_request(request, &credentials, "us-east-1", BEDROCK_SERVICE, time).unwrap();
         let b = sign_request(request, &credentials, "us-west-2", BEDROCK_SERVICE, time).unwrap();
-        let auth = |h: &[(&str, String)]| h.iter().find(|(n, _)| *n == "authorization").unwrap().1.clone();
+        let auth = |h: &[(&str, String)]| {
+            h.iter()
+                .find(|(n, _)| *n == "authorization")
+                .unwrap()
+                .1
+                .clone()
+        };
         assert!(auth(&a).contains("/us-east-1/bedrock/aws4_request"));
         assert_ne!(auth(&a), auth(&b), "the region is part of the signature");
         assert!(a.iter().all(|(n, _)| *n != "x-amz-security-token"));

@@ -1,0 +1,74 @@
+//! The admin port: probes for the load balancer and orchestrator, and the live target view.
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use serde_json::json;
+
+use super::state::AppState;
+use crate::clock;
+
+/// Alive: the process answers. Deliberately checks nothing else, so a restart is never triggered
+/// by an upstream outage.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready: not draining, and some target could take a request now.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.is_draining() {
+        return HttpResponse::ServiceUnavailable().json(json!({"status": "draining"}));
+    }
+    if state.gateway().any_target_ready(clock::now_ms()) {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({"status": "no target ready"}))
+    }
+}
+
+#[derive(Serialize)]
+struct TargetView<'a> {
+    route: &'a str,
+    target: &'a str,
+    region: &'a str,
+    model: &'a str,
+    weight: u16,
+    state: &'static str,
+    ready: bool,
+    cooldown_remaining_ms: u64,
+    credentials_loaded: bool,
+    in_flight: u32,
+    ewma_latency_ms: f64,
+    requests: u64,
+    failures: u64,
+}
+
+pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
+    let gateway = state.gateway();
+    let now = clock::now_ms();
+    let rosters: Vec<_> = gateway
+        .routes()
+        .iter()
+        .map(|r| (r.name.as_str(), r.balancer.roster()))
+        .collect();
+    let views: Vec<TargetView<'_>> = rosters
+        .iter()
+        .flat_map(|(route, roster)| {
+            roster.targets.iter().map(move |t| TargetView {
+                route,
+                target: &t.label,
+                region: &t.config.region,
+                model: &t.config.model_id,
+                weight: t.config.weight.get(),
+                state: t.state.health().as_str(),
+                ready: t.state.is_ready(now),
+                cooldown_remaining_ms: t.state.cooldown_until_ms().saturating_sub(now),
+                credentials_loaded: t.state.credentials.load().is_some(),
+                in_flight: t.state.in_flight(),
+                ewma_latency_ms: t.state.ewma_latency_ms(),
+                requests: t.state.requests(),
+                failures: t.state.failures(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "targets": views }))
+}

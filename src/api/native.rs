@@ -1,0 +1,238 @@
+//! The Bedrock-native surface: `POST /model/{modelId}/{operation}`. The body goes upstream as is
+//! (no re-serialisation), re-signed for the chosen target, with that target's model id.
+
+use std::time::Instant;
+
+use actix_web::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use bytes::Bytes;
+use futures_util::stream;
+use percent_encoding::percent_decode_str;
+
+use super::body::read_body;
+use super::state::AppState;
+use crate::error::{ApiFormat, GatewayError};
+use crate::eventstream::exception_frame;
+use crate::upstream::client::UpstreamClients;
+use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, UpstreamError, forward};
+use crate::upstream::operation::Operation;
+use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
+
+/// Response headers from Bedrock worth passing on (request id, token counts, model metadata).
+const PASSED_RESPONSE_HEADERS: [&str; 4] = [
+    "x-amzn-requestid",
+    "x-amzn-bedrock-input-token-count",
+    "x-amzn-bedrock-output-token-count",
+    "x-amzn-bedrock-invocation-latency",
+];
+
+pub const TARGET_HEADER: &str = "x-bedrock-balancer-target";
+pub const ATTEMPTS_HEADER: &str = "x-bedrock-balancer-attempts";
+
+/// Splits the raw (still encoded) path into the decoded model id and the operation. Parsed by hand
+/// because an ARN's `/` arrives as `%2F` and must not split the path.
+pub fn parse_path(path: &str) -> Option<(String, Operation)> {
+    let rest = path.strip_prefix("/model/")?;
+    let (encoded_id, suffix) = rest.rsplit_once('/')?;
+    let operation = Operation::from_path_suffix(suffix)?;
+    let model = percent_decode_str(encoded_id).decode_utf8().ok()?;
+    (!model.is_empty()).then(|| (model.into_owned(), operation))
+}
+
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    match proxy(&req, payload, &state).await {
+        Ok(response) => response,
+        Err(ProxyError::Gateway(error)) => {
+            tracing::info!(
+                path = req.path(),
+                status = error.status().as_u16(),
+                kind = error.kind(),
+                latency_ms = started.elapsed().as_millis() as u64,
+                "request failed"
+            );
+            error.respond(ApiFormat::Bedrock)
+        }
+        Err(ProxyError::Upstream(error)) => {
+            tracing::info!(target_id = %error.target, status = error.status.as_u16(), error_type = %error.error_type, attempts = error.attempts, "upstream error passed on");
+            upstream_error_response(&error)
+        }
+    }
+}
+
+async fn proxy(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, ProxyError> {
+    let (model, operation) =
+        parse_path(req.uri().path()).ok_or_else(|| GatewayError::PathNotFound {
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+        })?;
+    let gateway = state.gateway();
+    let route = gateway
+        .resolve(&model)
+        .ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
+    let body = read_body(
+        req,
+        payload,
+        gateway.config.server.max_request_body_size.get(),
+    )
+    .await?;
+    let header = |name, default: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .unwrap_or(default)
+            .to_owned()
+    };
+    let request = ProxyRequest {
+        operation,
+        body,
+        content_type: header(CONTENT_TYPE, "application/json"),
+        accept: header(ACCEPT, "application/json"),
+    };
+    let clients = req
+        .app_data::<UpstreamClients>()
+        .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))?;
+    let client = clients.get(route.balancer_config.connect_timeout);
+    let delivered = forward(route, &client, &request).await?;
+    let read_timeout = route.balancer_config.read_timeout;
+    let max_body = gateway.config.server.max_response_body_size.get();
+    if operation.is_stream() {
+        Ok(stream_response(delivered, read_timeout))
+    } else {
+        full_response(delivered, read_timeout, max_body).await
+    }
+}
+
+fn response_head(delivered: &Delivered) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(delivered.response.status());
+    for name in PASSED_RESPONSE_HEADERS {
+        if let Some(value) = delivered.response.headers().get(name) {
+            builder.insert_header((name, value.clone()));
+        }
+    }
+    if let Some(value) = delivered.response.headers().get(CONTENT_TYPE) {
+        builder.insert_header((CONTENT_TYPE, value.clone()));
+    }
+    builder.insert_header((TARGET_HEADER, delivered.lease.target().label.as_str()));
+    builder.insert_header((ATTEMPTS_HEADER, delivered.attempts.to_string()));
+    builder
+}
+
+async fn full_response(
+    mut delivered: Delivered,
+    read_timeout: std::time::Duration,
+    max_body: usize,
+) -> Result<HttpResponse, ProxyError> {
+    let mut builder = response_head(&delivered);
+    let body = tokio::time::timeout(read_timeout, delivered.response.body().limit(max_body)).await;
+    match body {
+        Ok(Ok(body)) => {
+            delivered.lease.set_outcome(crate::target::Outcome::Success);
+            Ok(builder.body(body))
+        }
+        Ok(Err(e)) => {
+            delivered.lease.set_outcome(crate::target::Outcome::Failure);
+            Err(ProxyError::Gateway(GatewayError::AllTargetsFailed {
+                route: delivered.lease.target().label.clone(),
+                last: format!("reading the response body: {e}"),
+            }))
+        }
+        Err(_) => {
+            delivered.lease.set_outcome(crate::target::Outcome::Failure);
+            Err(ProxyError::Gateway(GatewayError::UpstreamTimeout(format!(
+                "response body from {}",
+                delivered.lease.target().label
+            ))))
+        }
+    }
+}
+
+/// Passes each verified frame on as it arrives. A broken or corrupt upstream ends with an
+/// exception frame the AWS SDKs raise, never a torn or hanging connection.
+fn stream_response(delivered: Delivered, idle_timeout: std::time::Duration) -> HttpResponse {
+    let mut builder = response_head(&delivered);
+    let reader = FrameReader::new(delivered.response, delivered.lease, idle_timeout);
+    let body = stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next().await {
+            Some(StreamItem::Frame(raw)) => {
+                Some((Ok::<Bytes, actix_web::Error>(raw.bytes), Some(reader)))
+            }
+            Some(StreamItem::Failed(failure)) => {
+                log_stream_end(&reader, Some(&failure));
+                let (StreamFailure::Broken(message) | StreamFailure::Corrupt(message)) = &failure;
+                Some((
+                    Ok(exception_frame("internalServerException", message)),
+                    None,
+                ))
+            }
+            None => {
+                log_stream_end(&reader, None);
+                None
+            }
+        }
+    });
+    builder.streaming(body)
+}
+
+fn log_stream_end(reader: &FrameReader, failure: Option<&StreamFailure>) {
+    let summary = &reader.summary;
+    tracing::info!(
+        target_id = %reader.lease().target().label,
+        frames = summary.frames,
+        input_tokens = summary.input_tokens,
+        output_tokens = summary.output_tokens,
+        stop_reason = summary.stop_reason.as_deref().unwrap_or(""),
+        failure = ?failure,
+        "stream finished"
+    );
+}
+
+fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
+    let mut builder = HttpResponse::build(error.status);
+    builder.insert_header((CONTENT_TYPE, "application/json"));
+    if !error.error_type.is_empty() {
+        builder.insert_header(("x-amzn-errortype", error.error_type.as_str()));
+    }
+    if let Some(retry_after) = error.retry_after {
+        builder.insert_header((RETRY_AFTER, retry_after.as_secs().to_string()));
+    }
+    builder.insert_header((TARGET_HEADER, error.target.as_str()));
+    builder.insert_header((ATTEMPTS_HEADER, error.attempts.to_string()));
+    builder.body(error.body.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_keep_colons_and_arn_slashes_in_the_model_id() {
+        assert_eq!(
+            parse_path("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"),
+            Some((
+                "anthropic.claude-3-haiku-20240307-v1:0".into(),
+                Operation::Converse
+            ))
+        );
+        assert_eq!(
+            parse_path(
+                "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fus.x/invoke-with-response-stream"
+            ),
+            Some((
+                "arn:aws:bedrock:us-east-1:123:inference-profile/us.x".into(),
+                Operation::InvokeWithResponseStream
+            ))
+        );
+        assert_eq!(parse_path("/model/x/explode"), None);
+        assert_eq!(parse_path("/model//converse"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Turns an upstream status and Bedrock error name into what it means for the target and for
+//! failover.
+
+use std::time::Duration;
+
+use crate::target::Outcome;
+
+/// Bedrock's error name without the `:namespace` suffix AWS appends in `x-amzn-errortype`, and
+/// with the lowerCamel first letter of stream exceptions raised (`throttlingException`).
+pub fn error_name(raw: &str) -> String {
+    let name = raw.split(':').next().unwrap_or(raw).trim();
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// What an HTTP error response means for the target that sent it.
+pub fn outcome_for_status(status: u16, error_name: &str, retry_after: Option<Duration>) -> Outcome {
+    if status == 429 || error_name == "ThrottlingException" {
+        return Outcome::Throttled { retry_after };
+    }
+    match status {
+        // 424 is the model failing, 408 the model timing out: both are the target's trouble.
+        408 | 424 | 500..=599 => Outcome::Failure,
+        _ => Outcome::Neutral,
+    }
+}
+
+/// What an exception frame inside an event stream means for the target.
+pub fn outcome_for_stream_exception(error_name: &str) -> Outcome {
+    match error_name {
+        "ThrottlingException" | "ServiceQuotaExceededException" => {
+            Outcome::Throttled { retry_after: None }
+        }
+        "ValidationException" | "AccessDeniedException" | "ResourceNotFoundException" => {
+            Outcome::Neutral
+        }
+        _ => Outcome::Failure,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by AWS).
+pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_their_namespace_and_gain_a_capital() {
+        assert_eq!(
+            error_name("ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            "ThrottlingException"
+        );
+        assert_eq!(
+            error_name("modelStreamErrorException"),
+            "ModelStreamErrorException"
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        let secs = Some(Duration::from_secs(3));
+        assert_eq!(
+            outcome_for_status(429, "ThrottlingException", secs),
+            Outcome::Throttled { retry_after: secs }
+        );
+        assert_eq!(
+            outcome_for_status(503, "ServiceUnavailableException", None),
+            Outcome::Failure
+        );
+        assert_eq!(
+            outcome_for_status(403, "AccessDeniedException", None),
+            Outcome::Neutral
+        );
+        assert_eq!(
+            outcome_for_status(404, "ResourceNotFoundException", None),
+            Outcome::Neutral
+        );
+        assert_eq!(
+            outcome_for_status(424, "ModelErrorException", None),
+            Outcome::Failure
+        );
+        assert_eq!(
+            outcome_for_status(400, "ValidationException", None),
+            Outcome::Neutral
+        );
+    }
+
+    #[test]
+    fn retry_after_is_seconds() {
+        assert_eq!(parse_retry_after(Some("7")), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(Some("soon")), None);
+    }
+}

@@ -1,0 +1,109 @@
+//! Where a target's AWS credentials come from. Fetching is done by the target's actor in the
+//! background; the request path only reads the last credentials it published.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::sts::AssumeRoleProvider;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+
+use crate::config::Target;
+
+/// Refresh this long before credentials expire, so a request never meets expired ones.
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+/// Credentials without an expiry (a long-lived profile) are re-read this often anyway, so a
+/// rotated key is picked up.
+const REFRESH_WITHOUT_EXPIRY: Duration = Duration::from_secs(15 * 60);
+/// Shortest gap between refreshes, so a provider handing out nearly-expired keys is not hammered.
+const MIN_REFRESH: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    Static(Credentials),
+    Provider(SharedCredentialsProvider),
+}
+
+impl CredentialSource {
+    /// Builds the source for a target: its static keys, else the standard AWS chain (env, profile,
+    /// web identity / IRSA, ECS, IMDSv2), optionally wrapped in an STS assume-role.
+    pub async fn for_target(target: &Target) -> Self {
+        if let Some(keys) = &target.auth {
+            return Self::Static(Credentials::new(
+                keys.access_key_id.clone(),
+                keys.secret_access_key.clone(),
+                keys.session_token.clone(),
+                None,
+                "bedrock-balancer-static",
+            ));
+        }
+        let region = Region::new(target.region.clone());
+        let chain = DefaultCredentialsChain::builder()
+            .region(region.clone())
+            .build()
+            .await;
+        let base = SharedCredentialsProvider::new(chain);
+        match &target.assume_role {
+            None => Self::Provider(base),
+            Some(role) => {
+                let mut sts_config = SdkConfig::builder()
+                    .region(region.clone())
+                    .behavior_version(aws_config::BehaviorVersion::latest());
+                if let Some(endpoint) = &role.sts_endpoint_url {
+                    sts_config = sts_config.endpoint_url(endpoint.clone());
+                }
+                let provider = AssumeRoleProvider::builder(role.role_arn.clone())
+                    .session_name(role.session_name.clone())
+                    .region(region)
+                    .configure(&sts_config.build())
+                    .build_from_provider(base)
+                    .await;
+                Self::Provider(SharedCredentialsProvider::new(provider))
+            }
+        }
+    }
+
+    pub async fn fetch(&self) -> Result<Credentials, String> {
+        match self {
+            Self::Static(credentials) => Ok(credentials.clone()),
+            Self::Provider(provider) => provider
+                .provide_credentials()
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    pub const fn is_static(&self) -> bool {
+        matches!(self, Self::Static(_))
+    }
+}
+
+/// How long to wait before fetching again.
+pub fn refresh_after(credentials: &Credentials, now: SystemTime) -> Duration {
+    match credentials.expiry() {
+        None => REFRESH_WITHOUT_EXPIRY,
+        Some(expiry) => expiry
+            .duration_since(now)
+            .unwrap_or_default()
+            .saturating_sub(REFRESH_BEFORE_EXPIRY)
+            .max(MIN_REFRESH),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refreshes_five_minutes_before_expiry() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let creds = Credentials::new("a", "b", None, Some(now + Duration::from_secs(3600)), "t");
+        assert_eq!(refresh_after(&creds, now), Duration::from_secs(3300));
+        let soon = Credentials::new("a", "b", None, Some(now + Duration::from_secs(60)), "t");
+        assert_eq!(refresh_after(&soon, now), MIN_REFRESH);
+        let forever = Credentials::new("a", "b", None, None, "t");
+        assert_eq!(refresh_after(&forever, now), REFRESH_WITHOUT_EXPIRY);
+    }
+}

@@ -1,0 +1,269 @@
+//! Sends a request to the route's targets: pick, sign, send, and on a failover criterion try the
+//! next untried target, re-signed. Nothing is retried once a byte of the response reached the
+//! client: this returns at the response head, and the caller streams the body.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::classify::{error_name, outcome_for_status, parse_retry_after};
+use super::operation::Operation;
+use super::sign::{BEDROCK_SERVICE, Unsigned, sign_request};
+use crate::balance::Lease;
+use crate::clock;
+use crate::config::FailoverCriterion;
+use crate::error::GatewayError;
+use crate::gateway::RouteRuntime;
+use crate::target::{Outcome, TargetRuntime};
+
+/// Everything but RFC 3986's unreserved characters, as AWS SDKs encode a path label: `:` in a
+/// model id becomes `%3A`, the `/` of an ARN `%2F`.
+const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The client's request, reduced to what may go upstream.
+pub struct ProxyRequest {
+    pub operation: Operation,
+    pub body: Bytes,
+    pub content_type: String,
+    pub accept: String,
+}
+
+/// A successful response head from the target that will serve the request.
+pub struct Delivered {
+    pub lease: Lease,
+    pub response: awc::ClientResponse,
+    /// 1 for a first-try success.
+    pub attempts: u32,
+}
+
+/// A Bedrock error response, buffered so it can be passed on after failover gave up.
+#[derive(Debug, Clone)]
+pub struct UpstreamError {
+    pub status: StatusCode,
+    /// Bedrock's error name, e.g. `ThrottlingException`.
+    pub error_type: String,
+    pub body: Bytes,
+    pub retry_after: Option<Duration>,
+    pub target: String,
+    pub attempts: u32,
+}
+
+pub enum ProxyError {
+    /// Bedrock answered with an error: pass it on (native) or translate it (OpenAI).
+    Upstream(UpstreamError),
+    /// The gateway could not get an answer.
+    Gateway(GatewayError),
+}
+
+impl From<GatewayError> for ProxyError {
+    fn from(e: GatewayError) -> Self {
+        Self::Gateway(e)
+    }
+}
+
+/// Why an attempt failed before a response head arrived.
+enum AttemptFailure {
+    Connect(String),
+    Timeout(String),
+    InvalidHeader(String),
+}
+
+enum LastFailure {
+    Attempt(AttemptFailure),
+    Status(UpstreamError),
+}
+
+pub async fn forward(
+    route: &RouteRuntime,
+    client: &awc::Client,
+    request: &ProxyRequest,
+) -> Result<Delivered, ProxyError> {
+    let roster = route.balancer.roster();
+    let config = &route.balancer_config;
+    let criteria = config.failover_criteria;
+    let max_attempts = config.retries.saturating_add(1);
+    let mut tried = vec![false; roster.targets.len()];
+    let mut last: Option<LastFailure> = None;
+    let mut attempts = 0u32;
+    while attempts < max_attempts {
+        let Some(index) = roster.pick(&tried, clock::now_ms()) else {
+            break;
+        };
+        tried[index] = true;
+        attempts += 1;
+        let target = Arc::clone(&roster.targets[index]);
+        let mut lease = Lease::new(Arc::clone(&target));
+        match send_once(client, &target, request, config).await {
+            Ok(response) if response.status().is_success() => {
+                return Ok(Delivered {
+                    lease,
+                    response,
+                    attempts,
+                });
+            }
+            Ok(mut response) => {
+                let error = read_error(&mut response, &target, attempts).await;
+                lease.set_outcome(outcome_for_status(
+                    error.status.as_u16(),
+                    &error.error_type,
+                    error.retry_after,
+                ));
+                let may_fail_over = criteria.contains(FailoverCriterion::NonIdempotent)
+                    && FailoverCriterion::for_status(error.status.as_u16())
+                        .is_some_and(|c| criteria.contains(c));
+                tracing::debug!(target_id = %target.label, status = error.status.as_u16(), may_fail_over, "upstream error");
+                if !may_fail_over {
+                    return Err(ProxyError::Upstream(error));
+                }
+                last = Some(LastFailure::Status(error));
+            }
+            Err(failure) => {
+                lease.set_outcome(Outcome::Failure);
+                let criterion = match &failure {
+                    AttemptFailure::Connect(_) => FailoverCriterion::Error,
+                    AttemptFailure::Timeout(_) => FailoverCriterion::Timeout,
+                    AttemptFailure::InvalidHeader(_) => FailoverCriterion::InvalidHeader,
+                };
+                tracing::debug!(target_id = %target.label, error = failure.describe(), "upstream attempt failed");
+                let may_fail_over = criteria.contains(criterion);
+                last = Some(LastFailure::Attempt(failure));
+                if !may_fail_over {
+                    break;
+                }
+            }
+        }
+    }
+    Err(match last {
+        None => ProxyError::Gateway(GatewayError::NoTarget {
+            route: route.name.clone(),
+        }),
+        Some(LastFailure::Status(error)) => ProxyError::Upstream(error),
+        Some(LastFailure::Attempt(AttemptFailure::Timeout(what))) => {
+            ProxyError::Gateway(GatewayError::UpstreamTimeout(what))
+        }
+        Some(LastFailure::Attempt(failure)) => {
+            ProxyError::Gateway(GatewayError::AllTargetsFailed {
+                route: route.name.clone(),
+                last: failure.describe(),
+            })
+        }
+    })
+}
+
+impl AttemptFailure {
+    fn describe(&self) -> String {
+        match self {
+            Self::Connect(e) => format!("connection failed: {e}"),
+            Self::Timeout(e) => format!("timed out: {e}"),
+            Self::InvalidHeader(e) => format!("invalid response head: {e}"),
+        }
+    }
+}
+
+/// The upstream URL for a target and operation: its model id as one encoded path label.
+pub fn upstream_url(target: &TargetRuntime, operation: Operation) -> String {
+    format!(
+        "{}/model/{}/{}",
+        target.config.upstream_url,
+        utf8_percent_encode(&target.config.model_id, PATH_LABEL),
+        operation.path_suffix()
+    )
+}
+
+async fn send_once(
+    client: &awc::Client,
+    target: &TargetRuntime,
+    request: &ProxyRequest,
+    config: &crate::config::BalancerConfig,
+) -> Result<awc::ClientResponse, AttemptFailure> {
+    let credentials = target
+        .state
+        .credentials
+        .load_full()
+        .ok_or_else(|| AttemptFailure::Connect("no credentials loaded yet".to_owned()))?;
+    let url = upstream_url(target, request.operation);
+    let unsigned_headers = [
+        ("host", target.authority.as_str()),
+        ("content-type", request.content_type.as_str()),
+    ];
+    let signed = sign_request(
+        Unsigned {
+            method: "POST",
+            url: &url,
+            headers: &unsigned_headers,
+            body: &request.body,
+        },
+        &credentials,
+        &target.config.region,
+        BEDROCK_SERVICE,
+        SystemTime::now(),
+    )
+    .map_err(|e| AttemptFailure::InvalidHeader(e.to_string()))?;
+    let mut upstream = client
+        .post(&url)
+        .timeout(config.write_timeout + config.read_timeout)
+        .insert_header((CONTENT_TYPE, request.content_type.as_str()))
+        .insert_header((ACCEPT, request.accept.as_str()));
+    for (name, value) in signed {
+        upstream = upstream.insert_header((name, value));
+    }
+    upstream
+        .send_body(request.body.clone())
+        .await
+        .map_err(|e| match e {
+            awc::error::SendRequestError::Timeout => {
+                AttemptFailure::Timeout(format!("no response head from {}", target.label))
+            }
+            awc::error::SendRequestError::Connect(awc::error::ConnectError::Timeout) => {
+                AttemptFailure::Timeout(format!("connecting to {}", target.label))
+            }
+            awc::error::SendRequestError::Response(e) => {
+                AttemptFailure::InvalidHeader(e.to_string())
+            }
+            other => AttemptFailure::Connect(other.to_string()),
+        })
+}
+
+/// Error bodies are small JSON documents; anything larger is cut, never buffered whole.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+async fn read_error(
+    response: &mut awc::ClientResponse,
+    target: &TargetRuntime,
+    attempts: u32,
+) -> UpstreamError {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let error_type = header("x-amzn-errortype")
+        .map(|v| error_name(&v))
+        .unwrap_or_default();
+    let retry_after = parse_retry_after(header("retry-after").as_deref());
+    let body = response
+        .body()
+        .limit(MAX_ERROR_BODY)
+        .await
+        .unwrap_or_else(|_| {
+            Bytes::from_static(b"{\"message\":\"upstream error body unreadable\"}")
+        });
+    UpstreamError {
+        status: response.status(),
+        error_type,
+        body,
+        retry_after,
+        target: target.label.clone(),
+        attempts,
+    }
+}

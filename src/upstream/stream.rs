@@ -1,0 +1,228 @@
+//! Reads an upstream event stream frame by frame as it arrives: an idle timeout between chunks,
+//! a side look at each frame for usage, stop reason and exceptions, and a clean ending when the
+//! upstream breaks (the caller turns that into an exception frame or an SSE error).
+
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::classify::{error_name, outcome_for_stream_exception};
+use crate::balance::Lease;
+use crate::eventstream::{Decoder, Frame, RawFrame};
+use crate::target::Outcome;
+
+/// Tokens and stop reason learned from the stream, for metrics, limits and the request log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub stop_reason: Option<String>,
+    pub frames: u64,
+}
+
+/// How a stream ended early, for the exception the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamFailure {
+    /// The connection broke or a chunk did not arrive in time.
+    Broken(String),
+    /// The bytes were not a valid event stream.
+    Corrupt(String),
+}
+
+/// One item for the consumer of the stream.
+pub enum StreamItem {
+    Frame(RawFrame),
+    Failed(StreamFailure),
+}
+
+pub struct FrameReader {
+    response: awc::ClientResponse,
+    decoder: Decoder,
+    idle_timeout: Duration,
+    lease: Lease,
+    pub summary: StreamSummary,
+    exception_seen: bool,
+    done: bool,
+}
+
+impl FrameReader {
+    pub fn new(response: awc::ClientResponse, lease: Lease, idle_timeout: Duration) -> Self {
+        Self {
+            response,
+            decoder: Decoder::new(),
+            idle_timeout,
+            lease,
+            summary: StreamSummary::default(),
+            exception_seen: false,
+            done: false,
+        }
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// The next frame or failure; `None` once the stream has ended either way.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(raw)) => {
+                    self.observe(&raw.frame);
+                    return Some(StreamItem::Frame(raw));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Some(self.fail(StreamFailure::Corrupt(e.to_string()), Outcome::Failure));
+                }
+            }
+            match tokio::time::timeout(self.idle_timeout, self.response.next()).await {
+                Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
+                Ok(Some(Err(e))) => {
+                    return Some(self.fail(
+                        StreamFailure::Broken(format!("upstream stream broke: {e}")),
+                        Outcome::Failure,
+                    ));
+                }
+                Ok(None) => {
+                    self.done = true;
+                    return match self.decoder.finish() {
+                        Ok(()) => {
+                            if self.lease_outcome_pending() {
+                                self.lease.set_outcome(Outcome::Success);
+                            }
+                            None
+                        }
+                        Err(e) => {
+                            Some(self.fail(StreamFailure::Broken(e.to_string()), Outcome::Failure))
+                        }
+                    };
+                }
+                Err(_) => {
+                    let what = format!(
+                        "no data from upstream for {} ms",
+                        self.idle_timeout.as_millis()
+                    );
+                    return Some(self.fail(StreamFailure::Broken(what), Outcome::Failure));
+                }
+            }
+        }
+    }
+
+    fn lease_outcome_pending(&self) -> bool {
+        !self.exception_seen
+    }
+
+    fn fail(&mut self, failure: StreamFailure, outcome: Outcome) -> StreamItem {
+        self.done = true;
+        self.lease.set_outcome(outcome);
+        StreamItem::Failed(failure)
+    }
+
+    fn observe(&mut self, frame: &Frame) {
+        self.summary.frames += 1;
+        match frame {
+            Frame::Event {
+                event_type,
+                payload,
+            } => self.observe_event(event_type, payload),
+            Frame::Exception { exception_type, .. } => {
+                let name = error_name(exception_type);
+                self.lease.set_outcome(outcome_for_stream_exception(&name));
+                self.exception_seen = true;
+            }
+            Frame::Error { .. } => {
+                self.lease.set_outcome(Outcome::Failure);
+                self.exception_seen = true;
+            }
+        }
+    }
+
+    fn observe_event(&mut self, event_type: &str, payload: &[u8]) {
+        match event_type {
+            "metadata" => {
+                if let Ok(meta) = serde_json::from_slice::<ConverseMetadata>(payload) {
+                    self.summary.input_tokens = meta.usage.input_tokens;
+                    self.summary.output_tokens = meta.usage.output_tokens;
+                }
+            }
+            "messageStop" => {
+                if let Ok(stop) = serde_json::from_slice::<MessageStop>(payload) {
+                    self.summary.stop_reason = Some(stop.stop_reason);
+                }
+            }
+            "chunk" => self.observe_invoke_chunk(payload),
+            _ => {}
+        }
+    }
+
+    /// InvokeModel streams wrap each model event in `{"bytes": base64}`; the last one carries
+    /// Bedrock's invocation metrics.
+    fn observe_invoke_chunk(&mut self, payload: &[u8]) {
+        let Ok(chunk) = serde_json::from_slice::<InvokeChunk>(payload) else {
+            return;
+        };
+        let Ok(inner) = base64::engine::general_purpose::STANDARD.decode(chunk.bytes) else {
+            return;
+        };
+        if let Ok(event) = serde_json::from_slice::<InvokeEvent>(&inner) {
+            if let Some(metrics) = event.metrics {
+                self.summary.input_tokens = metrics.input_token_count;
+                self.summary.output_tokens = metrics.output_token_count;
+            }
+            if let Some(reason) = event
+                .stop_reason
+                .or(event.delta.and_then(|d| d.stop_reason))
+            {
+                self.summary.stop_reason = Some(reason);
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ConverseMetadata {
+    usage: ConverseUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageStop {
+    stop_reason: String,
+}
+
+#[derive(Deserialize)]
+struct InvokeChunk {
+    bytes: String,
+}
+
+#[derive(Deserialize)]
+struct InvokeEvent {
+    #[serde(rename = "amazon-bedrock-invocationMetrics")]
+    metrics: Option<InvocationMetrics>,
+    stop_reason: Option<String>,
+    delta: Option<InvokeDelta>,
+}
+
+#[derive(Deserialize)]
+struct InvokeDelta {
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InvocationMetrics {
+    input_token_count: u64,
+    output_token_count: u64,
+}
