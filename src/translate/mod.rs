@@ -1,1 +1,25 @@
-//! Pure translation between the OpenAI API and Bedrock.
+//! Pure translation between the OpenAI API and Amazon Bedrock.
+//!
+//! Bytes in, bytes out: no I/O, no HTTP types, no async. The gateway's handlers call these
+//! functions and own everything around them (routing, signing, retries, streaming transport).
+//! Requests borrow from the client's body wherever they can, and bodies are serialized from
+//! typed structs rather than assembled as `serde_json::Value`s, because this is the hot path.
+
+mod body;
+mod converse;
+mod inference;
+
+pub mod chat_request;
+pub mod error;
+pub mod error_map;
+pub mod finish_reason;
+pub mod sse;
+pub mod usage;
+
+pub use chat_request::{ChatRequest, DEFAULT_JSON_TOOL, chat_request};
+pub use error::TranslateError;
+pub use error_map::{
+    OpenAiErrorKind, bedrock_error_message, classify, openai_error_body, openai_error_for_bedrock,
+};
+pub use finish_reason::FinishReason;
+pub use usage::Usage;
