@@ -769,3 +769,442 @@ fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn translate(body: Value) -> Result<(ChatRequest, Value), TranslateError> {
+        let req = chat_request(body.to_string().as_bytes())?;
+        let converse = serde_json::from_slice(&req.converse_body).unwrap();
+        Ok((req, converse))
+    }
+
+    fn err(body: Value) -> TranslateError {
+        translate(body).err().unwrap()
+    }
+
+    fn user(text: &str) -> Value {
+        json!({"role": "user", "content": text})
+    }
+
+    #[test]
+    fn minimal() {
+        let (req, c) = translate(json!({"model": "claude", "messages": [user("hi")]})).unwrap();
+        assert_eq!(req.model, "claude");
+        assert!(!req.stream && !req.include_usage);
+        assert_eq!(req.max_tokens, None);
+        assert_eq!(req.json_schema_tool, None);
+        assert_eq!(
+            c,
+            json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+        );
+    }
+
+    #[test]
+    fn system_developer_and_sampling() {
+        let (req, c) = translate(json!({
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "developer", "content": [{"type": "text", "text": "be kind"}]},
+                {"role": "system", "content": ""},
+                user("hi"),
+            ],
+            "max_tokens": 10, "max_completion_tokens": 20,
+            "temperature": 0.2, "top_p": 0.5, "stop": "STOP",
+            "stream": true, "stream_options": {"include_usage": true},
+        }))
+        .unwrap();
+        assert!(req.stream && req.include_usage);
+        assert_eq!(req.max_tokens, Some(20));
+        assert_eq!(
+            c["system"],
+            json!([{"text": "be brief"}, {"text": "be kind"}])
+        );
+        assert_eq!(
+            c["inferenceConfig"],
+            json!({"maxTokens": 20, "temperature": 0.2, "topP": 0.5, "stopSequences": ["STOP"]})
+        );
+    }
+
+    #[test]
+    fn images() {
+        let (_, c) = translate(json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}},
+            {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,/9j/4AAQ"}},
+            {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklGRg=="}},
+            {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGOD=="}},
+        ]}]}))
+        .unwrap();
+        assert_eq!(
+            c["messages"][0]["content"],
+            json!([
+                {"text": "what is this"},
+                {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}},
+                {"image": {"format": "jpeg", "source": {"bytes": "/9j/4AAQ"}}},
+                {"image": {"format": "webp", "source": {"bytes": "UklGRg=="}}},
+                {"image": {"format": "gif", "source": {"bytes": "R0lGOD=="}}},
+            ])
+        );
+    }
+
+    #[test]
+    fn escaped_data_url_still_works() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image\/png;base64,ab\/c"}}]}]}"#;
+        let req = chat_request(body).unwrap();
+        let c: Value = serde_json::from_slice(&req.converse_body).unwrap();
+        assert_eq!(
+            c["messages"][0]["content"][0]["image"]["source"]["bytes"],
+            "ab/c"
+        );
+    }
+
+    #[test]
+    fn image_errors() {
+        let image = |url: &str| {
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "x"},
+                {"type": "image_url", "image_url": {"url": url}}]}]})
+        };
+        let e = err(image("https://example.com/cat.png"));
+        assert_eq!(
+            e.to_string(),
+            "messages[0].content[1].image_url: the gateway does not fetch image URLs; send a base64 data URL"
+        );
+        assert!(matches!(e, TranslateError::Unsupported { .. }));
+        assert!(matches!(
+            err(image("data:image/tiff;base64,AAAA")),
+            TranslateError::Unsupported { .. }
+        ));
+        assert!(matches!(
+            err(image("data:image/png;base64,@@@")),
+            TranslateError::Invalid { .. }
+        ));
+        assert!(matches!(
+            err(image("data:image/png,rawbytes")),
+            TranslateError::Invalid { .. }
+        ));
+        let e = err(
+            json!({"model": "m", "messages": [{"role": "system", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}),
+        );
+        assert_eq!(e.param(), Some("messages[0].content[0].type"));
+        let e = err(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {}}]}]}),
+        );
+        assert_eq!(e.param(), Some("messages[0].content[0].type"));
+    }
+
+    #[test]
+    fn tools_and_choices() {
+        let tools = json!([
+            {"type": "function", "function": {"name": "get_weather", "description": "Weather",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}},
+            {"type": "function", "function": {"name": "now", "description": ""}},
+        ]);
+        let cases = [
+            (json!("auto"), Some(json!({"auto": {}}))),
+            (json!("required"), Some(json!({"any": {}}))),
+            (
+                json!({"type": "function", "function": {"name": "now"}}),
+                Some(json!({"tool": {"name": "now"}})),
+            ),
+            (Value::Null, None),
+        ];
+        for (choice, want) in cases {
+            let (_, c) = translate(json!({"model": "m", "messages": [user("hi")], "tools": tools, "tool_choice": choice}))
+                .unwrap();
+            assert_eq!(
+                c["toolConfig"]["tools"],
+                json!([
+                    {"toolSpec": {"name": "get_weather", "description": "Weather",
+                      "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}}}, "strict": true}},
+                    {"toolSpec": {"name": "now", "inputSchema": {"json": {"type": "object", "properties": {}}}}},
+                ])
+            );
+            assert_eq!(c["toolConfig"].get("toolChoice").cloned(), want);
+        }
+        let (_, c) = translate(
+            json!({"model": "m", "messages": [user("hi")], "tools": tools, "tool_choice": "none"}),
+        )
+        .unwrap();
+        assert!(c.get("toolConfig").is_none());
+    }
+
+    #[test]
+    fn tool_choice_errors() {
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        let e = err(
+            json!({"model": "m", "messages": [user("x")], "tools": tools,
+            "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+        );
+        assert_eq!(e.param(), Some("tool_choice.function.name"));
+        let e = err(json!({"model": "m", "messages": [user("x")], "tool_choice": "required"}));
+        assert_eq!(e.param(), Some("tool_choice"));
+        let e = err(
+            json!({"model": "m", "messages": [user("x")], "tools": tools, "tool_choice": "sometimes"}),
+        );
+        assert_eq!(e.param(), Some("tool_choice"));
+        let e = err(
+            json!({"model": "m", "messages": [user("x")], "tools": [{"type": "code_interpreter"}]}),
+        );
+        assert_eq!(e.param(), Some("tools[0].type"));
+    }
+
+    fn tool_conversation() -> Value {
+        json!([
+            user("weather in Paris and Rome?"),
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "w", "arguments": "{\"city\":\"Rome\"}"}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "rain"}]},
+            user("thanks; and tomorrow?"),
+            {"role": "assistant", "content": "Let me check."},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_3", "type": "function", "function": {"name": "w", "arguments": ""}}]},
+        ])
+    }
+
+    #[test]
+    fn tool_calls_and_results_merge() {
+        let tools = json!([{"type": "function", "function": {"name": "w"}}]);
+        let (_, c) =
+            translate(json!({"model": "m", "messages": tool_conversation(), "tools": tools}))
+                .unwrap();
+        assert_eq!(
+            c["messages"],
+            json!([
+                {"role": "user", "content": [{"text": "weather in Paris and Rome?"}]},
+                {"role": "assistant", "content": [
+                    {"toolUse": {"toolUseId": "call_1", "name": "w", "input": {"city": "Paris"}}},
+                    {"toolUse": {"toolUseId": "call_2", "name": "w", "input": {"city": "Rome"}}},
+                ]},
+                {"role": "user", "content": [
+                    {"toolResult": {"toolUseId": "call_1", "content": [{"text": "sunny"}]}},
+                    {"toolResult": {"toolUseId": "call_2", "content": [{"text": "rain"}]}},
+                    {"text": "thanks; and tomorrow?"},
+                ]},
+                {"role": "assistant", "content": [
+                    {"text": "Let me check."},
+                    {"toolUse": {"toolUseId": "call_3", "name": "w", "input": {}}},
+                ]},
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_choice_none_with_tool_history_is_refused() {
+        let tools = json!([{"type": "function", "function": {"name": "w"}}]);
+        let e = err(
+            json!({"model": "m", "messages": tool_conversation(), "tools": tools, "tool_choice": "none"}),
+        );
+        assert!(matches!(e, TranslateError::Unsupported { .. }));
+        assert_eq!(e.param(), Some("tool_choice"));
+    }
+
+    #[test]
+    fn bad_tool_arguments() {
+        let call = |args: &str| {
+            json!({"model": "m", "messages": [user("x"), {"role": "assistant", "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "f", "arguments": args}}]}]})
+        };
+        let e = err(call("{not json"));
+        assert_eq!(
+            e.param(),
+            Some("messages[1].tool_calls[0].function.arguments")
+        );
+        assert!(e.to_string().contains("is not valid JSON"), "{e}");
+        let e = err(call("[1,2]"));
+        assert!(e.to_string().contains("must be a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn json_schema_forces_a_tool() {
+        let (req, c) = translate(
+            json!({"model": "m", "messages": [user("x")], "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "person", "strict": true,
+                "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}}),
+        )
+        .unwrap();
+        assert_eq!(req.json_schema_tool.as_deref(), Some("person"));
+        assert_eq!(
+            c["toolConfig"]["toolChoice"],
+            json!({"tool": {"name": "person"}})
+        );
+        let spec = &c["toolConfig"]["tools"][0]["toolSpec"];
+        assert_eq!(spec["name"], "person");
+        assert_eq!(
+            spec["inputSchema"]["json"]["properties"]["name"]["type"],
+            "string"
+        );
+        assert_eq!(spec["strict"], true);
+
+        let (req, _) = translate(json!({"model": "m", "messages": [user("x")],
+            "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}}))
+        .unwrap();
+        assert_eq!(req.json_schema_tool.as_deref(), Some(DEFAULT_JSON_TOOL));
+    }
+
+    #[test]
+    fn json_object_and_text_formats() {
+        let (req, c) =
+            translate(json!({"model": "m", "messages": [user("x")], "response_format": {"type": "json_object"}})).unwrap();
+        assert_eq!(req.json_schema_tool.as_deref(), Some(DEFAULT_JSON_TOOL));
+        assert_eq!(
+            c["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"],
+            json!({"type": "object"})
+        );
+        let (req, c) = translate(
+            json!({"model": "m", "messages": [user("x")], "response_format": {"type": "text"}}),
+        )
+        .unwrap();
+        assert_eq!(req.json_schema_tool, None);
+        assert!(c.get("toolConfig").is_none());
+        let e = err(
+            json!({"model": "m", "messages": [user("x")], "response_format": {"type": "json_object"},
+            "tools": [{"type": "function", "function": {"name": "f"}}]}),
+        );
+        assert_eq!(e.param(), Some("response_format"));
+        let e = err(
+            json!({"model": "m", "messages": [user("x")], "response_format": {"type": "yaml"}}),
+        );
+        assert_eq!(e.param(), Some("response_format.type"));
+    }
+
+    #[test]
+    fn bedrock_fields_pass_through() {
+        let (_, c) = translate(json!({"model": "m", "messages": [user("x")],
+            "additionalModelRequestFields": {"top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 1024}},
+            "guardrailConfig": {"guardrailIdentifier": "g1", "guardrailVersion": "1", "trace": "enabled"},
+            "performanceConfig": {"latency": "optimized"}}))
+        .unwrap();
+        assert_eq!(
+            c["additionalModelRequestFields"]["thinking"]["budget_tokens"],
+            1024
+        );
+        assert_eq!(c["guardrailConfig"]["guardrailIdentifier"], "g1");
+        assert_eq!(c["performanceConfig"], json!({"latency": "optimized"}));
+    }
+
+    #[test]
+    fn harmless_fields_are_ignored() {
+        let (_, c) = translate(json!({"model": "m", "messages": [
+            {"role": "user", "content": "x", "name": "alice"}],
+            "user": "u-1", "seed": 42, "n": 1, "logprobs": false, "metadata": {"a": "b"},
+            "store": false, "parallel_tool_calls": true, "service_tier": "auto",
+            "frequency_penalty": 0, "presence_penalty": 0, "logit_bias": {}, "modalities": ["text"]}))
+        .unwrap();
+        assert_eq!(
+            c,
+            json!({"messages": [{"role": "user", "content": [{"text": "x"}]}]})
+        );
+    }
+
+    #[test]
+    fn each_unsupported_parameter() {
+        let cases = [
+            ("n", json!(2)),
+            ("logprobs", json!(true)),
+            ("top_logprobs", json!(3)),
+            ("audio", json!({"voice": "alloy", "format": "wav"})),
+            ("modalities", json!(["text", "audio"])),
+            ("prediction", json!({"type": "content", "content": "x"})),
+            ("functions", json!([{"name": "f"}])),
+            ("function_call", json!("auto")),
+            ("parallel_tool_calls", json!(false)),
+            ("store", json!(true)),
+            ("service_tier", json!("flex")),
+            ("reasoning_effort", json!("high")),
+            ("frequency_penalty", json!(1.0)),
+            ("some_future_knob", json!(1)),
+        ];
+        for (param, value) in cases {
+            let mut body = json!({"model": "m", "messages": [user("x")]});
+            body[param] = value;
+            let e = err(body);
+            assert!(
+                matches!(e, TranslateError::Unsupported { .. }),
+                "{param}: {e:?}"
+            );
+            assert_eq!(e.param(), Some(param));
+            assert!(e.to_string().starts_with(param), "{e}");
+        }
+    }
+
+    #[test]
+    fn validation_messages() {
+        let e = err(
+            json!({"model": "m", "messages": [user("a"), user("b"), {"role": "robot", "content": "x"}]}),
+        );
+        assert_eq!(e.to_string(), "messages[2].role: unknown role \"robot\"");
+        assert_eq!(e.param(), Some("messages[2].role"));
+        assert_eq!(err(json!({"messages": [user("x")]})).param(), Some("model"));
+        assert_eq!(
+            err(json!({"model": 5, "messages": [user("x")]})).param(),
+            Some("model")
+        );
+        assert_eq!(
+            err(json!({"model": "", "messages": [user("x")]})).param(),
+            Some("model")
+        );
+        assert_eq!(err(json!({"model": "m"})).param(), Some("messages"));
+        assert_eq!(
+            err(json!({"model": "m", "messages": []})).param(),
+            Some("messages")
+        );
+        assert_eq!(
+            err(json!({"model": "m", "messages": "hi"})).param(),
+            Some("messages")
+        );
+        assert_eq!(
+            err(json!({"model": "m", "messages": [{"content": "x"}]})).param(),
+            Some("messages[0]")
+        );
+        assert_eq!(
+            err(json!({"model": "m", "messages": [{"role": "user", "content": 5}]})).param(),
+            Some("messages[0].content")
+        );
+        assert_eq!(
+            err(json!({"model": "m", "messages": [{"role": "user", "content": ""}]})).param(),
+            Some("messages[0].content")
+        );
+        assert_eq!(
+            err(json!({"model": "m", "messages": [{"role": "user", "content": "x", "colour": 1}]}))
+                .param(),
+            Some("messages[0]")
+        );
+        assert_eq!(
+            err(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})).param(),
+            Some("messages[0].tool_call_id")
+        );
+        assert_eq!(err(json!({"model": "m", "messages": [{"role": "function", "content": "x", "name": "f"}]})).param(), Some("messages[0].role"));
+        assert_eq!(
+            err(json!({"model": "m", "messages": [{"role": "user", "content": "x", "tool_calls": []}]})).param(),
+            Some("messages[0].tool_calls")
+        );
+        assert_eq!(
+            err(json!({"model": "m", "messages": [{"role": "assistant", "content": null}]}))
+                .param(),
+            Some("messages[0].content")
+        );
+    }
+
+    #[test]
+    fn not_json() {
+        let e = chat_request(b"{\"model\": \"m\",\n \"messages\": [").unwrap_err();
+        assert!(matches!(e, TranslateError::Json { .. }));
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(matches!(
+            chat_request(b"[]").unwrap_err(),
+            TranslateError::Json { .. }
+        ));
+    }
+}

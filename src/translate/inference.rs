@@ -162,10 +162,10 @@ mod tests {
         .unwrap();
         body.reject_rest().unwrap();
         assert!(c.stream && c.include_usage);
-        let v = serde_json::to_value(&c.inference).unwrap();
+        // Compared as text: f32 0.9 must reach Bedrock as `0.9`, not as its f64 widening.
         assert_eq!(
-            v,
-            serde_json::json!({"maxTokens":5,"temperature":0.5,"topP":0.9,"stopSequences":["a","b"]})
+            serde_json::to_string(&c.inference).unwrap(),
+            r#"{"maxTokens":5,"temperature":0.5,"topP":0.9,"stopSequences":["a","b"]}"#
         );
     }
 
