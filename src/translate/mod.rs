@@ -10,6 +10,7 @@ mod converse;
 mod inference;
 
 pub mod chat_request;
+pub mod chat_response;
 pub mod error;
 pub mod error_map;
 pub mod finish_reason;
@@ -17,6 +18,7 @@ pub mod sse;
 pub mod usage;
 
 pub use chat_request::{ChatRequest, DEFAULT_JSON_TOOL, chat_request};
+pub use chat_response::{TranslatedResponse, chat_response};
 pub use error::TranslateError;
 pub use error_map::{
     OpenAiErrorKind, bedrock_error_message, classify, openai_error_body, openai_error_for_bedrock,
