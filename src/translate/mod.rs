@@ -12,6 +12,7 @@ mod inference;
 pub mod chat_request;
 pub mod chat_response;
 pub mod chat_stream;
+pub mod completions;
 pub mod error;
 pub mod error_map;
 pub mod finish_reason;
@@ -21,6 +22,9 @@ pub mod usage;
 pub use chat_request::{ChatRequest, DEFAULT_JSON_TOOL, chat_request};
 pub use chat_response::{TranslatedResponse, chat_response};
 pub use chat_stream::{ChatStreamTranslator, StreamStep};
+pub use completions::{
+    CompletionRequest, CompletionStreamTranslator, completion_request, completion_response,
+};
 pub use error::TranslateError;
 pub use error_map::{
     OpenAiErrorKind, bedrock_error_message, classify, openai_error_body, openai_error_for_bedrock,
