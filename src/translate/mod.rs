@@ -13,6 +13,7 @@ pub mod chat_request;
 pub mod chat_response;
 pub mod chat_stream;
 pub mod completions;
+pub mod embeddings;
 pub mod error;
 pub mod error_map;
 pub mod finish_reason;
@@ -24,6 +25,10 @@ pub use chat_response::{TranslatedResponse, chat_response};
 pub use chat_stream::{ChatStreamTranslator, StreamStep};
 pub use completions::{
     CompletionRequest, CompletionStreamTranslator, completion_request, completion_response,
+};
+pub use embeddings::{
+    EmbeddingFamily, EmbeddingsRequest, EmbeddingsResponse, EncodingFormat, UpstreamEmbedding,
+    embeddings_request, embeddings_response,
 };
 pub use error::TranslateError;
 pub use error_map::{
