@@ -64,7 +64,10 @@ impl<'a> Body<'a> {
             None => Ok(()),
             Some((name, _)) => Err(TranslateError::unsupported(
                 name.as_ref(),
-                format!("unknown or unsupported parameter \"{name}\""),
+                format!(
+                    "unknown or unsupported parameter \"{name}\"; Bedrock-specific settings go in \
+                     additionalModelRequestFields"
+                ),
             )),
         }
     }

@@ -203,9 +203,9 @@ struct RawMessage<'a> {
     role: Cow<'a, str>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    #[allow(dead_code)]
-    name: Option<Cow<'a, str>>,
+    /// Speaker names have no Converse counterpart; declared so they are type-checked, not refused.
+    #[serde(borrow, default, rename = "name")]
+    _name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<RawToolCall<'a>>>,
     #[serde(borrow, default)]

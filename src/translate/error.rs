@@ -7,8 +7,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TranslateError {
-    /// The request body is not JSON at all; the message carries serde's line and column.
-    #[error("the request body is not valid JSON: {message}")]
+    /// The request body is not JSON, or not a JSON object; the message carries serde's line and
+    /// column.
+    #[error("{message}")]
     Json { message: String },
     /// A parameter is well-formed OpenAI but Bedrock has no equivalent, and dropping it would
     /// change the output.
@@ -44,9 +45,12 @@ impl TranslateError {
     }
 
     pub(crate) fn body_json(err: &serde_json::Error) -> Self {
-        Self::Json {
-            message: err.to_string(),
-        }
+        let message = if err.is_data() {
+            "the request body must be a JSON object".to_owned()
+        } else {
+            format!("the request body is not valid JSON: {err}")
+        };
+        Self::Json { message }
     }
 
     /// The OpenAI `param` this error is about, if any.
@@ -120,8 +124,15 @@ mod tests {
     fn json_error_carries_position() {
         let err = serde_json::from_slice::<serde_json::Value>(b"{\n  \"a\": }").unwrap_err();
         let e = TranslateError::body_json(&err);
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
         assert!(e.to_string().contains("line 2"), "{e}");
         assert_eq!(e.param(), None);
+        let err =
+            serde_json::from_slice::<std::collections::HashMap<String, u8>>(b"[1]").unwrap_err();
+        assert_eq!(
+            TranslateError::body_json(&err).to_string(),
+            "the request body must be a JSON object"
+        );
     }
 
     #[test]

@@ -4,6 +4,17 @@
 //! functions and own everything around them (routing, signing, retries, streaming transport).
 //! Requests borrow from the client's body wherever they can, and bodies are serialized from
 //! typed structs rather than assembled as `serde_json::Value`s, because this is the hot path.
+//!
+//! | OpenAI surface | request | response |
+//! |---|---|---|
+//! | chat completions | [`chat_request`] -> Converse body | [`chat_response`], [`ChatStreamTranslator`] |
+//! | legacy completions | [`completion_request`] | [`completion_response`], [`CompletionStreamTranslator`] |
+//! | embeddings | [`embeddings_request`] -> InvokeModel bodies | [`embeddings_response`] |
+//! | errors | [`TranslateError::to_openai_body`] | [`openai_error_for_bedrock`] |
+//!
+//! Policy for OpenAI parameters: translate what Bedrock can honour, ignore only what cannot
+//! change the output (`user`, `seed`, neutral values), refuse everything else by name, including
+//! parameters this module does not know (OpenAI does the same).
 
 mod body;
 mod converse;
