@@ -3,7 +3,8 @@
 //! Text blocks are joined into `content`; `toolUse` blocks become `tool_calls`, with `content`
 //! null when there is no text, as OpenAI does. Reasoning and other block kinds OpenAI has no
 //! field for are left out. With a forced `response_format` tool, that tool's input is the
-//! content and the finish reason is `stop`.
+//! content and the finish reason is `stop`; should the model (against the forced choice) answer
+//! in text only, that text is kept here, while a stream withholds it (it cannot know in advance).
 
 use std::borrow::Cow;
 
