@@ -1,1 +1,49 @@
-//! Pure translation between the OpenAI API and Bedrock.
+//! Pure translation between the OpenAI API and Amazon Bedrock.
+//!
+//! Bytes in, bytes out: no I/O, no HTTP types, no async. The gateway's handlers call these
+//! functions and own everything around them (routing, signing, retries, streaming transport).
+//! Requests borrow from the client's body wherever they can, and bodies are serialized from
+//! typed structs rather than assembled as `serde_json::Value`s, because this is the hot path.
+//!
+//! | OpenAI surface | request | response |
+//! |---|---|---|
+//! | chat completions | [`chat_request`] -> Converse body | [`chat_response`], [`ChatStreamTranslator`] |
+//! | legacy completions | [`completion_request`] | [`completion_response`], [`CompletionStreamTranslator`] |
+//! | embeddings | [`embeddings_request`] -> InvokeModel bodies | [`embeddings_response`] |
+//! | errors | [`TranslateError::to_openai_body`] | [`openai_error_for_bedrock`] |
+//!
+//! Policy for OpenAI parameters: translate what Bedrock can honour, ignore only what cannot
+//! change the output (`user`, `seed`, neutral values), refuse everything else by name, including
+//! parameters this module does not know (OpenAI does the same).
+
+mod body;
+mod converse;
+mod inference;
+
+pub mod chat_request;
+pub mod chat_response;
+pub mod chat_stream;
+pub mod completions;
+pub mod embeddings;
+pub mod error;
+pub mod error_map;
+pub mod finish_reason;
+pub mod sse;
+pub mod usage;
+
+pub use chat_request::{ChatRequest, DEFAULT_JSON_TOOL, chat_request};
+pub use chat_response::{TranslatedResponse, chat_response};
+pub use chat_stream::{ChatStreamTranslator, StreamStep};
+pub use completions::{
+    CompletionRequest, CompletionStreamTranslator, completion_request, completion_response,
+};
+pub use embeddings::{
+    EmbeddingFamily, EmbeddingsRequest, EmbeddingsResponse, EncodingFormat, UpstreamEmbedding,
+    embeddings_request, embeddings_response,
+};
+pub use error::TranslateError;
+pub use error_map::{
+    OpenAiErrorKind, bedrock_error_message, classify, openai_error_body, openai_error_for_bedrock,
+};
+pub use finish_reason::FinishReason;
+pub use usage::Usage;

@@ -1,0 +1,61 @@
+//! Server-sent-event framing for OpenAI streams.
+//!
+//! A record is `data: <json>\n\n`. serde_json's compact writer escapes every control character
+//! inside strings, so the JSON can never contain a raw line break and model text such as
+//! `"\n\ndata: [DONE]"` cannot end a record early or forge one.
+
+use serde::Serialize;
+
+use super::error::TranslateError;
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Appends one `data:` record holding `value` as compact JSON.
+pub fn write_json<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), TranslateError> {
+    let start = out.len();
+    out.extend_from_slice(b"data: ");
+    if let Err(err) = serde_json::to_writer(&mut *out, value) {
+        // Leave no half-written record behind for the caller to flush.
+        out.truncate(start);
+        return Err(TranslateError::upstream(format!(
+            "could not encode a stream chunk: {err}"
+        )));
+    }
+    out.extend_from_slice(b"\n\n");
+    Ok(())
+}
+
+/// Appends the `[DONE]` sentinel that OpenAI clients wait for.
+pub fn write_done(out: &mut Vec<u8>) {
+    out.extend_from_slice(DONE);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn framing_survives_hostile_text() {
+        let mut out = Vec::new();
+        let text = "a\n\nb\rc\r\ndata: [DONE]\n\nevent: x\u{2028}";
+        write_json(&mut out, &serde_json::json!({ "t": text })).unwrap();
+        let s = std::str::from_utf8(&out).unwrap();
+        assert!(s.starts_with("data: "));
+        assert!(s.ends_with("\n\n"));
+        let inner = &s["data: ".len()..s.len() - 2];
+        assert!(!inner.contains('\n') && !inner.contains('\r'));
+        let v: serde_json::Value = serde_json::from_str(inner).unwrap();
+        assert_eq!(v["t"], text);
+    }
+
+    #[test]
+    fn done_record() {
+        let mut out = b"x".to_vec();
+        write_done(&mut out);
+        assert_eq!(out, b"xdata: [DONE]\n\n");
+    }
+}

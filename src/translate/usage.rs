@@ -1,0 +1,104 @@
+//! Token usage as Bedrock reports it, and its OpenAI rendering.
+
+use serde::{Deserialize, Serialize};
+
+/// Token counts of one upstream call, handed back to the gateway for limits and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Prompt tokens served from Bedrock's prompt cache; already counted in `input_tokens`.
+    pub cache_read_tokens: u64,
+}
+
+/// Bedrock's `TokenUsage`. Its `inputTokens` leaves out cache reads and writes, which OpenAI's
+/// `prompt_tokens` includes, so they are added back.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BedrockUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    cache_read_input_tokens: u64,
+    #[serde(default)]
+    cache_write_input_tokens: u64,
+}
+
+impl From<&BedrockUsage> for Usage {
+    fn from(u: &BedrockUsage) -> Self {
+        Self {
+            input_tokens: u.input_tokens + u.cache_read_input_tokens + u.cache_write_input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_tokens: u.cache_read_input_tokens,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct OpenAiUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Debug, Serialize)]
+struct PromptTokensDetails {
+    cached_tokens: u64,
+}
+
+impl From<Usage> for OpenAiUsage {
+    fn from(u: Usage) -> Self {
+        Self {
+            prompt_tokens: u.input_tokens,
+            completion_tokens: u.output_tokens,
+            total_tokens: u.input_tokens + u.output_tokens,
+            prompt_tokens_details: (u.cache_read_tokens > 0).then_some(PromptTokensDetails {
+                cached_tokens: u.cache_read_tokens,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn cache_tokens_count_as_prompt() {
+        let b: BedrockUsage = serde_json::from_str(
+            r#"{"inputTokens":10,"outputTokens":5,"totalTokens":45,"cacheReadInputTokens":20,"cacheWriteInputTokens":10}"#,
+        )
+        .unwrap();
+        let u = Usage::from(&b);
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 40,
+                output_tokens: 5,
+                cache_read_tokens: 20
+            }
+        );
+        let v = serde_json::to_value(OpenAiUsage::from(u)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"prompt_tokens":40,"completion_tokens":5,"total_tokens":45,
+                "prompt_tokens_details":{"cached_tokens":20}})
+        );
+    }
+
+    #[test]
+    fn plain_usage_has_no_details() {
+        let b: BedrockUsage =
+            serde_json::from_str(r#"{"inputTokens":3,"outputTokens":4,"totalTokens":7}"#).unwrap();
+        let v = serde_json::to_value(OpenAiUsage::from(Usage::from(&b))).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"prompt_tokens":3,"completion_tokens":4,"total_tokens":7})
+        );
+    }
+}
