@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 
 use crate::api::state::AppState;
-use crate::api::{admin, fallback, native};
+use crate::api::{admin, fallback, native, openai};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::upstream::client::UpstreamClients;
@@ -40,6 +40,10 @@ pub fn start(config: Config) -> Result<Running, String> {
             .app_data(public_state.clone())
             .app_data(UpstreamClients::default())
             .route("/model/{tail:.*}", web::post().to(native::handle))
+            .route("/v1/chat/completions", web::post().to(openai::chat))
+            .route("/v1/completions", web::post().to(openai::completions))
+            .route("/v1/embeddings", web::post().to(openai::embeddings))
+            .route("/v1/models", web::get().to(openai::models))
             .default_service(web::to(fallback::not_found))
     })
     .client_request_timeout(server.client_request_timeout)

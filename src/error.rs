@@ -36,6 +36,8 @@ pub enum GatewayError {
     NoTarget { route: String },
     #[error("every target of route '{route}' failed; last error: {last}")]
     AllTargetsFailed { route: String, last: String },
+    #[error("target {target} sent an unusable response: {message}")]
+    BadUpstreamResponse { target: String, message: String },
     #[error("upstream did not answer in time ({0})")]
     UpstreamTimeout(String),
     #[error("the gateway is at its concurrency limit; retry shortly")]
@@ -63,7 +65,9 @@ impl GatewayError {
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::AllTargetsFailed { .. } => StatusCode::BAD_GATEWAY,
+            Self::AllTargetsFailed { .. } | Self::BadUpstreamResponse { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,6 +83,7 @@ impl GatewayError {
             Self::Unauthorized(_) => "unauthorized",
             Self::NoTarget { .. } => "no_target",
             Self::AllTargetsFailed { .. } => "all_targets_failed",
+            Self::BadUpstreamResponse { .. } => "bad_upstream_response",
             Self::UpstreamTimeout(_) => "timeout",
             Self::Overloaded { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
@@ -96,7 +101,9 @@ impl GatewayError {
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 "ServiceUnavailableException"
             }
-            Self::AllTargetsFailed { .. } => "InternalServerException",
+            Self::AllTargetsFailed { .. } | Self::BadUpstreamResponse { .. } => {
+                "InternalServerException"
+            }
             Self::UpstreamTimeout(_) => "ModelTimeoutException",
             Self::Internal(_) => "InternalServerException",
         }
@@ -113,7 +120,9 @@ impl GatewayError {
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 ("service_unavailable", "service_unavailable")
             }
-            Self::AllTargetsFailed { .. } => ("api_error", "upstream_error"),
+            Self::AllTargetsFailed { .. } | Self::BadUpstreamResponse { .. } => {
+                ("api_error", "upstream_error")
+            }
             Self::UpstreamTimeout(_) => ("timeout", "upstream_timeout"),
             Self::Internal(_) => ("api_error", "internal_error"),
         }

@@ -4,4 +4,5 @@ pub mod admin;
 pub mod body;
 pub mod fallback;
 pub mod native;
+pub mod openai;
 pub mod state;

@@ -14,7 +14,9 @@ use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
 use crate::upstream::client::UpstreamClients;
-use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, UpstreamError, forward};
+use crate::upstream::forward::{
+    Delivered, ProxyError, ProxyRequest, UpstreamError, forward, read_success_body,
+};
 use crate::upstream::operation::Operation;
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
@@ -132,27 +134,8 @@ async fn full_response(
     max_body: usize,
 ) -> Result<HttpResponse, ProxyError> {
     let mut builder = response_head(&delivered);
-    let body = tokio::time::timeout(read_timeout, delivered.response.body().limit(max_body)).await;
-    match body {
-        Ok(Ok(body)) => {
-            delivered.lease.set_outcome(crate::target::Outcome::Success);
-            Ok(builder.body(body))
-        }
-        Ok(Err(e)) => {
-            delivered.lease.set_outcome(crate::target::Outcome::Failure);
-            Err(ProxyError::Gateway(GatewayError::AllTargetsFailed {
-                route: delivered.lease.target().label.clone(),
-                last: format!("reading the response body: {e}"),
-            }))
-        }
-        Err(_) => {
-            delivered.lease.set_outcome(crate::target::Outcome::Failure);
-            Err(ProxyError::Gateway(GatewayError::UpstreamTimeout(format!(
-                "response body from {}",
-                delivered.lease.target().label
-            ))))
-        }
-    }
+    let body = read_success_body(&mut delivered, read_timeout, max_body).await?;
+    Ok(builder.body(body))
 }
 
 /// Passes each verified frame on as it arrives. A broken or corrupt upstream ends with an

@@ -75,6 +75,11 @@ pub struct EmbeddingsRequest {
     pub upstream_bodies: Vec<Vec<u8>>,
 }
 
+/// The `model` of an embeddings request, read first because the route decides the family.
+pub fn embeddings_model(body: &[u8]) -> Result<String, TranslateError> {
+    Body::parse(body)?.take_model()
+}
+
 pub fn embeddings_request(
     body: &[u8],
     family: EmbeddingFamily,

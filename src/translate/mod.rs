@@ -39,7 +39,7 @@ pub use completions::{
 };
 pub use embeddings::{
     EmbeddingFamily, EmbeddingsRequest, EmbeddingsResponse, EncodingFormat, UpstreamEmbedding,
-    embeddings_request, embeddings_response,
+    embeddings_model, embeddings_request, embeddings_response,
 };
 pub use error::TranslateError;
 pub use error_map::{

@@ -267,3 +267,26 @@ async fn read_error(
         attempts,
     }
 }
+
+/// Reads a successful non-streaming body, bounded in size and time, and settles the lease.
+pub async fn read_success_body(
+    delivered: &mut Delivered,
+    read_timeout: Duration,
+    max_body: usize,
+) -> Result<Bytes, ProxyError> {
+    let label = delivered.lease.target().label.clone();
+    let body = tokio::time::timeout(read_timeout, delivered.response.body().limit(max_body)).await;
+    let failure = match body {
+        Ok(Ok(body)) => {
+            delivered.lease.set_outcome(Outcome::Success);
+            return Ok(body);
+        }
+        Ok(Err(e)) => GatewayError::BadUpstreamResponse {
+            target: label,
+            message: format!("reading the body: {e}"),
+        },
+        Err(_) => GatewayError::UpstreamTimeout(format!("response body from {label}")),
+    };
+    delivered.lease.set_outcome(Outcome::Failure);
+    Err(ProxyError::Gateway(failure))
+}

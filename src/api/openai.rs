@@ -1,0 +1,384 @@
+//! The OpenAI-compatible surface: chat and legacy completions over Converse / ConverseStream,
+//! embeddings over InvokeModel, and the model list. Translation itself is in [`crate::translate`];
+//! this file routes, forwards and streams.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use serde_json::json;
+
+use super::body::read_body;
+use super::native::{ATTEMPTS_HEADER, TARGET_HEADER};
+use super::state::AppState;
+use crate::config::RouteType;
+use crate::error::{ApiFormat, GatewayError};
+use crate::eventstream::Frame;
+use crate::gateway::{Gateway, RouteRuntime};
+use crate::translate::{
+    self, ChatStreamTranslator, CompletionStreamTranslator, EmbeddingFamily, TranslateError,
+    UpstreamEmbedding,
+};
+use crate::upstream::client::UpstreamClients;
+use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, forward, read_success_body};
+use crate::upstream::operation::Operation;
+use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
+
+/// Upstream embedding calls a single request may have in flight at once (Titan takes one text per
+/// call, so a batch of inputs fans out).
+const EMBEDDING_FAN_OUT: usize = 8;
+
+/// Everything that can end an OpenAI request early, rendered in OpenAI's error shape.
+enum Failure {
+    Translate(TranslateError),
+    Proxy(ProxyError),
+}
+
+impl From<TranslateError> for Failure {
+    fn from(e: TranslateError) -> Self {
+        Self::Translate(e)
+    }
+}
+
+impl From<ProxyError> for Failure {
+    fn from(e: ProxyError) -> Self {
+        Self::Proxy(e)
+    }
+}
+
+impl From<GatewayError> for Failure {
+    fn from(e: GatewayError) -> Self {
+        Self::Proxy(ProxyError::Gateway(e))
+    }
+}
+
+impl Failure {
+    fn respond(self) -> HttpResponse {
+        match self {
+            Self::Translate(e) => json_response(
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                e.to_openai_body(),
+            ),
+            Self::Proxy(ProxyError::Gateway(e)) => e.respond(ApiFormat::OpenAi),
+            Self::Proxy(ProxyError::Upstream(e)) => {
+                let message = translate::bedrock_error_message(&e.body)
+                    .unwrap_or_else(|| format!("upstream returned {}", e.status));
+                let (status, body) = translate::openai_error_for_bedrock(
+                    e.status.as_u16(),
+                    Some(&e.error_type),
+                    &message,
+                );
+                let mut response = json_response(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    body,
+                );
+                let headers = response.headers_mut();
+                if let Some(after) = e.retry_after {
+                    if let Ok(value) = after.as_secs().to_string().parse() {
+                        headers.insert(RETRY_AFTER, value);
+                    }
+                }
+                if let Ok(value) = e.target.parse() {
+                    headers.insert(actix_web::http::header::HeaderName::from_static(TARGET_HEADER), value);
+                }
+                response
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(body)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn response_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+fn route_for<'g>(
+    gateway: &'g Gateway,
+    model: &str,
+    expected: RouteType,
+) -> Result<&'g RouteRuntime, GatewayError> {
+    let route = gateway
+        .resolve(model)
+        .ok_or_else(|| GatewayError::UnknownModel(model.to_owned()))?;
+    if route.route_type != expected {
+        return Err(GatewayError::BadRequest {
+            message: format!(
+                "model '{model}' is a {} route; this endpoint needs a {} route",
+                route.route_type.as_str(),
+                expected.as_str()
+            ),
+            param: Some("model".to_owned()),
+        });
+    }
+    Ok(route)
+}
+
+fn client_for(req: &HttpRequest, route: &RouteRuntime) -> Result<awc::Client, GatewayError> {
+    req.app_data::<UpstreamClients>()
+        .map(|c| c.get(route.balancer_config.connect_timeout))
+        .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))
+}
+
+fn converse_request(body: Vec<u8>, stream: bool) -> ProxyRequest {
+    ProxyRequest {
+        operation: if stream {
+            Operation::ConverseStream
+        } else {
+            Operation::Converse
+        },
+        body: Bytes::from(body),
+        content_type: "application/json".to_owned(),
+        accept: if stream {
+            "application/vnd.amazon.eventstream".to_owned()
+        } else {
+            "application/json".to_owned()
+        },
+    }
+}
+
+fn success_head(delivered: &Delivered) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::Ok();
+    builder.insert_header((TARGET_HEADER, delivered.lease.target().label.as_str()));
+    builder.insert_header((ATTEMPTS_HEADER, delivered.attempts.to_string()));
+    builder
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    chat_inner(&req, payload, &state).await.unwrap_or_else(Failure::respond)
+}
+
+async fn chat_inner(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, Failure> {
+    let gateway = state.gateway();
+    let body = read_body(req, payload, gateway.config.server.max_request_body_size.get()).await?;
+    let chat = translate::chat_request(&body)?;
+    let route = route_for(&gateway, &chat.model, RouteType::Chat)?;
+    let client = client_for(req, route)?;
+    let mut delivered = forward(route, &client, &converse_request(chat.converse_body, chat.stream)).await?;
+    let id = response_id("chatcmpl");
+    let created = unix_now();
+    if chat.stream {
+        let translator = ChatStreamTranslator::new(chat.model, id, created, chat.include_usage, chat.json_schema_tool);
+        return Ok(sse_response(delivered, route, translator));
+    }
+    let upstream = read_success_body(
+        &mut delivered,
+        route.balancer_config.read_timeout,
+        gateway.config.server.max_response_body_size.get(),
+    )
+    .await?;
+    let translated = translate::chat_response(&upstream, &chat.model, &id, created, chat.json_schema_tool.as_deref())?;
+    Ok(success_head(&delivered)
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(translated.body))
+}
+
+/// `POST /v1/completions` (legacy).
+pub async fn completions(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    completions_inner(&req, payload, &state).await.unwrap_or_else(Failure::respond)
+}
+
+async fn completions_inner(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, Failure> {
+    let gateway = state.gateway();
+    let body = read_body(req, payload, gateway.config.server.max_request_body_size.get()).await?;
+    let completion = translate::completion_request(&body)?;
+    let route = route_for(&gateway, &completion.model, RouteType::Completions)?;
+    let client = client_for(req, route)?;
+    let request = converse_request(completion.converse_body, completion.stream);
+    let mut delivered = forward(route, &client, &request).await?;
+    let id = response_id("cmpl");
+    let created = unix_now();
+    if completion.stream {
+        let translator = CompletionStreamTranslator::new(completion.model, id, created, completion.include_usage);
+        return Ok(sse_response(delivered, route, translator));
+    }
+    let upstream = read_success_body(
+        &mut delivered,
+        route.balancer_config.read_timeout,
+        gateway.config.server.max_response_body_size.get(),
+    )
+    .await?;
+    let translated = translate::completion_response(&upstream, &completion.model, &id, created)?;
+    Ok(success_head(&delivered)
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(translated.body))
+}
+
+/// The two stream translators behave alike; this lets one SSE pump serve both.
+trait SseTranslator: 'static {
+    fn on_event(&mut self, event_type: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError>;
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>);
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+impl SseTranslator for ChatStreamTranslator {
+    fn on_event(&mut self, event_type: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        Self::on_event(self, event_type, payload, out).map(|_| ())
+    }
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        Self::on_exception(self, exception_type, message, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Self::finish(self, out);
+    }
+}
+
+impl SseTranslator for CompletionStreamTranslator {
+    fn on_event(&mut self, event_type: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        Self::on_event(self, event_type, payload, out).map(|_| ())
+    }
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        Self::on_exception(self, exception_type, message, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Self::finish(self, out);
+    }
+}
+
+/// Translates ConverseStream frames to SSE as each arrives; every upstream event is flushed at
+/// once. An upstream exception, break or timeout becomes an SSE `error` record, then the stream
+/// ends (no `[DONE]`, so clients cannot mistake it for a complete answer).
+fn sse_response(delivered: Delivered, route: &RouteRuntime, translator: impl SseTranslator) -> HttpResponse {
+    let mut builder = success_head(&delivered);
+    builder
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"));
+    let reader = FrameReader::new(delivered.response, delivered.lease, route.balancer_config.read_timeout);
+    let body = stream::unfold(Some((reader, translator)), |state| async move {
+        let (mut reader, mut translator) = state?;
+        let mut out = Vec::new();
+        loop {
+            match reader.next().await {
+                Some(StreamItem::Frame(raw)) => match raw.frame {
+                    Frame::Event { event_type, payload } => {
+                        if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
+                            translator.on_exception("internalServerException", &e.to_string(), &mut out);
+                            return Some((Ok::<Bytes, actix_web::Error>(Bytes::from(out)), None));
+                        }
+                    }
+                    Frame::Exception { exception_type, payload } => {
+                        let message = translate::bedrock_error_message(&payload)
+                            .unwrap_or_else(|| exception_type.clone());
+                        translator.on_exception(&exception_type, &message, &mut out);
+                        return Some((Ok(Bytes::from(out)), None));
+                    }
+                    Frame::Error { code, message } => {
+                        translator.on_exception(&code, &message, &mut out);
+                        return Some((Ok(Bytes::from(out)), None));
+                    }
+                },
+                Some(StreamItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
+                    translator.on_exception("internalServerException", &m, &mut out);
+                    return Some((Ok(Bytes::from(out)), None));
+                }
+                None => {
+                    translator.finish(&mut out);
+                    return Some((Ok(Bytes::from(out)), None));
+                }
+            }
+            if !out.is_empty() {
+                return Some((Ok(Bytes::from(out)), Some((reader, translator))));
+            }
+        }
+    });
+    builder.streaming(body)
+}
+
+/// `POST /v1/embeddings`: one or more InvokeModel calls, each balanced on its own.
+pub async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    embeddings_inner(&req, payload, &state).await.unwrap_or_else(Failure::respond)
+}
+
+async fn embeddings_inner(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, Failure> {
+    let gateway = state.gateway();
+    let body = read_body(req, payload, gateway.config.server.max_request_body_size.get()).await?;
+    let model = translate::embeddings_model(&body)?;
+    let route = route_for(&gateway, &model, RouteType::Embeddings)?;
+    let family = route
+        .balancer
+        .roster()
+        .targets
+        .first()
+        .and_then(|t| EmbeddingFamily::from_model_id(&t.config.model_id))
+        .ok_or_else(|| GatewayError::BadRequest {
+            message: format!("route '{model}' has no Titan or Cohere embedding model"),
+            param: Some("model".to_owned()),
+        })?;
+    let request = translate::embeddings_request(&body, family)?;
+    let client = client_for(req, route)?;
+    let read_timeout = route.balancer_config.read_timeout;
+    let max_body = gateway.config.server.max_response_body_size.get();
+    let calls = request.upstream_bodies.into_iter().map(|body| {
+        let client = client.clone();
+        async move {
+            let request = ProxyRequest {
+                operation: Operation::Invoke,
+                body: Bytes::from(body),
+                content_type: "application/json".to_owned(),
+                accept: "application/json".to_owned(),
+            };
+            let mut delivered = forward(route, &client, &request).await?;
+            let input_tokens = delivered
+                .response
+                .headers()
+                .get("x-amzn-bedrock-input-token-count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let body = read_success_body(&mut delivered, read_timeout, max_body).await?;
+            Ok::<_, ProxyError>((body, input_tokens, delivered.lease.target().label.clone()))
+        }
+    });
+    let results: Vec<Result<_, ProxyError>> = stream::iter(calls).buffered(EMBEDDING_FAN_OUT).collect().await;
+    let mut bodies = Vec::with_capacity(results.len());
+    for result in results {
+        bodies.push(result?);
+    }
+    let upstream: Vec<UpstreamEmbedding<'_>> = bodies
+        .iter()
+        .map(|(body, input_tokens, _)| UpstreamEmbedding { body, input_tokens: *input_tokens })
+        .collect();
+    let response = translate::embeddings_response(&request.model, family, &upstream, request.encoding_format)?;
+    let mut builder = HttpResponse::Ok();
+    if let Some((_, _, target)) = bodies.first() {
+        builder.insert_header((TARGET_HEADER, target.as_str()));
+    }
+    Ok(builder.insert_header((CONTENT_TYPE, "application/json")).body(response.body))
+}
+
+/// `GET /v1/models`: the routes, in OpenAI's list shape.
+pub async fn models(state: web::Data<AppState>) -> HttpResponse {
+    let gateway = state.gateway();
+    let data: Vec<_> = gateway
+        .routes()
+        .iter()
+        .map(|r| json!({"id": r.name, "object": "model", "created": 0, "owned_by": "bedrock-balancer"}))
+        .collect();
+    HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+}

@@ -1,0 +1,107 @@
+//! Shared harness for integration tests: simulated regions and a gateway in-process on free ports.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use bedrock_balancer::app::{self, Running};
+use bedrock_balancer::config;
+use bedrock_balancer::sim::{self, Faults, SimHandle, SimOptions};
+
+pub const KEY_ID: &str = "AKIDEXAMPLE";
+pub const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+pub struct Harness {
+    pub sims: Vec<SimHandle>,
+    pub gateway: Running,
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gateway.listen)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.gateway.admin)
+    }
+
+    /// Requests each simulator counted for an operation.
+    pub fn counts(&self, op: &str) -> Vec<u64> {
+        self.sims
+            .iter()
+            .map(|s| s.stats().by_operation.get(op).copied().unwrap_or(0))
+            .collect()
+    }
+
+    pub fn bad_signatures(&self) -> u64 {
+        self.sims.iter().map(|s| s.stats().bad_signatures).sum()
+    }
+
+    pub fn fault(&self, index: usize, faults: Faults) {
+        self.sims[index].set_faults(faults);
+    }
+}
+
+pub async fn start_sims(regions: &[&str]) -> Vec<SimHandle> {
+    let mut sims = Vec::new();
+    for region in regions {
+        sims.push(sim::start(SimOptions::new(region)).await.unwrap());
+    }
+    sims
+}
+
+/// One target of a route, in the config's YAML shape.
+pub fn target_yaml(model: &str, region: &str, url: &str, weight: u16) -> String {
+    format!(
+        r#"
+      - model:
+          provider: bedrock
+          name: "{model}"
+          options:
+            bedrock: {{ aws_region: {region} }}
+            upstream_url: {url}
+        auth: {{ aws_access_key_id: {KEY_ID}, aws_secret_access_key: "{SECRET}" }}
+        weight: {weight}"#
+    )
+}
+
+/// A gateway config with one route over the given targets and balancer settings.
+pub fn config_yaml(route: &str, balancer: &str, targets: &[String]) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+  workers: 2
+routes:
+  - name: {route}
+    balancer:
+{balancer}
+    targets:{}
+"#,
+        targets.concat()
+    )
+}
+
+pub async fn start_gateway(yaml: &str, sims: Vec<SimHandle>) -> Harness {
+    let config = config::parse(yaml, &|_| None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let gateway = app::start(config).unwrap();
+    wait_until_ready(&gateway).await;
+    Harness { sims, gateway }
+}
+
+/// Credentials load asynchronously in each target's actor; wait for `/readyz` (bounded).
+async fn wait_until_ready(gateway: &Running) {
+    let client = awc::Client::default();
+    let url = format!("http://{}/readyz", gateway.admin);
+    for _ in 0..200 {
+        if let Ok(resp) = client.get(&url).send().await {
+            if resp.status().is_success() {
+                return;
+            }
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("gateway never became ready");
+}
+
+pub fn converse_body(text: &str) -> String {
+    serde_json::json!({"messages": [{"role": "user", "content": [{"text": text}]}]}).to_string()
+}
