@@ -35,18 +35,24 @@ pub fn deserialize<T: DeserializeOwned>(
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(err) => {
+            let message = shape_message(&err.inner().to_string());
+            let segments: Vec<&Segment> = err.path().iter().collect();
+            // serde points at the unknown key; the mistake is in the mapping that holds it.
+            let segments = match segments.split_last() {
+                Some((Segment::Map { .. }, parent)) if message.starts_with("unknown field") => {
+                    parent
+                }
+                _ => &segments[..],
+            };
             let mut at = path.to_owned();
-            for segment in err.path().iter() {
+            for segment in segments {
                 at = match segment {
                     Segment::Seq { index: i } => index(&at, *i),
                     Segment::Map { key } | Segment::Enum { variant: key } => field(&at, key),
                     Segment::Unknown => field(&at, "?"),
                 };
             }
-            problems.push(ConfigProblem::new(
-                at,
-                shape_message(&err.into_inner().to_string()),
-            ));
+            problems.push(ConfigProblem::new(at, message));
             None
         }
     }

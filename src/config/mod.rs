@@ -66,10 +66,16 @@ fn syntax_problems(err: &serde_yaml_ng::Error, unset: &[env::UnsetVar]) -> Vec<C
         .iter()
         .map(|u| ConfigProblem::new(format!("line {} column {}", u.line, u.column), u.message()))
         .collect();
-    let path = err.location().map_or_else(
-        || de::ROOT.to_owned(),
-        |at| format!("line {} column {}", at.line(), at.column()),
-    );
-    problems.push(ConfigProblem::new(path, format!("invalid YAML: {err}")));
+    let message = err.to_string();
+    let problem = match err.location() {
+        Some(at) => {
+            let place = format!("line {} column {}", at.line(), at.column());
+            // libyaml repeats the place in its message; once is enough.
+            let message = message.replacen(&format!(" at {place}"), "", 1);
+            ConfigProblem::new(place, format!("invalid YAML: {message}"))
+        }
+        None => ConfigProblem::new(de::ROOT, format!("invalid YAML: {message}")),
+    };
+    problems.push(problem);
     problems
 }

@@ -1202,7 +1202,6 @@ mod tests {
             "us-east-1a",
             "usa-east-1",
             "us--1",
-            "us-gov-1",
         ] {
             assert!(!is_region(bad), "{bad}");
         }
