@@ -496,12 +496,39 @@ fn gateway_example_is_valid() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.yaml"))
         .unwrap();
     let vars = |name: &str| match name {
-        "TEAM_A_API_KEY" | "TEAM_B_API_KEY" => Some(format!("{name}-value")),
-        "REDIS_URL" => Some("redis://redis.internal:6379".to_owned()),
+        "TEAM_A_API_KEY" | "BATCH_ACCESS_KEY_ID" | "BATCH_SECRET_ACCESS_KEY" => {
+            Some(format!("{name}-value"))
+        }
+        "TEAM_B_API_KEY_SHA256" => Some(sha256_hex("team-b-key")),
+        "REDIS_URL" => Some("rediss://redis.internal:6379".to_owned()),
         _ => None,
     };
     let config = config::parse(&text, &vars).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.routes.len(), 2);
     assert_eq!(config.routes[0].targets.len(), 3);
     assert_eq!(config.routes[1].route_type, RouteType::Embeddings);
+    assert_eq!(config.consumers.len(), 3);
+    assert_eq!(
+        config.rate_limits,
+        RateLimitBackend::Redis {
+            url: "rediss://redis.internal:6379".to_owned()
+        }
+    );
+    let assumed = config.routes[0].targets[2].assume_role.as_ref().unwrap();
+    assert_eq!(assumed.session_name, "bedrock-balancer");
+    assert_eq!(
+        config.routes[1].balancer.read_timeout,
+        Duration::from_secs(30)
+    );
+
+    // Without its variables the example names each one where it is used.
+    let err = config::parse(&text, &|_| None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "consumers[0].api_key: environment variable TEAM_A_API_KEY is not set
+consumers[1].api_key_sha256: environment variable TEAM_B_API_KEY_SHA256 is not set
+consumers[2].aws_access_key_id: environment variable BATCH_ACCESS_KEY_ID is not set
+consumers[2].aws_secret_access_key: environment variable BATCH_SECRET_ACCESS_KEY is not set
+rate_limits.redis_url: environment variable REDIS_URL is not set"
+    );
 }
