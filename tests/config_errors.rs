@@ -1,0 +1,534 @@
+//! Bad configs, each with the exact list of problems `check-config` prints; good configs with
+//! the defaults they get.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use bedrock_balancer::config::{
+    self, Algorithm, Config, FailoverCriterion, RateLimitBackend, RouteType,
+};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TEAM_A_KEY" => Some("team-a-secret-key".to_owned()),
+        "AWS_KEY_ID" => Some("AKIAEXAMPLE".to_owned()),
+        "AWS_SECRET" => Some("wJalrXUtnFEMI/K7MDENG".to_owned()),
+        "READ_TIMEOUT" => Some("\"90s\"".to_owned()),
+        _ => None,
+    }
+}
+
+fn errors(yaml: &str) -> String {
+    match config::parse(yaml, &env) {
+        Ok(config) => panic!("expected errors, got {config:?}"),
+        Err(errors) => errors.to_string(),
+    }
+}
+
+fn ok(yaml: &str) -> Config {
+    config::parse(yaml, &env).unwrap_or_else(|e| panic!("expected a valid config, got:\n{e}"))
+}
+
+/// One route with one target, to which each case adds its mistake.
+fn route_with(balancer: &str, target: &str) -> String {
+    format!(
+        "routes:
+  - name: claude
+    balancer: {{ {balancer} }}
+    targets:
+      - model:
+          provider: bedrock
+          name: anthropic.claude
+          options: {{ bedrock: {{ aws_region: us-east-1 }} }}
+        {target}
+"
+    )
+}
+
+const MINIMAL: &str = "routes:
+  - name: claude
+    targets:
+      - model:
+          provider: bedrock
+          name: anthropic.claude
+          options: { bedrock: { aws_region: us-east-1 } }
+";
+
+#[test]
+fn unknown_top_level_field() {
+    assert_eq!(
+        errors(&format!("{MINIMAL}rutes: []\n")),
+        "(root): unknown field \"rutes\", expected one of server, consumers, rate_limits, routes"
+    );
+}
+
+#[test]
+fn unknown_balancer_field() {
+    assert_eq!(
+        errors(&route_with("algoritm: priority", "")),
+        "routes[0].balancer: unknown field \"algoritm\", expected one of algorithm, latency_strategy, \
+         tokens_count_strategy, hash_on_header, slots, retries, failover_criteria, connect_timeout, \
+         read_timeout, write_timeout, max_fails, fail_timeout"
+    );
+}
+
+#[test]
+fn unknown_target_field() {
+    assert_eq!(
+        errors(&route_with("", "wieght: 5")),
+        "routes[0].targets[0]: unknown field \"wieght\", expected one of model, auth, weight, priority, limits"
+    );
+}
+
+#[test]
+fn unknown_algorithm() {
+    assert_eq!(
+        errors(&route_with("algorithm: fastest", "")),
+        "routes[0].balancer.algorithm: unknown algorithm \"fastest\"; expected one of round-robin, \
+         least-connections, lowest-latency, lowest-usage, consistent-hashing, priority, p2c-ewma"
+    );
+}
+
+#[test]
+fn unknown_failover_criterion() {
+    assert_eq!(
+        errors(&route_with("failover_criteria: [error, http_418]", "")),
+        "routes[0].balancer.failover_criteria[1]: unknown failover criterion \"http_418\"; expected one of \
+         error, timeout, invalid_header, http_403, http_404, http_429, http_500, http_502, http_503, \
+         http_504, non_idempotent"
+    );
+}
+
+#[test]
+fn empty_targets() {
+    assert_eq!(
+        errors("routes:\n  - name: claude\n    targets: []\n"),
+        "routes[0].targets: must list at least one target"
+    );
+}
+
+#[test]
+fn no_routes() {
+    assert_eq!(errors("server: {}\n"), "routes: required");
+    assert_eq!(
+        errors("routes: []\n"),
+        "routes: must list at least one route"
+    );
+    assert_eq!(errors(""), "routes: required");
+}
+
+#[test]
+fn duplicate_route_names() {
+    let yaml = format!("{MINIMAL}{}", MINIMAL.trim_start_matches("routes:\n"));
+    assert_eq!(
+        errors(&yaml),
+        "routes[1].name: duplicate route name \"claude\" (also routes[0])"
+    );
+}
+
+#[test]
+fn missing_region() {
+    assert_eq!(
+        errors(&MINIMAL.replace(
+            "options: { bedrock: { aws_region: us-east-1 } }",
+            "options: {}"
+        )),
+        "routes[0].targets[0].model.options.bedrock.aws_region: required"
+    );
+}
+
+#[test]
+fn bad_region() {
+    assert_eq!(
+        errors(&MINIMAL.replace("us-east-1", "us-east")),
+        "routes[0].targets[0].model.options.bedrock.aws_region: invalid AWS region \"us-east\"; \
+         expected a region like us-east-1"
+    );
+}
+
+#[test]
+fn weight_zero_and_too_large() {
+    assert_eq!(
+        errors(&route_with("", "weight: 0")),
+        "routes[0].targets[0].weight: must be 1..=65535, got 0"
+    );
+    assert_eq!(
+        errors(&route_with("", "weight: 70000")),
+        "routes[0].targets[0].weight: must be 1..=65535, got 70000"
+    );
+}
+
+#[test]
+fn missing_env_var() {
+    assert_eq!(
+        errors(&route_with(
+            "",
+            "auth: { aws_access_key_id: \"${AWS_KEY}\", aws_secret_access_key: \"${AWS_SECRET}\" }"
+        )),
+        "routes[0].targets[0].auth.aws_access_key_id: environment variable AWS_KEY is not set"
+    );
+}
+
+#[test]
+fn unset_variable_in_a_comment_is_ignored() {
+    ok(&format!("# export ${{NOT_SET}} first\n{MINIMAL}"));
+}
+
+#[test]
+fn bad_upstream_url() {
+    let yaml = MINIMAL.replace(
+        "options: { bedrock: { aws_region: us-east-1 } }",
+        "options: { bedrock: { aws_region: us-east-1 }, upstream_url: \"https://vpce.example.com/v1\" }",
+    );
+    assert_eq!(
+        errors(&yaml),
+        "routes[0].targets[0].model.options.upstream_url: must be http(s)://host[:port] with no path, query or fragment"
+    );
+    let yaml = MINIMAL.replace(
+        "options: { bedrock: { aws_region: us-east-1 } }",
+        "options: { bedrock: { aws_region: us-east-1 }, upstream_url: \"bedrock.example.com\" }",
+    );
+    assert_eq!(
+        errors(&yaml),
+        "routes[0].targets[0].model.options.upstream_url: must start with http:// or https://"
+    );
+}
+
+#[test]
+fn negative_timeout() {
+    assert_eq!(
+        errors(&route_with("connect_timeout: -5", "")),
+        "routes[0].balancer.connect_timeout: must not be negative, got -5"
+    );
+}
+
+#[test]
+fn junk_duration_and_zero_timeout() {
+    assert_eq!(
+        errors(&route_with("read_timeout: fast, fail_timeout: 0", "")),
+        "routes[0].balancer.read_timeout: invalid duration \"fast\"; expected milliseconds (60000) or a number \
+         with a unit: \"500ms\", \"60s\", \"2m\", \"1h\"\n\
+         routes[0].balancer.fail_timeout: must be greater than 0"
+    );
+}
+
+#[test]
+fn tpm_and_rpm_zero() {
+    assert_eq!(
+        errors(&route_with("", "limits: { tpm: 0 }")),
+        "routes[0].targets[0].limits.tpm: must be >= 1, got 0"
+    );
+    assert_eq!(
+        errors(&format!(
+            "consumers:\n  - {{ name: team-a, api_key: \"${{TEAM_A_KEY}}\", limits: {{ rpm: 0 }} }}\n{MINIMAL}"
+        )),
+        "consumers[0].limits.rpm: must be >= 1, got 0"
+    );
+}
+
+#[test]
+fn provider_not_bedrock() {
+    assert_eq!(
+        errors(&MINIMAL.replace("provider: bedrock", "provider: openai")),
+        "routes[0].targets[0].model.provider: unsupported provider \"openai\"; only \"bedrock\" is supported"
+    );
+}
+
+#[test]
+fn api_key_and_digest_both() {
+    let digest = "a".repeat(64);
+    assert_eq!(
+        errors(&format!(
+            "consumers:\n  - {{ name: team-a, api_key: \"${{TEAM_A_KEY}}\", api_key_sha256: \"{digest}\" }}\n{MINIMAL}"
+        )),
+        "consumers[0]: set api_key or api_key_sha256, not both"
+    );
+}
+
+#[test]
+fn bad_sha256_hex() {
+    assert_eq!(
+        errors(&format!(
+            "consumers:\n  - {{ name: team-a, api_key_sha256: \"abc123\" }}\n{MINIMAL}"
+        )),
+        "consumers[0].api_key_sha256: must be 64 hexadecimal characters (a SHA-256 digest)"
+    );
+}
+
+#[test]
+fn duplicate_consumer_key() {
+    // The second consumer's digest is SHA-256 of the first's key, so they are the same key.
+    let yaml = format!(
+        "consumers:
+  - {{ name: team-a, api_key: \"${{TEAM_A_KEY}}\" }}
+  - {{ name: team-b, api_key_sha256: \"{}\" }}
+  - {{ name: team-a, api_key: other-key }}
+{MINIMAL}",
+        sha256_hex("team-a-secret-key")
+    );
+    assert_eq!(
+        errors(&yaml),
+        "consumers[1].api_key_sha256: same key as consumers[0]; every consumer needs its own\n\
+         consumers[2].name: duplicate consumer name \"team-a\" (also consumers[0])"
+    );
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[test]
+fn consumer_without_credential() {
+    assert_eq!(
+        errors(&format!("consumers:\n  - name: team-a\n{MINIMAL}")),
+        "consumers[0]: needs a credential: api_key, api_key_sha256, or aws_access_key_id with aws_secret_access_key"
+    );
+}
+
+#[test]
+fn redis_backend_without_url() {
+    assert_eq!(
+        errors(&format!("rate_limits: {{ backend: redis }}\n{MINIMAL}")),
+        "rate_limits.redis_url: required when backend is redis"
+    );
+    assert_eq!(
+        errors(&format!("rate_limits: {{ backend: memcached }}\n{MINIMAL}")),
+        "rate_limits.backend: unknown backend \"memcached\"; expected one of local, redis"
+    );
+}
+
+#[test]
+fn half_an_auth_pair() {
+    assert_eq!(
+        errors(&route_with(
+            "",
+            "auth: { aws_access_key_id: \"${AWS_KEY_ID}\" }"
+        )),
+        "routes[0].targets[0].auth.aws_secret_access_key: required when aws_access_key_id is set"
+    );
+}
+
+#[test]
+fn duplicate_target() {
+    let yaml = format!(
+        "{MINIMAL}      - model: {{ provider: bedrock, name: anthropic.claude, options: {{ bedrock: {{ aws_region: us-west-2 }} }} }}
+      - model: {{ provider: bedrock, name: anthropic.claude, options: {{ bedrock: {{ aws_region: us-east-1 }} }} }}
+"
+    );
+    assert_eq!(
+        errors(&yaml),
+        "routes[0].targets[2]: duplicates routes[0].targets[0] (us-east-1/anthropic.claude)"
+    );
+}
+
+#[test]
+fn several_problems_at_once_in_document_order() {
+    let yaml = "server:
+  listen: 0.0.0.0:8080
+  admin_listen: 0.0.0.0:8080
+  workers: 0
+routes:
+  - name: claude
+    balancer:
+      algorithm: fastest
+      retries: 99999
+    targets:
+      - model: { provider: bedrock, name: m1, options: { bedrock: { aws_region: us-east-1 } } }
+        weight: 0
+        colour: blue
+      - model: { provider: bedrock, name: m2, options: { bedrock: { aws_region: nowhere } } }
+        limits: { rpm: 0, tpm: -1 }
+      - model: { provider: azure, name: m3, options: { bedrock: { aws_region: us-east-1 } } }
+        weight: lots
+  - name: claude
+    targets: []
+";
+    assert_eq!(
+        errors(yaml),
+        "server.admin_listen: must not share a port with server.listen (0.0.0.0:8080)
+server.workers: must be >= 1, got 0
+routes[0].balancer.algorithm: unknown algorithm \"fastest\"; expected one of round-robin, least-connections, lowest-latency, lowest-usage, consistent-hashing, priority, p2c-ewma
+routes[0].balancer.retries: must be 0..=32767, got 99999
+routes[0].targets[0]: unknown field \"colour\", expected one of model, auth, weight, priority, limits
+routes[0].targets[1].model.options.bedrock.aws_region: invalid AWS region \"nowhere\"; expected a region like us-east-1
+routes[0].targets[1].limits.rpm: must be >= 1, got 0
+routes[0].targets[1].limits.tpm: must be >= 1, got -1
+routes[0].targets[2].weight: invalid type: string \"lots\", expected an integer
+routes[1].targets: must list at least one target"
+    );
+}
+
+#[test]
+fn yaml_syntax_error_has_line_and_column() {
+    assert_eq!(
+        errors("routes:\n  - name: claude\n   targets: [\n"),
+        "line 3 column 4: invalid YAML: did not find expected '-' indicator, while parsing a block collection at line 2 column 3"
+    );
+}
+
+#[test]
+fn secrets_never_echoed() {
+    let text = errors(&route_with(
+        "",
+        "auth: { aws_access_key_id: \"\", aws_secret_access_key: 1234567890, aws_session_token: 987654321 }",
+    ));
+    assert!(
+        !text.contains("1234567890") && !text.contains("987654321"),
+        "{text}"
+    );
+    assert_eq!(
+        text,
+        "routes[0].targets[0].auth.aws_secret_access_key: must be a string (quote the value)"
+    );
+}
+
+#[test]
+fn type_error_names_yaml_kinds() {
+    assert_eq!(
+        errors(&format!("server: 5\n{MINIMAL}")),
+        "server: invalid type: integer 5, expected a mapping"
+    );
+}
+
+#[test]
+fn unreadable_file_is_a_problem_at_its_path() {
+    let err = config::load(std::path::Path::new("/nonexistent/gateway.yaml")).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.problems[0].path, "/nonexistent/gateway.yaml");
+    assert!(
+        err.problems[0].message.starts_with("cannot read: "),
+        "{err}"
+    );
+}
+
+// ------------------------------------------------------------------ good configs
+
+#[test]
+fn defaults_are_kongs() {
+    let config = ok(MINIMAL);
+    let route = &config.routes[0];
+    assert_eq!(route.route_type, RouteType::Chat);
+    let b = &route.balancer;
+    assert_eq!(b.algorithm, Algorithm::RoundRobin);
+    assert_eq!(b.retries, 5);
+    assert_eq!(b.connect_timeout, Duration::from_secs(60));
+    assert_eq!(b.read_timeout, Duration::from_secs(60));
+    assert_eq!(b.write_timeout, Duration::from_secs(60));
+    assert_eq!(b.max_fails, 0);
+    assert_eq!(b.fail_timeout, Duration::from_secs(10));
+    assert_eq!(b.slots, NonZeroU32::new(10_000).unwrap());
+    assert_eq!(b.hash_on_header.as_deref(), Some("x-kong-llm-request-id"));
+    assert_eq!(
+        b.failover_criteria.iter().collect::<Vec<_>>(),
+        vec![FailoverCriterion::Error, FailoverCriterion::Timeout]
+    );
+    let t = &route.targets[0];
+    assert_eq!(t.weight, NonZeroU16::new(100).unwrap());
+    assert_eq!(
+        t.upstream_url,
+        "https://bedrock-runtime.us-east-1.amazonaws.com"
+    );
+    assert_eq!(t.label(), "us-east-1/anthropic.claude");
+    assert_eq!(
+        (t.input_cost, t.output_cost, t.max_tokens, t.priority),
+        (0.0, 0.0, None, None)
+    );
+    assert!(t.auth.is_none() && t.assume_role.is_none());
+    assert_eq!(config.rate_limits, RateLimitBackend::Local);
+    assert!(config.consumers.is_empty());
+    let s = &config.server;
+    assert_eq!(s.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(s.admin_listen, "0.0.0.0:9090".parse().unwrap());
+    assert_eq!(
+        s.max_request_body_size,
+        NonZeroUsize::new(1_048_576).unwrap()
+    );
+    assert_eq!(
+        s.max_response_body_size,
+        NonZeroUsize::new(16 * 1_048_576).unwrap()
+    );
+    assert_eq!(
+        (s.workers, s.max_concurrent_requests, s.log_payloads),
+        (None, None, false)
+    );
+    assert_eq!(s.drain_grace, Duration::from_secs(5));
+    assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(s.client_request_timeout, Duration::from_secs(10));
+    assert_eq!(s.client_body_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn durations_env_and_overrides() {
+    let config = ok(&route_with(
+        "connect_timeout: \"5s\", read_timeout: ${READ_TIMEOUT}, write_timeout: 1500, algorithm: consistent-hashing, \
+         hash_on_header: X-Session",
+        "auth: { aws_access_key_id: \"${AWS_KEY_ID}\", aws_secret_access_key: \"${AWS_SECRET}\" }",
+    ));
+    let b = &config.routes[0].balancer;
+    assert_eq!(b.connect_timeout, Duration::from_secs(5));
+    assert_eq!(b.read_timeout, Duration::from_secs(90));
+    assert_eq!(b.write_timeout, Duration::from_millis(1500));
+    assert_eq!(b.algorithm, Algorithm::ConsistentHashing);
+    assert_eq!(b.hash_on_header.as_deref(), Some("x-session"));
+    let auth = config.routes[0].targets[0].auth.as_ref().unwrap();
+    assert_eq!(auth.access_key_id, "AKIAEXAMPLE");
+    assert_eq!(auth.secret_access_key, "wJalrXUtnFEMI/K7MDENG");
+}
+
+#[test]
+fn consumer_keys_are_stored_as_digests() {
+    let config = ok(&format!(
+        "consumers:\n  - {{ name: team-a, api_key: \"${{TEAM_A_KEY}}\", limits: {{ rpm: 600, tpm: 2000000 }} }}\n{MINIMAL}"
+    ));
+    let c = &config.consumers[0];
+    assert_eq!(
+        hex::encode(c.api_key_sha256.unwrap()),
+        sha256_hex("team-a-secret-key")
+    );
+    assert_eq!(c.limits.rpm, NonZeroU32::new(600));
+    assert_eq!(c.limits.tpm, NonZeroU32::new(2_000_000));
+}
+
+#[test]
+fn gateway_example_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.yaml"))
+        .unwrap();
+    let vars = |name: &str| match name {
+        "TEAM_A_API_KEY" | "BATCH_ACCESS_KEY_ID" | "BATCH_SECRET_ACCESS_KEY" => {
+            Some(format!("{name}-value"))
+        }
+        "TEAM_B_API_KEY_SHA256" => Some(sha256_hex("team-b-key")),
+        "REDIS_URL" => Some("rediss://redis.internal:6379".to_owned()),
+        _ => None,
+    };
+    let config = config::parse(&text, &vars).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.routes[0].targets.len(), 3);
+    assert_eq!(config.routes[1].route_type, RouteType::Embeddings);
+    assert_eq!(config.consumers.len(), 3);
+    assert_eq!(
+        config.rate_limits,
+        RateLimitBackend::Redis {
+            url: "rediss://redis.internal:6379".to_owned()
+        }
+    );
+    let assumed = config.routes[0].targets[2].assume_role.as_ref().unwrap();
+    assert_eq!(assumed.session_name, "bedrock-balancer");
+    assert_eq!(
+        config.routes[1].balancer.read_timeout,
+        Duration::from_secs(30)
+    );
+
+    // Without its variables the example names each one where it is used.
+    let err = config::parse(&text, &|_| None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "consumers[0].api_key: environment variable TEAM_A_API_KEY is not set
+consumers[1].api_key_sha256: environment variable TEAM_B_API_KEY_SHA256 is not set
+consumers[2].aws_access_key_id: environment variable BATCH_ACCESS_KEY_ID is not set
+consumers[2].aws_secret_access_key: environment variable BATCH_SECRET_ACCESS_KEY is not set
+rate_limits.redis_url: environment variable REDIS_URL is not set"
+    );
+}
