@@ -7,7 +7,9 @@ use serde_json::{Map, Value, json};
 
 use super::errors::SimError;
 use super::eventstream::event_frame;
-use super::models::{Reply, Role, Stop, count_words, limit, reply_text, stable_id, word_deltas};
+use super::models::{
+    Reply, Role, StopReason, count_words, limit, reply_text, stable_id, word_deltas,
+};
 
 /// Tool-call input is streamed in about this many pieces, as Bedrock splits partial JSON.
 const TOOL_INPUT_FRAGMENTS: usize = 3;
@@ -90,10 +92,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn stop(&self) -> Stop {
+    fn stop(&self) -> StopReason {
         match &self.answer {
             Answer::Text(reply) => reply.stop,
-            Answer::ToolUse { .. } => Stop::ToolUse,
+            Answer::ToolUse { .. } => StopReason::ToolUse,
         }
     }
 

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use super::errors::SimError;
 use super::eventstream::event_frame;
 use super::models::{
-    Family, Reply, Role, Stop, count_words, embedding, limit, reply_text, stable_id, word_deltas,
+    Family, Reply, Role, StopReason, count_words, embedding, limit, reply_text, stable_id,
+    word_deltas,
 };
 
 const TITAN_V1_DIMENSIONS: usize = 1536;
@@ -193,10 +194,10 @@ fn content_text(content: &Value) -> String {
     }
 }
 
-fn llama_stop(stop: Stop) -> &'static str {
+fn llama_stop(stop: StopReason) -> &'static str {
     match stop {
-        Stop::MaxTokens => "length",
-        Stop::EndTurn | Stop::StopSequence | Stop::ToolUse => "stop",
+        StopReason::MaxTokens => "length",
+        StopReason::EndTurn | StopReason::StopSequence | StopReason::ToolUse => "stop",
     }
 }
 

@@ -81,14 +81,14 @@ pub fn count_words(text: &str) -> u64 {
 
 /// Why generation stopped, in Converse's spelling; the invoke formats map from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub enum StopReason {
     EndTurn,
     MaxTokens,
     StopSequence,
     ToolUse,
 }
 
-impl Stop {
+impl StopReason {
     pub fn converse(self) -> &'static str {
         match self {
             Self::EndTurn => "end_turn",
@@ -103,7 +103,7 @@ impl Stop {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub text: String,
-    pub stop: Stop,
+    pub stop: StopReason,
     /// The stop sequence that cut the reply, if one did.
     pub stop_sequence: Option<String>,
 }
@@ -133,17 +133,17 @@ pub fn limit(text: &str, max_tokens: Option<u64>, stop_sequences: &[String]) -> 
     let (mut text, mut stop, mut stop_sequence) = match cut {
         Some((at, seq)) => (
             text[..at].trim_end().to_owned(),
-            Stop::StopSequence,
+            StopReason::StopSequence,
             Some(seq.clone()),
         ),
-        None => (text.to_owned(), Stop::EndTurn, None),
+        None => (text.to_owned(), StopReason::EndTurn, None),
     };
     if let Some(max) = max_tokens
         && count_words(&text) > max
     {
         let words: Vec<&str> = text.split_whitespace().take(max as usize).collect();
         text = words.join(" ");
-        stop = Stop::MaxTokens;
+        stop = StopReason::MaxTokens;
         stop_sequence = None;
     }
     Reply {
@@ -252,13 +252,16 @@ mod tests {
     #[test]
     fn limits_cut_at_stop_sequences_then_max_tokens() {
         let text = "one two three four";
-        assert_eq!(limit(text, None, &[]).stop, Stop::EndTurn);
+        assert_eq!(limit(text, None, &[]).stop, StopReason::EndTurn);
         let cut = limit(text, Some(2), &[]);
-        assert_eq!((cut.text.as_str(), cut.stop), ("one two", Stop::MaxTokens));
+        assert_eq!(
+            (cut.text.as_str(), cut.stop),
+            ("one two", StopReason::MaxTokens)
+        );
         let cut = limit(text, None, &["three".to_owned()]);
         assert_eq!(
             (cut.text.as_str(), cut.stop),
-            ("one two", Stop::StopSequence)
+            ("one two", StopReason::StopSequence)
         );
         assert_eq!(cut.stop_sequence.as_deref(), Some("three"));
     }

@@ -44,7 +44,11 @@ pub fn event_stream(frames: Vec<Bytes>, faults: &Faults) -> HttpResponse {
     let delays: Vec<Duration> = (0..steps.len()).map(|i| faults.event_delay(i)).collect();
     let body = stream::unfold(steps.into_iter().zip(delays), |mut steps| async move {
         let (step, delay) = steps.next()?;
-        if !delay.is_zero() {
+        // Returning Pending before every step makes actix flush each frame as its own write, and
+        // makes it flush what came before an abort, which an error on the same poll would discard.
+        if delay.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
             tokio::time::sleep(delay).await;
         }
         let item = match step {
