@@ -415,6 +415,27 @@ mod tests {
     }
 
     #[test]
+    fn tool_use_streams_a_block_start_and_input_fragments() {
+        let outcome = plan_json(json!({
+            "messages": [{ "role": "user", "content": [{ "text": "go" }] }],
+            "toolConfig": { "tools": [{ "toolSpec": { "name": "w", "inputSchema": { "json": {
+                "properties": { "city": { "type": "string" } },
+            } } } }] },
+        }))
+        .unwrap();
+        let frames = stream_frames(&outcome, 0);
+        let text: Vec<String> = frames
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        let count = |needle: &str| text.iter().filter(|t| t.contains(needle)).count();
+        assert_eq!(count("contentBlockStart"), 1);
+        assert_eq!(count("contentBlockDelta"), TOOL_INPUT_FRAGMENTS);
+        assert_eq!(count("\"stopReason\":\"tool_use\""), 1);
+        assert_eq!(frames.len(), 1 + 1 + TOOL_INPUT_FRAGMENTS + 3);
+    }
+
+    #[test]
     fn fragments_rejoin() {
         let text = r#"{"city":"sample"}"#;
         let parts = fragments(text, 3);

@@ -116,6 +116,8 @@ pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
             .configure(server::routes)
     })
     .workers(opts.workers.max(1))
+    // A client that closes its side is gone: drop its connection, so a silenced response ends too.
+    .h1_allow_half_closed(false)
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .bind(opts.listen)?;
