@@ -1,1 +1,158 @@
-//! The Bedrock Runtime simulator.
+//! The Bedrock Runtime simulator: a local stand-in for `bedrock-runtime.REGION.amazonaws.com` that
+//! verifies SigV4, answers Converse, ConverseStream, InvokeModel and InvokeModelWithResponseStream
+//! deterministically, and injects faults on demand.
+//!
+//! It shares no code with the gateway's signing, translation or event-stream encoding: it exists to
+//! check what the gateway produces, so a shared bug would cancel out.
+
+mod args;
+mod converse;
+mod errors;
+mod eventstream;
+mod faults;
+mod invoke;
+mod models;
+mod server;
+mod sigv4;
+mod state;
+mod stats;
+mod stream;
+
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+pub use args::SimArgs;
+pub use faults::Faults;
+pub use stats::StatsSnapshot;
+
+use state::SimState;
+
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// The example credentials of the AWS documentation, which the SDKs' own tests also use.
+pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+pub const DEFAULT_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+/// One worker is plenty in-process, where tests share a small machine.
+const DEFAULT_WORKERS: usize = 1;
+/// Seconds a stopping server waits for open connections; streams may be silenced on purpose.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
+
+/// Credentials the simulator accepts, as `ID:SECRET[:SESSION_TOKEN]` on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub listen: SocketAddr,
+    pub region: String,
+    pub keys: Vec<SimKey>,
+    pub faults: Faults,
+    pub workers: usize,
+}
+
+impl SimOptions {
+    /// Loopback on a free port, the AWS example key, no faults, one worker.
+    pub fn new(region: &str) -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            region: region.to_owned(),
+            keys: vec![SimKey {
+                access_key_id: DEFAULT_ACCESS_KEY_ID.to_owned(),
+                secret_access_key: DEFAULT_SECRET_ACCESS_KEY.to_owned(),
+                session_token: None,
+            }],
+            faults: Faults::default(),
+            workers: DEFAULT_WORKERS,
+        }
+    }
+}
+
+/// A running simulator.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    server: ServerHandle,
+    state: web::Data<SimState>,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(false).await;
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.state.set_faults(faults);
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.state.stats.snapshot()
+    }
+}
+
+/// Binds and spawns the simulator on the current actix system; returns once it accepts connections.
+pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
+    let state = web::Data::new(SimState::new(&opts));
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(server::request_id))
+            .app_data(app_state.clone())
+            .app_data(web::PayloadConfig::new(server::BODY_LIMIT))
+            .configure(server::routes)
+    })
+    .workers(opts.workers.max(1))
+    // A client that closes its side is gone: drop its connection, so a silenced response ends too.
+    .h1_allow_half_closed(false)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .bind(opts.listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| io::Error::other("the simulator bound no address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(SimHandle {
+        addr,
+        server: handle,
+        state,
+    })
+}
+
+/// The `sim` command: start, announce the URL on stdout, run until SIGINT or SIGTERM.
+pub async fn run(args: SimArgs) -> io::Result<()> {
+    let handle = start(args.into_options()).await?;
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "bedrock-sim listening on {}", handle.url())?;
+        out.flush()?;
+    }
+    shutdown_signal().await?;
+    handle.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = terminate.recv() => Ok(()),
+    }
+}

@@ -1,0 +1,97 @@
+//! Command-line options of `bedrock-balancer sim`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use super::faults::Faults;
+use super::{SimKey, SimOptions};
+
+/// Workers for the standalone simulator: enough to overlap streams on a small machine.
+const CLI_WORKERS: usize = 2;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The region this simulator pretends to be, checked against each request's credential scope.
+    #[arg(long, default_value = super::DEFAULT_REGION)]
+    pub region: String,
+    /// Accepted credentials as ID:SECRET[:SESSION_TOKEN]; repeatable. Default: the AWS example key.
+    #[arg(long = "key", value_name = "ID:SECRET[:SESSION_TOKEN]")]
+    pub keys: Vec<SimKey>,
+    /// actix-web worker threads.
+    #[arg(long, default_value_t = CLI_WORKERS)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub faults: Faults,
+}
+
+impl SimArgs {
+    pub fn into_options(self) -> SimOptions {
+        let mut opts = SimOptions::new(&self.region);
+        opts.listen = self.listen;
+        if !self.keys.is_empty() {
+            opts.keys = self.keys;
+        }
+        opts.workers = self.workers;
+        opts.faults = self.faults;
+        opts
+    }
+}
+
+impl FromStr for SimKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(secret), token) if !id.is_empty() && !secret.is_empty() => Ok(Self {
+                access_key_id: id.to_owned(),
+                secret_access_key: secret.to_owned(),
+                session_token: token.filter(|t| !t.is_empty()).map(str::to_owned),
+            }),
+            _ => Err("expected ID:SECRET[:SESSION_TOKEN]".to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn keys_and_fault_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--key",
+            "AK:se/cr+et:tok",
+            "--fail-status",
+            "429",
+            "--silence-after-headers",
+        ])
+        .unwrap();
+        let opts = cli.sim.into_options();
+        assert_eq!(opts.keys[0].session_token.as_deref(), Some("tok"));
+        assert_eq!(opts.keys[0].secret_access_key, "se/cr+et");
+        assert_eq!(opts.faults.status, Some(429));
+        assert!(opts.faults.silence_after_headers);
+        assert_eq!(opts.region, "us-east-1");
+    }
+
+    #[test]
+    fn default_key_is_the_aws_example() {
+        let opts = Cli::try_parse_from(["sim"]).unwrap().sim.into_options();
+        assert_eq!(opts.keys.len(), 1);
+        assert_eq!(opts.keys[0].access_key_id, "AKIDEXAMPLE");
+        assert!("nocolon".parse::<SimKey>().is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! The actix-web surface: Bedrock Runtime's four model operations behind SigV4, and `/_sim/*`
+//! control endpoints for faults and stats.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use time::OffsetDateTime;
+
+use super::errors::{ErrorKind, SimError};
+use super::faults::Faults;
+use super::models::{Family, parse_model_path};
+use super::sigv4::{self, AuthError};
+use super::state::SimState;
+use super::stream::{EVENT_STREAM, event_stream, silence};
+use super::{converse, invoke};
+
+/// Request bodies up to this size are accepted; Bedrock allows large multimodal prompts.
+pub const BODY_LIMIT: usize = 20 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Converse,
+    ConverseStream,
+    Invoke,
+    InvokeStream,
+}
+
+impl Operation {
+    fn parse(op: &str) -> Option<Self> {
+        match op {
+            "converse" => Some(Self::Converse),
+            "converse-stream" => Some(Self::ConverseStream),
+            "invoke" => Some(Self::Invoke),
+            "invoke-with-response-stream" => Some(Self::InvokeStream),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Converse => "converse",
+            Self::ConverseStream => "converse-stream",
+            Self::Invoke => "invoke",
+            Self::InvokeStream => "invoke-with-response-stream",
+        }
+    }
+
+    fn is_stream(self) -> bool {
+        matches!(self, Self::ConverseStream | Self::InvokeStream)
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/_sim")
+            .route("/faults", web::get().to(get_faults))
+            .route("/faults", web::post().to(post_faults))
+            .route("/faults", web::delete().to(delete_faults))
+            .route("/stats", web::get().to(get_stats))
+            .route("/stats", web::delete().to(delete_stats))
+            .default_service(web::to(|| async {
+                not_found("No such simulator control endpoint.")
+            })),
+    )
+    .default_service(web::to(bedrock));
+}
+
+/// Every Bedrock response carries a request id; clients log it and tests can correlate on it.
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let name = HeaderName::from_static("x-amzn-requestid");
+    if !res.headers().contains_key(&name)
+        && let Ok(value) = HeaderValue::from_str(&new_request_id())
+    {
+        res.headers_mut().insert(name, value);
+    }
+    Ok(res)
+}
+
+fn new_request_id() -> String {
+    let hex = format!("{:032x}", fastrand::u128(..));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn not_found(message: &str) -> HttpResponse {
+    SimError::new(ErrorKind::UnknownOperation, message).response()
+}
+
+async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    let started = Instant::now();
+    state.stats.request();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let signed = sigv4::Request {
+        method: req.method().as_str(),
+        path: req.uri().path().as_bytes(),
+        query: req.uri().query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+    };
+    if let Err(e) = sigv4::verify(
+        &signed,
+        &state.keys,
+        &state.region,
+        OffsetDateTime::now_utc(),
+    ) {
+        state.stats.bad_signature();
+        return auth_error(&e).response();
+    }
+    let Some((model_id, op)) = parse_model_path(req.uri().path()) else {
+        return not_found("Unknown operation.");
+    };
+    let Some(op) = Operation::parse(op).filter(|_| req.method() == Method::POST) else {
+        return not_found("Unknown operation.");
+    };
+    state.stats.model_request(
+        &model_id,
+        op.name(),
+        headers.into_iter().collect::<BTreeMap<_, _>>(),
+    );
+
+    let (faults, nth) = state.next_request();
+    let delay = faults.head_delay(fastrand::f64());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if faults.silence_after_headers {
+        return silence(if op.is_stream() {
+            EVENT_STREAM
+        } else {
+            "application/json"
+        });
+    }
+    if let Some(injected) = faults.injected_error(nth) {
+        state.stats.error_injected();
+        let mut res = injected.error.response();
+        if let Some(seconds) = injected.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            res.headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        return res;
+    }
+    match operate(op, &model_id, &body, &state.region, &faults, started) {
+        Ok(res) => res,
+        Err(e) => e.response(),
+    }
+}
+
+fn operate(
+    op: Operation,
+    model_id: &str,
+    body: &[u8],
+    region: &str,
+    faults: &Faults,
+    started: Instant,
+) -> Result<HttpResponse, SimError> {
+    let family = Family::of(model_id)?;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match op {
+        Operation::Converse | Operation::ConverseStream => {
+            if !family.is_chat() {
+                return Err(SimError::validation(
+                    "This action doesn't support the model that you provided. Try again with a supported text or chat model.",
+                ));
+            }
+            let outcome = converse::plan(body, region, model_id)?;
+            Ok(if op == Operation::Converse {
+                HttpResponse::Ok().json(converse::response(&outcome, latency_ms))
+            } else {
+                event_stream(converse::stream_frames(&outcome, latency_ms), faults)
+            })
+        }
+        Operation::Invoke => {
+            let invoked = invoke::invoke(family, body, region, model_id)?;
+            let mut res = HttpResponse::Ok();
+            res.insert_header(("x-amzn-bedrock-input-token-count", invoked.input_tokens))
+                .insert_header(("x-amzn-bedrock-invocation-latency", latency_ms));
+            if let Some(output) = invoked.output_tokens {
+                res.insert_header(("x-amzn-bedrock-output-token-count", output));
+            }
+            Ok(res.json(invoked.body))
+        }
+        Operation::InvokeStream => {
+            let frames = invoke::stream_frames(family, body, region, model_id, latency_ms)?;
+            Ok(event_stream(frames, faults))
+        }
+    }
+}
+
+fn auth_error(error: &AuthError) -> SimError {
+    let kind = match error {
+        AuthError::Missing => ErrorKind::MissingAuthenticationToken,
+        AuthError::UnknownKey | AuthError::BadSessionToken => ErrorKind::UnrecognizedClient,
+        AuthError::Malformed(_)
+        | AuthError::WrongRegion(_)
+        | AuthError::WrongService
+        | AuthError::Expired(_)
+        | AuthError::ContentHashMismatch
+        | AuthError::SignatureMismatch => ErrorKind::InvalidSignature,
+    };
+    SimError::new(kind, error.to_string())
+}
+
+async fn get_faults(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.faults())
+}
+
+async fn post_faults(state: web::Data<SimState>, body: web::Bytes) -> HttpResponse {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(faults) => {
+            state.set_faults(faults.clone());
+            HttpResponse::Ok().json(faults)
+        }
+        Err(e) => SimError::validation(format!("bad faults: {e}")).response(),
+    }
+}
+
+async fn delete_faults(state: web::Data<SimState>) -> HttpResponse {
+    state.set_faults(Faults::default());
+    HttpResponse::Ok().json(Faults::default())
+}
+
+async fn get_stats(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.stats.snapshot())
+}
+
+async fn delete_stats(state: web::Data<SimState>) -> HttpResponse {
+    state.stats.reset();
+    HttpResponse::Ok().json(state.stats.snapshot())
+}

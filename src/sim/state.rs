@@ -1,0 +1,46 @@
+//! State shared by the simulator's workers and its handle.
+
+use std::sync::{Mutex, PoisonError};
+
+use super::faults::Faults;
+use super::stats::Stats;
+use super::{SimKey, SimOptions};
+
+#[derive(Debug)]
+pub struct SimState {
+    pub region: String,
+    pub keys: Vec<SimKey>,
+    pub stats: Stats,
+    /// The faults and how many model requests they have seen, so `fail_every_nth` counts from a reset.
+    faults: Mutex<(Faults, u64)>,
+}
+
+impl SimState {
+    pub fn new(opts: &SimOptions) -> Self {
+        Self {
+            region: opts.region.clone(),
+            keys: opts.keys.clone(),
+            stats: Stats::new(&opts.region),
+            faults: Mutex::new((opts.faults.clone(), 0)),
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap_or_else(PoisonError::into_inner) = (faults, 0);
+    }
+
+    /// The faults for a new model request, with its number since they were set (from 1).
+    pub fn next_request(&self) -> (Faults, u64) {
+        let mut guard = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.1 += 1;
+        (guard.0.clone(), guard.1)
+    }
+}

@@ -1,0 +1,77 @@
+//! Counters of what the simulator was asked, for tests and benchmarks to assert on.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    pub region: String,
+    /// Every request to the Bedrock surface, refused ones included.
+    pub requests_total: u64,
+    /// Model requests that passed signature verification, by model id then operation.
+    pub by_model: BTreeMap<String, BTreeMap<String, u64>>,
+    pub by_operation: BTreeMap<String, u64>,
+    pub bad_signatures: u64,
+    pub errors_injected: u64,
+    /// All headers of the last verified model request, names lower-cased.
+    pub last_request_headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Stats {
+    inner: Mutex<StatsSnapshot>,
+}
+
+impl Stats {
+    pub fn new(region: &str) -> Self {
+        Self {
+            inner: Mutex::new(Self::empty(region)),
+        }
+    }
+
+    fn empty(region: &str) -> StatsSnapshot {
+        StatsSnapshot {
+            region: region.to_owned(),
+            ..StatsSnapshot::default()
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut StatsSnapshot) -> R) -> R {
+        // A panic elsewhere cannot leave counters inconsistent enough to matter, so poisoning is ignored.
+        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub fn request(&self) {
+        self.with(|s| s.requests_total += 1);
+    }
+
+    pub fn bad_signature(&self) {
+        self.with(|s| s.bad_signatures += 1);
+    }
+
+    pub fn error_injected(&self) {
+        self.with(|s| s.errors_injected += 1);
+    }
+
+    pub fn model_request(&self, model: &str, op: &str, headers: BTreeMap<String, String>) {
+        self.with(|s| {
+            *s.by_model
+                .entry(model.to_owned())
+                .or_default()
+                .entry(op.to_owned())
+                .or_default() += 1;
+            *s.by_operation.entry(op.to_owned()).or_default() += 1;
+            s.last_request_headers = headers;
+        });
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.with(|s| s.clone())
+    }
+
+    pub fn reset(&self) {
+        self.with(|s| *s = Self::empty(&s.region));
+    }
+}
