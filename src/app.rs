@@ -19,7 +19,8 @@ pub struct Running {
     public: actix_web::dev::ServerHandle,
     admin_handle: actix_web::dev::ServerHandle,
     drain_grace: Duration,
-    servers: futures_util::future::BoxFuture<'static, std::io::Result<()>>,
+    /// Both servers, already running on the current arbiter.
+    servers: actix_rt::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// rustls needs one process-wide crypto provider; awc and the AWS SDK both use aws-lc-rs.
@@ -80,7 +81,8 @@ pub fn start(config: Config) -> Result<Running, String> {
 
     let public_handle = public.handle();
     let admin_handle = admin.handle();
-    let servers = Box::pin(async move {
+    // actix servers only run while their future is polled.
+    let servers = actix_rt::spawn(async move {
         let (a, b) = futures_util::future::join(public, admin).await;
         a.and(b)
     });
@@ -120,10 +122,11 @@ impl Running {
             admin_handle.stop(true).await;
         };
         let mut servers = servers;
-        let result = tokio::select! {
-            result = &mut servers => result,
+        let joined = tokio::select! {
+            joined = &mut servers => joined,
             () = drain => servers.await,
         };
+        let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e)));
         tracing::info!("stopped");
         result
     }

@@ -25,7 +25,9 @@ async fn three_regions(balancer: &str, weights: [u16; 3]) -> Harness {
 const FAILOVER: &str = "      failover_criteria: [error, timeout, http_503, non_idempotent]\n      connect_timeout: 2s\n      read_timeout: 5s";
 
 async fn post(url: &str, body: String) -> (u16, awc::http::header::HeaderMap, bytes::Bytes) {
-    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
     let mut resp = client
         .post(url)
         .insert_header(("content-type", "application/json"))
@@ -40,12 +42,21 @@ async fn post(url: &str, body: String) -> (u16, awc::http::header::HeaderMap, by
 async fn round_robin_shares_match_the_weights_exactly() {
     let h = three_regions("      algorithm: round-robin", [2, 1, 1]).await;
     for i in 0..40 {
-        let (status, headers, body) =
-            post(&h.url("/model/claude/converse"), converse_body(&format!("hello {i}"))).await;
+        let (status, headers, body) = post(
+            &h.url("/model/claude/converse"),
+            converse_body(&format!("hello {i}")),
+        )
+        .await;
         assert_eq!(status, 200, "{body:?}");
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let text = json["output"]["message"]["content"][0]["text"].as_str().unwrap();
-        let served_by = headers.get("x-bedrock-balancer-target").unwrap().to_str().unwrap();
+        let text = json["output"]["message"]["content"][0]["text"]
+            .as_str()
+            .unwrap();
+        let served_by = headers
+            .get("x-bedrock-balancer-target")
+            .unwrap()
+            .to_str()
+            .unwrap();
         let region = served_by.split('/').next().unwrap();
         assert!(text.contains(region), "{text} served by {served_by}");
     }
@@ -60,12 +71,18 @@ async fn target_model_ids_with_colons_and_arns_route_and_are_replaced_upstream()
     let targets = vec![target_yaml(arn, "us-east-1", &sims[0].url(), 100)];
     let h = start_gateway(&config_yaml("haiku", "      retries: 0", &targets), sims).await;
     let encoded = "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-3-haiku-20240307-v1%3A0";
-    for path in ["/model/haiku/converse".to_owned(), format!("/model/{encoded}/converse")] {
+    for path in [
+        "/model/haiku/converse".to_owned(),
+        format!("/model/{encoded}/converse"),
+    ] {
         let (status, _, body) = post(&h.url(&path), converse_body("hi")).await;
         assert_eq!(status, 200, "{path}: {body:?}");
     }
     let stats = h.sims[0].stats();
-    assert_eq!(stats.by_model.get(arn).and_then(|ops| ops.get("converse")), Some(&2));
+    assert_eq!(
+        stats.by_model.get(arn).and_then(|ops| ops.get("converse")),
+        Some(&2)
+    );
     assert_eq!(stats.bad_signatures, 0);
 }
 
@@ -74,7 +91,10 @@ async fn unknown_models_and_paths_get_bedrock_shaped_404s() {
     let h = three_regions("      retries: 0", [1, 1, 1]).await;
     let (status, headers, body) = post(&h.url("/model/nope/converse"), converse_body("x")).await;
     assert_eq!(status, 404);
-    assert_eq!(headers.get("x-amzn-errortype").unwrap(), "ResourceNotFoundException");
+    assert_eq!(
+        headers.get("x-amzn-errortype").unwrap(),
+        "ResourceNotFoundException"
+    );
     assert!(String::from_utf8_lossy(&body).contains("nope"));
     let (status, _, body) = post(&h.url("/nope"), String::new()).await;
     assert_eq!(status, 404);
@@ -86,12 +106,24 @@ async fn unknown_models_and_paths_get_bedrock_shaped_404s() {
 #[actix_rt::test]
 async fn a_failing_region_is_routed_around_when_the_criteria_allow() {
     let h = three_regions(FAILOVER, [1, 1, 1]).await;
-    h.fault(1, Faults { status: Some(503), ..Faults::default() });
+    h.fault(
+        1,
+        Faults {
+            status: Some(503),
+            ..Faults::default()
+        },
+    );
     for i in 0..12 {
-        let (status, headers, body) =
-            post(&h.url("/model/claude/converse"), converse_body(&format!("q{i}"))).await;
+        let (status, headers, body) = post(
+            &h.url("/model/claude/converse"),
+            converse_body(&format!("q{i}")),
+        )
+        .await;
         assert_eq!(status, 200, "{body:?}");
-        assert_ne!(headers.get("x-bedrock-balancer-target").unwrap(), "us-west-2/anthropic.claude-3-haiku-20240307-v1:0");
+        assert_ne!(
+            headers.get("x-bedrock-balancer-target").unwrap(),
+            "us-west-2/anthropic.claude-3-haiku-20240307-v1:0"
+        );
     }
     let counts = h.counts("converse");
     assert_eq!(counts[0] + counts[2], 12);
@@ -99,16 +131,34 @@ async fn a_failing_region_is_routed_around_when_the_criteria_allow() {
 
 #[actix_rt::test]
 async fn without_the_criterion_the_upstream_error_is_passed_on() {
-    let h = three_regions("      retries: 5\n      failover_criteria: [error, timeout]", [1, 1, 1]).await;
+    let h = three_regions(
+        "      retries: 5\n      failover_criteria: [error, timeout]",
+        [1, 1, 1],
+    )
+    .await;
     for sim in 0..3 {
-        h.fault(sim, Faults { status: Some(503), retry_after: Some(7), ..Faults::default() });
+        h.fault(
+            sim,
+            Faults {
+                status: Some(503),
+                retry_after: Some(7),
+                ..Faults::default()
+            },
+        );
     }
     let (status, headers, body) = post(&h.url("/model/claude/converse"), converse_body("q")).await;
     assert_eq!(status, 503);
-    assert_eq!(headers.get("x-amzn-errortype").unwrap(), "ServiceUnavailableException");
+    assert_eq!(
+        headers.get("x-amzn-errortype").unwrap(),
+        "ServiceUnavailableException"
+    );
     assert_eq!(headers.get("retry-after").unwrap(), "7");
     assert!(String::from_utf8_lossy(&body).contains("message"));
-    assert_eq!(h.counts("converse").iter().sum::<u64>(), 1, "POST is not retried without non_idempotent");
+    assert_eq!(
+        h.counts("converse").iter().sum::<u64>(),
+        1,
+        "POST is not retried without non_idempotent"
+    );
 }
 
 #[actix_rt::test]
@@ -132,24 +182,52 @@ async fn a_refused_connection_fails_over() {
 #[actix_rt::test]
 async fn streams_pass_through_and_a_broken_stream_ends_in_an_exception_not_a_hang() {
     let h = three_regions(FAILOVER, [1, 1, 1]).await;
-    let (status, headers, body) = post(&h.url("/model/claude/converse-stream"), converse_body("tell me more")).await;
+    let (status, headers, body) = post(
+        &h.url("/model/claude/converse-stream"),
+        converse_body("tell me more"),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(headers.get("content-type").unwrap(), "application/vnd.amazon.eventstream");
+    assert_eq!(
+        headers.get("content-type").unwrap(),
+        "application/vnd.amazon.eventstream"
+    );
     let events = decode(&body);
-    assert!(events.iter().any(|f| matches!(f, Frame::Event { event_type, .. } if event_type == "metadata")));
+    assert!(
+        events
+            .iter()
+            .any(|f| matches!(f, Frame::Event { event_type, .. } if event_type == "metadata"))
+    );
 
     for sim in 0..3 {
-        h.fault(sim, Faults { drop_after_events: Some(3), ..Faults::default() });
+        h.fault(
+            sim,
+            Faults {
+                drop_after_events: Some(3),
+                ..Faults::default()
+            },
+        );
     }
     let before: u64 = h.counts("converse-stream").iter().sum();
     let started = std::time::Instant::now();
-    let (status, _, body) = post(&h.url("/model/claude/converse-stream"), converse_body("break please")).await;
+    let (status, _, body) = post(
+        &h.url("/model/claude/converse-stream"),
+        converse_body("break please"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(started.elapsed() < Duration::from_secs(10));
     let events = decode(&body);
-    assert!(matches!(events.last(), Some(Frame::Exception { .. })), "{events:?}");
+    assert!(
+        matches!(events.last(), Some(Frame::Exception { .. })),
+        "{events:?}"
+    );
     let after: u64 = h.counts("converse-stream").iter().sum();
-    assert_eq!(after - before, 1, "a stream is never retried once bytes reached the client");
+    assert_eq!(
+        after - before,
+        1,
+        "a stream is never retried once bytes reached the client"
+    );
 }
 
 #[actix_rt::test]
@@ -172,8 +250,13 @@ async fn client_credentials_never_reach_the_upstream() {
         .map(|s| s.stats().last_request_headers)
         .find(|headers| !headers.is_empty())
         .unwrap();
-    assert!(seen["authorization"].contains("Credential=AKIDEXAMPLE/"), "{seen:?}");
-    assert!(!seen.values().any(|v| v.contains("CLIENTKEY") || v.contains("client-session-token") || v.contains("client-trace")));
+    assert!(
+        seen["authorization"].contains("Credential=AKIDEXAMPLE/"),
+        "{seen:?}"
+    );
+    assert!(!seen.values().any(|v| v.contains("CLIENTKEY")
+        || v.contains("client-session-token")
+        || v.contains("client-trace")));
 }
 
 fn decode(body: &[u8]) -> Vec<Frame> {

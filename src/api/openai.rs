@@ -82,7 +82,10 @@ impl Failure {
                     }
                 }
                 if let Ok(value) = e.target.parse() {
-                    headers.insert(actix_web::http::header::HeaderName::from_static(TARGET_HEADER), value);
+                    headers.insert(
+                        actix_web::http::header::HeaderName::from_static(TARGET_HEADER),
+                        value,
+                    );
                 }
                 response
             }
@@ -104,7 +107,11 @@ fn unix_now() -> u64 {
 }
 
 fn response_id(prefix: &str) -> String {
-    format!("{prefix}-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+    format!(
+        "{prefix}-{:016x}{:016x}",
+        fastrand::u64(..),
+        fastrand::u64(..)
+    )
 }
 
 fn route_for<'g>(
@@ -159,8 +166,14 @@ fn success_head(delivered: &Delivered) -> HttpResponseBuilder {
 }
 
 /// `POST /v1/chat/completions`.
-pub async fn chat(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    chat_inner(&req, payload, &state).await.unwrap_or_else(Failure::respond)
+pub async fn chat(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    chat_inner(&req, payload, &state)
+        .await
+        .unwrap_or_else(Failure::respond)
 }
 
 async fn chat_inner(
@@ -169,15 +182,31 @@ async fn chat_inner(
     state: &AppState,
 ) -> Result<HttpResponse, Failure> {
     let gateway = state.gateway();
-    let body = read_body(req, payload, gateway.config.server.max_request_body_size.get()).await?;
+    let body = read_body(
+        req,
+        payload,
+        gateway.config.server.max_request_body_size.get(),
+    )
+    .await?;
     let chat = translate::chat_request(&body)?;
     let route = route_for(&gateway, &chat.model, RouteType::Chat)?;
     let client = client_for(req, route)?;
-    let mut delivered = forward(route, &client, &converse_request(chat.converse_body, chat.stream)).await?;
+    let mut delivered = forward(
+        route,
+        &client,
+        &converse_request(chat.converse_body, chat.stream),
+    )
+    .await?;
     let id = response_id("chatcmpl");
     let created = unix_now();
     if chat.stream {
-        let translator = ChatStreamTranslator::new(chat.model, id, created, chat.include_usage, chat.json_schema_tool);
+        let translator = ChatStreamTranslator::new(
+            chat.model,
+            id,
+            created,
+            chat.include_usage,
+            chat.json_schema_tool,
+        );
         return Ok(sse_response(delivered, route, translator));
     }
     let upstream = read_success_body(
@@ -186,15 +215,27 @@ async fn chat_inner(
         gateway.config.server.max_response_body_size.get(),
     )
     .await?;
-    let translated = translate::chat_response(&upstream, &chat.model, &id, created, chat.json_schema_tool.as_deref())?;
+    let translated = translate::chat_response(
+        &upstream,
+        &chat.model,
+        &id,
+        created,
+        chat.json_schema_tool.as_deref(),
+    )?;
     Ok(success_head(&delivered)
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(translated.body))
 }
 
 /// `POST /v1/completions` (legacy).
-pub async fn completions(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    completions_inner(&req, payload, &state).await.unwrap_or_else(Failure::respond)
+pub async fn completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    completions_inner(&req, payload, &state)
+        .await
+        .unwrap_or_else(Failure::respond)
 }
 
 async fn completions_inner(
@@ -203,7 +244,12 @@ async fn completions_inner(
     state: &AppState,
 ) -> Result<HttpResponse, Failure> {
     let gateway = state.gateway();
-    let body = read_body(req, payload, gateway.config.server.max_request_body_size.get()).await?;
+    let body = read_body(
+        req,
+        payload,
+        gateway.config.server.max_request_body_size.get(),
+    )
+    .await?;
     let completion = translate::completion_request(&body)?;
     let route = route_for(&gateway, &completion.model, RouteType::Completions)?;
     let client = client_for(req, route)?;
@@ -212,7 +258,12 @@ async fn completions_inner(
     let id = response_id("cmpl");
     let created = unix_now();
     if completion.stream {
-        let translator = CompletionStreamTranslator::new(completion.model, id, created, completion.include_usage);
+        let translator = CompletionStreamTranslator::new(
+            completion.model,
+            id,
+            created,
+            completion.include_usage,
+        );
         return Ok(sse_response(delivered, route, translator));
     }
     let upstream = read_success_body(
@@ -229,13 +280,23 @@ async fn completions_inner(
 
 /// The two stream translators behave alike; this lets one SSE pump serve both.
 trait SseTranslator: 'static {
-    fn on_event(&mut self, event_type: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError>;
+    fn on_event(
+        &mut self,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError>;
     fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>);
     fn finish(&mut self, out: &mut Vec<u8>);
 }
 
 impl SseTranslator for ChatStreamTranslator {
-    fn on_event(&mut self, event_type: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    fn on_event(
+        &mut self,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
         Self::on_event(self, event_type, payload, out).map(|_| ())
     }
     fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
@@ -247,7 +308,12 @@ impl SseTranslator for ChatStreamTranslator {
 }
 
 impl SseTranslator for CompletionStreamTranslator {
-    fn on_event(&mut self, event_type: &str, payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    fn on_event(
+        &mut self,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
         Self::on_event(self, event_type, payload, out).map(|_| ())
     }
     fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
@@ -261,25 +327,43 @@ impl SseTranslator for CompletionStreamTranslator {
 /// Translates ConverseStream frames to SSE as each arrives; every upstream event is flushed at
 /// once. An upstream exception, break or timeout becomes an SSE `error` record, then the stream
 /// ends (no `[DONE]`, so clients cannot mistake it for a complete answer).
-fn sse_response(delivered: Delivered, route: &RouteRuntime, translator: impl SseTranslator) -> HttpResponse {
+fn sse_response(
+    delivered: Delivered,
+    route: &RouteRuntime,
+    translator: impl SseTranslator,
+) -> HttpResponse {
     let mut builder = success_head(&delivered);
     builder
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"));
-    let reader = FrameReader::new(delivered.response, delivered.lease, route.balancer_config.read_timeout);
+    let reader = FrameReader::new(
+        delivered.response,
+        delivered.lease,
+        route.balancer_config.read_timeout,
+    );
     let body = stream::unfold(Some((reader, translator)), |state| async move {
         let (mut reader, mut translator) = state?;
         let mut out = Vec::new();
         loop {
             match reader.next().await {
                 Some(StreamItem::Frame(raw)) => match raw.frame {
-                    Frame::Event { event_type, payload } => {
+                    Frame::Event {
+                        event_type,
+                        payload,
+                    } => {
                         if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
-                            translator.on_exception("internalServerException", &e.to_string(), &mut out);
+                            translator.on_exception(
+                                "internalServerException",
+                                &e.to_string(),
+                                &mut out,
+                            );
                             return Some((Ok::<Bytes, actix_web::Error>(Bytes::from(out)), None));
                         }
                     }
-                    Frame::Exception { exception_type, payload } => {
+                    Frame::Exception {
+                        exception_type,
+                        payload,
+                    } => {
                         let message = translate::bedrock_error_message(&payload)
                             .unwrap_or_else(|| exception_type.clone());
                         translator.on_exception(&exception_type, &message, &mut out);
@@ -308,8 +392,14 @@ fn sse_response(delivered: Delivered, route: &RouteRuntime, translator: impl Sse
 }
 
 /// `POST /v1/embeddings`: one or more InvokeModel calls, each balanced on its own.
-pub async fn embeddings(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    embeddings_inner(&req, payload, &state).await.unwrap_or_else(Failure::respond)
+pub async fn embeddings(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    embeddings_inner(&req, payload, &state)
+        .await
+        .unwrap_or_else(Failure::respond)
 }
 
 async fn embeddings_inner(
@@ -318,7 +408,12 @@ async fn embeddings_inner(
     state: &AppState,
 ) -> Result<HttpResponse, Failure> {
     let gateway = state.gateway();
-    let body = read_body(req, payload, gateway.config.server.max_request_body_size.get()).await?;
+    let body = read_body(
+        req,
+        payload,
+        gateway.config.server.max_request_body_size.get(),
+    )
+    .await?;
     let model = translate::embeddings_model(&body)?;
     let route = route_for(&gateway, &model, RouteType::Embeddings)?;
     let family = route
@@ -355,21 +450,30 @@ async fn embeddings_inner(
             Ok::<_, ProxyError>((body, input_tokens, delivered.lease.target().label.clone()))
         }
     });
-    let results: Vec<Result<_, ProxyError>> = stream::iter(calls).buffered(EMBEDDING_FAN_OUT).collect().await;
+    let results: Vec<Result<_, ProxyError>> = stream::iter(calls)
+        .buffered(EMBEDDING_FAN_OUT)
+        .collect()
+        .await;
     let mut bodies = Vec::with_capacity(results.len());
     for result in results {
         bodies.push(result?);
     }
     let upstream: Vec<UpstreamEmbedding<'_>> = bodies
         .iter()
-        .map(|(body, input_tokens, _)| UpstreamEmbedding { body, input_tokens: *input_tokens })
+        .map(|(body, input_tokens, _)| UpstreamEmbedding {
+            body,
+            input_tokens: *input_tokens,
+        })
         .collect();
-    let response = translate::embeddings_response(&request.model, family, &upstream, request.encoding_format)?;
+    let response =
+        translate::embeddings_response(&request.model, family, &upstream, request.encoding_format)?;
     let mut builder = HttpResponse::Ok();
     if let Some((_, _, target)) = bodies.first() {
         builder.insert_header((TARGET_HEADER, target.as_str()));
     }
-    Ok(builder.insert_header((CONTENT_TYPE, "application/json")).body(response.body))
+    Ok(builder
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(response.body))
 }
 
 /// `GET /v1/models`: the routes, in OpenAI's list shape.

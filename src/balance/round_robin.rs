@@ -42,25 +42,33 @@ impl Strategy for RoundRobin {
         // (tracked in a bit set, so for rosters of up to 128 targets; larger ones may re-ask).
         let dedupe = self.targets <= 128;
         let mut asked = 0u128;
-        let mut asked_count = 0;
-        for offset in 0..len {
-            let index = self.cycle[(start + offset) % len];
+        let mut ask = |index: usize, ready: &mut dyn FnMut(usize) -> bool| {
             if dedupe {
                 let bit = 1u128 << index;
                 if asked & bit != 0 {
-                    continue;
+                    return false;
                 }
                 asked |= bit;
-                asked_count += 1;
             }
-            if ready(index) {
+            ready(index)
+        };
+        let scheduled = self.cycle[start % len];
+        if ask(scheduled, ready) {
+            return Some(scheduled);
+        }
+        // The scheduled target is not ready. Handing its turn to the next entry of the cycle would
+        // double that neighbour's share; drawing cycle positions at random keeps the remaining
+        // targets' shares proportional to their weights.
+        for _ in 0..2 * self.targets {
+            let index = self.cycle[fastrand::usize(..len)];
+            if ask(index, ready) {
                 return Some(index);
             }
-            if dedupe && asked_count == self.targets {
-                break;
-            }
         }
-        None
+        // Unlucky draws: settle it with one pass over the cycle.
+        (0..len)
+            .map(|offset| self.cycle[(start + offset) % len])
+            .find(|&index| ask(index, ready))
     }
 }
 
@@ -137,9 +145,14 @@ mod tests {
     }
 
     #[test]
-    fn unready_targets_are_skipped() {
-        let rr = RoundRobin::new(&[1, 1, 1]);
-        assert_eq!(counts(&rr, 3, 300, |i| i != 1), vec![150, 0, 150]);
+    fn an_unready_targets_share_is_spread_by_weight() {
+        let rr = RoundRobin::new(&[1, 1, 1, 2]);
+        let got = counts(&rr, 4, 5000, |i| i != 1);
+        assert_eq!(got[1], 0);
+        // Targets 0, 2 and 3 keep the ratio 1:1:2 (1250:1250:2500), within sampling noise.
+        for (i, expected) in [(0, 1250), (2, 1250), (3, 2500)] {
+            assert!(got[i].abs_diff(expected) < 150, "{got:?}");
+        }
         assert_eq!(rr.pick(&mut |_| false), None);
     }
 

@@ -44,6 +44,9 @@ pub struct FrameReader {
     lease: Lease,
     pub summary: StreamSummary,
     exception_seen: bool,
+    /// Bedrock's last event arrived (`metadata`, or the chunk with invocation metrics). A stream
+    /// that ends cleanly without it was cut at a frame boundary: awc reports that as a normal end.
+    complete: bool,
     done: bool,
 }
 
@@ -56,6 +59,7 @@ impl FrameReader {
             lease,
             summary: StreamSummary::default(),
             exception_seen: false,
+            complete: false,
             done: false,
         }
     }
@@ -77,7 +81,9 @@ impl FrameReader {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    return Some(self.fail(StreamFailure::Corrupt(e.to_string()), Outcome::Failure));
+                    return Some(
+                        self.fail(StreamFailure::Corrupt(e.to_string()), Outcome::Failure),
+                    );
                 }
             }
             match tokio::time::timeout(self.idle_timeout, self.response.next()).await {
@@ -91,14 +97,19 @@ impl FrameReader {
                 Ok(None) => {
                     self.done = true;
                     return match self.decoder.finish() {
-                        Ok(()) => {
-                            if self.lease_outcome_pending() {
-                                self.lease.set_outcome(Outcome::Success);
-                            }
-                            None
-                        }
                         Err(e) => {
                             Some(self.fail(StreamFailure::Broken(e.to_string()), Outcome::Failure))
+                        }
+                        Ok(()) if self.exception_seen => None,
+                        Ok(()) if !self.complete => Some(self.fail(
+                            StreamFailure::Broken(
+                                "upstream stream ended before its final event".to_owned(),
+                            ),
+                            Outcome::Failure,
+                        )),
+                        Ok(()) => {
+                            self.lease.set_outcome(Outcome::Success);
+                            None
                         }
                     };
                 }
@@ -111,10 +122,6 @@ impl FrameReader {
                 }
             }
         }
-    }
-
-    fn lease_outcome_pending(&self) -> bool {
-        !self.exception_seen
     }
 
     fn fail(&mut self, failure: StreamFailure, outcome: Outcome) -> StreamItem {
@@ -145,6 +152,7 @@ impl FrameReader {
     fn observe_event(&mut self, event_type: &str, payload: &[u8]) {
         match event_type {
             "metadata" => {
+                self.complete = true;
                 if let Ok(meta) = serde_json::from_slice::<ConverseMetadata>(payload) {
                     self.summary.input_tokens = meta.usage.input_tokens;
                     self.summary.output_tokens = meta.usage.output_tokens;
@@ -171,6 +179,7 @@ impl FrameReader {
         };
         if let Ok(event) = serde_json::from_slice::<InvokeEvent>(&inner) {
             if let Some(metrics) = event.metrics {
+                self.complete = true;
                 self.summary.input_tokens = metrics.input_token_count;
                 self.summary.output_tokens = metrics.output_token_count;
             }
