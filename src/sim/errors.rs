@@ -18,10 +18,8 @@ pub enum ErrorKind {
     ModelTimeout,
     Throttling,
     ModelError,
-    ModelNotReady,
     InternalServer,
     ServiceUnavailable,
-    ServiceQuotaExceeded,
     UnknownOperation,
     MissingAuthenticationToken,
     InvalidSignature,
@@ -37,10 +35,8 @@ impl ErrorKind {
             Self::ModelTimeout => "ModelTimeoutException",
             Self::Throttling => "ThrottlingException",
             Self::ModelError => "ModelErrorException",
-            Self::ModelNotReady => "ModelNotReadyException",
             Self::InternalServer => "InternalServerException",
             Self::ServiceUnavailable => "ServiceUnavailableException",
-            Self::ServiceQuotaExceeded => "ServiceQuotaExceededException",
             Self::UnknownOperation => "UnknownOperationException",
             Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Self::InvalidSignature => "InvalidSignatureException",
@@ -50,14 +46,14 @@ impl ErrorKind {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::Validation | Self::ServiceQuotaExceeded => StatusCode::BAD_REQUEST,
+            Self::Validation => StatusCode::BAD_REQUEST,
             Self::AccessDenied
             | Self::MissingAuthenticationToken
             | Self::InvalidSignature
             | Self::UnrecognizedClient => StatusCode::FORBIDDEN,
             Self::ResourceNotFound | Self::UnknownOperation => StatusCode::NOT_FOUND,
             Self::ModelTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Throttling | Self::ModelNotReady => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttling => StatusCode::TOO_MANY_REQUESTS,
             Self::ModelError => StatusCode::FAILED_DEPENDENCY,
             Self::InternalServer => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,10 +71,8 @@ impl ErrorKind {
             | Self::ModelTimeout
             | Self::Throttling
             | Self::ModelError
-            | Self::ModelNotReady
             | Self::InternalServer
             | Self::ServiceUnavailable
-            | Self::ServiceQuotaExceeded
             | Self::UnknownOperation => BEDROCK_NAMESPACE,
         }
     }

@@ -24,6 +24,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use tokio::signal::unix::{SignalKind, signal};
 
 pub use args::SimArgs;
 pub use faults::Faults;
@@ -138,21 +139,20 @@ pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
 
 /// The `sim` command: start, announce the URL on stdout, run until SIGINT or SIGTERM.
 pub async fn run(args: SimArgs) -> io::Result<()> {
+    // Handlers go in before the announcement, so a supervisor that signals as soon as it reads
+    // the line still gets a clean shutdown.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let handle = start(args.into_options()).await?;
     {
         let mut out = io::stdout().lock();
         writeln!(out, "bedrock-sim listening on {}", handle.url())?;
         out.flush()?;
     }
-    shutdown_signal().await?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
     handle.stop().await;
     Ok(())
-}
-
-async fn shutdown_signal() -> io::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result,
-        _ = terminate.recv() => Ok(()),
-    }
 }

@@ -188,3 +188,31 @@ def test_exception_mid_stream(client, sim):
             seen.append(event)
     assert len(seen) == 3
     assert error.value.response["Error"]["Code"] == "throttlingException"
+
+
+def test_llama_invoke_and_stream(client):
+    model_id = "meta.llama3-8b-instruct-v1:0"
+    _, body = invoke(client, model_id, {"prompt": "tell me", "max_gen_len": 3})
+    assert body["generation"] == "Hello from us-east-1"
+    assert body["stop_reason"] == "length"
+    out = client.invoke_model_with_response_stream(
+        modelId=model_id, body=json.dumps({"prompt": "tell me"})
+    )
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in out["body"]]
+    assert "".join(c["generation"] for c in chunks).endswith("You said: tell me")
+    assert chunks[-1]["stop_reason"] == "stop"
+    assert chunks[-1]["amazon-bedrock-invocationMetrics"]["inputTokenCount"] == 2
+
+
+def test_invalid_bodies_are_validation_errors(client):
+    with pytest.raises(ClientError) as error:
+        client.invoke_model(modelId=HAIKU, body=b"{not json")
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as error:
+        client.invoke_model_with_response_stream(
+            modelId="amazon.titan-embed-text-v2:0", body=json.dumps({"inputText": "a"})
+        )
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as error:
+        client.converse(modelId="acme.unknown-v1", messages=user("hi"))
+    assert error.value.response["Error"]["Code"] == "ResourceNotFoundException"
