@@ -532,3 +532,21 @@ consumers[2].aws_secret_access_key: environment variable BATCH_SECRET_ACCESS_KEY
 rate_limits.redis_url: environment variable REDIS_URL is not set"
     );
 }
+
+#[test]
+fn unset_variable_hides_only_what_depends_on_it() {
+    // The placeholder for ${W} is not a number; only the missing variable is worth reporting.
+    assert_eq!(
+        errors(&route_with("retries: -1", "weight: ${W}")),
+        "routes[0].balancer.retries: must be 0..=32767, got -1\n\
+         routes[0].targets[0].weight: environment variable W is not set"
+    );
+}
+
+#[test]
+fn escaped_reference_stays_literal() {
+    assert_eq!(
+        errors(&MINIMAL.replace("name: claude", "name: \"$${X}\"")),
+        "routes[0].name: invalid route name \"${X}\"; use only letters, digits, _ . : / -"
+    );
+}

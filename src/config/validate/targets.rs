@@ -1,0 +1,417 @@
+//! `routes[].targets`: one model in one region with its credentials, URL, costs and limits.
+
+use std::collections::HashMap;
+use std::num::{NonZeroU16, NonZeroU32};
+
+use serde_yaml_ng::Value;
+
+use super::checks::*;
+use crate::config::de::{self, field, index};
+use crate::config::defaults::*;
+use crate::config::error::ConfigProblem;
+use crate::config::model::*;
+use crate::config::raw::*;
+
+pub(super) fn targets(
+    value: Option<Value>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Vec<Target>> {
+    let items = match value {
+        None | Some(Value::Null) => {
+            problems.push(ConfigProblem::new(path, "required"));
+            return None;
+        }
+        Some(v) => de::deserialize::<Vec<Value>>(v, path, problems)?,
+    };
+    if items.is_empty() {
+        problems.push(ConfigProblem::new(path, "must list at least one target"));
+        return None;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let target_path = index(path, i);
+        let target = de::deserialize::<RawTarget>(item, &target_path, problems)
+            .and_then(|raw| target(raw, &target_path, problems));
+        if let Some(t) = &target {
+            let label = t.label();
+            if let Some(first) = seen.get(&label) {
+                problems.push(ConfigProblem::new(
+                    &target_path,
+                    format!("duplicates {} ({label})", index(path, *first)),
+                ));
+            } else {
+                seen.insert(label, i);
+            }
+        }
+        out.push(target);
+    }
+    out.into_iter().collect()
+}
+
+fn target(raw: RawTarget, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<Target> {
+    let model_path = field(path, "model");
+    let model = match raw.model {
+        Some(model) => model_fields(model, &model_path, problems),
+        None => {
+            problems.push(ConfigProblem::new(&model_path, "required"));
+            None
+        }
+    };
+    let auth = match raw.auth {
+        None => Some(None),
+        Some(auth) => aws_keys(
+            auth.aws_access_key_id,
+            auth.aws_secret_access_key,
+            auth.aws_session_token,
+            &field(path, "auth"),
+            problems,
+        ),
+    };
+    let weight = match raw.weight {
+        None => NonZeroU16::new(DEFAULT_WEIGHT),
+        Some(v) => in_range(v, 1, 65_535, &field(path, "weight"), problems)
+            .and_then(|v| u16::try_from(v).ok())
+            .and_then(NonZeroU16::new),
+    };
+    let priority = match raw.priority {
+        None => Some(None),
+        Some(v) => at_least(v, 0, u32::MAX.into(), &field(path, "priority"), problems)
+            .and_then(|v| u32::try_from(v).ok())
+            .map(Some),
+    };
+    let limits = limits(raw.limits, &field(path, "limits"), problems);
+    let model = model?;
+    Some(Target {
+        model_id: model.model_id,
+        region: model.region,
+        upstream_url: model.upstream_url,
+        assume_role: model.assume_role,
+        auth: auth?,
+        input_cost: model.input_cost,
+        output_cost: model.output_cost,
+        max_tokens: model.max_tokens,
+        weight: weight?,
+        priority: priority?,
+        limits: limits?,
+    })
+}
+
+/// The parts of a target that come from its `model` section.
+struct ModelFields {
+    model_id: String,
+    region: String,
+    upstream_url: String,
+    assume_role: Option<AssumeRole>,
+    input_cost: f64,
+    output_cost: f64,
+    max_tokens: Option<NonZeroU32>,
+}
+
+fn model_fields(
+    raw: RawModel,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<ModelFields> {
+    let provider = match raw.provider.as_deref() {
+        None => {
+            problems.push(ConfigProblem::new(field(path, "provider"), "required"));
+            None
+        }
+        Some("bedrock") => Some(()),
+        Some(other) => {
+            problems.push(ConfigProblem::new(
+                field(path, "provider"),
+                format!("unsupported provider {other:?}; only \"bedrock\" is supported"),
+            ));
+            None
+        }
+    };
+    let name_path = field(path, "name");
+    let model_id = match raw.name {
+        None => {
+            problems.push(ConfigProblem::new(&name_path, "required"));
+            None
+        }
+        Some(name) if name.is_empty() => {
+            problems.push(ConfigProblem::new(&name_path, "must not be empty"));
+            None
+        }
+        Some(name) if name.chars().any(char::is_whitespace) => {
+            problems.push(ConfigProblem::new(
+                &name_path,
+                format!("must not contain whitespace, got {name:?}"),
+            ));
+            None
+        }
+        Some(name) => Some(name),
+    };
+
+    let options_path = field(path, "options");
+    let options = raw.options.unwrap_or_default();
+    let bedrock_path = field(&options_path, "bedrock");
+    let bedrock = options.bedrock.unwrap_or_default();
+    let region_path = field(&bedrock_path, "aws_region");
+    let region = match bedrock.aws_region {
+        None => {
+            problems.push(ConfigProblem::new(&region_path, "required"));
+            None
+        }
+        Some(region) if is_region(&region) => Some(region),
+        Some(region) => {
+            problems.push(ConfigProblem::new(
+                &region_path,
+                format!("invalid AWS region {region:?}; expected a region like us-east-1"),
+            ));
+            None
+        }
+    };
+    let assume_role = assume_role(
+        bedrock.aws_assume_role_arn,
+        bedrock.aws_role_session_name,
+        bedrock.aws_sts_endpoint_url,
+        &bedrock_path,
+        problems,
+    );
+    let upstream_url = match (options.upstream_url, &region) {
+        (Some(url), _) => match origin(&url) {
+            Ok(origin) => Some(origin),
+            Err(why) => {
+                problems.push(ConfigProblem::new(
+                    field(&options_path, "upstream_url"),
+                    why,
+                ));
+                None
+            }
+        },
+        (None, Some(region)) => Some(default_upstream(region)),
+        (None, None) => None,
+    };
+    let input_cost = cost(
+        options.input_cost,
+        &field(&options_path, "input_cost"),
+        problems,
+    );
+    let output_cost = cost(
+        options.output_cost,
+        &field(&options_path, "output_cost"),
+        problems,
+    );
+    let max_tokens = match options.max_tokens {
+        None => Some(None),
+        Some(v) => optional_non_zero_u32(Some(v), &field(&options_path, "max_tokens"), problems),
+    };
+    provider?;
+    Some(ModelFields {
+        model_id: model_id?,
+        region: region?,
+        upstream_url: upstream_url?,
+        assume_role: assume_role?,
+        input_cost: input_cost?,
+        output_cost: output_cost?,
+        max_tokens: max_tokens?,
+    })
+}
+
+fn assume_role(
+    arn: Option<String>,
+    session_name: Option<String>,
+    sts_endpoint_url: Option<String>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Option<AssumeRole>> {
+    let Some(arn) = arn else {
+        let mut ok = true;
+        for (name, set) in [
+            ("aws_role_session_name", session_name.is_some()),
+            ("aws_sts_endpoint_url", sts_endpoint_url.is_some()),
+        ] {
+            if set {
+                problems.push(ConfigProblem::new(
+                    field(path, name),
+                    "only allowed with aws_assume_role_arn",
+                ));
+                ok = false;
+            }
+        }
+        return ok.then_some(None);
+    };
+    let mut ok = true;
+    // Covers the aws, aws-cn and aws-us-gov partitions.
+    if !arn.starts_with("arn:aws") {
+        problems.push(ConfigProblem::new(
+            field(path, "aws_assume_role_arn"),
+            format!("must be a role ARN starting with arn:aws, got {arn:?}"),
+        ));
+        ok = false;
+    }
+    let session_name = session_name.unwrap_or_else(|| DEFAULT_ROLE_SESSION_NAME.to_owned());
+    // STS's own rule for RoleSessionName.
+    let valid_session_name = (2..=64).contains(&session_name.len())
+        && session_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if !valid_session_name {
+        problems.push(ConfigProblem::new(
+            field(path, "aws_role_session_name"),
+            format!("must be 2 to 64 of letters, digits and _+=,.@-, got {session_name:?}"),
+        ));
+        ok = false;
+    }
+    let sts_endpoint_url = match sts_endpoint_url.map(|url| origin(&url)) {
+        None => None,
+        Some(Ok(url)) => Some(url),
+        Some(Err(why)) => {
+            problems.push(ConfigProblem::new(field(path, "aws_sts_endpoint_url"), why));
+            ok = false;
+            None
+        }
+    };
+    ok.then_some(Some(AssumeRole {
+        role_arn: arn,
+        session_name,
+        sts_endpoint_url,
+    }))
+}
+
+/// `[a-z]{2}(-gov)?-[a-z]+-\d+`: every commercial, China and GovCloud region.
+fn is_region(region: &str) -> bool {
+    let mut parts = region.split('-').collect::<Vec<_>>();
+    if parts.len() == 4 && parts[1] == "gov" {
+        parts.remove(1);
+    }
+    let lower = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
+    parts.len() == 3
+        && parts[0].len() == 2
+        && lower(parts[0])
+        && lower(parts[1])
+        && !parts[2].is_empty()
+        && parts[2].bytes().all(|b| b.is_ascii_digit())
+}
+
+fn default_upstream(region: &str) -> String {
+    // China regions live under their own top-level domain.
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://bedrock-runtime.{region}.{suffix}")
+}
+
+/// `http(s)://host[:port]`, a trailing `/` dropped. Messages say what is wrong without echoing
+/// the URL, which could carry credentials.
+fn origin(url: &str) -> Result<String, &'static str> {
+    let url = url.strip_suffix('/').unwrap_or(url);
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        ("https://", rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        ("http://", rest)
+    } else {
+        return Err("must start with http:// or https://");
+    };
+    if rest.contains(['/', '?', '#']) {
+        return Err("must be http(s)://host[:port] with no path, query or fragment");
+    }
+    if rest.contains('@') {
+        return Err("must not contain credentials");
+    }
+    if rest.chars().any(char::is_whitespace) {
+        return Err("must not contain whitespace");
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (_, after) = v6.split_once(']').ok_or("unclosed [ in IPv6 host")?;
+        (&rest[..rest.len() - after.len()], after.strip_prefix(':'))
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err("must name a host");
+    }
+    if let Some(port) = port {
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            return Err("port must be 1..=65535");
+        }
+    }
+    Ok(format!("{scheme}{rest}"))
+}
+
+fn cost(v: Option<f64>, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<f64> {
+    match v {
+        None => Some(DEFAULT_COST),
+        Some(v) if v.is_finite() && v >= 0.0 => Some(v),
+        Some(v) => {
+            problems.push(ConfigProblem::new(
+                path,
+                format!("must be a finite number >= 0, got {v}"),
+            ));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn regions() {
+        for ok in [
+            "us-east-1",
+            "eu-central-1",
+            "ap-southeast-2",
+            "us-gov-west-1",
+            "cn-north-1",
+        ] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "us-east",
+            "useast1",
+            "US-EAST-1",
+            "us-east-1a",
+            "usa-east-1",
+            "us--1",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin("https://example.com/"),
+            Ok("https://example.com".into())
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:9000"),
+            Ok("http://127.0.0.1:9000".into())
+        );
+        assert_eq!(origin("http://[::1]:9000"), Ok("http://[::1]:9000".into()));
+        assert!(origin("ftp://example.com").is_err());
+        assert!(origin("https://example.com/v1").is_err());
+        assert!(origin("https://example.com?x=1").is_err());
+        assert!(origin("https://").is_err());
+        assert!(origin("https://host:0").is_err());
+        assert!(origin("https://host:99999").is_err());
+        assert!(origin("https://user:pw@host").is_err());
+    }
+
+    #[test]
+    fn default_upstreams() {
+        assert_eq!(
+            default_upstream("us-east-1"),
+            "https://bedrock-runtime.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            default_upstream("cn-north-1"),
+            "https://bedrock-runtime.cn-north-1.amazonaws.com.cn"
+        );
+    }
+}
