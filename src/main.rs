@@ -31,7 +31,7 @@ enum Command {
     /// Validate a config file and print every problem with its path.
     CheckConfig { file: PathBuf },
     /// Run a simulated Bedrock Runtime region.
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
     /// Start three simulated regions and the gateway on config/demo.yaml.
     Demo {
         #[arg(long, default_value = "config/demo.yaml")]
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
                 running.serve_until_signalled().await
             })
         }
-        Command::Sim(args) => run(sim::run(args)),
+        Command::Sim(args) => run(sim::run(*args)),
         Command::Demo { config } => run(demo::run(config)),
     }
 }

@@ -114,8 +114,8 @@ fn smooth_cycle(weights: &[u64]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use proptest::prelude::*;
+    use super::{MAX_CYCLE, RoundRobin, Strategy};
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
 
     fn counts(
         rr: &RoundRobin,

@@ -61,7 +61,10 @@ impl std::fmt::Debug for AwsKeys {
         f.debug_struct("AwsKeys")
             .field("access_key_id", &"<redacted>")
             .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -241,7 +244,9 @@ impl FailoverCriteria {
     }
 
     pub fn iter(self) -> impl Iterator<Item = FailoverCriterion> {
-        FailoverCriterion::ALL.into_iter().filter(move |c| self.contains(*c))
+        FailoverCriterion::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 }
 

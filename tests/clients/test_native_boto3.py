@@ -42,7 +42,7 @@ def client(gateway):
         region_name="us-east-1",
         aws_access_key_id="CLIENTKEYID",
         aws_secret_access_key="client-secret",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
     )
 
 
