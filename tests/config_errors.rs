@@ -356,6 +356,7 @@ routes[0].targets[1].model.options.bedrock.aws_region: invalid AWS region \"nowh
 routes[0].targets[1].limits.rpm: must be >= 1, got 0
 routes[0].targets[1].limits.tpm: must be >= 1, got -1
 routes[0].targets[2].weight: invalid type: string \"lots\", expected an integer
+routes[1].name: duplicate route name \"claude\" (also routes[0])
 routes[1].targets: must list at least one target"
     );
 }

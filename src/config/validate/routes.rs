@@ -48,15 +48,18 @@ pub(super) fn routes(value: Value, problems: &mut Vec<ConfigProblem>) -> Option<
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let path = index("routes", i);
+        // Read the name before validating the rest, so a duplicate is reported even when the
+        // route has other problems too.
+        let name = item.get("name").and_then(Value::as_str).map(str::to_owned);
         let route = route(item, &path, problems);
-        if let Some(r) = &route {
-            if let Some(first) = names.get(&r.name) {
+        if let Some(name) = name {
+            if let Some(first) = names.get(&name) {
                 problems.push(ConfigProblem::new(
                     field(&path, "name"),
-                    format!("duplicate route name {:?} (also routes[{first}])", r.name),
+                    format!("duplicate route name {name:?} (also routes[{first}])"),
                 ));
             } else {
-                names.insert(r.name.clone(), i);
+                names.insert(name, i);
             }
         }
         out.push(route);
