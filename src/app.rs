@@ -6,7 +6,9 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 
 use crate::api::state::AppState;
-use crate::api::{admin, fallback, native, openai};
+use actix_web::middleware::from_fn;
+
+use crate::api::{admin, admission, fallback, native, openai};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::upstream::client::UpstreamClients;
@@ -38,6 +40,7 @@ pub fn start(config: Config) -> Result<Running, String> {
     let public_state = state.clone();
     let mut public = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(admission::admit))
             .app_data(public_state.clone())
             .app_data(UpstreamClients::default())
             .route("/model/{tail:.*}", web::post().to(native::handle))

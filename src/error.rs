@@ -30,6 +30,8 @@ pub enum GatewayError {
     },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: f64 },
     #[error("authentication required: {0}")]
     Unauthorized(&'static str),
     #[error("no target of route '{route}' is available")]
@@ -61,6 +63,7 @@ impl GatewayError {
             Self::PathNotFound { .. } | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -80,6 +83,7 @@ impl GatewayError {
             Self::UnknownModel(_) => "unknown_model",
             Self::BadRequest { .. } => "bad_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::Unauthorized(_) => "unauthorized",
             Self::NoTarget { .. } => "no_target",
             Self::AllTargetsFailed { .. } => "all_targets_failed",
@@ -96,7 +100,9 @@ impl GatewayError {
         match self {
             Self::PathNotFound { .. } => "UnknownOperationException",
             Self::UnknownModel(_) => "ResourceNotFoundException",
-            Self::BadRequest { .. } | Self::PayloadTooLarge { .. } => "ValidationException",
+            Self::BadRequest { .. } | Self::PayloadTooLarge { .. } | Self::BodyTimeout { .. } => {
+                "ValidationException"
+            }
             Self::Unauthorized(_) => "UnrecognizedClientException",
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 "ServiceUnavailableException"
@@ -116,6 +122,7 @@ impl GatewayError {
             Self::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
             Self::BadRequest { .. } => ("invalid_request_error", "invalid_request"),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            Self::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             Self::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 ("service_unavailable", "service_unavailable")

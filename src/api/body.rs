@@ -4,13 +4,36 @@
 
 use actix_web::HttpRequest;
 use actix_web::http::header::CONTENT_LENGTH;
-use actix_web::web::{BytesMut, Payload};
+use actix_web::web::{self, BytesMut, Payload};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::state::AppState;
+use crate::config::defaults::DEFAULT_CLIENT_BODY_TIMEOUT as DEFAULT_BODY_TIMEOUT;
 use crate::error::GatewayError;
 
 pub async fn read_body(
+    req: &HttpRequest,
+    payload: Payload,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    // actix-web bounds the request head but not the body: a client trickling bytes would hold a
+    // worker slot for ever.
+    let timeout = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |s| {
+            s.gateway().config.server.client_body_timeout
+        });
+    tokio::time::timeout(timeout, read_limited(req, payload, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(GatewayError::BodyTimeout {
+                secs: timeout.as_secs_f64(),
+            })
+        })
+}
+
+async fn read_limited(
     req: &HttpRequest,
     mut payload: Payload,
     limit: usize,

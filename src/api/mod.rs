@@ -1,6 +1,7 @@
 //! HTTP surfaces: the Bedrock-native API, the admin endpoints, and the shared request plumbing.
 
 pub mod admin;
+pub mod admission;
 pub mod body;
 pub mod fallback;
 pub mod native;

@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
+use super::admission::InFlight;
 use crate::gateway::Gateway;
 
 pub struct AppState {
     gateway: ArcSwap<Gateway>,
     draining: AtomicBool,
+    in_flight: InFlight,
 }
 
 impl AppState {
@@ -17,6 +19,7 @@ impl AppState {
         Self {
             gateway: ArcSwap::from_pointee(gateway),
             draining: AtomicBool::new(false),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -27,6 +30,10 @@ impl AppState {
 
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     pub fn is_draining(&self) -> bool {

@@ -64,12 +64,23 @@ pub fn target_yaml(model: &str, region: &str, url: &str, weight: u16) -> String 
 
 /// A gateway config with one route over the given targets and balancer settings.
 pub fn config_yaml(route: &str, balancer: &str, targets: &[String]) -> String {
+    config_yaml_with_server("", route, balancer, targets)
+}
+
+/// As [`config_yaml`], with extra `server:` lines (each indented two spaces).
+pub fn config_yaml_with_server(
+    server: &str,
+    route: &str,
+    balancer: &str,
+    targets: &[String],
+) -> String {
     format!(
         r#"
 server:
   listen: 127.0.0.1:0
   admin_listen: 127.0.0.1:0
   workers: 2
+{server}
 routes:
   - name: {route}
     balancer:
