@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 
-use crate::api::state::AppState;
+use crate::api::state::{AppState, ConfigLoader};
 use actix_web::middleware::from_fn;
 
 use crate::api::{admin, admission, fallback, native, openai};
@@ -30,12 +30,13 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Binds both servers and starts every actor; must run inside an actix system.
-pub fn start(config: Config) -> Result<Running, String> {
+/// Binds both servers and starts every actor; must run inside an actix system. `loader` reads
+/// the config again on reload (SIGHUP, `POST /admin/reload`, or a watched file).
+pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, String> {
     install_crypto_provider();
     let server = config.server.clone();
-    let gateway = Gateway::start(config)?;
-    let state = web::Data::new(AppState::new(gateway));
+    let gateway = Gateway::start(config, None)?;
+    let state = web::Data::new(AppState::new(gateway, loader));
 
     let public_state = state.clone();
     let mut public = HttpServer::new(move || {
@@ -69,6 +70,7 @@ pub fn start(config: Config) -> Result<Running, String> {
             .route("/healthz", web::get().to(admin::healthz))
             .route("/readyz", web::get().to(admin::readyz))
             .route("/admin/targets", web::get().to(admin::targets))
+            .route("/admin/reload", web::post().to(admin::reload))
             .default_service(web::to(fallback::not_found))
     })
     .workers(1)
@@ -101,6 +103,10 @@ pub fn start(config: Config) -> Result<Running, String> {
 }
 
 impl Running {
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
     /// Serves until SIGTERM or SIGINT, then drains: `/readyz` fails at once so the load balancer
     /// stops sending, new connections are still taken for `drain_grace`, then the server stops
     /// accepting and in-flight requests get `shutdown_timeout` to finish.
@@ -113,6 +119,7 @@ impl Running {
             servers,
             ..
         } = self;
+        actix_rt::spawn(reload_on_sighup(state.clone()));
         let drain = async move {
             wait_for_signal().await;
             tracing::info!(
@@ -132,6 +139,42 @@ impl Running {
         let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e)));
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Reloads the config on every SIGHUP, the Unix convention for "re-read your configuration".
+async fn reload_on_sighup(state: web::Data<AppState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        log_reload(state.reload(), "SIGHUP");
+    }
+}
+
+/// Polls the config file's modification time and reloads when it changes (opt-in with
+/// `serve --watch-config`). Polling is portable and cheap at this rate.
+pub async fn watch_config(state: web::Data<AppState>, path: std::path::PathBuf, every: Duration) {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = modified(&path);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = modified(&path);
+        if now != last {
+            last = now;
+            log_reload(state.reload(), "file change");
+        }
+    }
+}
+
+pub fn log_reload(result: Result<usize, Vec<String>>, trigger: &str) {
+    match result {
+        Ok(routes) => tracing::info!(trigger, routes, "config reloaded"),
+        Err(errors) => {
+            tracing::error!(trigger, errors = %errors.join("; "), "config reload rejected; the running config stays")
+        }
     }
 }
 

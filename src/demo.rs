@@ -24,22 +24,24 @@ pub async fn run(config_path: PathBuf) -> std::io::Result<()> {
         .zip(&sims)
         .map(|((_, var), sim)| (*var, sim.url()))
         .collect();
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| std::io::Error::other(format!("{}: {e}", config_path.display())))?;
-    let env = |name: &str| {
+    let printed = urls.clone();
+    let env = move |name: &str| {
         urls.iter()
             .find(|(var, _)| *var == name)
             .map(|(_, url)| url.clone())
             .or_else(|| std::env::var(name).ok())
     };
-    let config = config::parse(&text, &env).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let running = app::start(config).map_err(std::io::Error::other)?;
+    let config = config::load_with_env(&config_path, &env)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let reload_path = config_path.clone();
+    let loader = Box::new(move || config::load_with_env(&reload_path, &env));
+    let running = app::start(config, Some(loader)).map_err(std::io::Error::other)?;
     let base = format!("http://{}", running.listen);
     println!(
         "bedrock-balancer demo: gateway on {base}, admin on http://{}",
         running.admin
     );
-    for ((region, _), url) in REGIONS.iter().zip(&urls) {
+    for ((region, _), url) in REGIONS.iter().zip(&printed) {
         println!("  simulated {region}: {}", url.1);
     }
     println!(

@@ -24,8 +24,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the actors of every route and target; must run inside an actix system.
-    pub fn start(config: Config) -> Result<Self, String> {
+    /// Starts the actors of every route and target; must run inside an actix system. On a reload,
+    /// `previous` lends its targets: one that remains (same route, same settings) keeps its
+    /// actor, health, cooldown, credentials and latency history.
+    pub fn start(config: Config, previous: Option<&Gateway>) -> Result<Self, String> {
         refuse_unenforced(&config)?;
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut by_name = HashMap::new();
@@ -40,7 +42,11 @@ impl Gateway {
             let targets: Vec<Arc<TargetRuntime>> = route
                 .targets
                 .iter()
-                .map(|t| TargetRuntime::start(t.clone(), &route.balancer))
+                .map(|t| {
+                    previous
+                        .and_then(|p| p.reusable_target(&route.name, t, &route.balancer))
+                        .unwrap_or_else(|| TargetRuntime::start(t.clone(), &route.balancer))
+                })
                 .collect();
             for target in &route.targets {
                 by_model.entry(target.model_id.clone()).or_insert(index);
@@ -67,6 +73,26 @@ impl Gateway {
             .get(model)
             .or_else(|| self.by_model.get(model))
             .map(|&i| &self.routes[i])
+    }
+
+    fn reusable_target(
+        &self,
+        route: &str,
+        target: &crate::config::Target,
+        balancer: &BalancerConfig,
+    ) -> Option<Arc<TargetRuntime>> {
+        let old = self.by_name.get(route).map(|&i| &self.routes[i])?;
+        let breaker_same = old.balancer_config.max_fails == balancer.max_fails
+            && old.balancer_config.fail_timeout == balancer.fail_timeout;
+        if !breaker_same {
+            return None;
+        }
+        old.balancer
+            .roster()
+            .targets
+            .iter()
+            .find(|t| t.config == *target)
+            .cloned()
     }
 
     pub fn routes(&self) -> &[RouteRuntime] {

@@ -27,6 +27,9 @@ enum Command {
     Serve {
         #[arg(long, short, default_value = "config/gateway.yaml")]
         config: PathBuf,
+        /// Reload when the config file changes (SIGHUP and POST /admin/reload always work).
+        #[arg(long)]
+        watch_config: bool,
     },
     /// Validate a config file and print every problem with its path.
     CheckConfig { file: PathBuf },
@@ -38,6 +41,9 @@ enum Command {
         config: PathBuf,
     },
 }
+
+/// How often `--watch-config` looks at the file.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -58,8 +64,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config } => {
-            let config = match config::load(&config) {
+        Command::Serve {
+            config: path,
+            watch_config,
+        } => {
+            let config = match config::load(&path) {
                 Ok(config) => config,
                 Err(errors) => {
                     eprintln!("{errors}");
@@ -67,7 +76,12 @@ fn main() -> ExitCode {
                 }
             };
             run(async move {
-                let running = app::start(config).map_err(std::io::Error::other)?;
+                let reload_path = path.clone();
+                let loader = Box::new(move || config::load(&reload_path));
+                let running = app::start(config, Some(loader)).map_err(std::io::Error::other)?;
+                if watch_config {
+                    actix_rt::spawn(app::watch_config(running.state(), path, WATCH_INTERVAL));
+                }
                 println!(
                     "bedrock-balancer listening on http://{} (admin http://{})",
                     running.listen, running.admin

@@ -72,3 +72,15 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
         .collect();
     HttpResponse::Ok().json(json!({ "targets": views }))
 }
+
+/// `POST /admin/reload`: re-reads the config; 200 with the route count, or 422 listing every
+/// problem while the running config keeps serving.
+pub async fn reload(state: web::Data<AppState>) -> HttpResponse {
+    let result = state.reload();
+    crate::app::log_reload(result.clone(), "admin");
+    match result {
+        Ok(routes) => HttpResponse::Ok().json(json!({"status": "reloaded", "routes": routes})),
+        Err(errors) => HttpResponse::UnprocessableEntity()
+            .json(json!({"status": "rejected", "errors": errors})),
+    }
+}

@@ -1,23 +1,32 @@
 //! State shared by every worker: the current gateway (swappable on reload) and the drain flag.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
 use super::admission::InFlight;
+use crate::config::{Config, ConfigErrors};
 use crate::gateway::Gateway;
+
+/// Reads the config again for a reload (the file, or the demo's text with its simulator URLs).
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
 
 pub struct AppState {
     gateway: ArcSwap<Gateway>,
+    loader: Option<ConfigLoader>,
+    /// Reloads run one at a time, so two never both build on the same predecessor.
+    reloading: Mutex<()>,
     draining: AtomicBool,
     in_flight: InFlight,
 }
 
 impl AppState {
-    pub fn new(gateway: Gateway) -> Self {
+    pub fn new(gateway: Gateway, loader: Option<ConfigLoader>) -> Self {
         Self {
             gateway: ArcSwap::from_pointee(gateway),
+            loader,
+            reloading: Mutex::new(()),
             draining: AtomicBool::new(false),
             in_flight: InFlight::default(),
         }
@@ -26,6 +35,31 @@ impl AppState {
     /// The gateway a request runs on from start to end, even if a reload swaps it meanwhile.
     pub fn gateway(&self) -> Arc<Gateway> {
         self.gateway.load_full()
+    }
+
+    /// Validates the new config whole and swaps it in atomically; on any problem the running
+    /// config stays. Requests in flight finish on the gateway they started with (they hold an
+    /// `Arc` to it), and targets that remain keep their state.
+    pub fn reload(&self) -> Result<usize, Vec<String>> {
+        let loader = self
+            .loader
+            .as_ref()
+            .ok_or_else(|| vec!["this gateway was not started from a config file".to_owned()])?;
+        let config = loader().map_err(|e| {
+            e.problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        })?;
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.gateway();
+        let next = Gateway::start(config, Some(&current)).map_err(|e| vec![e])?;
+        let routes = next.routes().len();
+        self.gateway.store(Arc::new(next));
+        Ok(routes)
     }
 
     pub fn start_draining(&self) {

@@ -19,13 +19,21 @@ pub use model::*;
 
 /// Reads, substitutes from the process environment, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_env(path, &|name| std::env::var(name).ok())
+}
+
+/// Reads and parses a file with `${VAR}` looked up through `env` (the demo adds its simulators).
+pub fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         ConfigErrors::from(vec![ConfigProblem::new(
             path.display().to_string(),
             format!("cannot read: {err}"),
         )])
     })?;
-    parse(&text, &|name| std::env::var(name).ok())
+    parse(&text, env)
 }
 
 /// Substitutes `${VAR}` through `env`, parses and validates config text.

@@ -93,7 +93,7 @@ routes:
 
 pub async fn start_gateway(yaml: &str, sims: Vec<SimHandle>) -> Harness {
     let config = config::parse(yaml, &|_| None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let gateway = app::start(config).unwrap();
+    let gateway = app::start(config, None).unwrap();
     wait_until_ready(&gateway).await;
     Harness { sims, gateway }
 }
