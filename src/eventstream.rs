@@ -129,6 +129,11 @@ impl Decoder {
         }))
     }
 
+    /// Bytes held waiting for the rest of a frame.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// Call at end of stream: leftover bytes mean the upstream cut a frame short.
     pub fn finish(&self) -> Result<(), FrameError> {
         match self.buffer.len() {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod eventstream;
+pub mod fuzz_checks;
 pub mod gateway;
 pub mod logging;
 pub mod sim;
