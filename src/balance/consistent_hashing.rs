@@ -131,7 +131,7 @@ impl Strategy for ConsistentHashing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
 
     fn labels(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("us-east-{i}/model")).collect()
@@ -204,7 +204,7 @@ mod tests {
         fewer_labels.remove(2);
         let fewer = ConsistentHashing::new(&fewer_labels, &[1; 4], 4_000);
         let keys = 20_000;
-        let mut moved = 0;
+        let mut moved = 0u32;
         for k in 0..keys {
             let before = owner(&all, k, |_| true).map(|i| all_labels[i].clone());
             let after = owner(&fewer, k, |_| true).map(|i| fewer_labels[i].clone());

@@ -46,7 +46,7 @@ impl Strategy for LeastConnections {
 mod tests {
     use super::*;
     use crate::balance::strategy::Load;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, proptest};
     use std::cell::RefCell;
 
     fn with_in_flight(in_flight: &[u32]) -> impl Fn(usize) -> Load + '_ {
@@ -60,9 +60,14 @@ mod tests {
     fn fewest_in_flight_per_weight_wins() {
         let lc = LeastConnections::new(&[1, 1, 3]);
         let load = with_in_flight(&[2, 1, 5]);
-        let ctx = PickContext { hash_key: None, load: &load };
+        let ctx = PickContext {
+            hash_key: None,
+            load: &load,
+        };
         // Costs 3, 2, 2: a tie between 1 and 2, shared by rotation.
-        let mut got: Vec<_> = (0..4).filter_map(|_| lc.pick(&ctx, &mut |_| true)).collect();
+        let mut got: Vec<_> = (0..4)
+            .filter_map(|_| lc.pick(&ctx, &mut |_| true))
+            .collect();
         got.sort_unstable();
         assert_eq!(got, vec![1, 1, 2, 2]);
         assert_eq!(lc.pick(&ctx, &mut |i| i == 0), Some(0));
@@ -72,7 +77,9 @@ mod tests {
     fn idle_ties_are_not_always_index_zero() {
         let lc = LeastConnections::new(&[1, 1, 1]);
         let ctx = PickContext::idle();
-        let got: Vec<_> = (0..3).filter_map(|_| lc.pick(&ctx, &mut |_| true)).collect();
+        let got: Vec<_> = (0..3)
+            .filter_map(|_| lc.pick(&ctx, &mut |_| true))
+            .collect();
         assert_eq!(got, vec![0, 1, 2]);
     }
 

@@ -63,7 +63,7 @@ impl Strategy for LowestLatency {
 mod tests {
     use super::*;
     use crate::balance::strategy::Load;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, proptest};
 
     fn latencies(l: &[f64]) -> impl Fn(usize) -> Load + '_ {
         move |i| Load {
@@ -72,8 +72,16 @@ mod tests {
         }
     }
 
-    fn shares(s: &LowestLatency, load: &dyn Fn(usize) -> Load, n: usize, picks: usize) -> Vec<usize> {
-        let ctx = PickContext { hash_key: None, load };
+    fn shares(
+        s: &LowestLatency,
+        load: &dyn Fn(usize) -> Load,
+        n: usize,
+        picks: usize,
+    ) -> Vec<usize> {
+        let ctx = PickContext {
+            hash_key: None,
+            load,
+        };
         let mut counts = vec![0; n];
         for _ in 0..picks {
             if let Some(i) = s.pick(&ctx, &mut |_| true) {
@@ -102,7 +110,10 @@ mod tests {
             latency_cost: [100.0, 400.0][i],
             ..Load::default()
         };
-        let ctx = PickContext { hash_key: None, load: &load };
+        let ctx = PickContext {
+            hash_key: None,
+            load: &load,
+        };
         assert_eq!(s.pick_with(&ctx, 0.5, 0, &mut |_| true), Some(1));
     }
 
@@ -119,7 +130,10 @@ mod tests {
     fn exploration_ignores_cost() {
         let s = LowestLatency::new(&[1, 1]);
         let load = latencies(&[100.0, 1000.0]);
-        let ctx = PickContext { hash_key: None, load: &load };
+        let ctx = PickContext {
+            hash_key: None,
+            load: &load,
+        };
         assert_eq!(s.pick_with(&ctx, 0.5, 1, &mut |_| true), Some(0));
         assert_eq!(s.pick_with(&ctx, 0.0, 1, &mut |_| true), Some(1));
     }

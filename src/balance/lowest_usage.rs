@@ -62,7 +62,7 @@ impl Strategy for LowestUsage {
 mod tests {
     use super::*;
     use crate::balance::strategy::Load;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, proptest};
 
     fn usage(u: &[f64]) -> impl Fn(usize) -> Load + '_ {
         move |i| Load {
@@ -76,7 +76,10 @@ mod tests {
         let s = LowestUsage::new(&[1, 4]);
         // 1000 tokens at weight 4 costs 250, less than 300 at weight 1.
         let load = usage(&[300.0, 1000.0]);
-        let ctx = PickContext { hash_key: None, load: &load };
+        let ctx = PickContext {
+            hash_key: None,
+            load: &load,
+        };
         assert_eq!(s.pick_with(&ctx, 0.5, 0, &mut |_| true), Some(1));
         assert_eq!(s.pick_with(&ctx, 0.5, 0, &mut |i| i == 0), Some(0));
     }
@@ -89,7 +92,10 @@ mod tests {
             usage_cost: [1.0, 3.0][i],
             ..Load::default()
         };
-        let ctx = PickContext { hash_key: None, load: &load };
+        let ctx = PickContext {
+            hash_key: None,
+            load: &load,
+        };
         assert_eq!(s.pick_with(&ctx, 0.5, 0, &mut |_| true), Some(1));
     }
 
@@ -97,7 +103,10 @@ mod tests {
     fn unsampled_is_costed_like_the_best() {
         let s = LowestUsage::new(&[1, 1]);
         let load = usage(&[0.0, 50.0]);
-        let ctx = PickContext { hash_key: None, load: &load };
+        let ctx = PickContext {
+            hash_key: None,
+            load: &load,
+        };
         let got: Vec<_> = (0..2)
             .filter_map(|_| s.pick_with(&ctx, 0.5, 0, &mut |_| true))
             .collect();

@@ -86,7 +86,7 @@ impl Strategy for P2cEwma {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
 
     fn lat(latency: f64, in_flight: u32) -> Load {
         Load {
@@ -105,16 +105,25 @@ mod tests {
 
     #[test]
     fn pair_costs_fill_an_unsampled_rival() {
-        assert_eq!(pair_costs(lat(100.0, 1), lat(0.0, 0), (1, 1)), (200.0, 100.0));
+        assert_eq!(
+            pair_costs(lat(100.0, 1), lat(0.0, 0), (1, 1)),
+            (200.0, 100.0)
+        );
         assert_eq!(pair_costs(lat(0.0, 0), lat(0.0, 2), (1, 1)), (1.0, 3.0));
-        assert_eq!(pair_costs(lat(100.0, 0), lat(300.0, 0), (1, 3)), (100.0, 100.0));
+        assert_eq!(
+            pair_costs(lat(100.0, 0), lat(300.0, 0), (1, 3)),
+            (100.0, 100.0)
+        );
     }
 
     #[test]
     fn prefers_the_cheaper_target() {
         let p = P2cEwma::new(&[1, 1]);
         let load = |i: usize| lat([100.0, 1000.0][i], 0);
-        let ctx = PickContext { hash_key: None, load: &load };
+        let ctx = PickContext {
+            hash_key: None,
+            load: &load,
+        };
         for _ in 0..100 {
             assert_eq!(p.pick(&ctx, &mut |_| true), Some(0));
         }
@@ -126,8 +135,11 @@ mod tests {
     fn the_slowest_of_many_is_never_chosen_when_paired() {
         let p = P2cEwma::new(&[1; 4]);
         let load = |i: usize| lat([100.0, 200.0, 300.0, 5000.0][i], 0);
-        let ctx = PickContext { hash_key: None, load: &load };
-        let mut counts = [0; 4];
+        let ctx = PickContext {
+            hash_key: None,
+            load: &load,
+        };
+        let mut counts = [0u32; 4];
         for _ in 0..4000 {
             if let Some(i) = p.pick(&ctx, &mut |_| true) {
                 counts[i] += 1;

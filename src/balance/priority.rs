@@ -70,7 +70,7 @@ impl Strategy for Priority {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
 
     fn counts(p: &Priority, n: usize, picks: usize, ready: impl Fn(usize) -> bool) -> Vec<usize> {
         let mut counts = vec![0; n];

@@ -74,11 +74,13 @@ impl Roster {
 
     /// Target `index`'s load signals, read from its atomics.
     pub fn load(&self, index: usize) -> Load {
-        self.targets.get(index).map_or_else(Load::default, |t| Load {
-            in_flight: t.state.in_flight(),
-            latency_cost: t.state.latency(self.latency_strategy),
-            usage_cost: t.state.usage(self.tokens_count_strategy),
-        })
+        self.targets
+            .get(index)
+            .map_or_else(Load::default, |t| Load {
+                in_flight: t.state.in_flight(),
+                latency_cost: t.state.latency(self.latency_strategy),
+                usage_cost: t.state.usage(self.tokens_count_strategy),
+            })
     }
 
     /// Picks a target not yet tried that is ready now (claiming a half-open trial if it is one).
@@ -99,7 +101,7 @@ impl Roster {
 mod tests {
     use super::*;
     use crate::balance::strategy::Load;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, proptest};
     use std::num::NonZeroU32;
     use std::time::Duration;
 

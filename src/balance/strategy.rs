@@ -56,32 +56,21 @@ pub trait Strategy: Send + Sync {
 pub const EXPLORE_PROBABILITY: f64 = 0.02;
 
 /// Asks `ready` about targets in increasing `cost`, each at most once, and returns the first that
-/// says yes. Equal costs are taken in index order starting at `start % costs.len()`, so rotating
-/// `start` shares ties instead of always favouring index 0. Costs must not be NaN.
+/// says yes. Among equal costs the `start % ties`-th (in index order) goes first, so rotating
+/// `start` shares ties evenly instead of always favouring index 0. Costs must not be NaN.
 pub fn pick_lowest(
     costs: &[f64],
     start: usize,
     ready: &mut dyn FnMut(usize) -> bool,
 ) -> Option<usize> {
-    let n = costs.len();
-    if n == 0 {
-        return None;
-    }
-    let start = start % n;
-    let mut rejected = vec![false; n];
+    let mut rejected = vec![false; costs.len()];
     loop {
-        let mut best: Option<usize> = None;
-        for offset in 0..n {
-            let i = (start + offset) % n;
-            if rejected[i] {
-                continue;
-            }
-            // Strictly lower only: the first of equal costs after `start` wins.
-            if best.is_none_or(|b| costs[i].total_cmp(&costs[b]).is_lt()) {
-                best = Some(i);
-            }
-        }
-        let i = best?;
+        let open = || (0..costs.len()).filter(|&i| !rejected[i]);
+        let lowest = open().map(|i| costs[i]).min_by(f64::total_cmp)?;
+        let ties = open().filter(|&i| costs[i] == lowest).count();
+        let i = open()
+            .filter(|&i| costs[i] == lowest)
+            .nth(start % ties.max(1))?;
         if ready(i) {
             return Some(i);
         }
@@ -113,7 +102,7 @@ pub fn peak_ewma_cost(estimate: f64, in_flight: u32, weight: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
 
     #[test]
     fn lowest_first_then_next_lowest() {

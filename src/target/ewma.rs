@@ -121,7 +121,7 @@ impl EwmaCell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{prop_assert, proptest};
 
     const TAU: Duration = Duration::from_secs(10);
 
