@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::balance::BalancerHandle;
-use crate::config::{Algorithm, BalancerConfig, Config, RouteType};
+use crate::config::{BalancerConfig, Config, RouteType};
 use crate::target::TargetRuntime;
 
 pub struct RouteRuntime {
@@ -33,12 +33,6 @@ impl Gateway {
         let mut by_name = HashMap::new();
         let mut by_model = HashMap::new();
         for (index, route) in config.routes.iter().enumerate() {
-            if route.balancer.algorithm != Algorithm::RoundRobin {
-                return Err(format!(
-                    "routes[{index}].balancer.algorithm: {} is not available in this build yet; use round-robin",
-                    route.balancer.algorithm.as_str()
-                ));
-            }
             let targets: Vec<Arc<TargetRuntime>> = route
                 .targets
                 .iter()

@@ -2,7 +2,13 @@
 //! an attempt.
 
 pub mod actor;
+pub mod consistent_hashing;
 pub mod lease;
+pub mod least_connections;
+pub mod lowest_latency;
+pub mod lowest_usage;
+pub mod p2c;
+pub mod priority;
 pub mod roster;
 pub mod round_robin;
 pub mod strategy;
@@ -10,3 +16,4 @@ pub mod strategy;
 pub use actor::BalancerHandle;
 pub use lease::Lease;
 pub use roster::Roster;
+pub use strategy::{Load, PickContext, Strategy};

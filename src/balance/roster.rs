@@ -2,38 +2,184 @@
 
 use std::sync::Arc;
 
+use super::consistent_hashing::ConsistentHashing;
+use super::least_connections::LeastConnections;
+use super::lowest_latency::LowestLatency;
+use super::lowest_usage::LowestUsage;
+use super::p2c::P2cEwma;
+use super::priority::Priority;
 use super::round_robin::RoundRobin;
-use super::strategy::Strategy;
-use crate::config::{Algorithm, BalancerConfig};
+use super::strategy::{Load, PickContext, Strategy};
+use crate::config::{Algorithm, BalancerConfig, LatencyStrategy, TokensCountStrategy};
 use crate::target::TargetRuntime;
 
 pub struct Roster {
     pub targets: Vec<Arc<TargetRuntime>>,
     strategy: Box<dyn Strategy>,
+    latency_strategy: LatencyStrategy,
+    tokens_count_strategy: TokensCountStrategy,
+}
+
+/// What a strategy is built from: one entry per target, in roster order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// `region/model`: a stable name, so a hash ring survives reordering.
+    pub label: String,
+    pub weight: u32,
+    pub priority: Option<u32>,
+}
+
+/// The configured algorithm over `members`, which must be non-empty (the validated config
+/// guarantees it).
+pub fn build_strategy(balancer: &BalancerConfig, members: &[Member]) -> Box<dyn Strategy> {
+    let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
+    match balancer.algorithm {
+        Algorithm::RoundRobin => Box::new(RoundRobin::new(&weights)),
+        Algorithm::LeastConnections => Box::new(LeastConnections::new(&weights)),
+        Algorithm::LowestLatency => Box::new(LowestLatency::new(&weights)),
+        Algorithm::LowestUsage => Box::new(LowestUsage::new(&weights)),
+        Algorithm::ConsistentHashing => {
+            let labels: Vec<String> = members.iter().map(|m| m.label.clone()).collect();
+            Box::new(ConsistentHashing::new(
+                &labels,
+                &weights,
+                balancer.slots.get(),
+            ))
+        }
+        Algorithm::Priority => {
+            let priorities: Vec<Option<u32>> = members.iter().map(|m| m.priority).collect();
+            Box::new(Priority::new(&priorities, &weights))
+        }
+        Algorithm::P2cEwma => Box::new(P2cEwma::new(&weights)),
+    }
 }
 
 impl Roster {
     pub fn new(targets: Vec<Arc<TargetRuntime>>, balancer: &BalancerConfig) -> Self {
-        let weights: Vec<u32> = targets
+        let members: Vec<Member> = targets
             .iter()
-            .map(|t| u32::from(t.config.weight.get()))
+            .map(|t| Member {
+                label: t.label.clone(),
+                weight: u32::from(t.config.weight.get()),
+                priority: t.config.priority,
+            })
             .collect();
-        let strategy: Box<dyn Strategy> = match balancer.algorithm {
-            Algorithm::RoundRobin
-            | Algorithm::LeastConnections
-            | Algorithm::LowestLatency
-            | Algorithm::LowestUsage
-            | Algorithm::ConsistentHashing
-            | Algorithm::Priority
-            | Algorithm::P2cEwma => Box::new(RoundRobin::new(&weights)),
-        };
-        Self { targets, strategy }
+        Self {
+            strategy: build_strategy(balancer, &members),
+            targets,
+            latency_strategy: balancer.latency_strategy,
+            tokens_count_strategy: balancer.tokens_count_strategy,
+        }
+    }
+
+    /// Target `index`'s load signals, read from its atomics.
+    pub fn load(&self, index: usize) -> Load {
+        self.targets
+            .get(index)
+            .map_or_else(Load::default, |t| Load {
+                in_flight: t.state.in_flight(),
+                latency_cost: t.state.latency(self.latency_strategy),
+                usage_cost: t.state.usage(self.tokens_count_strategy),
+            })
     }
 
     /// Picks a target not yet tried that is ready now (claiming a half-open trial if it is one).
-    pub fn pick(&self, tried: &[bool], now_ms: u64) -> Option<usize> {
-        self.strategy.pick(&mut |i| {
+    /// `hash_key` is the value of the route's `hash_on_header` header, if the client sent it.
+    pub fn pick(&self, tried: &[bool], now_ms: u64, hash_key: Option<&[u8]>) -> Option<usize> {
+        let load = |i: usize| self.load(i);
+        let ctx = PickContext {
+            hash_key,
+            load: &load,
+        };
+        self.strategy.pick(&ctx, &mut |i| {
             !tried.get(i).copied().unwrap_or(true) && self.targets[i].state.try_admit(now_ms)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::strategy::Load;
+    use proptest::prelude::{any, prop_assert, proptest};
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    const ALGORITHMS: [Algorithm; 7] = [
+        Algorithm::RoundRobin,
+        Algorithm::LeastConnections,
+        Algorithm::LowestLatency,
+        Algorithm::LowestUsage,
+        Algorithm::ConsistentHashing,
+        Algorithm::Priority,
+        Algorithm::P2cEwma,
+    ];
+
+    fn balancer(algorithm: Algorithm) -> BalancerConfig {
+        BalancerConfig {
+            algorithm,
+            latency_strategy: LatencyStrategy::E2e,
+            tokens_count_strategy: TokensCountStrategy::TotalTokens,
+            hash_on_header: Some("x-session-id".to_owned()),
+            retries: 0,
+            failover_criteria: Default::default(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+            max_fails: 0,
+            fail_timeout: Duration::from_secs(1),
+            slots: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+
+    fn members(weights: &[u32], priorities: &[Option<u32>]) -> Vec<Member> {
+        weights
+            .iter()
+            .zip(priorities)
+            .enumerate()
+            .map(|(i, (&weight, &priority))| Member {
+                label: format!("region-{i}/model"),
+                weight,
+                priority,
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The one invariant every algorithm shares.
+        #[test]
+        fn no_algorithm_picks_unready_while_a_ready_one_exists(
+            weights in proptest::collection::vec(1u32..50, 1..12),
+            priorities in proptest::collection::vec(proptest::option::of(0u32..3), 12),
+            loads in proptest::collection::vec((0u32..20, 0.0f64..3000.0, 0.0f64..3000.0), 12),
+            mask in any::<u16>(),
+            key in proptest::option::of(any::<u64>()),
+        ) {
+            let members = members(&weights, &priorities);
+            let load = |i: usize| {
+                let (in_flight, latency_cost, usage_cost) = loads[i];
+                Load { in_flight, latency_cost, usage_cost }
+            };
+            let key = key.map(|k| k.to_le_bytes());
+            let ctx = PickContext { hash_key: key.as_ref().map(|k| k.as_slice()), load: &load };
+            let ready = |i: usize| mask & (1 << i) != 0;
+            let any_ready = (0..weights.len()).any(ready);
+            for algorithm in ALGORITHMS {
+                let strategy = build_strategy(&balancer(algorithm), &members);
+                for _ in 0..10 {
+                    let mut asked = vec![false; weights.len()];
+                    let got = strategy.pick(&ctx, &mut |i| {
+                        // Asked at most once per pick: a yes may claim capacity.
+                        assert!(!asked[i], "{algorithm:?} asked {i} twice");
+                        asked[i] = true;
+                        ready(i)
+                    });
+                    match got {
+                        Some(i) => prop_assert!(ready(i), "{:?} picked unready {}", algorithm, i),
+                        None => prop_assert!(!any_ready, "{:?} found none", algorithm),
+                    }
+                }
+            }
+        }
     }
 }

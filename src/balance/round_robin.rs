@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::strategy::Strategy;
+use super::strategy::{PickContext, Strategy};
 
 /// Longest precomputed cycle; weights whose reduced sum is larger are scaled down to fit, keeping
 /// their ratios to within a fraction of a percent.
@@ -32,7 +32,15 @@ impl RoundRobin {
 }
 
 impl Strategy for RoundRobin {
-    fn pick(&self, ready: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
+    fn pick(&self, _ctx: &PickContext<'_>, ready: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
+        self.pick_ready(ready)
+    }
+}
+
+impl RoundRobin {
+    /// The next target in the cycle that is ready; for strategies that fall back to, or nest,
+    /// round-robin (consistent hashing without a key, tiers of `priority`).
+    pub fn pick_ready(&self, ready: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
         let len = self.cycle.len();
         if len == 0 {
             return None;
@@ -114,7 +122,7 @@ fn smooth_cycle(weights: &[u64]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_CYCLE, RoundRobin, Strategy};
+    use super::{MAX_CYCLE, PickContext, RoundRobin, Strategy};
     use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest};
 
     fn counts(
@@ -125,7 +133,7 @@ mod tests {
     ) -> Vec<usize> {
         let mut counts = vec![0; n];
         for _ in 0..picks {
-            if let Some(i) = rr.pick(&mut |i| ready(i)) {
+            if let Some(i) = rr.pick(&PickContext::idle(), &mut |i| ready(i)) {
                 counts[i] += 1;
             }
         }
@@ -153,7 +161,7 @@ mod tests {
         for (i, expected) in [(0, 1250), (2, 1250), (3, 2500)] {
             assert!(got[i].abs_diff(expected) < 150, "{got:?}");
         }
-        assert_eq!(rr.pick(&mut |_| false), None);
+        assert_eq!(rr.pick(&PickContext::idle(), &mut |_| false), None);
     }
 
     #[test]
@@ -161,7 +169,7 @@ mod tests {
         let rr = RoundRobin::new(&[100, 1]);
         let mut asked = Vec::new();
         assert_eq!(
-            rr.pick(&mut |i| {
+            rr.pick(&PickContext::idle(), &mut |i| {
                 asked.push(i);
                 false
             }),
@@ -186,7 +194,7 @@ mod tests {
             let ready = |i: usize| mask & (1 << i) != 0;
             let any_ready = (0..weights.len()).any(ready);
             for _ in 0..50 {
-                match rr.pick(&mut |i| ready(i)) {
+                match rr.pick(&PickContext::idle(), &mut |i| ready(i)) {
                     Some(i) => prop_assert!(ready(i)),
                     None => prop_assert!(!any_ready),
                 }

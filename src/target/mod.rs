@@ -3,6 +3,7 @@
 pub mod actor;
 pub mod breaker;
 pub mod cooldown;
+pub mod ewma;
 pub mod outcome;
 pub mod state;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use crate::config::{BalancerConfig, Target};
 pub use actor::TargetHandle;
 pub use outcome::Outcome;
-pub use state::{Health, TargetState};
+pub use state::{Health, TargetState, UsageSample};
 
 /// Everything the request path needs about a target, built once per config load.
 pub struct TargetRuntime {

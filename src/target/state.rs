@@ -1,10 +1,22 @@
 //! A target's shared state: written by its actor (health, cooldown, credentials) and by leases
-//! (in-flight, latency), read lock-free by the request path.
+//! (in-flight, latency, tokens), read lock-free by the request path.
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use aws_credential_types::Credentials;
+
+use super::ewma::{DEFAULT_TAU, EwmaCell, Kind};
+use crate::config::{LatencyStrategy, TokensCountStrategy};
+
+/// What one finished request consumed, as reported by Bedrock's usage block.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UsageSample {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Price of the request from the target's `input_cost` / `output_cost` (per 1M tokens).
+    pub cost: f64,
+}
 
 /// Circuit-breaker position, published as an `AtomicU8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +53,16 @@ pub struct TargetState {
     /// Throttle cooldown end (ms on [`clock`]); 0 = none.
     cooldown_until_ms: AtomicU64,
     in_flight: AtomicU32,
-    /// Peak-EWMA latency in microseconds (f64 bits); 0 = no sample yet.
-    ewma_latency_us: AtomicU64,
+    /// Peak-EWMA of whole-request latency of successful requests, in ms.
+    e2e_ms: EwmaCell,
+    /// Peak-EWMA of time to first token of streams, in ms.
+    ttft_ms: EwmaCell,
+    /// Peak-EWMA of time per output token, in ms.
+    tpot_ms: EwmaCell,
+    /// Moving averages of tokens and cost per request.
+    prompt_tokens: EwmaCell,
+    completion_tokens: EwmaCell,
+    cost: EwmaCell,
     requests: AtomicU64,
     failures: AtomicU64,
     /// Loaded by the actor; `None` until the first fetch succeeds.
@@ -56,7 +76,12 @@ impl Default for TargetState {
             open_until_ms: AtomicU64::new(0),
             cooldown_until_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
-            ewma_latency_us: AtomicU64::new(0),
+            e2e_ms: EwmaCell::new(Kind::Peak, DEFAULT_TAU),
+            ttft_ms: EwmaCell::new(Kind::Peak, DEFAULT_TAU),
+            tpot_ms: EwmaCell::new(Kind::Peak, DEFAULT_TAU),
+            prompt_tokens: EwmaCell::new(Kind::Average, DEFAULT_TAU),
+            completion_tokens: EwmaCell::new(Kind::Average, DEFAULT_TAU),
+            cost: EwmaCell::new(Kind::Average, DEFAULT_TAU),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             credentials: ArcSwapOption::empty(),
@@ -81,8 +106,40 @@ impl TargetState {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Peak-EWMA of whole-request latency in ms; 0 before the first successful request.
     pub fn ewma_latency_ms(&self) -> f64 {
-        f64::from_bits(self.ewma_latency_us.load(Ordering::Relaxed)) / 1000.0
+        self.e2e_ms.get()
+    }
+
+    /// Peak-EWMA of time to first token in ms; 0 before the first stream.
+    pub fn ewma_ttft_ms(&self) -> f64 {
+        self.ttft_ms.get()
+    }
+
+    /// Peak-EWMA of time per output token in ms; 0 before the first sample.
+    pub fn ewma_tpot_ms(&self) -> f64 {
+        self.tpot_ms.get()
+    }
+
+    /// The latency signal `lowest-latency` and `p2c-ewma` compare; 0 = no sample yet.
+    pub fn latency(&self, strategy: LatencyStrategy) -> f64 {
+        match strategy {
+            LatencyStrategy::Tpot => self.tpot_ms.get(),
+            LatencyStrategy::E2e => self.e2e_ms.get(),
+        }
+    }
+
+    /// The usage signal `lowest-usage` compares (per request); 0 = no sample yet.
+    pub fn usage(&self, strategy: TokensCountStrategy) -> f64 {
+        match strategy {
+            TokensCountStrategy::TotalTokens => {
+                // Both averages move with the same weights, so their sum is the average total.
+                self.prompt_tokens.get() + self.completion_tokens.get()
+            }
+            TokensCountStrategy::PromptTokens => self.prompt_tokens.get(),
+            TokensCountStrategy::CompletionTokens => self.completion_tokens.get(),
+            TokensCountStrategy::Cost => self.cost.get(),
+        }
     }
 
     pub fn requests(&self) -> u64 {
@@ -151,20 +208,28 @@ impl TargetState {
         }
     }
 
-    /// Folds a latency sample into the EWMA (weight 0.2 on the new sample; a full Peak-EWMA with
-    /// time decay lives with the latency strategies).
-    pub(crate) fn record_latency_us(&self, sample_us: f64) {
-        let _ = self
-            .ewma_latency_us
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                let prev = f64::from_bits(bits);
-                let next = if prev == 0.0 {
-                    sample_us
-                } else {
-                    prev * 0.8 + sample_us * 0.2
-                };
-                Some(next.to_bits())
-            });
+    /// Folds a successful request's whole latency into its Peak-EWMA. Called by the lease.
+    pub fn record_latency(&self, sample_ms: f64, now_ms: u64) {
+        self.e2e_ms.record(sample_ms, now_ms);
+    }
+
+    /// Folds a stream's time to first token into its Peak-EWMA. Called by the lease.
+    pub fn record_ttft(&self, sample_ms: f64, now_ms: u64) {
+        self.ttft_ms.record(sample_ms, now_ms);
+    }
+
+    /// Folds a time per output token into its Peak-EWMA. Called by the lease.
+    pub fn record_tpot(&self, sample_ms: f64, now_ms: u64) {
+        self.tpot_ms.record(sample_ms, now_ms);
+    }
+
+    /// Folds one request's token counts and cost into their averages. Called by the lease.
+    pub fn record_usage(&self, usage: UsageSample, now_ms: u64) {
+        self.prompt_tokens
+            .record(f64::from(usage.prompt_tokens), now_ms);
+        self.completion_tokens
+            .record(f64::from(usage.completion_tokens), now_ms);
+        self.cost.record(usage.cost, now_ms);
     }
 }
 
@@ -204,5 +269,31 @@ mod tests {
         state.set_cooldown_until(50);
         assert!(!state.try_admit(49));
         assert!(state.try_admit(50));
+    }
+
+    #[test]
+    fn signals_follow_their_strategy() {
+        let state = TargetState::default();
+        assert_eq!(state.latency(LatencyStrategy::E2e), 0.0);
+        assert_eq!(state.usage(TokensCountStrategy::Cost), 0.0);
+        state.record_latency(800.0, 0);
+        state.record_tpot(20.0, 0);
+        state.record_ttft(150.0, 0);
+        state.record_usage(
+            UsageSample {
+                prompt_tokens: 100,
+                completion_tokens: 40,
+                cost: 0.5,
+            },
+            0,
+        );
+        assert_eq!(state.latency(LatencyStrategy::E2e), 800.0);
+        assert_eq!(state.ewma_latency_ms(), 800.0);
+        assert_eq!(state.latency(LatencyStrategy::Tpot), 20.0);
+        assert_eq!(state.ewma_ttft_ms(), 150.0);
+        assert_eq!(state.usage(TokensCountStrategy::TotalTokens), 140.0);
+        assert_eq!(state.usage(TokensCountStrategy::PromptTokens), 100.0);
+        assert_eq!(state.usage(TokensCountStrategy::CompletionTokens), 40.0);
+        assert_eq!(state.usage(TokensCountStrategy::Cost), 0.5);
     }
 }

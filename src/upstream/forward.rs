@@ -94,7 +94,7 @@ pub async fn forward(
     let mut last: Option<LastFailure> = None;
     let mut attempts = 0u32;
     while attempts < max_attempts {
-        let Some(index) = roster.pick(&tried, clock::now_ms()) else {
+        let Some(index) = roster.pick(&tried, clock::now_ms(), None) else {
             break;
         };
         tried[index] = true;
