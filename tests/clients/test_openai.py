@@ -16,11 +16,15 @@ TEXT_MODEL = "anthropic.claude-instant-v1"
 # Fault tests get routes of their own, on models no other route uses: a 429 or a mid-stream
 # throttling exception puts the target into cooldown, which must not leak into other tests.
 THROTTLED_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
+THROTTLED_STREAM_MODEL = "anthropic.claude-v2:1"
 BROKEN_STREAM_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+SILENT_MODEL = "anthropic.claude-3-opus-20240229-v1:0"
+# The `silent` route's read timeout: short, so a silent upstream fails fast.
+SILENT_READ_TIMEOUT_MS = 300
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
 COHERE = "cohere.embed-english-v3"
 REGIONS = ["us-east-1", "us-west-2"]
-ROUTES = {"claude", "claude-text", "throttled", "broken-stream", "titan", "cohere"}
+ROUTES = {"claude", "claude-text", "throttled", "throttled-stream", "broken-stream", "silent", "titan", "cohere"}
 # Bounds every SDK call, so a hung stream fails the test instead of stalling the suite.
 TIMEOUT = 20
 
@@ -62,8 +66,14 @@ routes:
   - name: throttled
     balancer: {{ retries: 1, failover_criteria: [error, timeout, http_429, non_idempotent] }}
     targets:{targets(THROTTLED_MODEL)}
+  - name: throttled-stream
+    balancer: {{ retries: 1, failover_criteria: [error, timeout, http_429, non_idempotent] }}
+    targets:{targets(THROTTLED_STREAM_MODEL)}
   - name: broken-stream
     targets:{targets(BROKEN_STREAM_MODEL)}
+  - name: silent
+    balancer: {{ retries: 0, read_timeout: {SILENT_READ_TIMEOUT_MS} }}
+    targets:{targets(SILENT_MODEL)}
   - name: titan
     route_type: llm/v1/embeddings
     targets:{targets(TITAN_V2)}
@@ -220,6 +230,30 @@ def test_tool_calling_round_trip(client):
     assert not choice.message.tool_calls
     assert choice.message.content.startswith("Hello from")
     assert "tool result sunny and 21 degrees" in choice.message.content
+
+
+def test_assistant_message_object_sent_back(client):
+    # The common SDK idiom: append the returned message object itself, not a dict.
+    messages = user("What is the weather in Rome?")
+    first = client.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    message = first.choices[0].message
+    messages += [message, {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "hot"}]
+    second = client.chat.completions.create(model="claude", messages=messages, tools=[WEATHER_TOOL])
+    assert "tool result hot" in second.choices[0].message.content
+
+
+def test_stream_helper_accumulates(client):
+    with client.chat.completions.stream(model="claude", messages=user("weather?"), tools=[WEATHER_TOOL]) as s:
+        final = s.get_final_completion()
+    [call] = final.choices[0].message.tool_calls
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert json.loads(call.function.arguments) == {"city": "sample", "days": 1}
+    with client.chat.completions.stream(
+        model="claude", messages=user("hi there"), stream_options={"include_usage": True}
+    ) as s:
+        final = s.get_final_completion()
+    assert final.choices[0].message.content.endswith("You said: hi there")
+    assert final.usage.completion_tokens == len(final.choices[0].message.content.split())
 
 
 def test_tool_choice_named_and_required(client):
@@ -526,3 +560,85 @@ def test_target_header(client):
     assert raw.headers["x-bedrock-balancer-attempts"] == "1"
     # The reply names the region that answered, so the header names the real target.
     assert f"Hello from {region} " in raw.parse().choices[0].message.content
+
+
+def test_sdk_default_embeddings_decode_like_float(client):
+    # Without encoding_format the SDK asks for base64 and decodes it itself.
+    default = client.embeddings.create(model="titan", input=["alpha", "beta"])
+    floats = client.embeddings.create(model="titan", input=["alpha", "beta"], encoding_format="float")
+    for d, f in zip(default.data, floats.data):
+        assert [round(x, 5) for x in d.embedding] == [round(x, 5) for x in f.embedding]
+
+
+def test_parse_with_pydantic_model(client):
+    import pydantic
+
+    class City(pydantic.BaseModel):
+        name: str
+        population: int
+
+    out = client.chat.completions.parse(model="claude", messages=user("A city"), response_format=City)
+    assert out.choices[0].message.parsed == City(name="sample", population=1)
+
+
+def test_streamed_429_is_a_rate_limit_error(client, stack):
+    _, sims = stack
+    try:
+        for s in sims:
+            harness.set_faults(s.url, {"status": 429, "retry_after": 7})
+        with pytest.raises(openai.RateLimitError) as err:
+            for _ in client.chat.completions.create(model="throttled-stream", messages=user("hi"), stream=True):
+                pass
+        assert err.value.status_code == 429
+        assert err.value.response.headers["retry-after"] == "7"
+    finally:
+        for s in sims:
+            harness.set_faults(s.url, {})
+
+
+def test_dropped_stream_raises_api_error(client, stack):
+    _, sims = stack
+    try:
+        for s in sims:
+            harness.set_faults(s.url, {"drop_after_events": 3})
+        text = ""
+        with pytest.raises(openai.APIError) as err:
+            for chunk in client.completions.create(model="claude-text", prompt="long answer please", stream=True):
+                text += "".join(c.text for c in chunk.choices)
+        assert text.startswith("Hello")
+        assert "ended before its final event" in err.value.message
+        assert err.value.type == "api_error"
+    finally:
+        for s in sims:
+            harness.set_faults(s.url, {})
+
+
+def test_developer_role_and_max_completion_tokens(client):
+    out = client.chat.completions.create(
+        model="claude",
+        messages=[{"role": "developer", "content": "Be brief"}, *user("one two three four five")],
+        max_completion_tokens=3,
+        temperature=0.2,
+        top_p=0.9,
+        extra_body={"additionalModelRequestFields": {"top_k": 5}},
+    )
+    assert out.choices[0].finish_reason == "length"
+    assert out.usage.completion_tokens == 3
+
+
+def test_silent_upstream_times_out(client, stack):
+    _, sims = stack
+    try:
+        for s in sims:
+            harness.set_faults(s.url, {"silence_after_headers": True})
+        with pytest.raises(openai.InternalServerError) as err:
+            client.chat.completions.create(model="silent", messages=user("hi"))
+        assert err.value.status_code == 504
+        assert err.value.code == "upstream_timeout"
+        with pytest.raises(openai.APIError) as err:
+            for _ in client.chat.completions.create(model="silent", messages=user("hi"), stream=True):
+                pass
+        assert f"no data from upstream for {SILENT_READ_TIMEOUT_MS} ms" in err.value.message
+    finally:
+        for s in sims:
+            harness.set_faults(s.url, {})
