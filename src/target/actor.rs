@@ -1,0 +1,156 @@
+//! `TargetActor`: owns one target's slow-changing state (circuit breaker, throttle cooldown,
+//! credentials) and publishes it to [`TargetState`] atomics. The request path never waits on it:
+//! outcomes arrive with `try_send`, credentials are fetched on the actor's own time.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+
+use super::breaker::{Breaker, Transition};
+use super::cooldown::Cooldown;
+use super::outcome::Outcome;
+use super::state::TargetState;
+use crate::clock;
+use crate::upstream::credentials::{CredentialSource, refresh_after};
+
+/// Outcomes from many workers can burst; a full mailbox drops reports rather than block a request.
+const MAILBOX_CAPACITY: usize = 4096;
+/// Retry a failed credential fetch soon, but not in a tight loop.
+const CREDENTIAL_RETRY: Duration = Duration::from_secs(5);
+
+pub struct TargetActor {
+    label: String,
+    state: Arc<TargetState>,
+    breaker: Breaker,
+    cooldown: Cooldown,
+    credentials: CredentialSourceSlot,
+}
+
+/// The source is built asynchronously (the AWS chain probes its providers), so it starts empty.
+enum CredentialSourceSlot {
+    Pending(crate::config::Target),
+    Ready(CredentialSource),
+}
+
+impl TargetActor {
+    pub fn new(
+        label: String,
+        state: Arc<TargetState>,
+        target: crate::config::Target,
+        max_fails: u32,
+        fail_timeout: Duration,
+    ) -> Self {
+        Self {
+            label,
+            state,
+            breaker: Breaker::new(max_fails, clock::as_ms(fail_timeout)),
+            cooldown: Cooldown::default(),
+            credentials: CredentialSourceSlot::Pending(target),
+        }
+    }
+
+    fn publish(&self, transition: Option<Transition>) {
+        if let Some(t) = transition {
+            tracing::info!(target_id = %self.label, state = t.health.as_str(), "circuit changed");
+            self.state.set_health(t.health, t.open_until_ms);
+        }
+    }
+
+    fn refresh_credentials(&mut self, ctx: &mut Context<Self>) {
+        let label = self.label.clone();
+        let fut = match &self.credentials {
+            CredentialSourceSlot::Pending(target) => {
+                let target = target.clone();
+                async move {
+                    let source = CredentialSource::for_target(&target).await;
+                    let fetched = source.fetch().await;
+                    (Some(source), fetched)
+                }
+                .boxed_local()
+            }
+            CredentialSourceSlot::Ready(source) => {
+                let source = source.clone();
+                async move { (None, source.fetch().await) }.boxed_local()
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |(source, fetched), actor, ctx| {
+            if let Some(source) = source {
+                actor.credentials = CredentialSourceSlot::Ready(source);
+            }
+            let is_static = matches!(&actor.credentials, CredentialSourceSlot::Ready(s) if s.is_static());
+            match fetched {
+                Ok(credentials) => {
+                    let next = refresh_after(&credentials, SystemTime::now());
+                    actor.state.credentials.store(Some(Arc::new(credentials)));
+                    if !is_static {
+                        ctx.run_later(next, Self::refresh_credentials);
+                    }
+                }
+                Err(error) => {
+                    // The message comes from the AWS SDK and names the provider, not secrets.
+                    tracing::warn!(target_id = %label, %error, "could not load AWS credentials");
+                    ctx.run_later(CREDENTIAL_RETRY, Self::refresh_credentials);
+                }
+            }
+        }));
+    }
+}
+
+impl Actor for TargetActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.refresh_credentials(ctx);
+    }
+}
+
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Report(pub Outcome);
+
+impl Handler<Report> for TargetActor {
+    type Result = ();
+
+    fn handle(&mut self, Report(outcome): Report, _ctx: &mut Self::Context) {
+        let now = clock::now_ms();
+        let health = self.state.health();
+        let transition = match outcome {
+            Outcome::Success => {
+                self.cooldown.on_success();
+                self.state.set_cooldown_until(0);
+                self.breaker.on_success(health)
+            }
+            Outcome::Failure => self.breaker.on_failure(health, now),
+            Outcome::Throttled { retry_after } => {
+                let rest = self.cooldown.on_throttle(retry_after);
+                tracing::info!(target_id = %self.label, cooldown_ms = rest.as_millis() as u64, "throttled; cooling down");
+                self.state.set_cooldown_until(clock::deadline_ms(rest));
+                // A throttled half-open trial proves the target reachable.
+                self.breaker.on_success(health)
+            }
+            Outcome::Neutral => self.breaker.on_success(health),
+            Outcome::Abandoned => self.breaker.on_abandoned_trial(health, now),
+        };
+        self.publish(transition);
+    }
+}
+
+/// A typed handle so callers never touch the actor's mailbox directly.
+#[derive(Clone)]
+pub struct TargetHandle(Addr<TargetActor>);
+
+impl TargetHandle {
+    pub fn start(actor: TargetActor) -> Self {
+        Self(actor.start())
+    }
+
+    /// Never blocks: a full mailbox loses this report, which is logged.
+    pub fn report(&self, outcome: Outcome) {
+        if let Err(error) = self.0.try_send(Report(outcome)) {
+            tracing::warn!(%error, "target actor mailbox full; outcome dropped");
+        }
+    }
+}

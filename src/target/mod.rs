@@ -1,0 +1,64 @@
+//! One Bedrock target (region + model): its configuration, shared state and actor.
+
+pub mod actor;
+pub mod breaker;
+pub mod cooldown;
+pub mod outcome;
+pub mod state;
+
+use std::sync::Arc;
+
+use crate::config::{BalancerConfig, Target};
+pub use actor::TargetHandle;
+pub use outcome::Outcome;
+pub use state::{Health, TargetState};
+
+/// Everything the request path needs about a target, built once per config load.
+pub struct TargetRuntime {
+    pub config: Target,
+    /// `region/model`, used in logs, metrics and the `x-bedrock-balancer-target` header.
+    pub label: String,
+    /// `host[:port]` of the upstream, as signed and sent.
+    pub authority: String,
+    pub state: Arc<TargetState>,
+    pub actor: TargetHandle,
+}
+
+impl TargetRuntime {
+    /// Starts the target's actor on the current arbiter.
+    pub fn start(config: Target, balancer: &BalancerConfig) -> Arc<Self> {
+        let label = config.label();
+        let state = Arc::new(TargetState::default());
+        let actor = TargetHandle::start(actor::TargetActor::new(
+            label.clone(),
+            Arc::clone(&state),
+            config.clone(),
+            balancer.max_fails,
+            balancer.fail_timeout,
+        ));
+        let authority = config
+            .upstream_url
+            .split_once("://")
+            .map_or(config.upstream_url.as_str(), |(_, rest)| rest)
+            .to_owned();
+        Arc::new(Self {
+            config,
+            label,
+            authority,
+            state,
+            actor,
+        })
+    }
+
+    pub fn report(&self, outcome: Outcome) {
+        self.actor.report(outcome);
+    }
+}
+
+impl std::fmt::Debug for TargetRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetRuntime")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
