@@ -66,6 +66,7 @@ pub fn start(config: Config) -> Result<Running, String> {
             .route("/healthz", web::get().to(admin::healthz))
             .route("/readyz", web::get().to(admin::readyz))
             .route("/admin/targets", web::get().to(admin::targets))
+            .route("/metrics", web::get().to(admin::metrics))
             .default_service(web::to(fallback::not_found))
     })
     .workers(1)

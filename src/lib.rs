@@ -10,6 +10,7 @@ pub mod error;
 pub mod eventstream;
 pub mod gateway;
 pub mod logging;
+pub mod metrics;
 pub mod sim;
 pub mod target;
 pub mod translate;

@@ -72,3 +72,10 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
         .collect();
     HttpResponse::Ok().json(json!({ "targets": views }))
 }
+
+/// `GET /metrics`: Prometheus text format; target gauges are read from live state at scrape time.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render(&state.gateway()))
+}
