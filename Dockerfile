@@ -2,7 +2,8 @@
 # Build:  docker build -t bedrock-balancer .
 # Run:    docker run -p 8080:8080 -p 9090:9090 bedrock-balancer serve --config /etc/bedrock-balancer/gateway.yaml
 
-FROM rust:1.85-bookworm AS builder
+# The toolchain this was developed with (rust-version in Cargo.toml is the minimum).
+FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
