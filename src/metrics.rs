@@ -353,6 +353,8 @@ pub struct Obs {
     attempts: Cell<u32>,
     upstream: Cell<Duration>,
     ttft: Cell<Option<Duration>>,
+    /// Streams: when the serving attempt went upstream (its time is still running at the head).
+    stream_sent_at: Cell<Option<Instant>>,
     /// Streams: overhead measured when the head was sent.
     head_overhead: Cell<Option<Duration>>,
     error_kind: Cell<Option<&'static str>>,
@@ -389,6 +391,7 @@ impl Obs {
             attempts: Cell::new(0),
             upstream: Cell::new(Duration::ZERO),
             ttft: Cell::new(None),
+            stream_sent_at: Cell::new(None),
             head_overhead: Cell::new(None),
             error_kind: Cell::new(None),
             finished: Cell::new(false),
@@ -444,9 +447,16 @@ impl Obs {
         self.started.elapsed().saturating_sub(self.upstream.get())
     }
 
-    /// Streams: the head is about to be sent; its overhead is what the stream reports.
+    /// Streams: the response will be streamed from the attempt sent at `sent_at`.
+    pub fn streaming_from(&self, sent_at: Instant) {
+        self.stream_sent_at.set(Some(sent_at));
+    }
+
+    /// Streams: the head is about to be sent; its overhead is what the stream reports (the
+    /// serving attempt's time so far is upstream time, not the gateway's).
     pub fn head_sent(&self) -> Duration {
-        let overhead = self.overhead();
+        let waiting = self.stream_sent_at.get().map_or(Duration::ZERO, |t| t.elapsed());
+        let overhead = self.overhead().saturating_sub(waiting);
         self.head_overhead.set(Some(overhead));
         overhead
     }
@@ -504,7 +514,7 @@ impl Obs {
         tracing::info!(
             request_id = %self.id,
             route = %route,
-            target = %target_label,
+            target_id = %target_label,
             attempts = self.attempts.get(),
             status,
             error = self.error_kind.get().unwrap_or(""),

@@ -195,6 +195,7 @@ fn stream_response(
 ) -> HttpResponse {
     let mut builder = response_head(&delivered);
     let sent_at = delivered.sent_at;
+    obs.streaming_from(sent_at);
     let reader = FrameReader::new(delivered.response, delivered.lease, idle_timeout);
     let body = stream::unfold(Some((reader, obs)), move |state| async move {
         let (mut reader, obs) = state?;

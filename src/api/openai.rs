@@ -390,6 +390,7 @@ fn sse_response(
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"));
     let sent_at = delivered.sent_at;
+    obs.streaming_from(sent_at);
     let reader = FrameReader::new(
         delivered.response,
         delivered.lease,
