@@ -455,7 +455,10 @@ impl Obs {
     /// Streams: the head is about to be sent; its overhead is what the stream reports (the
     /// serving attempt's time so far is upstream time, not the gateway's).
     pub fn head_sent(&self) -> Duration {
-        let waiting = self.stream_sent_at.get().map_or(Duration::ZERO, |t| t.elapsed());
+        let waiting = self
+            .stream_sent_at
+            .get()
+            .map_or(Duration::ZERO, |t| t.elapsed());
         let overhead = self.overhead().saturating_sub(waiting);
         self.head_overhead.set(Some(overhead));
         overhead
