@@ -407,12 +407,18 @@ impl Obs {
         self.error_kind.set(Some(kind));
     }
 
-    /// An upstream attempt begins on `target`: counts retries and failovers for the route.
-    pub fn attempt(&self, route: &str, target: &Arc<TargetRuntime>) {
-        let n = self.attempts.get() + 1;
-        self.attempts.set(n);
-        let previous = self.target.replace(Some(Arc::clone(target)));
-        if n > 1 {
+    /// Attempt `nth` (1-based, within one `forward` call) begins on `target`; a later attempt
+    /// counts a retry for the route and a failover from the `previous` target.
+    pub fn attempt(
+        &self,
+        route: &str,
+        target: &Arc<TargetRuntime>,
+        nth: u32,
+        previous: Option<&TargetRuntime>,
+    ) {
+        self.attempts.set(self.attempts.get() + 1);
+        self.target.replace(Some(Arc::clone(target)));
+        if nth > 1 {
             if let Some(m) = metrics() {
                 m.retries.with_label_values(&[route]).inc();
                 if let Some(prev) = previous.filter(|p| p.label != target.label) {

@@ -97,6 +97,7 @@ pub async fn forward(
     let mut tried = vec![false; roster.targets.len()];
     let mut last: Option<LastFailure> = None;
     let mut attempts = 0u32;
+    let mut previous: Option<Arc<TargetRuntime>> = None;
     while attempts < max_attempts {
         let Some(index) = roster.pick(&tried, clock::now_ms()) else {
             break;
@@ -105,7 +106,8 @@ pub async fn forward(
         attempts += 1;
         let target = Arc::clone(&roster.targets[index]);
         let mut lease = Lease::new(Arc::clone(&target));
-        obs.attempt(&route.name, &target);
+        obs.attempt(&route.name, &target, attempts, previous.as_deref());
+        previous = Some(Arc::clone(&target));
         let sent_at = Instant::now();
         match send_once(client, &target, request, config).await {
             Ok(response) if response.status().is_success() => {
