@@ -71,6 +71,7 @@ pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, St
             .route("/readyz", web::get().to(admin::readyz))
             .route("/admin/targets", web::get().to(admin::targets))
             .route("/admin/reload", web::post().to(admin::reload))
+            .route("/metrics", web::get().to(admin::metrics))
             .default_service(web::to(fallback::not_found))
     })
     .workers(1)
@@ -170,6 +171,9 @@ pub async fn watch_config(state: web::Data<AppState>, path: std::path::PathBuf, 
 }
 
 pub fn log_reload(result: Result<usize, Vec<String>>, trigger: &str) {
+    if let Some(metrics) = crate::metrics::metrics() {
+        metrics.config_reloaded(result.is_ok());
+    }
     match result {
         Ok(routes) => tracing::info!(trigger, routes, "config reloaded"),
         Err(errors) => {

@@ -11,6 +11,7 @@ pub mod eventstream;
 pub mod fuzz_checks;
 pub mod gateway;
 pub mod logging;
+pub mod metrics;
 pub mod sim;
 pub mod target;
 pub mod translate;

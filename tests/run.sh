@@ -11,6 +11,11 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   log "installing python3-venv"
   apt-get update -qq && apt-get install -y -qq python3-venv
 fi
+# A real Prometheus evaluates the dashboard's queries in tests/clients/test_prometheus.py.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  log "installing prometheus"
+  apt-get update -qq && apt-get install -y -qq prometheus
+fi
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv

@@ -84,3 +84,10 @@ pub async fn reload(state: web::Data<AppState>) -> HttpResponse {
             .json(json!({"status": "rejected", "errors": errors})),
     }
 }
+
+/// `GET /metrics`: Prometheus text format; target gauges are read from live state at scrape time.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render(&state.gateway()))
+}

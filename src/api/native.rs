@@ -1,7 +1,7 @@
 //! The Bedrock-native surface: `POST /model/{modelId}/{operation}`. The body goes upstream as is
 //! (no re-serialisation), re-signed for the chosen target, with that target's model id.
 
-use std::time::Instant;
+use std::rc::Rc;
 
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
@@ -13,6 +13,7 @@ use super::body::read_body;
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
+use crate::metrics::{self, Obs};
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{
     Delivered, ProxyError, ProxyRequest, UpstreamError, forward, read_success_body,
@@ -46,31 +47,40 @@ pub async fn handle(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let started = Instant::now();
-    match proxy(&req, payload, &state).await {
-        Ok(response) => response,
+    let obs = Obs::start(&req);
+    let (mut response, usage) = match proxy(&req, payload, &state, &obs).await {
+        Ok(Reply::Full(response, usage)) => (response, usage),
+        Ok(Reply::Stream(mut response)) => {
+            // The stream finishes the record when it ends; the head leaves now.
+            metrics::stamp(&mut response, &obs.id, obs.head_sent());
+            return response;
+        }
         Err(ProxyError::Gateway(error)) => {
-            tracing::info!(
-                path = req.path(),
-                status = error.status().as_u16(),
-                kind = error.kind(),
-                latency_ms = started.elapsed().as_millis() as u64,
-                "request failed"
-            );
-            error.respond(ApiFormat::Bedrock)
+            obs.set_error_kind(error.kind());
+            (error.respond(ApiFormat::Bedrock), None)
         }
         Err(ProxyError::Upstream(error)) => {
-            tracing::info!(target_id = %error.target, status = error.status.as_u16(), error_type = %error.error_type, attempts = error.attempts, "upstream error passed on");
-            upstream_error_response(&error)
+            obs.set_error_kind("upstream");
+            (upstream_error_response(&error), None)
         }
-    }
+    };
+    metrics::stamp(&mut response, &obs.id, obs.overhead());
+    obs.finish(response.status().as_u16(), usage);
+    response
+}
+
+/// A response ready to send (with the usage Bedrock reported), or a stream that records itself.
+pub(crate) enum Reply {
+    Full(HttpResponse, Option<(u64, u64)>),
+    Stream(HttpResponse),
 }
 
 async fn proxy(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<HttpResponse, ProxyError> {
+    obs: &Rc<Obs>,
+) -> Result<Reply, ProxyError> {
     let (model, operation) =
         parse_path(req.uri().path()).ok_or_else(|| GatewayError::PathNotFound {
             method: req.method().to_string(),
@@ -80,6 +90,7 @@ async fn proxy(
     let route = gateway
         .resolve(&model)
         .ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
+    obs.set_route(&route.name);
     let body = read_body(
         req,
         payload,
@@ -103,13 +114,17 @@ async fn proxy(
         .app_data::<UpstreamClients>()
         .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))?;
     let client = clients.get(route.balancer_config.connect_timeout);
-    let delivered = forward(route, &client, &request).await?;
+    let delivered = forward(route, &client, &request, obs).await?;
     let read_timeout = route.balancer_config.read_timeout;
     let max_body = gateway.config.server.max_response_body_size.get();
     if operation.is_stream() {
-        Ok(stream_response(delivered, read_timeout))
+        Ok(Reply::Stream(stream_response(
+            delivered,
+            read_timeout,
+            Rc::clone(obs),
+        )))
     } else {
-        full_response(delivered, read_timeout, max_body).await
+        full_response(delivered, read_timeout, max_body, obs).await
     }
 }
 
@@ -132,25 +147,69 @@ async fn full_response(
     mut delivered: Delivered,
     read_timeout: std::time::Duration,
     max_body: usize,
-) -> Result<HttpResponse, ProxyError> {
+    obs: &Obs,
+) -> Result<Reply, ProxyError> {
     let mut builder = response_head(&delivered);
-    let body = read_success_body(&mut delivered, read_timeout, max_body).await?;
-    Ok(builder.body(body))
+    let body = read_success_body(&mut delivered, read_timeout, max_body, obs).await?;
+    let usage = usage_of(&delivered, &body);
+    Ok(Reply::Full(builder.body(body), usage))
+}
+
+/// Tokens from Bedrock's answer: Converse's `usage`, else InvokeModel's token-count headers.
+fn usage_of(delivered: &Delivered, body: &[u8]) -> Option<(u64, u64)> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Usage {
+        input_tokens: u64,
+        #[serde(default)]
+        output_tokens: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct WithUsage {
+        usage: Usage,
+    }
+    if let Ok(WithUsage { usage }) = serde_json::from_slice::<WithUsage>(body) {
+        return Some((usage.input_tokens, usage.output_tokens));
+    }
+    let count = |name: &str| {
+        delivered
+            .response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let input = count("x-amzn-bedrock-input-token-count")?;
+    Some((
+        input,
+        count("x-amzn-bedrock-output-token-count").unwrap_or(0),
+    ))
 }
 
 /// Passes each verified frame on as it arrives. A broken or corrupt upstream ends with an
 /// exception frame the AWS SDKs raise, never a torn or hanging connection.
-fn stream_response(delivered: Delivered, idle_timeout: std::time::Duration) -> HttpResponse {
+fn stream_response(
+    delivered: Delivered,
+    idle_timeout: std::time::Duration,
+    obs: Rc<Obs>,
+) -> HttpResponse {
     let mut builder = response_head(&delivered);
+    let sent_at = delivered.sent_at;
+    obs.streaming_from(sent_at);
     let reader = FrameReader::new(delivered.response, delivered.lease, idle_timeout);
-    let body = stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
+    let body = stream::unfold(Some((reader, obs)), move |state| async move {
+        let (mut reader, obs) = state?;
         match reader.next().await {
             Some(StreamItem::Frame(raw)) => {
-                Some((Ok::<Bytes, actix_web::Error>(raw.bytes), Some(reader)))
+                obs.first_token(sent_at.elapsed());
+                Some((
+                    Ok::<Bytes, actix_web::Error>(raw.bytes),
+                    Some((reader, obs)),
+                ))
             }
             Some(StreamItem::Failed(failure)) => {
-                log_stream_end(&reader, Some(&failure));
+                obs.set_error_kind("stream_error");
+                stream_end(&reader, &obs, sent_at);
                 let (StreamFailure::Broken(message) | StreamFailure::Corrupt(message)) = &failure;
                 Some((
                     Ok(exception_frame("internalServerException", message)),
@@ -158,7 +217,7 @@ fn stream_response(delivered: Delivered, idle_timeout: std::time::Duration) -> H
                 ))
             }
             None => {
-                log_stream_end(&reader, None);
+                stream_end(&reader, &obs, sent_at);
                 None
             }
         }
@@ -166,17 +225,11 @@ fn stream_response(delivered: Delivered, idle_timeout: std::time::Duration) -> H
     builder.streaming(body)
 }
 
-fn log_stream_end(reader: &FrameReader, failure: Option<&StreamFailure>) {
+/// The stream is over: its upstream time, tokens and the request's record.
+pub(crate) fn stream_end(reader: &FrameReader, obs: &Obs, sent_at: std::time::Instant) {
+    obs.upstream_time(reader.lease().target(), sent_at.elapsed());
     let summary = &reader.summary;
-    tracing::info!(
-        target_id = %reader.lease().target().label,
-        frames = summary.frames,
-        input_tokens = summary.input_tokens,
-        output_tokens = summary.output_tokens,
-        stop_reason = summary.stop_reason.as_deref().unwrap_or(""),
-        failure = ?failure,
-        "stream finished"
-    );
+    obs.finish(200, Some((summary.input_tokens, summary.output_tokens)));
 }
 
 fn upstream_error_response(error: &UpstreamError) -> HttpResponse {

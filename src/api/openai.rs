@@ -2,6 +2,7 @@
 //! embeddings over InvokeModel, and the model list. Translation itself is in [`crate::translate`];
 //! this file routes, forwards and streams.
 
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
@@ -12,12 +13,13 @@ use futures_util::{StreamExt, stream};
 use serde_json::json;
 
 use super::body::read_body;
-use super::native::{ATTEMPTS_HEADER, TARGET_HEADER};
+use super::native::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, stream_end};
 use super::state::AppState;
 use crate::config::RouteType;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::Frame;
 use crate::gateway::{Gateway, RouteRuntime};
+use crate::metrics::{self, Obs};
 use crate::translate::{
     self, ChatStreamTranslator, CompletionStreamTranslator, EmbeddingFamily, TranslateError,
     UpstreamEmbedding,
@@ -91,6 +93,29 @@ impl Failure {
             }
         }
     }
+}
+
+/// Renders the handler's result, stamps the request id and overhead, and records the request
+/// (a stream records itself when it ends).
+fn reply(obs: &Obs, result: Result<Reply, Failure>) -> HttpResponse {
+    let (mut response, usage) = match result {
+        Ok(Reply::Full(response, usage)) => (response, usage),
+        Ok(Reply::Stream(mut response)) => {
+            metrics::stamp(&mut response, &obs.id, obs.head_sent());
+            return response;
+        }
+        Err(failure) => {
+            obs.set_error_kind(match &failure {
+                Failure::Translate(_) => "bad_request",
+                Failure::Proxy(ProxyError::Gateway(e)) => e.kind(),
+                Failure::Proxy(ProxyError::Upstream(_)) => "upstream",
+            });
+            (failure.respond(), None)
+        }
+    };
+    metrics::stamp(&mut response, &obs.id, obs.overhead());
+    obs.finish(response.status().as_u16(), usage);
+    response
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
@@ -171,16 +196,17 @@ pub async fn chat(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    chat_inner(&req, payload, &state)
-        .await
-        .unwrap_or_else(Failure::respond)
+    let obs = Obs::start(&req);
+    let result = chat_inner(&req, payload, &state, &obs).await;
+    reply(&obs, result)
 }
 
 async fn chat_inner(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<HttpResponse, Failure> {
+    obs: &Rc<Obs>,
+) -> Result<Reply, Failure> {
     let gateway = state.gateway();
     let body = read_body(
         req,
@@ -190,11 +216,13 @@ async fn chat_inner(
     .await?;
     let chat = translate::chat_request(&body)?;
     let route = route_for(&gateway, &chat.model, RouteType::Chat)?;
+    obs.set_route(&route.name);
     let client = client_for(req, route)?;
     let mut delivered = forward(
         route,
         &client,
         &converse_request(chat.converse_body, chat.stream),
+        obs,
     )
     .await?;
     let id = response_id("chatcmpl");
@@ -207,12 +235,18 @@ async fn chat_inner(
             chat.include_usage,
             chat.json_schema_tool,
         );
-        return Ok(sse_response(delivered, route, translator));
+        return Ok(Reply::Stream(sse_response(
+            delivered,
+            route,
+            translator,
+            Rc::clone(obs),
+        )));
     }
     let upstream = read_success_body(
         &mut delivered,
         route.balancer_config.read_timeout,
         gateway.config.server.max_response_body_size.get(),
+        obs,
     )
     .await?;
     let translated = translate::chat_response(
@@ -222,9 +256,14 @@ async fn chat_inner(
         created,
         chat.json_schema_tool.as_deref(),
     )?;
-    Ok(success_head(&delivered)
+    let usage = Some((
+        translated.usage.input_tokens,
+        translated.usage.output_tokens,
+    ));
+    let response = success_head(&delivered)
         .insert_header((CONTENT_TYPE, "application/json"))
-        .body(translated.body))
+        .body(translated.body);
+    Ok(Reply::Full(response, usage))
 }
 
 /// `POST /v1/completions` (legacy).
@@ -233,16 +272,17 @@ pub async fn completions(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    completions_inner(&req, payload, &state)
-        .await
-        .unwrap_or_else(Failure::respond)
+    let obs = Obs::start(&req);
+    let result = completions_inner(&req, payload, &state, &obs).await;
+    reply(&obs, result)
 }
 
 async fn completions_inner(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<HttpResponse, Failure> {
+    obs: &Rc<Obs>,
+) -> Result<Reply, Failure> {
     let gateway = state.gateway();
     let body = read_body(
         req,
@@ -252,9 +292,10 @@ async fn completions_inner(
     .await?;
     let completion = translate::completion_request(&body)?;
     let route = route_for(&gateway, &completion.model, RouteType::Completions)?;
+    obs.set_route(&route.name);
     let client = client_for(req, route)?;
     let request = converse_request(completion.converse_body, completion.stream);
-    let mut delivered = forward(route, &client, &request).await?;
+    let mut delivered = forward(route, &client, &request, obs).await?;
     let id = response_id("cmpl");
     let created = unix_now();
     if completion.stream {
@@ -264,18 +305,29 @@ async fn completions_inner(
             created,
             completion.include_usage,
         );
-        return Ok(sse_response(delivered, route, translator));
+        return Ok(Reply::Stream(sse_response(
+            delivered,
+            route,
+            translator,
+            Rc::clone(obs),
+        )));
     }
     let upstream = read_success_body(
         &mut delivered,
         route.balancer_config.read_timeout,
         gateway.config.server.max_response_body_size.get(),
+        obs,
     )
     .await?;
     let translated = translate::completion_response(&upstream, &completion.model, &id, created)?;
-    Ok(success_head(&delivered)
+    let usage = Some((
+        translated.usage.input_tokens,
+        translated.usage.output_tokens,
+    ));
+    let response = success_head(&delivered)
         .insert_header((CONTENT_TYPE, "application/json"))
-        .body(translated.body))
+        .body(translated.body);
+    Ok(Reply::Full(response, usage))
 }
 
 /// The two stream translators behave alike; this lets one SSE pump serve both.
@@ -331,27 +383,41 @@ fn sse_response(
     delivered: Delivered,
     route: &RouteRuntime,
     translator: impl SseTranslator,
+    obs: Rc<Obs>,
 ) -> HttpResponse {
     let mut builder = success_head(&delivered);
     builder
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"));
+    let sent_at = delivered.sent_at;
+    obs.streaming_from(sent_at);
     let reader = FrameReader::new(
         delivered.response,
         delivered.lease,
         route.balancer_config.read_timeout,
     );
-    let body = stream::unfold(Some((reader, translator)), |state| async move {
-        let (mut reader, mut translator) = state?;
+    let body = stream::unfold(Some((reader, translator, obs)), move |state| async move {
+        let (mut reader, mut translator, obs) = state?;
         let mut out = Vec::new();
         loop {
-            match reader.next().await {
+            let item = reader.next().await;
+            match &item {
+                Some(StreamItem::Frame(_)) => obs.first_token(sent_at.elapsed()),
+                Some(StreamItem::Failed(_)) => {
+                    obs.set_error_kind("stream_error");
+                    stream_end(&reader, &obs, sent_at);
+                }
+                None => stream_end(&reader, &obs, sent_at),
+            }
+            match item {
                 Some(StreamItem::Frame(raw)) => match raw.frame {
                     Frame::Event {
                         event_type,
                         payload,
                     } => {
                         if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
+                            obs.set_error_kind("stream_error");
+                            stream_end(&reader, &obs, sent_at);
                             translator.on_exception(
                                 "internalServerException",
                                 &e.to_string(),
@@ -367,10 +433,14 @@ fn sse_response(
                         let message = translate::bedrock_error_message(&payload)
                             .unwrap_or_else(|| exception_type.clone());
                         translator.on_exception(&exception_type, &message, &mut out);
+                        obs.set_error_kind("stream_error");
+                        stream_end(&reader, &obs, sent_at);
                         return Some((Ok(Bytes::from(out)), None));
                     }
                     Frame::Error { code, message } => {
                         translator.on_exception(&code, &message, &mut out);
+                        obs.set_error_kind("stream_error");
+                        stream_end(&reader, &obs, sent_at);
                         return Some((Ok(Bytes::from(out)), None));
                     }
                 },
@@ -384,7 +454,7 @@ fn sse_response(
                 }
             }
             if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), Some((reader, translator))));
+                return Some((Ok(Bytes::from(out)), Some((reader, translator, obs))));
             }
         }
     });
@@ -397,16 +467,17 @@ pub async fn embeddings(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    embeddings_inner(&req, payload, &state)
-        .await
-        .unwrap_or_else(Failure::respond)
+    let obs = Obs::start(&req);
+    let result = embeddings_inner(&req, payload, &state, &obs).await;
+    reply(&obs, result)
 }
 
 async fn embeddings_inner(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<HttpResponse, Failure> {
+    obs: &Obs,
+) -> Result<Reply, Failure> {
     let gateway = state.gateway();
     let body = read_body(
         req,
@@ -416,6 +487,7 @@ async fn embeddings_inner(
     .await?;
     let model = translate::embeddings_model(&body)?;
     let route = route_for(&gateway, &model, RouteType::Embeddings)?;
+    obs.set_route(&route.name);
     let family = route
         .balancer
         .roster()
@@ -439,14 +511,14 @@ async fn embeddings_inner(
                 content_type: "application/json".to_owned(),
                 accept: "application/json".to_owned(),
             };
-            let mut delivered = forward(route, &client, &request).await?;
+            let mut delivered = forward(route, &client, &request, obs).await?;
             let input_tokens = delivered
                 .response
                 .headers()
                 .get("x-amzn-bedrock-input-token-count")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            let body = read_success_body(&mut delivered, read_timeout, max_body).await?;
+            let body = read_success_body(&mut delivered, read_timeout, max_body, obs).await?;
             Ok::<_, ProxyError>((body, input_tokens, delivered.lease.target().label.clone()))
         }
     });
@@ -471,9 +543,11 @@ async fn embeddings_inner(
     if let Some((_, _, target)) = bodies.first() {
         builder.insert_header((TARGET_HEADER, target.as_str()));
     }
-    Ok(builder
+    let input_tokens = bodies.iter().filter_map(|(_, tokens, _)| *tokens).sum();
+    let response = builder
         .insert_header((CONTENT_TYPE, "application/json"))
-        .body(response.body))
+        .body(response.body);
+    Ok(Reply::Full(response, Some((input_tokens, 0))))
 }
 
 /// `GET /v1/models`: the routes, in OpenAI's list shape.

@@ -3,7 +3,7 @@
 //! client: this returns at the response head, and the caller streams the body.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
@@ -18,6 +18,7 @@ use crate::clock;
 use crate::config::FailoverCriterion;
 use crate::error::GatewayError;
 use crate::gateway::RouteRuntime;
+use crate::metrics::{self, Obs};
 use crate::target::{Outcome, TargetRuntime};
 
 /// Everything but RFC 3986's unreserved characters, as AWS SDKs encode a path label: `:` in a
@@ -42,6 +43,8 @@ pub struct Delivered {
     pub response: awc::ClientResponse,
     /// 1 for a first-try success.
     pub attempts: u32,
+    /// When this attempt went upstream (time to first token and upstream time count from here).
+    pub sent_at: Instant,
 }
 
 /// A Bedrock error response, buffered so it can be passed on after failover gave up.
@@ -85,6 +88,7 @@ pub async fn forward(
     route: &RouteRuntime,
     client: &awc::Client,
     request: &ProxyRequest,
+    obs: &Obs,
 ) -> Result<Delivered, ProxyError> {
     let roster = route.balancer.roster();
     let config = &route.balancer_config;
@@ -93,6 +97,7 @@ pub async fn forward(
     let mut tried = vec![false; roster.targets.len()];
     let mut last: Option<LastFailure> = None;
     let mut attempts = 0u32;
+    let mut previous: Option<Arc<TargetRuntime>> = None;
     while attempts < max_attempts {
         let Some(index) = roster.pick(&tried, clock::now_ms(), None) else {
             break;
@@ -101,16 +106,25 @@ pub async fn forward(
         attempts += 1;
         let target = Arc::clone(&roster.targets[index]);
         let mut lease = Lease::new(Arc::clone(&target));
+        obs.attempt(&route.name, &target, attempts, previous.as_deref());
+        previous = Some(Arc::clone(&target));
+        let sent_at = Instant::now();
         match send_once(client, &target, request, config).await {
             Ok(response) if response.status().is_success() => {
                 return Ok(Delivered {
                     lease,
                     response,
                     attempts,
+                    sent_at,
                 });
             }
             Ok(mut response) => {
                 let error = read_error(&mut response, &target, attempts).await;
+                obs.upstream_time(&target, sent_at.elapsed());
+                metrics::upstream_error(
+                    &target,
+                    metrics::error_kind(error.status.as_u16(), &error.error_type),
+                );
                 lease.set_outcome(outcome_for_status(
                     error.status.as_u16(),
                     &error.error_type,
@@ -127,11 +141,13 @@ pub async fn forward(
             }
             Err(failure) => {
                 lease.set_outcome(Outcome::Failure);
-                let criterion = match &failure {
-                    AttemptFailure::Connect(_) => FailoverCriterion::Error,
-                    AttemptFailure::Timeout(_) => FailoverCriterion::Timeout,
-                    AttemptFailure::InvalidHeader(_) => FailoverCriterion::InvalidHeader,
+                obs.upstream_time(&target, sent_at.elapsed());
+                let (criterion, kind) = match &failure {
+                    AttemptFailure::Connect(_) => (FailoverCriterion::Error, "connect"),
+                    AttemptFailure::Timeout(_) => (FailoverCriterion::Timeout, "timeout"),
+                    AttemptFailure::InvalidHeader(_) => (FailoverCriterion::InvalidHeader, "other"),
                 };
+                metrics::upstream_error(&target, kind);
                 tracing::debug!(target_id = %target.label, error = failure.describe(), "upstream attempt failed");
                 let may_fail_over = criteria.contains(criterion);
                 last = Some(LastFailure::Attempt(failure));
@@ -273,9 +289,15 @@ pub async fn read_success_body(
     delivered: &mut Delivered,
     read_timeout: Duration,
     max_body: usize,
+    obs: &Obs,
 ) -> Result<Bytes, ProxyError> {
     let label = delivered.lease.target().label.clone();
     let body = tokio::time::timeout(read_timeout, delivered.response.body().limit(max_body)).await;
+    obs.upstream_time(delivered.lease.target(), delivered.sent_at.elapsed());
+    if !matches!(body, Ok(Ok(_))) {
+        let kind = if body.is_err() { "timeout" } else { "other" };
+        metrics::upstream_error(delivered.lease.target(), kind);
+    }
     let failure = match body {
         Ok(Ok(body)) => {
             delivered.lease.set_outcome(Outcome::Success);

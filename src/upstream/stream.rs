@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::classify::{error_name, outcome_for_stream_exception};
 use crate::balance::Lease;
 use crate::eventstream::{Decoder, Frame, RawFrame};
+use crate::metrics;
 use crate::target::Outcome;
 
 /// Tokens and stop reason learned from the stream, for metrics, limits and the request log.
@@ -126,6 +127,7 @@ impl FrameReader {
 
     fn fail(&mut self, failure: StreamFailure, outcome: Outcome) -> StreamItem {
         self.done = true;
+        metrics::upstream_error(self.lease.target(), "stream_error");
         self.lease.set_outcome(outcome);
         StreamItem::Failed(failure)
     }
@@ -139,10 +141,16 @@ impl FrameReader {
             } => self.observe_event(event_type, payload),
             Frame::Exception { exception_type, .. } => {
                 let name = error_name(exception_type);
+                let kind = match metrics::error_kind(0, &name) {
+                    "other" => "stream_error",
+                    kind => kind,
+                };
+                metrics::upstream_error(self.lease.target(), kind);
                 self.lease.set_outcome(outcome_for_stream_exception(&name));
                 self.exception_seen = true;
             }
             Frame::Error { .. } => {
+                metrics::upstream_error(self.lease.target(), "stream_error");
                 self.lease.set_outcome(Outcome::Failure);
                 self.exception_seen = true;
             }
