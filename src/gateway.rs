@@ -7,12 +7,14 @@ use std::sync::Arc;
 use crate::balance::BalancerHandle;
 use crate::config::{BalancerConfig, Config, RouteType};
 use crate::target::TargetRuntime;
+use crate::upstream::retry_budget::RetryBudget;
 
 pub struct RouteRuntime {
     pub name: String,
     pub route_type: RouteType,
     pub balancer_config: BalancerConfig,
     pub balancer: BalancerHandle,
+    pub retry_budget: RetryBudget,
 }
 
 pub struct Gateway {
@@ -51,6 +53,7 @@ impl Gateway {
                 route_type: route.route_type,
                 balancer_config: route.balancer.clone(),
                 balancer: BalancerHandle::start(route.name.clone(), targets, &route.balancer),
+                retry_budget: RetryBudget::default(),
             });
         }
         Ok(Self {

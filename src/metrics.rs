@@ -64,6 +64,8 @@ pub struct Metrics {
     tokens: IntCounterVec,
     cost: prometheus::CounterVec,
     retries: IntCounterVec,
+    forced_picks: IntCounterVec,
+    retry_budget_exhausted: IntCounterVec,
     failovers: IntCounterVec,
     upstream_errors: IntCounterVec,
     rate_limited: IntCounterVec,
@@ -189,6 +191,20 @@ impl Metrics {
                 opts(
                     "retries_total",
                     "Upstream attempts after the first, by route"
+                ),
+                &["route"]
+            )?),
+            forced_picks: reg!(IntCounterVec::new(
+                opts(
+                    "forced_picks_total",
+                    "Requests sent to the least-bad target because none of the route was ready"
+                ),
+                &["route"]
+            )?),
+            retry_budget_exhausted: reg!(IntCounterVec::new(
+                opts(
+                    "retry_budget_exhausted_total",
+                    "Retries not sent because the route's retry budget was spent"
                 ),
                 &["route"]
             )?),
@@ -339,6 +355,20 @@ pub fn upstream_error(target: &TargetRuntime, kind: &'static str) {
         m.upstream_errors
             .with_label_values(&[target.label.as_str(), kind])
             .inc();
+    }
+}
+
+/// None of the route's targets was ready, so the least-bad one was tried rather than none.
+pub fn forced_pick(route: &str) {
+    if let Some(m) = metrics() {
+        m.forced_picks.with_label_values(&[route]).inc();
+    }
+}
+
+/// A retry the budget refused.
+pub fn retry_budget_exhausted(route: &str) {
+    if let Some(m) = metrics() {
+        m.retry_budget_exhausted.with_label_values(&[route]).inc();
     }
 }
 

@@ -13,6 +13,7 @@ use super::body::read_body;
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
+use crate::gateway::RouteRuntime;
 use crate::metrics::{self, Obs};
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{
@@ -31,6 +32,15 @@ const PASSED_RESPONSE_HEADERS: [&str; 4] = [
 
 pub const TARGET_HEADER: &str = "x-bedrock-balancer-target";
 pub const ATTEMPTS_HEADER: &str = "x-bedrock-balancer-attempts";
+
+/// The value of the route's `hash_on_header`, the key for consistent hashing.
+pub fn hash_key(req: &HttpRequest, route: &RouteRuntime) -> Option<String> {
+    let name = route.balancer_config.hash_on_header.as_deref()?;
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
 
 /// Splits the raw (still encoded) path into the decoded model id and the operation. Parsed by hand
 /// because an ARN's `/` arrives as `%2F` and must not split the path.
@@ -105,6 +115,7 @@ async fn proxy(
             .to_owned()
     };
     let request = ProxyRequest {
+        hash_key: hash_key(req, route),
         operation,
         body,
         content_type: header(CONTENT_TYPE, "application/json"),
@@ -152,6 +163,9 @@ async fn full_response(
     let mut builder = response_head(&delivered);
     let body = read_success_body(&mut delivered, read_timeout, max_body, obs).await?;
     let usage = usage_of(&delivered, &body);
+    if let Some((input, output)) = usage {
+        delivered.lease.record_usage_u64(input, output);
+    }
     Ok(Reply::Full(builder.body(body), usage))
 }
 

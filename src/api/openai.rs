@@ -13,7 +13,7 @@ use futures_util::{StreamExt, stream};
 use serde_json::json;
 
 use super::body::read_body;
-use super::native::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, stream_end};
+use super::native::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
 use super::state::AppState;
 use crate::config::RouteType;
 use crate::error::{ApiFormat, GatewayError};
@@ -166,8 +166,14 @@ fn client_for(req: &HttpRequest, route: &RouteRuntime) -> Result<awc::Client, Ga
         .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))
 }
 
-fn converse_request(body: Vec<u8>, stream: bool) -> ProxyRequest {
+fn converse_request(
+    req: &HttpRequest,
+    route: &RouteRuntime,
+    body: Vec<u8>,
+    stream: bool,
+) -> ProxyRequest {
     ProxyRequest {
+        hash_key: hash_key(req, route),
         operation: if stream {
             Operation::ConverseStream
         } else {
@@ -221,7 +227,7 @@ async fn chat_inner(
     let mut delivered = forward(
         route,
         &client,
-        &converse_request(chat.converse_body, chat.stream),
+        &converse_request(req, route, chat.converse_body, chat.stream),
         obs,
     )
     .await?;
@@ -260,6 +266,10 @@ async fn chat_inner(
         translated.usage.input_tokens,
         translated.usage.output_tokens,
     ));
+    delivered.lease.record_usage_u64(
+        translated.usage.input_tokens,
+        translated.usage.output_tokens,
+    );
     let response = success_head(&delivered)
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(translated.body);
@@ -294,7 +304,7 @@ async fn completions_inner(
     let route = route_for(&gateway, &completion.model, RouteType::Completions)?;
     obs.set_route(&route.name);
     let client = client_for(req, route)?;
-    let request = converse_request(completion.converse_body, completion.stream);
+    let request = converse_request(req, route, completion.converse_body, completion.stream);
     let mut delivered = forward(route, &client, &request, obs).await?;
     let id = response_id("cmpl");
     let created = unix_now();
@@ -324,6 +334,10 @@ async fn completions_inner(
         translated.usage.input_tokens,
         translated.usage.output_tokens,
     ));
+    delivered.lease.record_usage_u64(
+        translated.usage.input_tokens,
+        translated.usage.output_tokens,
+    );
     let response = success_head(&delivered)
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(translated.body);
@@ -502,10 +516,13 @@ async fn embeddings_inner(
     let client = client_for(req, route)?;
     let read_timeout = route.balancer_config.read_timeout;
     let max_body = gateway.config.server.max_response_body_size.get();
+    let key = hash_key(req, route);
     let calls = request.upstream_bodies.into_iter().map(|body| {
         let client = client.clone();
+        let hash_key = key.clone();
         async move {
             let request = ProxyRequest {
+                hash_key,
                 operation: Operation::Invoke,
                 body: Bytes::from(body),
                 content_type: "application/json".to_owned(),
@@ -519,6 +536,9 @@ async fn embeddings_inner(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
             let body = read_success_body(&mut delivered, read_timeout, max_body, obs).await?;
+            if let Some(tokens) = input_tokens {
+                delivered.lease.record_usage_u64(tokens, 0);
+            }
             Ok::<_, ProxyError>((body, input_tokens, delivered.lease.target().label.clone()))
         }
     });

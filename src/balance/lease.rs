@@ -64,6 +64,12 @@ impl Lease {
             .record_ttft(ttft.as_secs_f64() * 1e3, clock::now_ms());
     }
 
+    /// [`Lease::record_usage`] from the 64-bit counts Bedrock's JSON carries.
+    pub fn record_usage_u64(&mut self, input_tokens: u64, output_tokens: u64) {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        self.record_usage(clamp(input_tokens), clamp(output_tokens));
+    }
+
     /// Call once with the token counts Bedrock reports for the request (`usage.inputTokens` /
     /// `outputTokens`, or a stream's `metadata` event), whatever the outcome: the tokens were
     /// spent. Feeds the usage averages `lowest-usage` reads (tokens, and the cost from the

@@ -85,6 +85,20 @@ impl Roster {
 
     /// Picks a target not yet tried that is ready now (claiming a half-open trial if it is one).
     /// `hash_key` is the value of the route's `hash_on_header` header, if the client sent it.
+    /// When no untried target is ready: the one that will be ready soonest (circuit or cooldown
+    /// ending first), so a route never fails without trying. Targets without credentials are
+    /// skipped: they cannot even sign.
+    pub fn least_bad(&self, tried: &[bool]) -> Option<usize> {
+        self.targets
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| {
+                !tried.get(*i).copied().unwrap_or(true) && t.state.credentials.load().is_some()
+            })
+            .min_by_key(|(_, t)| t.state.open_until_ms().max(t.state.cooldown_until_ms()))
+            .map(|(i, _)| i)
+    }
+
     pub fn pick(&self, tried: &[bool], now_ms: u64, hash_key: Option<&[u8]>) -> Option<usize> {
         let load = |i: usize| self.load(i);
         let ctx = PickContext {

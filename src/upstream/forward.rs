@@ -10,6 +10,7 @@ use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::backoff;
 use super::classify::{error_name, outcome_for_status, parse_retry_after};
 use super::operation::Operation;
 use super::sign::{BEDROCK_SERVICE, Unsigned, sign_request};
@@ -32,6 +33,8 @@ const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC
 /// The client's request, reduced to what may go upstream.
 pub struct ProxyRequest {
     pub operation: Operation,
+    /// The value of the route's `hash_on_header`, for consistent hashing.
+    pub hash_key: Option<String>,
     pub body: Bytes,
     pub content_type: String,
     pub accept: String,
@@ -94,12 +97,40 @@ pub async fn forward(
     let config = &route.balancer_config;
     let criteria = config.failover_criteria;
     let max_attempts = config.retries.saturating_add(1);
+    // Every attempt, backoff included, fits in one attempt's worth of time from the start.
+    let deadline =
+        Instant::now() + config.connect_timeout + config.write_timeout + config.read_timeout;
+    route.retry_budget.deposit();
     let mut tried = vec![false; roster.targets.len()];
     let mut last: Option<LastFailure> = None;
     let mut attempts = 0u32;
     let mut previous: Option<Arc<TargetRuntime>> = None;
     while attempts < max_attempts {
-        let Some(index) = roster.pick(&tried, clock::now_ms(), None) else {
+        let mut _retry_permit = None;
+        if attempts > 0 {
+            let Some(permit) = route.retry_budget.try_withdraw() else {
+                metrics::retry_budget_exhausted(&route.name);
+                tracing::debug!(route = %route.name, "retry budget spent; not retrying");
+                break;
+            };
+            _retry_permit = Some(permit);
+            let pause = backoff::before_retry(attempts, fastrand::f64());
+            if Instant::now() + pause >= deadline {
+                break;
+            }
+            actix_rt::time::sleep(pause).await;
+        }
+        let hash_key = request.hash_key.as_deref().map(str::as_bytes);
+        let picked = roster.pick(&tried, clock::now_ms(), hash_key).or_else(|| {
+            // Never fail a request without trying: with nothing ready, take the least-bad target.
+            let forced = (attempts == 0).then(|| roster.least_bad(&tried)).flatten();
+            if forced.is_some() {
+                metrics::forced_pick(&route.name);
+                tracing::warn!(route = %route.name, "no target ready; trying the least-bad one");
+            }
+            forced
+        });
+        let Some(index) = picked else {
             break;
         };
         tried[index] = true;

@@ -1,9 +1,11 @@
 //! Everything between a picked target and Bedrock: credentials, signing, forwarding, classifying.
 
+pub mod backoff;
 pub mod classify;
 pub mod client;
 pub mod credentials;
 pub mod forward;
 pub mod operation;
+pub mod retry_budget;
 pub mod sign;
 pub mod stream;

@@ -157,13 +157,22 @@ impl FrameReader {
         }
     }
 
+    fn record_usage(&mut self) {
+        self.lease
+            .record_usage_u64(self.summary.input_tokens, self.summary.output_tokens);
+    }
+
     fn observe_event(&mut self, event_type: &str, payload: &[u8]) {
+        if matches!(event_type, "contentBlockDelta" | "chunk") {
+            self.lease.record_first_token();
+        }
         match event_type {
             "metadata" => {
                 self.complete = true;
                 if let Ok(meta) = serde_json::from_slice::<ConverseMetadata>(payload) {
                     self.summary.input_tokens = meta.usage.input_tokens;
                     self.summary.output_tokens = meta.usage.output_tokens;
+                    self.record_usage();
                 }
             }
             "messageStop" => {
@@ -190,6 +199,7 @@ impl FrameReader {
                 self.complete = true;
                 self.summary.input_tokens = metrics.input_token_count;
                 self.summary.output_tokens = metrics.output_token_count;
+                self.record_usage();
             }
             if let Some(reason) = event
                 .stop_reason
