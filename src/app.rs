@@ -21,6 +21,7 @@ pub struct Running {
     public: actix_web::dev::ServerHandle,
     admin_handle: actix_web::dev::ServerHandle,
     drain_grace: Duration,
+    shutdown_timeout: Duration,
     /// Both servers, already running on the current arbiter.
     servers: actix_rt::task::JoinHandle<std::io::Result<()>>,
 }
@@ -99,6 +100,7 @@ pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, St
         public: public_handle,
         admin_handle,
         drain_grace: server.drain_grace,
+        shutdown_timeout: server.shutdown_timeout,
         servers,
     })
 }
@@ -117,6 +119,7 @@ impl Running {
             public,
             admin_handle,
             drain_grace,
+            shutdown_timeout,
             servers,
             ..
         } = self;
@@ -129,6 +132,17 @@ impl Running {
             );
             state.start_draining();
             tokio::time::sleep(drain_grace).await;
+            // Streams still running just before the server's own deadline end with an error
+            // record the client understands, rather than being cut by the forced close.
+            let aborting = state.clone();
+            actix_rt::spawn(async move {
+                tokio::time::sleep(
+                    shutdown_timeout.saturating_sub(stream_abort_margin(shutdown_timeout)),
+                )
+                .await;
+                tracing::info!("shutdown timeout reached; ending the streams still running");
+                aborting.abort_streams();
+            });
             public.stop(true).await;
             admin_handle.stop(true).await;
         };
@@ -180,6 +194,11 @@ pub fn log_reload(result: Result<usize, Vec<String>>, trigger: &str) {
             tracing::error!(trigger, errors = %errors.join("; "), "config reload rejected; the running config stays")
         }
     }
+}
+
+/// How long before the forced close streams are told to end: enough to write their last record.
+fn stream_abort_margin(shutdown_timeout: Duration) -> Duration {
+    (shutdown_timeout / 4).min(Duration::from_secs(1))
 }
 
 async fn wait_for_signal() {

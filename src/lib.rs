@@ -12,6 +12,7 @@ pub mod fuzz_checks;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod shutdown;
 pub mod sim;
 pub mod target;
 pub mod translate;

@@ -15,6 +15,7 @@ use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
 use crate::gateway::RouteRuntime;
 use crate::metrics::{self, Obs};
+use crate::shutdown::AbortSignal;
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{
     Delivered, ProxyError, ProxyRequest, UpstreamError, forward, read_success_body,
@@ -133,6 +134,7 @@ async fn proxy(
             delivered,
             read_timeout,
             Rc::clone(obs),
+            state.abort_signal(),
         )))
     } else {
         full_response(delivered, read_timeout, max_body, obs).await
@@ -206,11 +208,12 @@ fn stream_response(
     delivered: Delivered,
     idle_timeout: std::time::Duration,
     obs: Rc<Obs>,
+    abort: AbortSignal,
 ) -> HttpResponse {
     let mut builder = response_head(&delivered);
     let sent_at = delivered.sent_at;
     obs.streaming_from(sent_at);
-    let reader = FrameReader::new(delivered.response, delivered.lease, idle_timeout);
+    let reader = FrameReader::new(delivered.response, delivered.lease, idle_timeout, abort);
     let body = stream::unfold(Some((reader, obs)), move |state| async move {
         let (mut reader, obs) = state?;
         match reader.next().await {

@@ -20,6 +20,7 @@ use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::Frame;
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::metrics::{self, Obs};
+use crate::shutdown::AbortSignal;
 use crate::translate::{
     self, ChatStreamTranslator, CompletionStreamTranslator, EmbeddingFamily, TranslateError,
     UpstreamEmbedding,
@@ -246,6 +247,7 @@ async fn chat_inner(
             route,
             translator,
             Rc::clone(obs),
+            state.abort_signal(),
         )));
     }
     let upstream = read_success_body(
@@ -320,6 +322,7 @@ async fn completions_inner(
             route,
             translator,
             Rc::clone(obs),
+            state.abort_signal(),
         )));
     }
     let upstream = read_success_body(
@@ -398,6 +401,7 @@ fn sse_response(
     route: &RouteRuntime,
     translator: impl SseTranslator,
     obs: Rc<Obs>,
+    abort: AbortSignal,
 ) -> HttpResponse {
     let mut builder = success_head(&delivered);
     builder
@@ -409,6 +413,7 @@ fn sse_response(
         delivered.response,
         delivered.lease,
         route.balancer_config.read_timeout,
+        abort,
     );
     let body = stream::unfold(Some((reader, translator, obs)), move |state| async move {
         let (mut reader, mut translator, obs) = state?;

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use super::admission::InFlight;
 use crate::config::{Config, ConfigErrors};
 use crate::gateway::Gateway;
+use crate::shutdown::{AbortSignal, StreamAbort};
 
 /// Reads the config again for a reload (the file, or the demo's text with its simulator URLs).
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
@@ -19,6 +20,7 @@ pub struct AppState {
     reloading: Mutex<()>,
     draining: AtomicBool,
     in_flight: InFlight,
+    streams: StreamAbort,
 }
 
 impl AppState {
@@ -29,6 +31,7 @@ impl AppState {
             reloading: Mutex::new(()),
             draining: AtomicBool::new(false),
             in_flight: InFlight::default(),
+            streams: StreamAbort::default(),
         }
     }
 
@@ -60,6 +63,15 @@ impl AppState {
         let routes = next.routes().len();
         self.gateway.store(Arc::new(next));
         Ok(routes)
+    }
+
+    pub fn abort_signal(&self) -> AbortSignal {
+        self.streams.signal()
+    }
+
+    /// Ends every running stream with an error record (the last step of a graceful stop).
+    pub fn abort_streams(&self) {
+        self.streams.fire();
     }
 
     pub fn start_draining(&self) {

@@ -12,6 +12,7 @@ use super::classify::{error_name, outcome_for_stream_exception};
 use crate::balance::Lease;
 use crate::eventstream::{Decoder, Frame, RawFrame};
 use crate::metrics;
+use crate::shutdown::AbortSignal;
 use crate::target::Outcome;
 
 /// Tokens and stop reason learned from the stream, for metrics, limits and the request log.
@@ -40,6 +41,8 @@ pub enum StreamItem {
 
 pub struct FrameReader {
     response: awc::ClientResponse,
+    /// Fired near the end of a graceful stop: the stream ends with an error, not a torn socket.
+    abort: AbortSignal,
     decoder: Decoder,
     idle_timeout: Duration,
     lease: Lease,
@@ -52,9 +55,15 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    pub fn new(response: awc::ClientResponse, lease: Lease, idle_timeout: Duration) -> Self {
+    pub fn new(
+        response: awc::ClientResponse,
+        lease: Lease,
+        idle_timeout: Duration,
+        abort: AbortSignal,
+    ) -> Self {
         Self {
             response,
+            abort,
             decoder: Decoder::new(),
             idle_timeout,
             lease,
@@ -87,7 +96,15 @@ impl FrameReader {
                     );
                 }
             }
-            match tokio::time::timeout(self.idle_timeout, self.response.next()).await {
+            let chunk = tokio::select! {
+                chunk = tokio::time::timeout(self.idle_timeout, self.response.next()) => chunk,
+                () = self.abort.fired() => {
+                    let what = "the gateway is shutting down; the stream was cut short".to_owned();
+                    // The target did nothing wrong.
+                    return Some(self.fail(StreamFailure::Broken(what), Outcome::Abandoned));
+                }
+            };
+            match chunk {
                 Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
                 Ok(Some(Err(e))) => {
                     return Some(self.fail(
