@@ -6,15 +6,16 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-# Python client libraries live in a project venv; python3-venv is the only system package needed.
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  log "installing python3-venv"
-  apt-get update -qq && apt-get install -y -qq python3-venv
-fi
-# A real Prometheus evaluates the dashboard's queries in tests/clients/test_prometheus.py.
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  log "installing prometheus"
-  apt-get update -qq && apt-get install -y -qq prometheus
+# System packages a fresh machine may lack, installed in one apt run: python3-venv for the client
+# libraries' venv, a real Prometheus (test_prometheus.py evaluates the dashboard's queries), and
+# wrk (the load benchmark's smoke test).
+missing=()
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"

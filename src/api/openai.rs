@@ -204,78 +204,8 @@ pub async fn chat(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let obs = Obs::start(&req);
-    let result = chat_inner(&req, payload, &state, &obs).await;
+    let result = converse_surface(&req, payload, &state, &obs, Surface::Chat).await;
     reply(&obs, result)
-}
-
-async fn chat_inner(
-    req: &HttpRequest,
-    payload: web::Payload,
-    state: &AppState,
-    obs: &Rc<Obs>,
-) -> Result<Reply, Failure> {
-    let gateway = state.gateway();
-    let body = read_body(
-        req,
-        payload,
-        gateway.config.server.max_request_body_size.get(),
-    )
-    .await?;
-    let chat = translate::chat_request(&body)?;
-    let route = route_for(&gateway, &chat.model, RouteType::Chat)?;
-    obs.set_route(&route.name);
-    let client = client_for(req, route)?;
-    let mut delivered = forward(
-        route,
-        &client,
-        &converse_request(req, route, chat.converse_body, chat.stream),
-        obs,
-    )
-    .await?;
-    let id = response_id("chatcmpl");
-    let created = unix_now();
-    if chat.stream {
-        let translator = ChatStreamTranslator::new(
-            chat.model,
-            id,
-            created,
-            chat.include_usage,
-            chat.json_schema_tool,
-        );
-        return Ok(Reply::Stream(sse_response(
-            delivered,
-            route,
-            translator,
-            Rc::clone(obs),
-            state.abort_signal(),
-        )));
-    }
-    let upstream = read_success_body(
-        &mut delivered,
-        route.balancer_config.read_timeout,
-        gateway.config.server.max_response_body_size.get(),
-        obs,
-    )
-    .await?;
-    let translated = translate::chat_response(
-        &upstream,
-        &chat.model,
-        &id,
-        created,
-        chat.json_schema_tool.as_deref(),
-    )?;
-    let usage = Some((
-        translated.usage.input_tokens,
-        translated.usage.output_tokens,
-    ));
-    delivered.lease.record_usage_u64(
-        translated.usage.input_tokens,
-        translated.usage.output_tokens,
-    );
-    let response = success_head(&delivered)
-        .insert_header((CONTENT_TYPE, "application/json"))
-        .body(translated.body);
-    Ok(Reply::Full(response, usage))
 }
 
 /// `POST /v1/completions` (legacy).
@@ -285,15 +215,110 @@ pub async fn completions(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let obs = Obs::start(&req);
-    let result = completions_inner(&req, payload, &state, &obs).await;
+    let result = converse_surface(&req, payload, &state, &obs, Surface::Completions).await;
     reply(&obs, result)
 }
 
-async fn completions_inner(
+/// The two OpenAI surfaces served by Converse: they differ only in their translation.
+#[derive(Clone, Copy)]
+enum Surface {
+    Chat,
+    Completions,
+}
+
+/// A parsed request of either surface.
+struct Parsed {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    json_schema_tool: Option<String>,
+    converse_body: Vec<u8>,
+}
+
+impl Surface {
+    fn parse(self, body: &[u8]) -> Result<Parsed, TranslateError> {
+        Ok(match self {
+            Self::Chat => {
+                let r = translate::chat_request(body)?;
+                Parsed {
+                    model: r.model,
+                    stream: r.stream,
+                    include_usage: r.include_usage,
+                    json_schema_tool: r.json_schema_tool,
+                    converse_body: r.converse_body,
+                }
+            }
+            Self::Completions => {
+                let r = translate::completion_request(body)?;
+                Parsed {
+                    model: r.model,
+                    stream: r.stream,
+                    include_usage: r.include_usage,
+                    json_schema_tool: None,
+                    converse_body: r.converse_body,
+                }
+            }
+        })
+    }
+
+    const fn route_type(self) -> RouteType {
+        match self {
+            Self::Chat => RouteType::Chat,
+            Self::Completions => RouteType::Completions,
+        }
+    }
+
+    const fn id_prefix(self) -> &'static str {
+        match self {
+            Self::Chat => "chatcmpl",
+            Self::Completions => "cmpl",
+        }
+    }
+
+    fn translator(self, p: Parsed, id: String, created: u64) -> Box<dyn SseTranslator> {
+        match self {
+            Self::Chat => Box::new(ChatStreamTranslator::new(
+                p.model,
+                id,
+                created,
+                p.include_usage,
+                p.json_schema_tool,
+            )),
+            Self::Completions => Box::new(CompletionStreamTranslator::new(
+                p.model,
+                id,
+                created,
+                p.include_usage,
+            )),
+        }
+    }
+
+    fn respond(
+        self,
+        upstream: &[u8],
+        p: &Parsed,
+        id: &str,
+        created: u64,
+    ) -> Result<translate::TranslatedResponse, TranslateError> {
+        match self {
+            Self::Chat => translate::chat_response(
+                upstream,
+                &p.model,
+                id,
+                created,
+                p.json_schema_tool.as_deref(),
+            ),
+            Self::Completions => translate::completion_response(upstream, &p.model, id, created),
+        }
+    }
+}
+
+async fn converse_surface(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
     obs: &Rc<Obs>,
+    surface: Surface,
 ) -> Result<Reply, Failure> {
     let gateway = state.gateway();
     let body = read_body(
@@ -302,25 +327,20 @@ async fn completions_inner(
         gateway.config.server.max_request_body_size.get(),
     )
     .await?;
-    let completion = translate::completion_request(&body)?;
-    let route = route_for(&gateway, &completion.model, RouteType::Completions)?;
+    let mut parsed = surface.parse(&body)?;
+    let route = route_for(&gateway, &parsed.model, surface.route_type())?;
     obs.set_route(&route.name);
     let client = client_for(req, route)?;
-    let request = converse_request(req, route, completion.converse_body, completion.stream);
+    let converse_body = std::mem::take(&mut parsed.converse_body);
+    let request = converse_request(req, route, converse_body, parsed.stream);
     let mut delivered = forward(route, &client, &request, obs).await?;
-    let id = response_id("cmpl");
+    let id = response_id(surface.id_prefix());
     let created = unix_now();
-    if completion.stream {
-        let translator = CompletionStreamTranslator::new(
-            completion.model,
-            id,
-            created,
-            completion.include_usage,
-        );
+    if parsed.stream {
         return Ok(Reply::Stream(sse_response(
             delivered,
             route,
-            translator,
+            surface.translator(parsed, id, created),
             Rc::clone(obs),
             state.abort_signal(),
         )));
@@ -332,19 +352,16 @@ async fn completions_inner(
         obs,
     )
     .await?;
-    let translated = translate::completion_response(&upstream, &completion.model, &id, created)?;
-    let usage = Some((
-        translated.usage.input_tokens,
-        translated.usage.output_tokens,
-    ));
-    delivered.lease.record_usage_u64(
+    let translated = surface.respond(&upstream, &parsed, &id, created)?;
+    let usage = (
         translated.usage.input_tokens,
         translated.usage.output_tokens,
     );
+    delivered.lease.record_usage_u64(usage.0, usage.1);
     let response = success_head(&delivered)
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(translated.body);
-    Ok(Reply::Full(response, usage))
+    Ok(Reply::Full(response, Some(usage)))
 }
 
 /// The two stream translators behave alike; this lets one SSE pump serve both.
@@ -399,7 +416,7 @@ impl SseTranslator for CompletionStreamTranslator {
 fn sse_response(
     delivered: Delivered,
     route: &RouteRuntime,
-    translator: impl SseTranslator,
+    translator: Box<dyn SseTranslator>,
     obs: Rc<Obs>,
     abort: AbortSignal,
 ) -> HttpResponse {

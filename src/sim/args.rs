@@ -23,6 +23,9 @@ pub struct SimArgs {
     /// actix-web worker threads.
     #[arg(long, default_value_t = CLI_WORKERS)]
     pub workers: usize,
+    /// Accept requests without a valid SigV4 signature (benchmark baselines only).
+    #[arg(long)]
+    pub accept_unsigned: bool,
     #[command(flatten)]
     pub faults: Faults,
 }
@@ -35,6 +38,7 @@ impl SimArgs {
             opts.keys = self.keys;
         }
         opts.workers = self.workers;
+        opts.accept_unsigned = self.accept_unsigned;
         opts.faults = self.faults;
         opts
     }

@@ -56,6 +56,9 @@ pub struct SimOptions {
     pub keys: Vec<SimKey>,
     pub faults: Faults,
     pub workers: usize,
+    /// Skip SigV4 verification: only for measuring a client that cannot sign (the load
+    /// benchmark's direct baseline). Never on by default.
+    pub accept_unsigned: bool,
 }
 
 impl SimOptions {
@@ -71,6 +74,7 @@ impl SimOptions {
             }],
             faults: Faults::default(),
             workers: DEFAULT_WORKERS,
+            accept_unsigned: false,
         }
     }
 }

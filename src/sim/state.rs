@@ -11,6 +11,7 @@ pub struct SimState {
     pub region: String,
     pub keys: Vec<SimKey>,
     pub stats: Stats,
+    pub accept_unsigned: bool,
     /// The faults and how many model requests they have seen, so `fail_every_nth` counts from a reset.
     faults: Mutex<(Faults, u64)>,
 }
@@ -21,6 +22,7 @@ impl SimState {
             region: opts.region.clone(),
             keys: opts.keys.clone(),
             stats: Stats::new(&opts.region),
+            accept_unsigned: opts.accept_unsigned,
             faults: Mutex::new((opts.faults.clone(), 0)),
         }
     }

@@ -1,0 +1,28 @@
+"""Runs the load benchmark for a second per phase against the debug build, so it cannot rot.
+The figures themselves are not judged here: this machine is shared and noisy."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import harness
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is installed by tests/run.sh")
+def test_load_benchmark_runs(tmp_path):
+    report = tmp_path / "BENCHMARKS.md"
+    env = dict(os.environ, BENCH_SECONDS="1", BEDROCK_BALANCER_BIN=harness.BIN, BENCH_TTFB_SAMPLES="20")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benches" / "load.py"), str(report)],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    assert "maximum rate" in text and "req/s" in text
+    assert "overhead (difference)" in text
