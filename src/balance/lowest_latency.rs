@@ -9,60 +9,18 @@
 //! probability [`EXPLORE_PROBABILITY`] the pick ignores cost and tries targets in a random order,
 //! so a recovered target gets fresh samples that can win its traffic back.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use super::lowest_cost::LowestCost;
+use super::strategy::Load;
 
-use super::strategy::{
-    EXPLORE_PROBABILITY, PickContext, Strategy, fill_unsampled, peak_ewma_cost, pick_lowest,
-};
-
-#[derive(Debug)]
-pub struct LowestLatency {
-    weights: Vec<u32>,
-    next: AtomicUsize,
-}
-
-impl LowestLatency {
-    pub fn new(weights: &[u32]) -> Self {
-        Self {
-            weights: weights.to_vec(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// The pick with the random draws passed in: `explore` uniform in [0, 1), `shuffle` any
-    /// value (the start of the random order when exploring).
-    pub fn pick_with(
-        &self,
-        ctx: &PickContext<'_>,
-        explore: f64,
-        shuffle: usize,
-        ready: &mut dyn FnMut(usize) -> bool,
-    ) -> Option<usize> {
-        if explore < EXPLORE_PROBABILITY {
-            let flat = vec![0.0; self.weights.len()];
-            return pick_lowest(&flat, shuffle, ready);
-        }
-        let loads: Vec<_> = (0..self.weights.len()).map(|i| (ctx.load)(i)).collect();
-        let mut costs: Vec<f64> = loads.iter().map(|l| l.latency_cost).collect();
-        fill_unsampled(&mut costs);
-        for ((cost, load), &weight) in costs.iter_mut().zip(&loads).zip(&self.weights) {
-            *cost = peak_ewma_cost(*cost, load.in_flight, weight);
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        pick_lowest(&costs, start, ready)
-    }
-}
-
-impl Strategy for LowestLatency {
-    fn pick(&self, ctx: &PickContext<'_>, ready: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
-        self.pick_with(ctx, fastrand::f64(), fastrand::usize(..), ready)
-    }
+pub fn lowest_latency(weights: &[u32]) -> LowestCost {
+    LowestCost::new(weights, |load: &Load| load.latency_cost)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::balance::strategy::Load;
+    use crate::balance::strategy::{PickContext, Strategy};
     use proptest::prelude::{any, prop_assert, proptest};
 
     fn latencies(l: &[f64]) -> impl Fn(usize) -> Load + '_ {
@@ -72,12 +30,7 @@ mod tests {
         }
     }
 
-    fn shares(
-        s: &LowestLatency,
-        load: &dyn Fn(usize) -> Load,
-        n: usize,
-        picks: usize,
-    ) -> Vec<usize> {
+    fn shares(s: &LowestCost, load: &dyn Fn(usize) -> Load, n: usize, picks: usize) -> Vec<usize> {
         let ctx = PickContext {
             hash_key: None,
             load,
@@ -93,7 +46,7 @@ mod tests {
 
     #[test]
     fn a_ten_times_slower_target_gets_under_ten_percent() {
-        let s = LowestLatency::new(&[1, 1]);
+        let s = lowest_latency(&[1, 1]);
         let load = latencies(&[100.0, 1000.0]);
         let got = shares(&s, &load, 2, 10_000);
         assert!(got[1] < 1_000, "{got:?}");
@@ -103,7 +56,7 @@ mod tests {
 
     #[test]
     fn in_flight_spreads_load_to_the_slower_target() {
-        let s = LowestLatency::new(&[1, 1]);
+        let s = lowest_latency(&[1, 1]);
         // 100 ms with 4 waiting costs 500; 400 ms idle costs 400.
         let load = |i: usize| Load {
             in_flight: [4, 0][i],
@@ -119,7 +72,7 @@ mod tests {
 
     #[test]
     fn an_unsampled_target_is_explored() {
-        let s = LowestLatency::new(&[1, 1, 1]);
+        let s = lowest_latency(&[1, 1, 1]);
         let load = latencies(&[100.0, 1000.0, 0.0]);
         let got = shares(&s, &load, 3, 3_000);
         // Costed like the best sampled target, it shares the lead with it.
@@ -128,7 +81,7 @@ mod tests {
 
     #[test]
     fn exploration_ignores_cost() {
-        let s = LowestLatency::new(&[1, 1]);
+        let s = lowest_latency(&[1, 1]);
         let load = latencies(&[100.0, 1000.0]);
         let ctx = PickContext {
             hash_key: None,
@@ -147,7 +100,7 @@ mod tests {
             explore in 0.0f64..1.0,
             shuffle in any::<usize>(),
         ) {
-            let s = LowestLatency::new(&weights);
+            let s = lowest_latency(&weights);
             let load = latencies(&lat);
             let ctx = PickContext { hash_key: None, load: &load };
             let ready = |i: usize| mask & (1 << i) != 0;

@@ -8,60 +8,18 @@
 //! target with no sample yet is costed like the best sampled one, and with probability
 //! [`EXPLORE_PROBABILITY`] a pick tries targets in random order so stale averages get refreshed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use super::lowest_cost::LowestCost;
+use super::strategy::Load;
 
-use super::strategy::{
-    EXPLORE_PROBABILITY, PickContext, Strategy, fill_unsampled, peak_ewma_cost, pick_lowest,
-};
-
-#[derive(Debug)]
-pub struct LowestUsage {
-    weights: Vec<u32>,
-    next: AtomicUsize,
-}
-
-impl LowestUsage {
-    pub fn new(weights: &[u32]) -> Self {
-        Self {
-            weights: weights.to_vec(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// The pick with the random draws passed in: `explore` uniform in [0, 1), `shuffle` any
-    /// value (the start of the random order when exploring).
-    pub fn pick_with(
-        &self,
-        ctx: &PickContext<'_>,
-        explore: f64,
-        shuffle: usize,
-        ready: &mut dyn FnMut(usize) -> bool,
-    ) -> Option<usize> {
-        if explore < EXPLORE_PROBABILITY {
-            let flat = vec![0.0; self.weights.len()];
-            return pick_lowest(&flat, shuffle, ready);
-        }
-        let loads: Vec<_> = (0..self.weights.len()).map(|i| (ctx.load)(i)).collect();
-        let mut costs: Vec<f64> = loads.iter().map(|l| l.usage_cost).collect();
-        fill_unsampled(&mut costs);
-        for ((cost, load), &weight) in costs.iter_mut().zip(&loads).zip(&self.weights) {
-            *cost = peak_ewma_cost(*cost, load.in_flight, weight);
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        pick_lowest(&costs, start, ready)
-    }
-}
-
-impl Strategy for LowestUsage {
-    fn pick(&self, ctx: &PickContext<'_>, ready: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
-        self.pick_with(ctx, fastrand::f64(), fastrand::usize(..), ready)
-    }
+pub fn lowest_usage(weights: &[u32]) -> LowestCost {
+    LowestCost::new(weights, |load: &Load| load.usage_cost)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::balance::strategy::Load;
+    use crate::balance::strategy::PickContext;
     use proptest::prelude::{any, prop_assert, proptest};
 
     fn usage(u: &[f64]) -> impl Fn(usize) -> Load + '_ {
@@ -73,7 +31,7 @@ mod tests {
 
     #[test]
     fn lowest_usage_per_weight_wins() {
-        let s = LowestUsage::new(&[1, 4]);
+        let s = lowest_usage(&[1, 4]);
         // 1000 tokens at weight 4 costs 250, less than 300 at weight 1.
         let load = usage(&[300.0, 1000.0]);
         let ctx = PickContext {
@@ -86,7 +44,7 @@ mod tests {
 
     #[test]
     fn a_busy_cheap_target_spills() {
-        let s = LowestUsage::new(&[1, 1]);
+        let s = lowest_usage(&[1, 1]);
         let load = |i: usize| Load {
             in_flight: [3, 0][i],
             usage_cost: [1.0, 3.0][i],
@@ -101,7 +59,7 @@ mod tests {
 
     #[test]
     fn unsampled_is_costed_like_the_best() {
-        let s = LowestUsage::new(&[1, 1]);
+        let s = lowest_usage(&[1, 1]);
         let load = usage(&[0.0, 50.0]);
         let ctx = PickContext {
             hash_key: None,
@@ -122,7 +80,7 @@ mod tests {
             explore in 0.0f64..1.0,
             shuffle in any::<usize>(),
         ) {
-            let s = LowestUsage::new(&weights);
+            let s = lowest_usage(&weights);
             let load = usage(&u);
             let ctx = PickContext { hash_key: None, load: &load };
             let ready = |i: usize| mask & (1 << i) != 0;

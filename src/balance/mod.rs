@@ -5,6 +5,7 @@ pub mod actor;
 pub mod consistent_hashing;
 pub mod lease;
 pub mod least_connections;
+pub mod lowest_cost;
 pub mod lowest_latency;
 pub mod lowest_usage;
 pub mod p2c;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::consistent_hashing::ConsistentHashing;
 use super::least_connections::LeastConnections;
-use super::lowest_latency::LowestLatency;
-use super::lowest_usage::LowestUsage;
+use super::lowest_latency::lowest_latency;
+use super::lowest_usage::lowest_usage;
 use super::p2c::P2cEwma;
 use super::priority::Priority;
 use super::round_robin::RoundRobin;
@@ -36,8 +36,8 @@ pub fn build_strategy(balancer: &BalancerConfig, members: &[Member]) -> Box<dyn 
     match balancer.algorithm {
         Algorithm::RoundRobin => Box::new(RoundRobin::new(&weights)),
         Algorithm::LeastConnections => Box::new(LeastConnections::new(&weights)),
-        Algorithm::LowestLatency => Box::new(LowestLatency::new(&weights)),
-        Algorithm::LowestUsage => Box::new(LowestUsage::new(&weights)),
+        Algorithm::LowestLatency => Box::new(lowest_latency(&weights)),
+        Algorithm::LowestUsage => Box::new(lowest_usage(&weights)),
         Algorithm::ConsistentHashing => {
             let labels: Vec<String> = members.iter().map(|m| m.label.clone()).collect();
             Box::new(ConsistentHashing::new(
