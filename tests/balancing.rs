@@ -131,7 +131,8 @@ fn failing(status: u16) -> Faults {
 }
 
 async fn lowest_latency_avoids_the_slow_region(latency_strategy: &str) {
-    let balancer = format!("      algorithm: lowest-latency\n      latency_strategy: {latency_strategy}");
+    let balancer =
+        format!("      algorithm: lowest-latency\n      latency_strategy: {latency_strategy}");
     let h = three_regions("claude", &balancer, [None; 3]).await;
     h.fault(0, latency(200));
     h.fault(1, latency(20));
@@ -161,7 +162,10 @@ async fn lowest_latency_avoids_the_slow_region(latency_strategy: &str) {
         slow[field].as_f64().unwrap() > fast[field].as_f64().unwrap(),
         "{slow} vs {fast}"
     );
-    assert!(fast["avg_completion_tokens"].as_f64().unwrap() > 0.0, "{fast}");
+    assert!(
+        fast["avg_completion_tokens"].as_f64().unwrap() > 0.0,
+        "{fast}"
+    );
 }
 
 #[actix_rt::test]
@@ -210,7 +214,12 @@ async fn a_throttled_region_rests_for_its_cooldown_then_gets_traffic_again() {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let got = delta(&h.counts(CONVERSE), &before);
     // Only meaningful if the cooldown (2 s) is still running: it is far longer than 30 calls.
-    assert!(admin_target(&h, REGIONS[1]).await["cooldown_remaining_ms"].as_u64().unwrap() > 0);
+    assert!(
+        admin_target(&h, REGIONS[1]).await["cooldown_remaining_ms"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert_eq!(got[1], 0, "nothing reaches a cooling target: {got:?}");
     assert_eq!(got.iter().sum::<u64>(), 30);
 
@@ -257,7 +266,12 @@ async fn the_circuit_opens_after_max_fails_admits_one_trial_and_closes_on_succes
     // While open, nothing reaches it.
     let statuses = converse_many(&h, "claude", 20, 4).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert!(admin_target(&h, REGIONS[1]).await["open_remaining_ms"].as_u64().unwrap() > 0);
+    assert!(
+        admin_target(&h, REGIONS[1]).await["open_remaining_ms"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert_eq!(h.counts(CONVERSE)[1], 3);
 
     // After fail_timeout, one trial only, even under concurrency; it fails and re-opens.
@@ -275,9 +289,11 @@ async fn the_circuit_opens_after_max_fails_admits_one_trial_and_closes_on_succes
 
     // Lift the fault: the next trial succeeds, closes the circuit, and traffic resumes.
     h.fault(1, Faults::default());
-    poll_until("fail_timeout to pass again", Duration::from_secs(2), || async {
-        admin_target(&h, REGIONS[1]).await["ready"] == true
-    })
+    poll_until(
+        "fail_timeout to pass again",
+        Duration::from_secs(2),
+        || async { admin_target(&h, REGIONS[1]).await["ready"] == true },
+    )
     .await;
     poll_until("the trial to close it", Duration::from_secs(2), || async {
         assert_eq!(converse(&h, "claude", None).await.0, 200);
@@ -337,7 +353,10 @@ async fn the_second_priority_tier_serves_only_when_the_first_is_down() {
     })
     .await;
     let counts = h.counts(CONVERSE);
-    assert_eq!(counts[2], 0, "tier 2 idle while tier 1 has a ready target: {counts:?}");
+    assert_eq!(
+        counts[2], 0,
+        "tier 2 idle while tier 1 has a ready target: {counts:?}"
+    );
 
     // The whole first tier down: tier 2 takes the traffic.
     h.fault(1, failing(503));
@@ -371,7 +390,11 @@ async fn consistent_hashing_keeps_a_session_on_one_region_and_spreads_sessions()
     let first = results[0].1.clone().unwrap();
     assert!(results.iter().all(|(_, t)| t.as_deref() == Some(&first)));
     let counts = h.counts(CONVERSE);
-    assert_eq!(counts.iter().filter(|c| **c == 1000).count(), 1, "{counts:?}");
+    assert_eq!(
+        counts.iter().filter(|c| **c == 1000).count(),
+        1,
+        "{counts:?}"
+    );
     assert_eq!(counts.iter().sum::<u64>(), 1000);
 
     let before = h.counts(CONVERSE);
@@ -382,7 +405,10 @@ async fn consistent_hashing_keeps_a_session_on_one_region_and_spreads_sessions()
         assert_eq!(a, b, "{session} moved");
     }
     let got = delta(&h.counts(CONVERSE), &before);
-    assert!(got.iter().all(|c| *c >= 20), "sessions spread over all regions: {got:?}");
+    assert!(
+        got.iter().all(|c| *c >= 20),
+        "sessions spread over all regions: {got:?}"
+    );
 }
 
 #[actix_rt::test]
@@ -447,16 +473,20 @@ async fn with_every_target_unready_the_least_bad_one_is_still_tried() {
     }
     assert_eq!(converse(&h, "forced", None).await.0, 429);
     assert_eq!(h.counts(CONVERSE), vec![1, 1, 1]);
-    poll_until("every target to cool down", Duration::from_secs(2), || async {
-        let mut all = true;
-        for region in REGIONS {
-            all &= admin_target(&h, region).await["cooldown_remaining_ms"]
-                .as_u64()
-                .unwrap()
-                > 0;
-        }
-        all
-    })
+    poll_until(
+        "every target to cool down",
+        Duration::from_secs(2),
+        || async {
+            let mut all = true;
+            for region in REGIONS {
+                all &= admin_target(&h, region).await["cooldown_remaining_ms"]
+                    .as_u64()
+                    .unwrap()
+                    > 0;
+            }
+            all
+        },
+    )
     .await;
     let mut resp = client().get(h.admin_url("/readyz")).send().await.unwrap();
     let _ = resp.body().await;
