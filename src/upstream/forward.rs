@@ -106,16 +106,18 @@ pub async fn forward(
     let mut attempts = 0u32;
     let mut previous: Option<Arc<TargetRuntime>> = None;
     while attempts < max_attempts {
+        let mut _retry_permit = None;
         if attempts > 0 {
             if tried.iter().all(|t| *t) {
-                // Every target has had its try: nothing to spend the budget on.
+                // Every target has had its try: nothing to spend the budget or a backoff on.
                 break;
             }
-            if !route.retry_budget.try_withdraw() {
+            let Some(permit) = route.retry_budget.try_withdraw() else {
                 metrics::retry_budget_exhausted(&route.name);
                 tracing::debug!(route = %route.name, "retry budget spent; not retrying");
                 break;
-            }
+            };
+            _retry_permit = Some(permit);
             let pause = backoff::before_retry(attempts, fastrand::f64());
             if Instant::now() + pause >= deadline {
                 break;
