@@ -6,6 +6,8 @@ use serde_json::json;
 
 use super::state::AppState;
 use crate::clock;
+use crate::config::TokensCountStrategy;
+use crate::target::Health;
 
 /// Alive: the process answers. Deliberately checks nothing else, so a restart is never triggered
 /// by an upstream outage.
@@ -34,10 +36,17 @@ struct TargetView<'a> {
     weight: u16,
     state: &'static str,
     ready: bool,
+    /// While the circuit is open: time until a half-open trial may go; 0 otherwise.
+    open_remaining_ms: u64,
     cooldown_remaining_ms: u64,
     credentials_loaded: bool,
     in_flight: u32,
     ewma_latency_ms: f64,
+    ewma_ttft_ms: f64,
+    ewma_tpot_ms: f64,
+    avg_prompt_tokens: f64,
+    avg_completion_tokens: f64,
+    avg_cost: f64,
     requests: u64,
     failures: u64,
 }
@@ -61,10 +70,19 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
                 weight: t.config.weight.get(),
                 state: t.state.health().as_str(),
                 ready: t.state.is_ready(now),
+                open_remaining_ms: match t.state.health() {
+                    Health::Open => t.state.open_until_ms().saturating_sub(now),
+                    Health::Closed | Health::HalfOpen => 0,
+                },
                 cooldown_remaining_ms: t.state.cooldown_until_ms().saturating_sub(now),
                 credentials_loaded: t.state.credentials.load().is_some(),
                 in_flight: t.state.in_flight(),
                 ewma_latency_ms: t.state.ewma_latency_ms(),
+                ewma_ttft_ms: t.state.ewma_ttft_ms(),
+                ewma_tpot_ms: t.state.ewma_tpot_ms(),
+                avg_prompt_tokens: t.state.usage(TokensCountStrategy::PromptTokens),
+                avg_completion_tokens: t.state.usage(TokensCountStrategy::CompletionTokens),
+                avg_cost: t.state.usage(TokensCountStrategy::Cost),
                 requests: t.state.requests(),
                 failures: t.state.failures(),
             })

@@ -108,6 +108,10 @@ pub async fn forward(
     while attempts < max_attempts {
         let mut _retry_permit = None;
         if attempts > 0 {
+            if tried.iter().all(|t| *t) {
+                // Every target has had its try: nothing to spend the budget or a backoff on.
+                break;
+            }
             let Some(permit) = route.retry_budget.try_withdraw() else {
                 metrics::retry_budget_exhausted(&route.name);
                 tracing::debug!(route = %route.name, "retry budget spent; not retrying");
