@@ -26,6 +26,14 @@ pub struct Running {
     servers: actix_rt::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// Streams write a response head and then small frames; with Nagle's algorithm on, the first frame
+/// waits for the client's delayed ACK of the head (up to 40 ms on Linux).
+fn disable_nagle(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = connection.downcast_ref::<actix_rt::net::TcpStream>() {
+        let _ = tcp.set_nodelay(true);
+    }
+}
+
 /// rustls needs one process-wide crypto provider; awc and the AWS SDK both use aws-lc-rs.
 fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -52,6 +60,7 @@ pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, St
             .route("/v1/models", web::get().to(openai::models))
             .default_service(web::to(fallback::not_found))
     })
+    .on_connect(disable_nagle)
     .client_request_timeout(server.client_request_timeout)
     .shutdown_timeout(server.shutdown_timeout.as_secs())
     .disable_signals();
