@@ -123,6 +123,13 @@ pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
     .workers(opts.workers.max(1))
     // A client that closes its side is gone: drop its connection, so a silenced response ends too.
     .h1_allow_half_closed(false)
+    // Like Bedrock's front end, send each stream event as soon as it is written; with Nagle's
+    // algorithm a small frame would wait for the client's delayed ACK of the previous one.
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .bind(opts.listen)?;
