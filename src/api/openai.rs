@@ -22,8 +22,7 @@ use crate::gateway::{Gateway, RouteRuntime};
 use crate::metrics::{self, Obs};
 use crate::shutdown::AbortSignal;
 use crate::translate::{
-    self, ChatStreamTranslator, CompletionStreamTranslator, EmbeddingFamily, TranslateError,
-    UpstreamEmbedding,
+    self, ChatStreamTranslator, EmbeddingFamily, TranslateError, UpstreamEmbedding,
 };
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, forward, read_success_body};
@@ -275,21 +274,14 @@ impl Surface {
         }
     }
 
-    fn translator(self, p: Parsed, id: String, created: u64) -> Box<dyn SseTranslator> {
+    fn translator(self, p: Parsed, id: String, created: u64) -> ChatStreamTranslator {
         match self {
-            Self::Chat => Box::new(ChatStreamTranslator::new(
-                p.model,
-                id,
-                created,
-                p.include_usage,
-                p.json_schema_tool,
-            )),
-            Self::Completions => Box::new(CompletionStreamTranslator::new(
-                p.model,
-                id,
-                created,
-                p.include_usage,
-            )),
+            Self::Chat => {
+                ChatStreamTranslator::new(p.model, id, created, p.include_usage, p.json_schema_tool)
+            }
+            Self::Completions => {
+                translate::completion_stream_translator(p.model, id, created, p.include_usage)
+            }
         }
     }
 
@@ -364,59 +356,13 @@ async fn converse_surface(
     Ok(Reply::Full(response, Some(usage)))
 }
 
-/// The two stream translators behave alike; this lets one SSE pump serve both.
-trait SseTranslator: 'static {
-    fn on_event(
-        &mut self,
-        event_type: &str,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), TranslateError>;
-    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>);
-    fn finish(&mut self, out: &mut Vec<u8>);
-}
-
-impl SseTranslator for ChatStreamTranslator {
-    fn on_event(
-        &mut self,
-        event_type: &str,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), TranslateError> {
-        Self::on_event(self, event_type, payload, out).map(|_| ())
-    }
-    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
-        Self::on_exception(self, exception_type, message, out);
-    }
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        Self::finish(self, out);
-    }
-}
-
-impl SseTranslator for CompletionStreamTranslator {
-    fn on_event(
-        &mut self,
-        event_type: &str,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), TranslateError> {
-        Self::on_event(self, event_type, payload, out).map(|_| ())
-    }
-    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
-        Self::on_exception(self, exception_type, message, out);
-    }
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        Self::finish(self, out);
-    }
-}
-
 /// Translates ConverseStream frames to SSE as each arrives; every upstream event is flushed at
 /// once. An upstream exception, break or timeout becomes an SSE `error` record, then the stream
 /// ends (no `[DONE]`, so clients cannot mistake it for a complete answer).
 fn sse_response(
     delivered: Delivered,
     route: &RouteRuntime,
-    translator: Box<dyn SseTranslator>,
+    translator: ChatStreamTranslator,
     obs: Rc<Obs>,
     abort: AbortSignal,
 ) -> HttpResponse {

@@ -14,12 +14,12 @@ use serde_json::value::RawValue;
 
 use super::body::{Body, first_byte, parse_raw};
 use super::chat_response::{self, TranslatedResponse};
-use super::chat_stream::{ChatStreamTranslator, Flavor, StreamStep};
+use super::chat_stream::{ChatStreamTranslator, Flavor};
 use super::converse::{ContentBlock, ConverseBody, Role};
 use super::error::TranslateError;
 use super::finish_reason::FinishReason;
 use super::inference::take_common;
-use super::usage::{OpenAiUsage, Usage};
+use super::usage::OpenAiUsage;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompletionRequest {
@@ -167,55 +167,20 @@ struct TextChoice<'a> {
 
 /// ConverseStream events to `text_completion` chunks: the chat stream machine with a different
 /// chunk shape, so framing and usage handling stay in one place.
-#[derive(Debug)]
-pub struct CompletionStreamTranslator(ChatStreamTranslator);
-
-impl CompletionStreamTranslator {
-    pub fn new(model: String, id: String, created: u64, include_usage: bool) -> Self {
-        Self(ChatStreamTranslator::with_flavor(
-            Flavor::Completion,
-            model,
-            id,
-            created,
-            include_usage,
-            None,
-        ))
-    }
-
-    pub fn on_event(
-        &mut self,
-        event_type: &str,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<StreamStep, TranslateError> {
-        self.0.on_event(event_type, payload, out)
-    }
-
-    pub fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
-        self.0.on_exception(exception_type, message, out);
-    }
-
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.0.finish(out);
-    }
-
-    pub fn usage(&self) -> Option<Usage> {
-        self.0.usage()
-    }
-
-    pub fn finish_reason(&self) -> Option<FinishReason> {
-        self.0.finish_reason()
-    }
-
-    pub fn failed(&self) -> bool {
-        self.0.failed()
-    }
+pub fn completion_stream_translator(
+    model: String,
+    id: String,
+    created: u64,
+    include_usage: bool,
+) -> ChatStreamTranslator {
+    ChatStreamTranslator::with_flavor(Flavor::Completion, model, id, created, include_usage, None)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::translate::StreamStep;
     use serde_json::{Value, json};
 
     fn request(body: Value) -> Result<(CompletionRequest, Value), TranslateError> {
@@ -311,7 +276,7 @@ mod tests {
 
     #[test]
     fn stream() {
-        let mut t = CompletionStreamTranslator::new("m".into(), "cmpl-1".into(), 42, true);
+        let mut t = completion_stream_translator("m".into(), "cmpl-1".into(), 42, true);
         let mut out = Vec::new();
         let events = [
             ("messageStart", json!({"role": "assistant"})),

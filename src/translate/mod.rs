@@ -8,7 +8,7 @@
 //! | OpenAI surface | request | response |
 //! |---|---|---|
 //! | chat completions | [`chat_request`] -> Converse body | [`chat_response`], [`ChatStreamTranslator`] |
-//! | legacy completions | [`completion_request`] | [`completion_response`], [`CompletionStreamTranslator`] |
+//! | legacy completions | [`completion_request`] | [`completion_response`], [`completion_stream_translator`] |
 //! | embeddings | [`embeddings_request`] -> InvokeModel bodies | [`embeddings_response`] |
 //! | errors | [`TranslateError::to_openai_body`] | [`openai_error_for_bedrock`] |
 //!
@@ -35,7 +35,7 @@ pub use chat_request::{ChatRequest, DEFAULT_JSON_TOOL, chat_request};
 pub use chat_response::{TranslatedResponse, chat_response};
 pub use chat_stream::{ChatStreamTranslator, StreamStep};
 pub use completions::{
-    CompletionRequest, CompletionStreamTranslator, completion_request, completion_response,
+    CompletionRequest, completion_request, completion_response, completion_stream_translator,
 };
 pub use embeddings::{
     EmbeddingFamily, EmbeddingsRequest, EmbeddingsResponse, EncodingFormat, UpstreamEmbedding,
