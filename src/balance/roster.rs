@@ -119,16 +119,6 @@ mod tests {
     use std::num::NonZeroU32;
     use std::time::Duration;
 
-    const ALGORITHMS: [Algorithm; 7] = [
-        Algorithm::RoundRobin,
-        Algorithm::LeastConnections,
-        Algorithm::LowestLatency,
-        Algorithm::LowestUsage,
-        Algorithm::ConsistentHashing,
-        Algorithm::Priority,
-        Algorithm::P2cEwma,
-    ];
-
     fn balancer(algorithm: Algorithm) -> BalancerConfig {
         BalancerConfig {
             algorithm,
@@ -178,7 +168,7 @@ mod tests {
             let ctx = PickContext { hash_key: key.as_ref().map(|k| k.as_slice()), load: &load };
             let ready = |i: usize| mask & (1 << i) != 0;
             let any_ready = (0..weights.len()).any(ready);
-            for algorithm in ALGORITHMS {
+            for algorithm in Algorithm::ALL {
                 let strategy = build_strategy(&balancer(algorithm), &members);
                 for _ in 0..10 {
                     let mut asked = vec![false; weights.len()];

@@ -137,6 +137,17 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm, in the order the config documentation lists them.
+    pub const ALL: [Self; 7] = [
+        Self::RoundRobin,
+        Self::LeastConnections,
+        Self::LowestLatency,
+        Self::LowestUsage,
+        Self::ConsistentHashing,
+        Self::Priority,
+        Self::P2cEwma,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::RoundRobin => "round-robin",

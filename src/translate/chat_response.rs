@@ -155,12 +155,21 @@ pub fn chat_response(
         }],
         usage: OpenAiUsage::from(parsed.usage),
     };
-    let body = serde_json::to_vec(&completion)
+    encode(&completion, parsed.usage, parsed.finish_reason)
+}
+
+/// Serialises a translated answer with what the gateway learns from it.
+pub(crate) fn encode(
+    completion: &impl Serialize,
+    usage: Usage,
+    finish_reason: FinishReason,
+) -> Result<TranslatedResponse, TranslateError> {
+    let body = serde_json::to_vec(completion)
         .map_err(|e| TranslateError::upstream(format!("could not encode the completion: {e}")))?;
     Ok(TranslatedResponse {
         body,
-        usage: parsed.usage,
-        finish_reason: parsed.finish_reason,
+        usage,
+        finish_reason,
     })
 }
 

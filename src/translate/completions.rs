@@ -138,13 +138,7 @@ pub fn completion_response(
         }],
         usage: OpenAiUsage::from(parsed.usage),
     };
-    let body = serde_json::to_vec(&completion)
-        .map_err(|e| TranslateError::upstream(format!("could not encode the completion: {e}")))?;
-    Ok(TranslatedResponse {
-        body,
-        usage: parsed.usage,
-        finish_reason: parsed.finish_reason,
-    })
+    chat_response::encode(&completion, parsed.usage, parsed.finish_reason)
 }
 
 #[derive(Serialize)]

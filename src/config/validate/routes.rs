@@ -18,15 +18,6 @@ const ROUTE_TYPES: [RouteType; 3] = [
     RouteType::Completions,
     RouteType::Embeddings,
 ];
-const ALGORITHMS: [Algorithm; 7] = [
-    Algorithm::RoundRobin,
-    Algorithm::LeastConnections,
-    Algorithm::LowestLatency,
-    Algorithm::LowestUsage,
-    Algorithm::ConsistentHashing,
-    Algorithm::Priority,
-    Algorithm::P2cEwma,
-];
 const LATENCY_STRATEGIES: [(&str, LatencyStrategy); 2] = [
     ("tpot", LatencyStrategy::Tpot),
     ("e2e", LatencyStrategy::E2e),
@@ -130,7 +121,7 @@ fn balancer(
     let algorithm = one_of(
         raw.algorithm.as_deref().unwrap_or(DEFAULT_ALGORITHM),
         "algorithm",
-        &ALGORITHMS.map(|a| (a.as_str(), a)),
+        &Algorithm::ALL.map(|a| (a.as_str(), a)),
         &field(path, "algorithm"),
         problems,
     );
