@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::strategy::{PickContext, Strategy, pick_lowest};
+use super::strategy::{PickContext, Strategy, pick_lowest, with_costs};
 
 #[derive(Debug)]
 pub struct LeastConnections {
@@ -31,14 +31,13 @@ pub fn cost(in_flight: u32, weight: u32) -> f64 {
 
 impl Strategy for LeastConnections {
     fn pick(&self, ctx: &PickContext<'_>, ready: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
-        let costs: Vec<f64> = self
-            .weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| cost((ctx.load)(i).in_flight, w))
-            .collect();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        pick_lowest(&costs, start, ready)
+        with_costs(self.weights.len(), |costs| {
+            for (i, (c, &w)) in costs.iter_mut().zip(&self.weights).enumerate() {
+                *c = cost((ctx.load)(i).in_flight, w);
+            }
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            pick_lowest(costs, start, ready)
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::strategy::{
     EXPLORE_PROBABILITY, Load, PickContext, Strategy, fill_unsampled, peak_ewma_cost, pick_lowest,
+    with_costs,
 };
 
 #[derive(Debug)]
@@ -34,18 +35,21 @@ impl LowestCost {
         shuffle: usize,
         ready: &mut dyn FnMut(usize) -> bool,
     ) -> Option<usize> {
+        let n = self.weights.len();
         if explore < EXPLORE_PROBABILITY {
-            let flat = vec![0.0; self.weights.len()];
-            return pick_lowest(&flat, shuffle, ready);
+            return with_costs(n, |flat| pick_lowest(flat, shuffle, ready));
         }
-        let loads: Vec<_> = (0..self.weights.len()).map(|i| (ctx.load)(i)).collect();
-        let mut costs: Vec<f64> = loads.iter().map(self.signal).collect();
-        fill_unsampled(&mut costs);
-        for ((cost, load), &weight) in costs.iter_mut().zip(&loads).zip(&self.weights) {
-            *cost = peak_ewma_cost(*cost, load.in_flight, weight);
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        pick_lowest(&costs, start, ready)
+        with_costs(n, |costs| {
+            for (i, cost) in costs.iter_mut().enumerate() {
+                *cost = (self.signal)(&(ctx.load)(i));
+            }
+            fill_unsampled(costs);
+            for (i, (cost, &weight)) in costs.iter_mut().zip(&self.weights).enumerate() {
+                *cost = peak_ewma_cost(*cost, (ctx.load)(i).in_flight, weight);
+            }
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            pick_lowest(costs, start, ready)
+        })
     }
 }
 

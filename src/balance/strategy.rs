@@ -63,18 +63,79 @@ pub fn pick_lowest(
     start: usize,
     ready: &mut dyn FnMut(usize) -> bool,
 ) -> Option<usize> {
-    let mut rejected = vec![false; costs.len()];
+    let mut rejected = Rejected::new(costs.len());
     loop {
-        let open = || (0..costs.len()).filter(|&i| !rejected[i]);
-        let lowest = open().map(|i| costs[i]).min_by(f64::total_cmp)?;
-        let ties = open().filter(|&i| costs[i] == lowest).count();
-        let i = open()
-            .filter(|&i| costs[i] == lowest)
-            .nth(start % ties.max(1))?;
+        // One pass for the lowest open cost and how many share it, one to take the chosen tie.
+        let mut lowest = f64::INFINITY;
+        let mut ties = 0usize;
+        for (i, &cost) in costs.iter().enumerate() {
+            if rejected.contains(i) {
+                continue;
+            }
+            match cost.total_cmp(&lowest) {
+                std::cmp::Ordering::Less => {
+                    lowest = cost;
+                    ties = 1;
+                }
+                std::cmp::Ordering::Equal => ties += 1,
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        if ties == 0 {
+            return None;
+        }
+        let i = (0..costs.len())
+            .filter(|&i| !rejected.contains(i) && costs[i] == lowest)
+            .nth(start % ties)?;
         if ready(i) {
             return Some(i);
         }
-        rejected[i] = true;
+        rejected.insert(i);
+    }
+}
+
+/// Targets already asked during one pick: a bit set for the usual roster sizes, so a pick does not
+/// allocate; a vector beyond 128 targets.
+struct Rejected {
+    small: u128,
+    large: Vec<bool>,
+}
+
+impl Rejected {
+    fn new(n: usize) -> Self {
+        Self {
+            small: 0,
+            large: if n > 128 { vec![false; n] } else { Vec::new() },
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        if self.large.is_empty() {
+            self.small & (1 << i) != 0
+        } else {
+            self.large[i]
+        }
+    }
+
+    fn insert(&mut self, i: usize) {
+        if self.large.is_empty() {
+            self.small |= 1 << i;
+        } else {
+            self.large[i] = true;
+        }
+    }
+}
+
+/// Up to this many targets, a pick's per-target scratch (costs) lives on the stack.
+const STACK_TARGETS: usize = 64;
+
+/// Runs `f` with a zeroed scratch slice of `n` costs, on the stack when it fits.
+pub fn with_costs<R>(n: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    if n <= STACK_TARGETS {
+        let mut buffer = [0.0; STACK_TARGETS];
+        f(&mut buffer[..n])
+    } else {
+        f(&mut vec![0.0; n])
     }
 }
 
