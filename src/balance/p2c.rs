@@ -50,9 +50,23 @@ impl P2cEwma {
         draw: &mut dyn FnMut(usize) -> usize,
         ready: &mut dyn FnMut(usize) -> bool,
     ) -> Option<usize> {
-        let mut candidates: Vec<usize> = (0..self.weights.len()).collect();
+        let n = self.weights.len();
+        // Candidates not yet refused, kept in the first `left` slots; on the stack for the usual
+        // roster sizes so a pick does not allocate.
+        let mut stack = [0usize; 64];
+        let mut heap = Vec::new();
+        let candidates: &mut [usize] = if n <= stack.len() {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap
+        };
+        for (i, slot) in candidates.iter_mut().enumerate() {
+            *slot = i;
+        }
+        let mut left = n;
         loop {
-            let chosen = match candidates.len() {
+            let chosen = match left {
                 0 => return None,
                 1 => 0,
                 n => {
@@ -72,7 +86,8 @@ impl P2cEwma {
             if ready(index) {
                 return Some(index);
             }
-            candidates.swap_remove(chosen);
+            candidates.swap(chosen, left - 1);
+            left -= 1;
         }
     }
 }
