@@ -133,6 +133,7 @@ impl Running {
             ..
         } = self;
         actix_rt::spawn(reload_on_sighup(state.clone()));
+        let draining = state.clone();
         let drain = async move {
             wait_for_signal().await;
             tracing::info!(
@@ -141,24 +142,37 @@ impl Running {
             );
             state.start_draining();
             tokio::time::sleep(drain_grace).await;
-            // Streams still running just before the server's own deadline end with an error
-            // record the client understands, rather than being cut by the forced close.
-            let aborting = state.clone();
-            actix_rt::spawn(async move {
-                tokio::time::sleep(
-                    shutdown_timeout.saturating_sub(stream_abort_margin(shutdown_timeout)),
-                )
-                .await;
+            // Stop accepting, then wait on the gateway's own count of requests in flight (streams
+            // count until their last byte) rather than on actix's connection count, which was seen
+            // to let a worker go while its streams were still running.
+            public.pause().await;
+            let deadline = tokio::time::Instant::now() + shutdown_timeout;
+            let abort_at = deadline - stream_abort_margin(shutdown_timeout);
+            wait_for_idle(&state, abort_at).await;
+            if state.in_flight().current() > 0 {
+                // Streams still running just before the deadline end with an error record the
+                // client understands, rather than being cut by the close.
                 tracing::info!("shutdown timeout reached; ending the streams still running");
-                aborting.abort_streams();
-            });
-            public.stop(true).await;
+                state.abort_streams();
+                wait_for_idle(&state, deadline).await;
+            }
+            // Every request has finished (or the deadline passed): what is left are idle
+            // keep-alive connections, which a graceful stop would wait on for nothing.
+            public.stop(false).await;
             admin_handle.stop(true).await;
         };
         let mut servers = servers;
+        let mut drain = std::pin::pin!(drain);
         let joined = tokio::select! {
-            joined = &mut servers => joined,
-            () = drain => servers.await,
+            joined = &mut servers => {
+                // The servers' futures can resolve as soon as the stop is under way, while worker
+                // threads still finish their streams: sit out the drain before the process exits.
+                if draining.is_draining() {
+                    drain.await;
+                }
+                joined
+            }
+            () = &mut drain => servers.await,
         };
         let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e)));
         tracing::info!("stopped");
@@ -202,6 +216,14 @@ pub fn log_reload(result: Result<usize, Vec<String>>, trigger: &str) {
         Err(errors) => {
             tracing::error!(trigger, errors = %errors.join("; "), "config reload rejected; the running config stays")
         }
+    }
+}
+
+/// Waits (bounded) until no request is in flight.
+async fn wait_for_idle(state: &AppState, until: tokio::time::Instant) {
+    const POLL: Duration = Duration::from_millis(10);
+    while state.in_flight().current() > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(POLL).await;
     }
 }
 
