@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;
+pub mod sigv4_verify;
 pub mod sim;
 pub mod target;
 pub mod translate;

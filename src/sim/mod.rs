@@ -3,7 +3,9 @@
 //! deterministically, and injects faults on demand.
 //!
 //! It shares no code with the gateway's signing, translation or event-stream encoding: it exists to
-//! check what the gateway produces, so a shared bug would cancel out.
+//! check what the gateway produces, so a shared bug would cancel out. Its SigV4 verifier
+//! ([`crate::sigv4_verify`]) is written by hand, apart from the gateway's signer (aws-sigv4); the
+//! gateway uses the same verifier for its own clients.
 
 mod args;
 mod converse;
@@ -13,7 +15,6 @@ mod faults;
 mod invoke;
 mod models;
 mod server;
-mod sigv4;
 mod state;
 mod stats;
 mod stream;
@@ -47,6 +48,16 @@ pub struct SimKey {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub session_token: Option<String>,
+}
+
+impl crate::sigv4_verify::SigningKey for &SimKey {
+    fn secret_access_key(&self) -> &str {
+        &self.secret_access_key
+    }
+
+    fn session_token(&self) -> Option<&str> {
+        self.session_token.as_deref()
+    }
 }
 
 #[derive(Debug, Clone)]

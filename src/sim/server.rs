@@ -15,10 +15,10 @@ use time::OffsetDateTime;
 use super::errors::{ErrorKind, SimError};
 use super::faults::Faults;
 use super::models::{Family, parse_model_path};
-use super::sigv4::{self, AuthError};
 use super::state::SimState;
 use super::stream::{EVENT_STREAM, event_stream, silence};
 use super::{converse, invoke};
+use crate::sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
 /// Request bodies up to this size are accepted; Bedrock allows large multimodal prompts.
 pub const BODY_LIMIT: usize = 20 * 1024 * 1024;
@@ -105,27 +105,18 @@ fn not_found(message: &str) -> HttpResponse {
 async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
     let started = Instant::now();
     state.stats.request();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = sigv4::header_list(req.headers());
     let signed = sigv4::Request {
         method: req.method().as_str(),
         path: req.uri().path().as_bytes(),
         query: req.uri().query().unwrap_or(""),
         headers: &headers,
-        body: &body,
     };
     let verified = sigv4::verify(
         &signed,
-        &state.keys,
-        &state.region,
+        &body,
+        |id| state.keys.iter().find(|k| k.access_key_id == id),
+        RegionPolicy::Only(&state.region),
         OffsetDateTime::now_utc(),
     );
     if let (Err(e), false) = (verified, state.accept_unsigned) {

@@ -59,6 +59,17 @@ fn parse_http(raw: &[u8]) -> Parsed {
     }
 }
 
+impl Parsed {
+    fn request(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            headers: &self.headers,
+        }
+    }
+}
+
 fn read(case: &Path, file: &str) -> String {
     std::fs::read_to_string(case.join(file)).unwrap()
 }
@@ -77,17 +88,15 @@ fn header_signing_cases_match_the_suite() {
         }
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let parsed = parse_http(&std::fs::read(case.join("header-signed-request.txt")).unwrap());
-        let req = Request {
-            method: &parsed.method,
-            path: &parsed.path,
-            query: &parsed.query,
-            headers: &parsed.headers,
-            body: &parsed.body,
-        };
+        let req = parsed.request();
         let auth = parse_authorization(header(&parsed.headers, "authorization").unwrap()).unwrap();
         let amz_date = header(&parsed.headers, "x-amz-date").unwrap();
 
-        let canonical = canonical_request(&req, &auth.signed_headers, &payload_hash(&req).unwrap());
+        let canonical = canonical_request(
+            &req,
+            &auth.signed_headers,
+            &payload_hash(&req, &parsed.body).unwrap(),
+        );
         assert_eq!(
             canonical,
             read(&case, "header-canonical-request.txt"),
@@ -112,12 +121,12 @@ fn header_signing_cases_match_the_suite() {
             .as_str()
             .unwrap();
         assert_eq!(
-            check_signature(&req, &auth, secret, amz_date),
+            check_signature(&req, &parsed.body, &auth, secret, amz_date),
             Ok(()),
             "{name}"
         );
         assert_eq!(
-            check_signature(&req, &auth, "wrong-secret", amz_date),
+            check_signature(&req, &parsed.body, &auth, "wrong-secret", amz_date),
             Err(AuthError::SignatureMismatch),
             "{name}"
         );
@@ -127,12 +136,30 @@ fn header_signing_cases_match_the_suite() {
     assert_eq!(checked, 31);
 }
 
-fn vanilla() -> (Parsed, SimKey) {
+/// A key pair as a caller's lookup would find it.
+#[derive(Debug, Clone, PartialEq)]
+struct Key {
+    access_key_id: &'static str,
+    secret_access_key: &'static str,
+    session_token: Option<&'static str>,
+}
+
+impl SigningKey for &Key {
+    fn secret_access_key(&self) -> &str {
+        self.secret_access_key
+    }
+
+    fn session_token(&self) -> Option<&str> {
+        self.session_token
+    }
+}
+
+fn vanilla() -> (Parsed, Key) {
     let case = suite().join("get-vanilla");
     let parsed = parse_http(&std::fs::read(case.join("header-signed-request.txt")).unwrap());
-    let key = SimKey {
-        access_key_id: "AKIDEXAMPLE".to_owned(),
-        secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned(),
+    let key = Key {
+        access_key_id: "AKIDEXAMPLE",
+        secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         session_token: None,
     };
     (parsed, key)
@@ -140,18 +167,26 @@ fn vanilla() -> (Parsed, SimKey) {
 
 fn verify_parsed(
     parsed: &Parsed,
-    keys: &[SimKey],
-    region: &str,
+    keys: &[Key],
+    region: RegionPolicy<'_>,
     now: OffsetDateTime,
 ) -> Result<(), AuthError> {
-    let req = Request {
-        method: &parsed.method,
-        path: &parsed.path,
-        query: &parsed.query,
-        headers: &parsed.headers,
-        body: &parsed.body,
-    };
-    verify(&req, keys, region, now)
+    let lookup = |id: &str| keys.iter().find(|k| k.access_key_id == id);
+    verify(&parsed.request(), &parsed.body, lookup, region, now).map(|_| ())
+}
+
+/// The suite signs for service "service"; the vanilla request re-scoped to bedrock (which breaks
+/// the suite's signature, so only the head checks can pass).
+fn vanilla_for_bedrock() -> (Parsed, Key) {
+    let (mut parsed, key) = vanilla();
+    for (_, value) in parsed
+        .headers
+        .iter_mut()
+        .filter(|(n, _)| n == "authorization")
+    {
+        *value = value.replace("/service/", "/bedrock/");
+    }
+    (parsed, key)
 }
 
 #[test]
@@ -160,44 +195,57 @@ fn scope_checks_come_before_the_signature() {
     let signed_at = time::macros::datetime!(2015-08-30 12:36:00 UTC);
     // The suite signs for service "service"; everything before that check must pass.
     assert_eq!(
-        verify_parsed(&parsed, std::slice::from_ref(&key), "us-east-1", signed_at),
+        verify_parsed(
+            &parsed,
+            std::slice::from_ref(&key),
+            RegionPolicy::Only("us-east-1"),
+            signed_at
+        ),
         Err(AuthError::WrongService)
     );
     assert_eq!(
-        verify_parsed(&parsed, std::slice::from_ref(&key), "eu-west-1", signed_at),
+        verify_parsed(
+            &parsed,
+            std::slice::from_ref(&key),
+            RegionPolicy::Only("eu-west-1"),
+            signed_at
+        ),
         Err(AuthError::WrongRegion("us-east-1".to_owned()))
     );
     assert_eq!(
-        verify_parsed(&parsed, &[], "us-east-1", signed_at),
+        verify_parsed(&parsed, &[], RegionPolicy::Only("us-east-1"), signed_at),
         Err(AuthError::UnknownKey)
     );
 }
 
 #[test]
 fn stale_dates_and_missing_tokens_are_refused() {
-    let (mut parsed, mut key) = vanilla();
-    for (_, value) in parsed
-        .headers
-        .iter_mut()
-        .filter(|(n, _)| n == "authorization")
-    {
-        *value = value.replace("/service/", "/bedrock/");
-    }
+    let (parsed, mut key) = vanilla_for_bedrock();
     let later = time::macros::datetime!(2015-08-30 12:42:00 UTC);
     assert_eq!(
-        verify_parsed(&parsed, std::slice::from_ref(&key), "us-east-1", later),
+        verify_parsed(
+            &parsed,
+            std::slice::from_ref(&key),
+            RegionPolicy::Only("us-east-1"),
+            later
+        ),
         Err(AuthError::Expired("20150830T123600Z".to_owned()))
     );
-    key.session_token = Some("token".to_owned());
+    key.session_token = Some("token");
     let signed_at = time::macros::datetime!(2015-08-30 12:36:00 UTC);
     assert_eq!(
-        verify_parsed(&parsed, std::slice::from_ref(&key), "us-east-1", signed_at),
+        verify_parsed(
+            &parsed,
+            std::slice::from_ref(&key),
+            RegionPolicy::Only("us-east-1"),
+            signed_at
+        ),
         Err(AuthError::BadSessionToken)
     );
     key.session_token = None;
     // The scope now names bedrock, so the suite's signature no longer matches.
     assert_eq!(
-        verify_parsed(&parsed, &[key], "us-east-1", signed_at),
+        verify_parsed(&parsed, &[key], RegionPolicy::Only("us-east-1"), signed_at),
         Err(AuthError::SignatureMismatch)
     );
 }
@@ -215,7 +263,62 @@ fn missing_authorization_is_its_own_error() {
     let (mut parsed, key) = vanilla();
     parsed.headers.retain(|(n, _)| n != "authorization");
     assert_eq!(
-        verify_parsed(&parsed, &[key], "us-east-1", OffsetDateTime::now_utc()),
+        verify_parsed(
+            &parsed,
+            &[key],
+            RegionPolicy::Only("us-east-1"),
+            OffsetDateTime::now_utc()
+        ),
         Err(AuthError::Missing)
+    );
+}
+
+#[test]
+fn any_region_policy_accepts_every_region_but_still_checks_the_rest() {
+    let (parsed, key) = vanilla_for_bedrock();
+    let signed_at = time::macros::datetime!(2015-08-30 12:36:00 UTC);
+    let keys = std::slice::from_ref(&key);
+    let lookup = |id: &str| keys.iter().find(|k| k.access_key_id == id);
+    let checked = check_head(&parsed.request(), lookup, RegionPolicy::Any, signed_at).unwrap();
+    assert_eq!(*checked.claimed_key(), &key);
+    // The head was fine; the body step is where the re-scoped signature fails.
+    assert_eq!(
+        checked.check_body(&parsed.request(), &parsed.body),
+        Err(AuthError::SignatureMismatch)
+    );
+}
+
+#[test]
+fn a_checked_head_hands_back_the_key_once_the_signature_holds() {
+    // check_head pins the service to bedrock and the suite signs for "service", so the head is
+    // built here as check_head would have built it.
+    let (parsed, key) = vanilla();
+    let auth = parse_authorization(header(&parsed.headers, "authorization").unwrap()).unwrap();
+    let checked = HeadChecked {
+        auth,
+        amz_date: "20150830T123600Z".to_owned(),
+        key: &key,
+    };
+    assert_eq!(
+        checked.check_body(&parsed.request(), &parsed.body),
+        Ok(&key)
+    );
+}
+
+#[test]
+fn a_tampered_body_fails_the_signature() {
+    let case = suite().join("post-vanilla-query");
+    let mut parsed = parse_http(&std::fs::read(case.join("header-signed-request.txt")).unwrap());
+    let auth = parse_authorization(header(&parsed.headers, "authorization").unwrap()).unwrap();
+    let amz_date = header(&parsed.headers, "x-amz-date").unwrap().to_owned();
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    assert_eq!(
+        check_signature(&parsed.request(), &parsed.body, &auth, secret, &amz_date),
+        Ok(())
+    );
+    parsed.body.extend_from_slice(b"tampered");
+    assert_eq!(
+        check_signature(&parsed.request(), &parsed.body, &auth, secret, &amz_date),
+        Err(AuthError::SignatureMismatch)
     );
 }

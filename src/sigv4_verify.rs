@@ -1,13 +1,17 @@
 //! SigV4 verification, written by hand from the AWS documentation ("Create a signed AWS API
-//! request") so that it checks the gateway's signer instead of sharing its assumptions.
+//! request") so that it checks signers instead of sharing their assumptions: the simulator uses it
+//! to check the gateway's signer (aws-sigv4), and the gateway to authenticate AWS SDK clients.
+//!
+//! Verification comes in two steps because the signature covers the body: [`check_head`] checks
+//! everything the request head decides (header syntax, known access key id, scope, date), and the
+//! [`HeadChecked`] it returns is the only way to [`HeadChecked::check_body`], so a caller cannot
+//! skip the head checks, and can refuse a bad head before reading a byte of body.
 
 use hmac::digest::InvalidLength;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::macros::format_description;
-
-use super::SimKey;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -18,7 +22,7 @@ const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// AWS refuses a request whose `x-amz-date` is further than this from its own clock.
 const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 
-/// A request as the verifier needs it.
+/// A request head as the verifier needs it.
 #[derive(Debug)]
 pub struct Request<'a> {
     pub method: &'a str,
@@ -29,7 +33,35 @@ pub struct Request<'a> {
     pub query: &'a str,
     /// Header names lower-cased, in the order received; repeated names appear once per value.
     pub headers: &'a [(String, String)],
-    pub body: &'a [u8],
+}
+
+/// A received header map in the shape [`Request::headers`] takes.
+pub fn header_list(headers: &actix_web::http::header::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The credentials a request claims to be signed with, as the caller's key lookup finds them.
+pub trait SigningKey {
+    fn secret_access_key(&self) -> &str;
+    /// A key with a session token only verifies requests that carry the same token.
+    fn session_token(&self) -> Option<&str>;
+}
+
+/// Which regions a credential scope may name.
+#[derive(Debug, Clone, Copy)]
+pub enum RegionPolicy<'a> {
+    /// A regional endpoint: only its own region, as AWS checks.
+    Only(&'a str),
+    /// A gateway that serves every region through one endpoint.
+    Any,
 }
 
 /// Why a request was refused; each maps to the error AWS would answer with.
@@ -58,18 +90,24 @@ pub enum AuthError {
     SignatureMismatch,
 }
 
-/// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.
+/// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header. Owned, so a checked head can be
+/// kept while the body is read.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Authorization<'a> {
-    pub access_key_id: &'a str,
-    pub date: &'a str,
-    pub region: &'a str,
-    pub service: &'a str,
-    pub signed_headers: Vec<&'a str>,
-    pub signature: &'a str,
+pub struct Authorization {
+    pub access_key_id: String,
+    pub date: String,
+    pub region: String,
+    pub service: String,
+    pub signed_headers: Vec<String>,
+    pub signature: String,
 }
 
-pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, AuthError> {
+/// Whether an `Authorization` value claims SigV4 (as opposed to, say, a bearer token).
+pub fn is_sigv4(authorization: &str) -> bool {
+    authorization.starts_with(ALGORITHM)
+}
+
+pub fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
     let malformed = |what: &str| AuthError::Malformed(format!("Authorization header: {what}"));
     let rest = value
         .strip_prefix(ALGORITHM)
@@ -102,39 +140,72 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, AuthError> 
         ));
     };
     Ok(Authorization {
-        access_key_id,
-        date,
-        region,
-        service,
+        access_key_id: access_key_id.to_owned(),
+        date: date.to_owned(),
+        region: region.to_owned(),
+        service: service.to_owned(),
         signed_headers: signed
             .ok_or_else(|| malformed("missing SignedHeaders"))?
             .split(';')
+            .map(str::to_owned)
             .collect(),
-        signature: signature.ok_or_else(|| malformed("missing Signature"))?,
+        signature: signature
+            .ok_or_else(|| malformed("missing Signature"))?
+            .to_owned(),
     })
 }
 
-/// Checks the request's signature and scope against the known keys.
-pub fn verify(
+/// A request whose head passed every check; only its signature, which covers the body, is left.
+#[must_use = "the signature is not checked until check_body"]
+#[derive(Debug)]
+pub struct HeadChecked<K> {
+    auth: Authorization,
+    amz_date: String,
+    key: K,
+}
+
+impl<K> HeadChecked<K> {
+    /// The key the request claims, found by the caller's lookup; not yet proven by a signature.
+    pub fn claimed_key(&self) -> &K {
+        &self.key
+    }
+}
+
+impl<K: SigningKey> HeadChecked<K> {
+    /// Checks the signature over the head and the body; on success the request was signed with `K`.
+    pub fn check_body(self, req: &Request<'_>, body: &[u8]) -> Result<K, AuthError> {
+        check_signature(
+            req,
+            body,
+            &self.auth,
+            self.key.secret_access_key(),
+            &self.amz_date,
+        )?;
+        Ok(self.key)
+    }
+}
+
+/// Checks what the head decides: the header's syntax, the access key id (through `lookup`), the
+/// scope's region and service, the date's skew from `now`, and the session token.
+pub fn check_head<K: SigningKey>(
     req: &Request<'_>,
-    keys: &[SimKey],
-    region: &str,
+    lookup: impl FnOnce(&str) -> Option<K>,
+    region: RegionPolicy<'_>,
     now: OffsetDateTime,
-) -> Result<(), AuthError> {
+) -> Result<HeadChecked<K>, AuthError> {
     let authorization = header(req.headers, "authorization").ok_or(AuthError::Missing)?;
     let auth = parse_authorization(authorization)?;
-    let key = keys
-        .iter()
-        .find(|k| k.access_key_id == auth.access_key_id)
-        .ok_or(AuthError::UnknownKey)?;
-    if auth.region != region {
-        return Err(AuthError::WrongRegion(auth.region.to_owned()));
+    let key = lookup(&auth.access_key_id).ok_or(AuthError::UnknownKey)?;
+    if let RegionPolicy::Only(region) = region
+        && auth.region != region
+    {
+        return Err(AuthError::WrongRegion(auth.region));
     }
     if auth.service != SERVICE {
         return Err(AuthError::WrongService);
     }
     for required in ["host", "x-amz-date"] {
-        if !auth.signed_headers.contains(&required) {
+        if !auth.signed_headers.iter().any(|h| h == required) {
             return Err(AuthError::Malformed(format!(
                 "SignedHeaders must include {required}"
             )));
@@ -146,36 +217,52 @@ pub fn verify(
     if (now - signed_at).abs() > MAX_CLOCK_SKEW {
         return Err(AuthError::Expired(amz_date.to_owned()));
     }
-    if !amz_date.starts_with(auth.date) || auth.date.len() != 8 {
+    if !amz_date.starts_with(auth.date.as_str()) || auth.date.len() != 8 {
         return Err(AuthError::Malformed(
             "Credential date does not match x-amz-date".to_owned(),
         ));
     }
-    if let Some(token) = &key.session_token
-        && header(req.headers, "x-amz-security-token") != Some(token.as_str())
+    if let Some(token) = key.session_token()
+        && header(req.headers, "x-amz-security-token") != Some(token)
     {
         return Err(AuthError::BadSessionToken);
     }
-    check_signature(req, &auth, &key.secret_access_key, amz_date)
+    Ok(HeadChecked {
+        auth,
+        amz_date: amz_date.to_owned(),
+        key,
+    })
+}
+
+/// Both steps at once, for a caller that has the body already.
+pub fn verify<K: SigningKey>(
+    req: &Request<'_>,
+    body: &[u8],
+    lookup: impl FnOnce(&str) -> Option<K>,
+    region: RegionPolicy<'_>,
+    now: OffsetDateTime,
+) -> Result<K, AuthError> {
+    check_head(req, lookup, region, now)?.check_body(req, body)
 }
 
 /// Recomputes the signature over the request and compares it with the one claimed.
 pub fn check_signature(
     req: &Request<'_>,
-    auth: &Authorization<'_>,
+    body: &[u8],
+    auth: &Authorization,
     secret: &str,
     amz_date: &str,
 ) -> Result<(), AuthError> {
-    let payload_hash = payload_hash(req)?;
+    let payload_hash = payload_hash(req, body)?;
     let canonical = canonical_request(req, &auth.signed_headers, &payload_hash);
     let scope = format!(
         "{}/{}/{}/aws4_request",
         auth.date, auth.region, auth.service
     );
     let to_sign = string_to_sign(amz_date, &scope, &canonical);
-    let claimed = hex::decode(auth.signature).map_err(|_| AuthError::SignatureMismatch)?;
+    let claimed = hex::decode(&auth.signature).map_err(|_| AuthError::SignatureMismatch)?;
     // HMAC accepts keys of any length, so the error arm is unreachable; mapping it keeps this total.
-    let mut mac = signing_mac(secret, auth.date, auth.region, auth.service)
+    let mut mac = signing_mac(secret, &auth.date, &auth.region, &auth.service)
         .map_err(|_| AuthError::SignatureMismatch)?;
     mac.update(to_sign.as_bytes());
     // `verify_slice` compares in constant time, so timing reveals nothing about the right signature.
@@ -197,8 +284,8 @@ fn parse_amz_date(value: &str) -> Result<OffsetDateTime, AuthError> {
         .map_err(|_| AuthError::Malformed(format!("bad x-amz-date {value}")))
 }
 
-fn payload_hash(req: &Request<'_>) -> Result<String, AuthError> {
-    let actual = hex::encode(Sha256::digest(req.body));
+fn payload_hash(req: &Request<'_>, body: &[u8]) -> Result<String, AuthError> {
+    let actual = hex::encode(Sha256::digest(body));
     match header(req.headers, "x-amz-content-sha256") {
         None => Ok(actual),
         Some(UNSIGNED_PAYLOAD) => Ok(UNSIGNED_PAYLOAD.to_owned()),
@@ -207,7 +294,11 @@ fn payload_hash(req: &Request<'_>) -> Result<String, AuthError> {
     }
 }
 
-pub fn canonical_request(req: &Request<'_>, signed_headers: &[&str], payload_hash: &str) -> String {
+pub fn canonical_request(
+    req: &Request<'_>,
+    signed_headers: &[String],
+    payload_hash: &str,
+) -> String {
     let mut out = format!(
         "{}\n{}\n{}\n",
         req.method,
