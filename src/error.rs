@@ -5,8 +5,10 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::json;
+
+use crate::auth::Reason;
 
 /// Which API the client speaks, so an error reaches it in a shape its SDK understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +34,8 @@ pub enum GatewayError {
     PayloadTooLarge { limit: usize },
     #[error("the request body did not arrive within {secs} s")]
     BodyTimeout { secs: f64 },
-    #[error("authentication required: {0}")]
-    Unauthorized(&'static str),
+    #[error("{0}")]
+    Unauthorized(Reason),
     #[error("no target of route '{route}' is available")]
     NoTarget { route: String },
     #[error("every target of route '{route}' failed; last error: {last}")]
@@ -103,7 +105,13 @@ impl GatewayError {
             Self::BadRequest { .. } | Self::PayloadTooLarge { .. } | Self::BodyTimeout { .. } => {
                 "ValidationException"
             }
-            Self::Unauthorized(_) => "UnrecognizedClientException",
+            Self::Unauthorized(Reason::Missing) => "MissingAuthenticationTokenException",
+            Self::Unauthorized(Reason::InvalidKey | Reason::UnknownAccessKey) => {
+                "UnrecognizedClientException"
+            }
+            Self::Unauthorized(Reason::BadSignature | Reason::Expired | Reason::Malformed) => {
+                "InvalidSignatureException"
+            }
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 "ServiceUnavailableException"
             }
@@ -148,6 +156,10 @@ impl GatewayError {
         builder.insert_header((CONTENT_TYPE, "application/json"));
         if let Some(secs) = self.retry_after_secs() {
             builder.insert_header((RETRY_AFTER, secs.to_string()));
+        }
+        if let Self::Unauthorized(_) = self {
+            // RFC 9110 asks every 401 to name a scheme the client can use.
+            builder.insert_header((WWW_AUTHENTICATE, "Bearer"));
         }
         let message = self.to_string();
         match format {
@@ -207,6 +219,27 @@ mod tests {
         assert_eq!(
             body_json(resp),
             json!({"error": {"message": "n > 1 is not supported", "type": "invalid_request_error", "param": "n", "code": "invalid_request"}})
+        );
+    }
+
+    #[test]
+    fn unauthorized_speaks_each_api() {
+        let resp = GatewayError::Unauthorized(Reason::InvalidKey).respond(ApiFormat::OpenAi);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers().get(WWW_AUTHENTICATE).unwrap(), "Bearer");
+        assert_eq!(
+            body_json(resp),
+            json!({"error": {"message": "the API key is not valid", "type": "authentication_error", "param": null, "code": "invalid_api_key"}})
+        );
+        let resp = GatewayError::Unauthorized(Reason::BadSignature).respond(ApiFormat::Bedrock);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers().get("x-amzn-errortype").unwrap(),
+            "InvalidSignatureException"
+        );
+        assert_eq!(
+            body_json(resp),
+            json!({"message": "the request signature does not match"})
         );
     }
 

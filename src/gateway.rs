@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::auth::Authenticator;
 use crate::balance::BalancerHandle;
 use crate::config::{BalancerConfig, Config, RouteType};
 use crate::target::TargetRuntime;
@@ -19,6 +20,8 @@ pub struct RouteRuntime {
 
 pub struct Gateway {
     pub config: Arc<Config>,
+    /// Built with the config, so a reload rotates keys together with everything else.
+    pub auth: Authenticator,
     routes: Vec<RouteRuntime>,
     by_name: HashMap<String, usize>,
     /// Any target's own model id also names its route.
@@ -57,6 +60,7 @@ impl Gateway {
             });
         }
         Ok(Self {
+            auth: Authenticator::new(&config.consumers),
             config: Arc::new(config),
             routes,
             by_name,
@@ -109,15 +113,18 @@ impl Gateway {
 }
 
 /// Settings this build validates but cannot enforce yet. Starting anyway would look protected
-/// (a consumer key, a quota) while being open, so the gateway refuses instead.
+/// (a quota) while being open, so the gateway refuses instead.
 fn refuse_unenforced(config: &Config) -> Result<(), String> {
     let mut problems = Vec::new();
-    if !config.consumers.is_empty() {
-        problems
-            .push("consumers: client authentication is not available in this build yet".to_owned());
-    }
     if config.rate_limits != crate::config::RateLimitBackend::Local {
         problems.push("rate_limits.backend: redis is not available in this build yet".to_owned());
+    }
+    for (c, consumer) in config.consumers.iter().enumerate() {
+        if consumer.limits != crate::config::Limits::default() {
+            problems.push(format!(
+                "consumers[{c}].limits: rate limits are not available in this build yet"
+            ));
+        }
     }
     for (r, route) in config.routes.iter().enumerate() {
         for (t, target) in route.targets.iter().enumerate() {

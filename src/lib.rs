@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod balance;
 pub mod clock;
 pub mod config;

@@ -69,6 +69,7 @@ pub struct Metrics {
     failovers: IntCounterVec,
     upstream_errors: IntCounterVec,
     rate_limited: IntCounterVec,
+    auth_failures: IntCounterVec,
     target_state: IntGaugeVec,
     target_cooldown: IntGaugeVec,
     in_flight: IntGaugeVec,
@@ -123,6 +124,16 @@ impl Metrics {
         // Pre-resolved so all three scopes are exported at 0 from the start.
         for scope in ["consumer", "target", "all_targets"] {
             rate_limited.with_label_values(&[scope]);
+        }
+        let auth_failures = reg!(IntCounterVec::new(
+            opts(
+                "auth_failures_total",
+                "Requests refused with 401, by reason (never by key)"
+            ),
+            &["reason"]
+        )?);
+        for reason in crate::auth::Reason::ALL {
+            auth_failures.with_label_values(&[reason.label()]);
         }
         let reloads = reg!(IntCounterVec::new(
             opts("config_reloads_total", "Config reloads by result"),
@@ -223,6 +234,7 @@ impl Metrics {
                 &["target", "kind"]
             )?),
             rate_limited,
+            auth_failures,
             target_state: reg!(IntGaugeVec::new(
                 opts(
                     "target_state",
@@ -358,6 +370,13 @@ pub fn upstream_error(target: &TargetRuntime, kind: &'static str) {
     }
 }
 
+/// A request refused with 401.
+pub fn auth_failure(reason: crate::auth::Reason) {
+    if let Some(m) = metrics() {
+        m.auth_failures.with_label_values(&[reason.label()]).inc();
+    }
+}
+
 /// None of the route's targets was ready, so the least-bad one was tried rather than none.
 pub fn forced_pick(route: &str) {
     if let Some(m) = metrics() {
@@ -379,6 +398,8 @@ pub struct Obs {
     pub id: String,
     started: Instant,
     route: RefCell<String>,
+    /// The authenticated consumer's configured name, for the log line only (not a label).
+    consumer: RefCell<Option<Arc<str>>>,
     target: RefCell<Option<Arc<TargetRuntime>>>,
     attempts: Cell<u32>,
     upstream: Cell<Duration>,
@@ -417,6 +438,7 @@ impl Obs {
             id: request_id(incoming),
             started: Instant::now(),
             route: RefCell::new(OTHER.to_owned()),
+            consumer: RefCell::new(None),
             target: RefCell::new(None),
             attempts: Cell::new(0),
             upstream: Cell::new(Duration::ZERO),
@@ -431,6 +453,10 @@ impl Obs {
     /// The configured route now serving the request (its name comes from config).
     pub fn set_route(&self, name: &str) {
         name.clone_into(&mut self.route.borrow_mut());
+    }
+
+    pub fn set_consumer(&self, consumer: Option<&Arc<str>>) {
+        self.consumer.replace(consumer.cloned());
     }
 
     pub fn set_error_kind(&self, kind: &'static str) {
@@ -553,6 +579,7 @@ impl Obs {
         tracing::info!(
             request_id = %self.id,
             route = %route,
+            consumer = self.consumer.borrow().as_deref().unwrap_or(""),
             target_id = %target_label,
             attempts = self.attempts.get(),
             status,
@@ -647,6 +674,7 @@ mod tests {
             )));
         }
         assert!(text.contains("bedrock_balancer_config_reloads_total{result=\"failure\"} 0"));
+        assert!(text.contains("bedrock_balancer_auth_failures_total{reason=\"bad_signature\"}"));
     }
 
     #[test]

@@ -1,29 +1,41 @@
-//! Reads a request body under the configured limit, answering in the client's format: a declared
-//! `Content-Length` over the limit is refused before a byte is read, a chunked body as soon as it
-//! crosses the limit.
+//! Reads an authenticated request body under the configured limit: the caller's credentials are
+//! checked on the head before a byte of body is read, and a signature over the body right after.
+//! A declared `Content-Length` over the limit is refused before a byte is read, a chunked body as
+//! soon as it crosses the limit.
 
 use actix_web::HttpRequest;
 use actix_web::http::header::CONTENT_LENGTH;
-use actix_web::web::{self, BytesMut, Payload};
+use actix_web::web::{BytesMut, Payload};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::state::AppState;
-use crate::config::defaults::DEFAULT_CLIENT_BODY_TIMEOUT as DEFAULT_BODY_TIMEOUT;
+use crate::auth::Caller;
 use crate::error::GatewayError;
+use crate::gateway::Gateway;
 
-pub async fn read_body(
+/// The caller and the body, in that order; nothing else of the request is looked at before both
+/// are known good.
+pub async fn read_authenticated(
     req: &HttpRequest,
     payload: Payload,
-    limit: usize,
+    gateway: &Gateway,
+) -> Result<(Caller, Bytes), GatewayError> {
+    let pending = gateway.auth.check_head(req)?;
+    let body = read_body(req, payload, gateway).await?;
+    let caller = pending.verify(&body)?;
+    Ok((caller, body))
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    payload: Payload,
+    gateway: &Gateway,
 ) -> Result<Bytes, GatewayError> {
+    let server = &gateway.config.server;
+    let limit = server.max_request_body_size.get();
     // actix-web bounds the request head but not the body: a client trickling bytes would hold a
     // worker slot for ever.
-    let timeout = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(DEFAULT_BODY_TIMEOUT, |s| {
-            s.gateway().config.server.client_body_timeout
-        });
+    let timeout = server.client_body_timeout;
     tokio::time::timeout(timeout, read_limited(req, payload, limit))
         .await
         .unwrap_or_else(|_| {

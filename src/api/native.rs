@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use percent_encoding::percent_decode_str;
 
-use super::body::read_body;
+use super::body::read_authenticated;
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
@@ -92,22 +92,18 @@ async fn proxy(
     state: &AppState,
     obs: &Rc<Obs>,
 ) -> Result<Reply, ProxyError> {
+    let gateway = state.gateway();
+    let (caller, body) = read_authenticated(req, payload, &gateway).await?;
+    obs.set_consumer(caller.consumer());
     let (model, operation) =
         parse_path(req.uri().path()).ok_or_else(|| GatewayError::PathNotFound {
             method: req.method().to_string(),
             path: req.path().to_owned(),
         })?;
-    let gateway = state.gateway();
     let route = gateway
         .resolve(&model)
         .ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
     obs.set_route(&route.name);
-    let body = read_body(
-        req,
-        payload,
-        gateway.config.server.max_request_body_size.get(),
-    )
-    .await?;
     let header = |name, default: &str| {
         req.headers()
             .get(name)

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 
-use super::body::read_body;
+use super::body::read_authenticated;
 use super::native::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
 use super::state::AppState;
 use crate::config::RouteType;
@@ -313,12 +313,8 @@ async fn converse_surface(
     surface: Surface,
 ) -> Result<Reply, Failure> {
     let gateway = state.gateway();
-    let body = read_body(
-        req,
-        payload,
-        gateway.config.server.max_request_body_size.get(),
-    )
-    .await?;
+    let (caller, body) = read_authenticated(req, payload, &gateway).await?;
+    obs.set_consumer(caller.consumer());
     let mut parsed = surface.parse(&body)?;
     let route = route_for(&gateway, &parsed.model, surface.route_type())?;
     obs.set_route(&route.name);
@@ -461,12 +457,8 @@ async fn embeddings_inner(
     obs: &Obs,
 ) -> Result<Reply, Failure> {
     let gateway = state.gateway();
-    let body = read_body(
-        req,
-        payload,
-        gateway.config.server.max_request_body_size.get(),
-    )
-    .await?;
+    let (caller, body) = read_authenticated(req, payload, &gateway).await?;
+    obs.set_consumer(caller.consumer());
     let model = translate::embeddings_model(&body)?;
     let route = route_for(&gateway, &model, RouteType::Embeddings)?;
     obs.set_route(&route.name);
@@ -539,8 +531,12 @@ async fn embeddings_inner(
 }
 
 /// `GET /v1/models`: the routes, in OpenAI's list shape.
-pub async fn models(state: web::Data<AppState>) -> HttpResponse {
+pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let gateway = state.gateway();
+    // A GET has no body; a signature, if any, covers the empty one.
+    if let Err(e) = gateway.auth.check_head(&req).and_then(|p| p.verify(&[])) {
+        return e.respond(ApiFormat::OpenAi);
+    }
     let data: Vec<_> = gateway
         .routes()
         .iter()

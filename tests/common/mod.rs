@@ -99,7 +99,7 @@ pub async fn start_gateway(yaml: &str, sims: Vec<SimHandle>) -> Harness {
 }
 
 /// Credentials load asynchronously in each target's actor; wait for `/readyz` (bounded).
-async fn wait_until_ready(gateway: &Running) {
+pub async fn wait_until_ready(gateway: &Running) {
     let client = awc::Client::default();
     let url = format!("http://{}/readyz", gateway.admin);
     for _ in 0..200 {

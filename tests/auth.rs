@@ -1,0 +1,278 @@
+//! Consumer authentication end to end: a gateway with consumers in front of a simulated region.
+//! A refused request must never reach the region; an accepted one is re-signed with the target's
+//! own key, whatever the client sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use bedrock_balancer::upstream::sign::{BEDROCK_SERVICE, Unsigned, sign_request};
+use bedrock_balancer::{app, config};
+use common::*;
+
+const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+const TEAM_KEY: &str = "sk-team-a-integration";
+const BATCH_KEY_ID: &str = "AKIDBATCHJOBS";
+const BATCH_SECRET: &str = "batch/secret+key";
+
+fn yaml(api_key: &str, sim_url: &str) -> String {
+    format!(
+        r#"
+server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 2 }}
+consumers:
+  - {{ name: team-a, api_key: "{api_key}" }}
+  - {{ name: batch-jobs, aws_access_key_id: {BATCH_KEY_ID}, aws_secret_access_key: "{BATCH_SECRET}" }}
+routes:
+  - name: claude
+    balancer: {{ retries: 0 }}
+    targets:{}
+"#,
+        target_yaml(MODEL, "us-east-1", sim_url, 100)
+    )
+}
+
+struct Reply {
+    status: u16,
+    headers: awc::http::header::HeaderMap,
+    json: serde_json::Value,
+}
+
+async fn send(
+    method: awc::http::Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> Reply {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut req = client
+        .request(method, url)
+        .insert_header(("content-type", "application/json"));
+    for (name, value) in headers {
+        req = req.insert_header((*name, value.as_str()));
+    }
+    let mut resp = req.send_body(body.to_owned()).await.unwrap();
+    let bytes = resp.body().limit(1 << 20).await.unwrap();
+    Reply {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        json: serde_json::from_slice(&bytes).unwrap_or_default(),
+    }
+}
+
+async fn post(url: &str, headers: &[(&str, String)], body: &str) -> Reply {
+    send(awc::http::Method::POST, url, headers, body).await
+}
+
+fn bearer(key: &str) -> Vec<(&'static str, String)> {
+    vec![("authorization", format!("Bearer {key}"))]
+}
+
+fn chat_body() -> String {
+    serde_json::json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]})
+        .to_string()
+}
+
+/// The headers an AWS SDK would add to sign `body` for `url` with the given key pair.
+fn sigv4(url: &str, body: &str, key_id: &str, secret: &str) -> Vec<(&'static str, String)> {
+    let authority = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap();
+    let headers = [("host", authority), ("content-type", "application/json")];
+    sign_request(
+        Unsigned {
+            method: "POST",
+            url,
+            headers: &headers,
+            body: body.as_bytes(),
+        },
+        &Credentials::new(key_id, secret, None, None, "test"),
+        "eu-west-3",
+        BEDROCK_SERVICE,
+        SystemTime::now(),
+    )
+    .unwrap()
+}
+
+fn assert_bedrock_401(reply: &Reply, error_type: &str) {
+    assert_eq!(reply.status, 401, "{}", reply.json);
+    assert_eq!(reply.headers.get("x-amzn-errortype").unwrap(), error_type);
+    assert!(reply.json["message"].is_string(), "{}", reply.json);
+}
+
+fn assert_openai_401(reply: &Reply) {
+    assert_eq!(reply.status, 401, "{}", reply.json);
+    assert_eq!(reply.json["error"]["type"], "authentication_error");
+    assert_eq!(reply.json["error"]["code"], "invalid_api_key");
+}
+
+async fn metrics_text(h: &Harness) -> String {
+    let mut resp = awc::Client::default()
+        .get(h.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap()
+}
+
+fn counter(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[actix_rt::test]
+async fn bad_or_missing_credentials_get_401s_and_reach_no_region() {
+    let sims = start_sims(&["us-east-1"]).await;
+    let url = sims[0].url();
+    let h = start_gateway(&yaml(TEAM_KEY, &url), sims).await;
+    let converse = h.url("/model/claude/converse");
+    let body = converse_body("hi");
+
+    assert_bedrock_401(
+        &post(&converse, &[], &body).await,
+        "MissingAuthenticationTokenException",
+    );
+    assert_bedrock_401(
+        &post(&converse, &bearer("sk-wrong"), &body).await,
+        "UnrecognizedClientException",
+    );
+    // 401, not 404: an unauthenticated client learns nothing about which models exist.
+    assert_bedrock_401(
+        &post(
+            &h.url("/model/no-such-model/converse"),
+            &bearer("sk-wrong"),
+            &body,
+        )
+        .await,
+        "UnrecognizedClientException",
+    );
+    let wrong_secret = sigv4(&converse, &body, BATCH_KEY_ID, "not-the-secret");
+    assert_bedrock_401(
+        &post(&converse, &wrong_secret, &body).await,
+        "InvalidSignatureException",
+    );
+    let unknown_id = sigv4(&converse, &body, "AKIDUNKNOWN", BATCH_SECRET);
+    assert_bedrock_401(
+        &post(&converse, &unknown_id, &body).await,
+        "UnrecognizedClientException",
+    );
+    // Signed for one body, sent with another.
+    let signed = sigv4(&converse, &body, BATCH_KEY_ID, BATCH_SECRET);
+    assert_bedrock_401(
+        &post(&converse, &signed, &converse_body("tampered")).await,
+        "InvalidSignatureException",
+    );
+
+    for path in ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"] {
+        assert_openai_401(&post(&h.url(path), &[], &chat_body()).await);
+        let wrong = [("x-api-key", "sk-wrong".to_owned())];
+        assert_openai_401(&post(&h.url(path), &wrong, &chat_body()).await);
+    }
+    let models = send(awc::http::Method::GET, &h.url("/v1/models"), &[], "").await;
+    assert_openai_401(&models);
+
+    let stats = h.sims[0].stats();
+    assert_eq!(stats.requests_total, 0, "{stats:?}");
+
+    let text = metrics_text(&h).await;
+    for (reason, at_least) in [
+        ("missing", 4.0),
+        ("invalid_key", 5.0),
+        ("unknown_access_key", 1.0),
+        ("bad_signature", 2.0),
+    ] {
+        let series = format!("bedrock_balancer_auth_failures_total{{reason=\"{reason}\"}}");
+        assert!(counter(&text, &series) >= at_least, "{reason}:\n{text}");
+    }
+    assert!(!text.contains(TEAM_KEY) && !text.contains("sk-wrong"));
+}
+
+#[actix_rt::test]
+async fn good_credentials_pass_and_only_the_targets_key_goes_upstream() {
+    let sims = start_sims(&["us-east-1"]).await;
+    let url = sims[0].url();
+    let h = start_gateway(&yaml(TEAM_KEY, &url), sims).await;
+    let converse = h.url("/model/claude/converse");
+    let body = converse_body("hi");
+
+    let reply = post(&converse, &bearer(TEAM_KEY), &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let seen = h.sims[0].stats().last_request_headers;
+    assert!(!seen.values().any(|v| v.contains(TEAM_KEY)), "{seen:?}");
+
+    let signed = sigv4(&converse, &body, BATCH_KEY_ID, BATCH_SECRET);
+    let reply = post(&converse, &signed, &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let seen = h.sims[0].stats().last_request_headers;
+    assert!(
+        seen["authorization"].contains(&format!("Credential={KEY_ID}/")),
+        "{seen:?}"
+    );
+    assert!(!seen.values().any(|v| v.contains(BATCH_KEY_ID)), "{seen:?}");
+
+    let api_key = [("x-api-key", TEAM_KEY.to_owned())];
+    let reply = post(&h.url("/v1/chat/completions"), &api_key, &chat_body()).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    assert!(
+        !h.sims[0]
+            .stats()
+            .last_request_headers
+            .contains_key("x-api-key")
+    );
+
+    let models = send(
+        awc::http::Method::GET,
+        &h.url("/v1/models"),
+        &bearer(TEAM_KEY),
+        "",
+    )
+    .await;
+    assert_eq!(models.status, 200, "{}", models.json);
+    assert_eq!(h.sims[0].stats().by_operation.values().sum::<u64>(), 3);
+}
+
+#[actix_rt::test]
+async fn a_reload_rotates_keys() {
+    let sims = start_sims(&["us-east-1"]).await;
+    let sim_url = sims[0].url();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let path = file.path().to_owned();
+    std::fs::write(&path, yaml("sk-old", &sim_url)).unwrap();
+    let loader_path = path.clone();
+    let running = app::start(
+        config::load(&path).unwrap(),
+        Some(Box::new(move || config::load(&loader_path))),
+    )
+    .unwrap();
+    wait_until_ready(&running).await;
+    let h = Harness {
+        sims,
+        gateway: running,
+    };
+    let chat = h.url("/v1/chat/completions");
+    assert_eq!(
+        post(&chat, &bearer("sk-old"), &chat_body()).await.status,
+        200
+    );
+
+    std::fs::write(&path, yaml("sk-new", &sim_url)).unwrap();
+    let resp = awc::Client::default()
+        .post(h.admin_url("/admin/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    assert_openai_401(&post(&chat, &bearer("sk-old"), &chat_body()).await);
+    assert_eq!(
+        post(&chat, &bearer("sk-new"), &chat_body()).await.status,
+        200
+    );
+    assert_eq!(h.sims[0].stats().by_operation["converse"], 2);
+}
