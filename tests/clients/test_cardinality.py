@@ -66,6 +66,7 @@ def test_random_models_and_keys_do_not_create_series():
         "region": {"us-east-1", "us-west-2"}, "model": {o.MODEL}, "kind": KINDS,
         "token_type": {"prompt", "completion"}, "scope": {"consumer", "target", "all_targets"},
         "result": {"success", "failure"}, "limit": {"rpm", "tpm"},
+        "reason": {"missing", "invalid_key", "unknown_access_key", "bad_signature", "expired", "malformed"},
     }
     all_series = o.series(text)
     for name, lbls in all_series:
@@ -86,6 +87,7 @@ def test_random_models_and_keys_do_not_create_series():
         + r + n_targets * n_targets         # retries_total, failovers_total
         + n_targets * len(KINDS)            # upstream_errors_total
         + 3 + 2                             # rate_limited_total, config_reloads_total
+        + 6                                 # auth_failures_total
         + 4 * len(routes) * n_targets       # the four target gauges
         + 2 * n_targets                     # limit_remaining
     )
