@@ -40,7 +40,13 @@ fn roster(system: &actix_rt::SystemRunner, targets: usize, algorithm: &str) -> R
         let runtimes: Vec<Arc<TargetRuntime>> = route
             .targets
             .iter()
-            .map(|t| TargetRuntime::start(t.clone(), &route.balancer))
+            .map(|t| {
+                TargetRuntime::start(
+                    t.clone(),
+                    &route.balancer,
+                    &bedrock_balancer::limits::Backend::Local,
+                )
+            })
             .collect();
         for t in &runtimes {
             t.state.credentials.store(Some(Arc::new(Credentials::new(

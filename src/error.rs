@@ -19,6 +19,24 @@ pub enum ApiFormat {
     OpenAi,
 }
 
+/// Which limit refused a request, named in a 429's body so a client knows whose quota it hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// The caller's own `consumers[].limits`.
+    Consumer,
+    /// Every target of the route is at its `limits` (Bedrock's quota in each region).
+    Targets,
+}
+
+impl LimitScope {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Consumer => "consumer",
+            Self::Targets => "targets",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("no route for {method} {path}")]
@@ -44,6 +62,20 @@ pub enum GatewayError {
     BadUpstreamResponse { target: String, message: String },
     #[error("upstream did not answer in time ({0})")]
     UpstreamTimeout(String),
+    #[error("rate limit reached ({}); retry in {retry_after_secs} s", scope.as_str())]
+    RateLimited {
+        scope: LimitScope,
+        retry_after_secs: u64,
+    },
+    #[error(
+        "this request may use up to {requested} tokens (input estimate plus max_tokens), more than the {} limit of {cap} tokens per minute allows; lower max_tokens or shorten the input",
+        scope.as_str()
+    )]
+    ExceedsTokenLimit {
+        scope: LimitScope,
+        requested: u32,
+        cap: u32,
+    },
     #[error("the gateway is at its concurrency limit; retry shortly")]
     Overloaded { retry_after_secs: u64 },
     #[error("the gateway is shutting down")]
@@ -63,7 +95,8 @@ impl GatewayError {
     pub const fn status(&self) -> StatusCode {
         match self {
             Self::PathNotFound { .. } | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::ExceedsTokenLimit { .. } => StatusCode::BAD_REQUEST,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -87,6 +120,8 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::Unauthorized(_) => "unauthorized",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ExceedsTokenLimit { .. } => "exceeds_token_limit",
             Self::NoTarget { .. } => "no_target",
             Self::AllTargetsFailed { .. } => "all_targets_failed",
             Self::BadUpstreamResponse { .. } => "bad_upstream_response",
@@ -102,9 +137,11 @@ impl GatewayError {
         match self {
             Self::PathNotFound { .. } => "UnknownOperationException",
             Self::UnknownModel(_) => "ResourceNotFoundException",
-            Self::BadRequest { .. } | Self::PayloadTooLarge { .. } | Self::BodyTimeout { .. } => {
-                "ValidationException"
-            }
+            Self::BadRequest { .. }
+            | Self::PayloadTooLarge { .. }
+            | Self::BodyTimeout { .. }
+            | Self::ExceedsTokenLimit { .. } => "ValidationException",
+            Self::RateLimited { .. } => "ThrottlingException",
             Self::Unauthorized(Reason::Missing) => "MissingAuthenticationTokenException",
             Self::Unauthorized(Reason::InvalidKey | Reason::UnknownAccessKey) => {
                 "UnrecognizedClientException"
@@ -132,6 +169,8 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             Self::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             Self::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
+            Self::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            Self::ExceedsTokenLimit { .. } => ("invalid_request_error", "exceeds_token_limit"),
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 ("service_unavailable", "service_unavailable")
             }
@@ -145,7 +184,10 @@ impl GatewayError {
 
     const fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::Overloaded { retry_after_secs } => Some(*retry_after_secs),
+            Self::Overloaded { retry_after_secs }
+            | Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             Self::NoTarget { .. } | Self::ShuttingDown => Some(1),
             _ => None,
         }
@@ -162,10 +204,20 @@ impl GatewayError {
             builder.insert_header((WWW_AUTHENTICATE, "Bearer"));
         }
         let message = self.to_string();
+        let scope = match self {
+            Self::RateLimited { scope, .. } | Self::ExceedsTokenLimit { scope, .. } => {
+                Some(scope.as_str())
+            }
+            _ => None,
+        };
         match format {
             ApiFormat::Bedrock => {
                 builder.insert_header(("x-amzn-errortype", self.bedrock_type()));
-                builder.body(json!({ "message": message }).to_string())
+                let mut body = json!({ "message": message });
+                if let Some(scope) = scope {
+                    body["scope"] = json!(scope);
+                }
+                builder.body(body.to_string())
             }
             ApiFormat::OpenAi => {
                 let (kind, code) = self.openai_type();
@@ -173,10 +225,11 @@ impl GatewayError {
                     Self::BadRequest { param, .. } => param.clone(),
                     _ => None,
                 };
-                builder.body(
-                    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
-                        .to_string(),
-                )
+                let mut body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+                if let Some(scope) = scope {
+                    body["error"]["scope"] = json!(scope);
+                }
+                builder.body(body.to_string())
             }
         }
     }
@@ -241,6 +294,30 @@ mod tests {
             body_json(resp),
             json!({"message": "the request signature does not match"})
         );
+    }
+
+    #[test]
+    fn rate_limits_name_their_scope_in_both_formats() {
+        let err = GatewayError::RateLimited {
+            scope: LimitScope::Consumer,
+            retry_after_secs: 3,
+        };
+        let resp = err.respond(ApiFormat::OpenAi);
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers().get(RETRY_AFTER).unwrap(), "3");
+        let body = body_json(resp);
+        assert_eq!(body["error"]["scope"], "consumer");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        let resp = GatewayError::RateLimited {
+            scope: LimitScope::Targets,
+            retry_after_secs: 1,
+        }
+        .respond(ApiFormat::Bedrock);
+        assert_eq!(
+            resp.headers().get("x-amzn-errortype").unwrap(),
+            "ThrottlingException"
+        );
+        assert_eq!(body_json(resp)["scope"], "targets");
     }
 
     #[test]

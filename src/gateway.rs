@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::auth::Authenticator;
 use crate::balance::BalancerHandle;
 use crate::config::{BalancerConfig, Config, RouteType};
+use crate::limits::{Backend, ConsumerLimits};
 use crate::target::TargetRuntime;
 use crate::upstream::retry_budget::RetryBudget;
 
@@ -16,12 +17,16 @@ pub struct RouteRuntime {
     pub balancer_config: BalancerConfig,
     pub balancer: BalancerHandle,
     pub retry_budget: RetryBudget,
+    /// Some target has a `tpm` limit, so requests need a token estimate.
+    pub token_limited: bool,
 }
 
 pub struct Gateway {
     pub config: Arc<Config>,
     /// Built with the config, so a reload rotates keys together with everything else.
     pub auth: Authenticator,
+    backend: Backend,
+    pub consumer_limits: Arc<ConsumerLimits>,
     routes: Vec<RouteRuntime>,
     by_name: HashMap<String, usize>,
     /// Any target's own model id also names its route.
@@ -30,10 +35,16 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts the actors of every route and target; must run inside an actix system. On a reload,
-    /// `previous` lends its targets: one that remains (same route, same settings) keeps its
-    /// actor, health, cooldown, credentials and latency history.
+    /// `previous` lends its targets: one that remains (same route, same settings, same limit
+    /// store) keeps its actor, health, cooldown, credentials, latency history and limit state.
+    /// So do consumers whose limits stayed, and the Redis connection if its URL did.
     pub fn start(config: Config, previous: Option<&Gateway>) -> Result<Self, String> {
-        refuse_unenforced(&config)?;
+        let backend = Backend::start(&config.rate_limits, previous.map(|p| &p.backend))?;
+        let consumer_limits = ConsumerLimits::start(
+            &config.consumers,
+            backend.clone(),
+            previous.map(|p| p.consumer_limits.as_ref()),
+        );
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut by_name = HashMap::new();
         let mut by_model = HashMap::new();
@@ -43,15 +54,20 @@ impl Gateway {
                 .iter()
                 .map(|t| {
                     previous
+                        .filter(|p| p.backend.same_store(&backend))
                         .and_then(|p| p.reusable_target(&route.name, t, &route.balancer))
-                        .unwrap_or_else(|| TargetRuntime::start(t.clone(), &route.balancer))
+                        .unwrap_or_else(|| {
+                            TargetRuntime::start(t.clone(), &route.balancer, &backend)
+                        })
                 })
                 .collect();
             for target in &route.targets {
                 by_model.entry(target.model_id.clone()).or_insert(index);
             }
             by_name.insert(route.name.clone(), index);
+            let token_limited = targets.iter().any(|t| t.config.limits.tpm.is_some());
             routes.push(RouteRuntime {
+                token_limited,
                 name: route.name.clone(),
                 route_type: route.route_type,
                 balancer_config: route.balancer.clone(),
@@ -62,6 +78,8 @@ impl Gateway {
         Ok(Self {
             auth: Authenticator::new(&config.consumers),
             config: Arc::new(config),
+            backend,
+            consumer_limits,
             routes,
             by_name,
             by_model,
@@ -109,35 +127,5 @@ impl Gateway {
                 .iter()
                 .any(|t| t.state.is_ready(now_ms))
         })
-    }
-}
-
-/// Settings this build validates but cannot enforce yet. Starting anyway would look protected
-/// (a quota) while being open, so the gateway refuses instead.
-fn refuse_unenforced(config: &Config) -> Result<(), String> {
-    let mut problems = Vec::new();
-    if config.rate_limits != crate::config::RateLimitBackend::Local {
-        problems.push("rate_limits.backend: redis is not available in this build yet".to_owned());
-    }
-    for (c, consumer) in config.consumers.iter().enumerate() {
-        if consumer.limits != crate::config::Limits::default() {
-            problems.push(format!(
-                "consumers[{c}].limits: rate limits are not available in this build yet"
-            ));
-        }
-    }
-    for (r, route) in config.routes.iter().enumerate() {
-        for (t, target) in route.targets.iter().enumerate() {
-            if target.limits != crate::config::Limits::default() {
-                problems.push(format!(
-                    "routes[{r}].targets[{t}].limits: rate limits are not available in this build yet"
-                ));
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("\n"))
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod eventstream;
 pub mod fuzz_checks;
 pub mod gateway;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;

@@ -16,12 +16,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::clock;
 use crate::gateway::Gateway;
+use crate::limits::Remaining;
 use crate::target::TargetRuntime;
 
 /// Label value for anything not named in config (an unknown route).
@@ -74,8 +75,8 @@ pub struct Metrics {
     target_cooldown: IntGaugeVec,
     in_flight: IntGaugeVec,
     ewma_latency: GaugeVec,
-    #[allow(dead_code)] // registered now so dashboards can refer to it; limits arrive later
     limit_remaining: IntGaugeVec,
+    rate_limit_fallback: IntGauge,
     reload_success: IntCounter,
     reload_failure: IntCounter,
 }
@@ -267,15 +268,31 @@ impl Metrics {
                 ),
                 &["target", "limit"]
             )?),
+            rate_limit_fallback: reg!(IntGauge::with_opts(opts(
+                "rate_limit_fallback",
+                "1 while Redis is unreachable and rate limits use this replica's local share"
+            ))?),
             reload_success: reloads.with_label_values(&["success"]),
             reload_failure: reloads.with_label_values(&["failure"]),
             registry,
         })
     }
 
-    /// Refreshes the target gauges from the live gateway, then encodes everything in the text
-    /// format. Gauges are reset first so targets removed by a reload disappear.
-    pub fn render(&self, gateway: &Gateway) -> Vec<u8> {
+    /// Refreshes the target gauges from the live gateway (and `limits`, what is left of each
+    /// target's quota, read by the caller because Redis is asked asynchronously), then encodes
+    /// everything in the text format. Gauges are reset first so targets removed by a reload
+    /// disappear.
+    pub fn render(&self, gateway: &Gateway, limits: &[(String, Remaining)]) -> Vec<u8> {
+        self.limit_remaining.reset();
+        for (target, remaining) in limits {
+            for (limit, left) in [("rpm", remaining.rpm), ("tpm", remaining.tpm)] {
+                if let Some(left) = left {
+                    self.limit_remaining
+                        .with_label_values(&[target.as_str(), limit])
+                        .set(i64::from(left));
+                }
+            }
+        }
         self.target_state.reset();
         self.target_cooldown.reset();
         self.in_flight.reset();
@@ -318,16 +335,27 @@ impl Metrics {
             self.reload_failure.inc();
         }
     }
+}
 
-    /// A 429 the gateway itself returns (`scope`: consumer, target or all_targets).
-    pub fn rate_limited(&self, scope: &'static str) {
-        self.rate_limited.with_label_values(&[scope]).inc();
+/// Whether shared (Redis) rate limits are falling back to this replica's local share.
+pub fn rate_limit_fallback(active: bool) {
+    if let Some(m) = metrics() {
+        m.rate_limit_fallback.set(i64::from(active));
+    }
+}
+
+/// A 429 the gateway itself returns (`scope`: consumer, target or all_targets).
+pub fn rate_limited(scope: &'static str) {
+    if let Some(m) = metrics() {
+        m.rate_limited.with_label_values(&[scope]).inc();
     }
 }
 
 /// `GET /metrics` body; empty if registration failed.
-pub fn render(gateway: &Gateway) -> Vec<u8> {
-    metrics().map(|m| m.render(gateway)).unwrap_or_default()
+pub fn render(gateway: &Gateway, limits: &[(String, Remaining)]) -> Vec<u8> {
+    metrics()
+        .map(|m| m.render(gateway, limits))
+        .unwrap_or_default()
 }
 
 /// Bedrock's error, reduced to the `kind` label of `upstream_errors_total`.
@@ -474,14 +502,14 @@ impl Obs {
     ) {
         self.attempts.set(self.attempts.get() + 1);
         self.target.replace(Some(Arc::clone(target)));
-        if nth > 1 {
-            if let Some(m) = metrics() {
-                m.retries.with_label_values(&[route]).inc();
-                if let Some(prev) = previous.filter(|p| p.label != target.label) {
-                    m.failovers
-                        .with_label_values(&[prev.label.as_str(), target.label.as_str()])
-                        .inc();
-                }
+        if nth > 1
+            && let Some(m) = metrics()
+        {
+            m.retries.with_label_values(&[route]).inc();
+            if let Some(prev) = previous.filter(|p| p.label != target.label) {
+                m.failovers
+                    .with_label_values(&[prev.label.as_str(), target.label.as_str()])
+                    .inc();
             }
         }
     }

@@ -14,6 +14,7 @@ use common::*;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const TEAM_KEY: &str = "sk-team-a-integration";
+const LIMITED_KEY: &str = "sk-limited-integration";
 const BATCH_KEY_ID: &str = "AKIDBATCHJOBS";
 const BATCH_SECRET: &str = "batch/secret+key";
 
@@ -23,6 +24,7 @@ fn yaml(api_key: &str, sim_url: &str) -> String {
 server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 2 }}
 consumers:
   - {{ name: team-a, api_key: "{api_key}" }}
+  - {{ name: limited, api_key: "{LIMITED_KEY}", limits: {{ rpm: 2 }} }}
   - {{ name: batch-jobs, aws_access_key_id: {BATCH_KEY_ID}, aws_secret_access_key: "{BATCH_SECRET}" }}
 routes:
   - name: claude
@@ -275,4 +277,29 @@ async fn a_reload_rotates_keys() {
         200
     );
     assert_eq!(h.sims[0].stats().by_operation["converse"], 2);
+}
+
+#[actix_rt::test]
+async fn consumer_limits_apply_to_the_authenticated_consumer_only() {
+    let sims = start_sims(&["us-east-1"]).await;
+    let url = sims[0].url();
+    let h = start_gateway(&yaml(TEAM_KEY, &url), sims).await;
+    let converse = h.url("/model/claude/converse");
+    let body = converse_body("hi");
+    // 2 rpm: the limited consumer is refused within a few requests (bounded loop).
+    let mut refused = None;
+    for _ in 0..5 {
+        let reply = post(&converse, &bearer(LIMITED_KEY), &body).await;
+        if reply.status == 429 {
+            refused = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.json);
+    }
+    let refused = refused.expect("the limited consumer was never refused");
+    assert_eq!(refused.json["scope"], "consumer", "{}", refused.json);
+    // Another consumer, by key and by signature, is not held back by it.
+    assert_eq!(post(&converse, &bearer(TEAM_KEY), &body).await.status, 200);
+    let signed = sigv4(&converse, &body, BATCH_KEY_ID, BATCH_SECRET);
+    assert_eq!(post(&converse, &signed, &body).await.status, 200);
 }

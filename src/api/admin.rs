@@ -1,5 +1,7 @@
 //! The admin port: probes for the load balancer and orchestrator, and the live target view.
 
+use std::num::NonZeroU32;
+
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
@@ -7,7 +9,7 @@ use serde_json::json;
 use super::state::AppState;
 use crate::clock;
 use crate::config::TokensCountStrategy;
-use crate::target::Health;
+use crate::target::{Health, TargetRuntime};
 
 /// Alive: the process answers. Deliberately checks nothing else, so a restart is never triggered
 /// by an upstream outage.
@@ -49,6 +51,28 @@ struct TargetView<'a> {
     avg_cost: f64,
     requests: u64,
     failures: u64,
+    /// `rpm` / `tpm` as configured and what is left of them now; absent without limits.
+    limits: Option<LimitView>,
+}
+
+#[derive(Serialize)]
+struct LimitView {
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+    remaining_rpm: Option<u32>,
+    remaining_tpm: Option<u32>,
+}
+
+async fn limit_view(target: &TargetRuntime) -> Option<LimitView> {
+    let meter = target.limits.as_ref()?;
+    let limits = meter.limits();
+    let remaining = meter.remaining().await;
+    Some(LimitView {
+        rpm: limits.rpm.map(NonZeroU32::get),
+        tpm: limits.tpm.map(NonZeroU32::get),
+        remaining_rpm: remaining.rpm,
+        remaining_tpm: remaining.tpm,
+    })
 }
 
 pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
@@ -59,10 +83,10 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|r| (r.name.as_str(), r.balancer.roster()))
         .collect();
-    let views: Vec<TargetView<'_>> = rosters
-        .iter()
-        .flat_map(|(route, roster)| {
-            roster.targets.iter().map(move |t| TargetView {
+    let mut views: Vec<TargetView<'_>> = Vec::new();
+    for (route, roster) in &rosters {
+        for t in &roster.targets {
+            views.push(TargetView {
                 route,
                 target: &t.label,
                 region: &t.config.region,
@@ -85,9 +109,10 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
                 avg_cost: t.state.usage(TokensCountStrategy::Cost),
                 requests: t.state.requests(),
                 failures: t.state.failures(),
-            })
-        })
-        .collect();
+                limits: limit_view(t).await,
+            });
+        }
+    }
     HttpResponse::Ok().json(json!({ "targets": views }))
 }
 
@@ -105,7 +130,16 @@ pub async fn reload(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format; target gauges are read from live state at scrape time.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let gateway = state.gateway();
+    let mut remaining = Vec::new();
+    for route in gateway.routes() {
+        for t in &route.balancer.roster().targets {
+            if let Some(meter) = &t.limits {
+                remaining.push((t.label.clone(), meter.remaining().await));
+            }
+        }
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&state.gateway()))
+        .body(crate::metrics::render(&gateway, &remaining))
 }

@@ -6,4 +6,5 @@ pub mod body;
 pub mod fallback;
 pub mod native;
 pub mod openai;
+pub mod quota;
 pub mod state;

@@ -10,6 +10,7 @@ use futures_util::stream;
 use percent_encoding::percent_decode_str;
 
 use super::body::read_authenticated;
+use super::quota::Quota;
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
@@ -111,9 +112,14 @@ async fn proxy(
             .unwrap_or(default)
             .to_owned()
     };
+    let quota = Quota::for_request(&gateway, route, caller.consumer());
+    let tokens = quota.tokens(&body);
+    let consumer_reservation = quota.admit_consumer([tokens]).await?;
     let request = ProxyRequest {
         hash_key: hash_key(req, route),
         operation,
+        tokens,
+        consumer_reservation,
         body,
         content_type: header(CONTENT_TYPE, "application/json"),
         accept: header(ACCEPT, "application/json"),

@@ -14,7 +14,9 @@ use serde_json::json;
 
 use super::body::read_authenticated;
 use super::native::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
+use super::quota::Quota;
 use super::state::AppState;
+use crate::auth::Caller;
 use crate::config::RouteType;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::Frame;
@@ -78,10 +80,10 @@ impl Failure {
                     body,
                 );
                 let headers = response.headers_mut();
-                if let Some(after) = e.retry_after {
-                    if let Ok(value) = after.as_secs().to_string().parse() {
-                        headers.insert(RETRY_AFTER, value);
-                    }
+                if let Some(after) = e.retry_after
+                    && let Ok(value) = after.as_secs().to_string().parse()
+                {
+                    headers.insert(RETRY_AFTER, value);
                 }
                 if let Ok(value) = e.target.parse() {
                     headers.insert(
@@ -166,14 +168,21 @@ fn client_for(req: &HttpRequest, route: &RouteRuntime) -> Result<awc::Client, Ga
         .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))
 }
 
-fn converse_request(
+async fn converse_request(
     req: &HttpRequest,
+    gateway: &Gateway,
+    caller: &Caller,
     route: &RouteRuntime,
     body: Vec<u8>,
     stream: bool,
-) -> ProxyRequest {
-    ProxyRequest {
+) -> Result<ProxyRequest, GatewayError> {
+    let quota = Quota::for_request(gateway, route, caller.consumer());
+    let tokens = quota.tokens(&body);
+    let consumer_reservation = quota.admit_consumer([tokens]).await?;
+    Ok(ProxyRequest {
         hash_key: hash_key(req, route),
+        tokens,
+        consumer_reservation,
         operation: if stream {
             Operation::ConverseStream
         } else {
@@ -186,7 +195,7 @@ fn converse_request(
         } else {
             "application/json".to_owned()
         },
-    }
+    })
 }
 
 fn success_head(delivered: &Delivered) -> HttpResponseBuilder {
@@ -320,7 +329,8 @@ async fn converse_surface(
     obs.set_route(&route.name);
     let client = client_for(req, route)?;
     let converse_body = std::mem::take(&mut parsed.converse_body);
-    let request = converse_request(req, route, converse_body, parsed.stream);
+    let request =
+        converse_request(req, &gateway, &caller, route, converse_body, parsed.stream).await?;
     let mut delivered = forward(route, &client, &request, obs).await?;
     let id = response_id(surface.id_prefix());
     let created = unix_now();
@@ -473,35 +483,49 @@ async fn embeddings_inner(
             param: Some("model".to_owned()),
         })?;
     let request = translate::embeddings_request(&body, family)?;
+    let quota = Quota::for_request(&gateway, route, caller.consumer());
+    let tokens: Vec<_> = request
+        .upstream_bodies
+        .iter()
+        .map(|b| quota.tokens(b))
+        .collect();
+    let consumer_reservation = quota.admit_consumer(tokens.iter().copied()).await?;
     let client = client_for(req, route)?;
     let read_timeout = route.balancer_config.read_timeout;
     let max_body = gateway.config.server.max_response_body_size.get();
     let key = hash_key(req, route);
-    let calls = request.upstream_bodies.into_iter().map(|body| {
-        let client = client.clone();
-        let hash_key = key.clone();
-        async move {
-            let request = ProxyRequest {
-                hash_key,
-                operation: Operation::Invoke,
-                body: Bytes::from(body),
-                content_type: "application/json".to_owned(),
-                accept: "application/json".to_owned(),
-            };
-            let mut delivered = forward(route, &client, &request, obs).await?;
-            let input_tokens = delivered
-                .response
-                .headers()
-                .get("x-amzn-bedrock-input-token-count")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let body = read_success_body(&mut delivered, read_timeout, max_body, obs).await?;
-            if let Some(tokens) = input_tokens {
-                delivered.lease.record_usage_u64(tokens, 0);
+    let calls = request
+        .upstream_bodies
+        .into_iter()
+        .zip(tokens)
+        .map(|(body, tokens)| {
+            let client = client.clone();
+            let hash_key = key.clone();
+            let consumer_reservation = consumer_reservation.clone();
+            async move {
+                let request = ProxyRequest {
+                    hash_key,
+                    tokens,
+                    consumer_reservation,
+                    operation: Operation::Invoke,
+                    body: Bytes::from(body),
+                    content_type: "application/json".to_owned(),
+                    accept: "application/json".to_owned(),
+                };
+                let mut delivered = forward(route, &client, &request, obs).await?;
+                let input_tokens = delivered
+                    .response
+                    .headers()
+                    .get("x-amzn-bedrock-input-token-count")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                let body = read_success_body(&mut delivered, read_timeout, max_body, obs).await?;
+                if let Some(tokens) = input_tokens {
+                    delivered.lease.record_usage_u64(tokens, 0);
+                }
+                Ok::<_, ProxyError>((body, input_tokens, delivered.lease.target().label.clone()))
             }
-            Ok::<_, ProxyError>((body, input_tokens, delivered.lease.target().label.clone()))
-        }
-    });
+        });
     let results: Vec<Result<_, ProxyError>> = stream::iter(calls)
         .buffered(EMBEDDING_FAN_OUT)
         .collect()

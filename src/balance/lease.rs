@@ -11,11 +11,15 @@
 //!   `metadata` event): token and cost averages are updated at once;
 //! - [`Lease::set_outcome`] with the verdict. On drop, a successful attempt records its whole
 //!   latency (`e2e`) and, if usage was reported, its time per output token (`tpot`).
+//!
+//! A lease also carries the token reservations made for its request (the target's and the
+//! consumer's), so the usage it learns settles them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock;
+use crate::limits::Reservation;
 use crate::target::{Health, Outcome, TargetRuntime, UsageSample};
 
 /// Tokens in a per-1M-token price.
@@ -27,6 +31,7 @@ pub struct Lease {
     outcome: Option<Outcome>,
     first_token: Option<Duration>,
     output_tokens: Option<u32>,
+    reservations: Vec<Arc<Reservation>>,
 }
 
 impl Lease {
@@ -38,7 +43,19 @@ impl Lease {
             outcome: None,
             first_token: None,
             output_tokens: None,
+            reservations: Vec::new(),
         }
+    }
+
+    /// Settles `reservation` with the usage this attempt reports.
+    pub fn hold(&mut self, reservation: Arc<Reservation>) {
+        self.reservations.push(reservation);
+    }
+
+    /// The request reached the model with this attempt: a reservation whose usage never arrives
+    /// keeps its estimate.
+    pub fn mark_delivered(&self) {
+        self.reservations.iter().for_each(|r| r.mark_delivered());
     }
 
     pub fn target(&self) -> &Arc<TargetRuntime> {
@@ -88,6 +105,8 @@ impl Lease {
             clock::now_ms(),
         );
         self.output_tokens = Some(output_tokens);
+        let spent = u64::from(input_tokens) + u64::from(output_tokens);
+        self.reservations.iter().for_each(|r| r.record_spent(spent));
     }
 }
 

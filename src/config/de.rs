@@ -80,10 +80,10 @@ pub fn kind(value: &Value) -> &'static str {
 /// YAML.
 fn shape_message(message: &str) -> String {
     let mut message = message.to_owned();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((name, tail)) = rest.split_once('`') {
-            message = format!("unknown field \"{name}\"{tail}");
-        }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((name, tail)) = rest.split_once('`')
+    {
+        message = format!("unknown field \"{name}\"{tail}");
     }
     let mut shaped = message.replace('`', "");
     for (rust, yaml) in [

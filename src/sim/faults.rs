@@ -69,7 +69,7 @@ impl Faults {
     /// The error for the `nth` model request since these faults were set (counting from 1).
     pub fn injected_error(&self, nth: u64) -> Option<Injected> {
         let status = self.status?;
-        if self.fail_every_nth > 1 && nth % self.fail_every_nth != 0 {
+        if self.fail_every_nth > 1 && !nth.is_multiple_of(self.fail_every_nth) {
             return None;
         }
         let kind = ErrorKind::for_status(status);

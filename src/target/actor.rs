@@ -13,6 +13,7 @@ use super::cooldown::Cooldown;
 use super::outcome::Outcome;
 use super::state::TargetState;
 use crate::clock;
+use crate::limits::Meter;
 use crate::upstream::credentials::{CredentialSource, refresh_after};
 
 /// Outcomes from many workers can burst; a full mailbox drops reports rather than block a request.
@@ -26,6 +27,8 @@ pub struct TargetActor {
     breaker: Breaker,
     cooldown: Cooldown,
     credentials: CredentialSourceSlot,
+    /// With limits shared through Redis, a throttle rests this target on every replica.
+    limits: Option<Arc<Meter>>,
 }
 
 /// The source is built asynchronously (the AWS chain probes its providers), so it starts empty.
@@ -41,6 +44,7 @@ impl TargetActor {
         target: crate::config::Target,
         max_fails: u32,
         fail_timeout: Duration,
+        limits: Option<Arc<Meter>>,
     ) -> Self {
         Self {
             label,
@@ -48,6 +52,7 @@ impl TargetActor {
             breaker: Breaker::new(max_fails, clock::as_ms(fail_timeout)),
             cooldown: Cooldown::default(),
             credentials: CredentialSourceSlot::Pending(target),
+            limits,
         }
     }
 
@@ -128,6 +133,9 @@ impl Handler<Report> for TargetActor {
                 let rest = self.cooldown.on_throttle(retry_after);
                 tracing::info!(target_id = %self.label, cooldown_ms = rest.as_millis() as u64, "throttled; cooling down");
                 self.state.set_cooldown_until(clock::deadline_ms(rest));
+                if let Some(limits) = &self.limits {
+                    limits.share_cooldown(rest);
+                }
                 // A throttled half-open trial proves the target reachable.
                 self.breaker.on_success(health)
             }

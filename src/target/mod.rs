@@ -10,6 +10,7 @@ pub mod state;
 use std::sync::Arc;
 
 use crate::config::{BalancerConfig, Target};
+use crate::limits::{Backend, Meter};
 pub use actor::TargetHandle;
 pub use outcome::Outcome;
 pub use state::{Health, TargetState, UsageSample};
@@ -23,19 +24,23 @@ pub struct TargetRuntime {
     pub authority: String,
     pub state: Arc<TargetState>,
     pub actor: TargetHandle,
+    /// The target's `rpm` / `tpm` (its Bedrock quota); `None` when it has none.
+    pub limits: Option<Arc<Meter>>,
 }
 
 impl TargetRuntime {
     /// Starts the target's actor on the current arbiter.
-    pub fn start(config: Target, balancer: &BalancerConfig) -> Arc<Self> {
+    pub fn start(config: Target, balancer: &BalancerConfig, backend: &Backend) -> Arc<Self> {
         let label = config.label();
         let state = Arc::new(TargetState::default());
+        let limits = backend.meter(config.limits, "target", &label);
         let actor = TargetHandle::start(actor::TargetActor::new(
             label.clone(),
             Arc::clone(&state),
             config.clone(),
             balancer.max_fails,
             balancer.fail_timeout,
+            limits.clone(),
         ));
         let authority = config
             .upstream_url
@@ -48,6 +53,7 @@ impl TargetRuntime {
             authority,
             state,
             actor,
+            limits,
         })
     }
 

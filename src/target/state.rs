@@ -174,6 +174,17 @@ impl TargetState {
         }
     }
 
+    /// Gives back a half-open trial that [`Self::try_admit`] claimed but the request did not use
+    /// (a rate limit refused the target after the pick), so the next request may take it.
+    pub fn release_trial(&self) {
+        let _ = self.health.compare_exchange(
+            Health::HalfOpen as u8,
+            Health::Open as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
     /// Readiness without claiming a half-open trial (for probes and admin views).
     pub fn is_ready(&self, now_ms: u64) -> bool {
         self.cooldown_until_ms() <= now_ms

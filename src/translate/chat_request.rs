@@ -148,16 +148,16 @@ fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
     if body.take_raw("audio").is_some() {
         return unsupported("audio", "audio output is not supported");
     }
-    if let Some(modalities) = body.take::<Vec<StrCow<'_>>>("modalities")? {
-        if let Some(m) = modalities.iter().find(|m| m.0 != "text") {
-            return unsupported(
-                "modalities",
-                &format!(
-                    "output modality \"{}\" is not supported; only \"text\"",
-                    m.0
-                ),
-            );
-        }
+    if let Some(modalities) = body.take::<Vec<StrCow<'_>>>("modalities")?
+        && let Some(m) = modalities.iter().find(|m| m.0 != "text")
+    {
+        return unsupported(
+            "modalities",
+            &format!(
+                "output modality \"{}\" is not supported; only \"text\"",
+                m.0
+            ),
+        );
     }
     if body.take_raw("prediction").is_some() {
         return unsupported("prediction", "predicted outputs are not supported");

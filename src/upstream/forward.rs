@@ -17,10 +17,12 @@ use super::sign::{BEDROCK_SERVICE, Unsigned, sign_request};
 use crate::balance::Lease;
 use crate::clock;
 use crate::config::FailoverCriterion;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, LimitScope};
 use crate::gateway::RouteRuntime;
+use crate::limits::estimate::{BodyTokens, DEFAULT_MAX_TOKENS};
+use crate::limits::{Refusal, Reservation};
 use crate::metrics::{self, Obs};
-use crate::target::{Outcome, TargetRuntime};
+use crate::target::{Health, Outcome, TargetRuntime};
 
 /// Everything but RFC 3986's unreserved characters, as AWS SDKs encode a path label: `:` in a
 /// model id becomes `%3A`, the `/` of an ARN `%2F`.
@@ -33,6 +35,11 @@ const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC
 /// The client's request, reduced to what may go upstream.
 pub struct ProxyRequest {
     pub operation: Operation,
+    /// What the body may cost in tokens (all zero when no token limit applies).
+    pub tokens: BodyTokens,
+    /// The consumer's token reservation for the whole client request, settled by the usage of
+    /// whichever attempt delivers.
+    pub consumer_reservation: Option<Arc<Reservation>>,
     /// The value of the route's `hash_on_header`, for consistent hashing.
     pub hash_key: Option<String>,
     pub body: Bytes,
@@ -105,6 +112,8 @@ pub async fn forward(
     let mut last: Option<LastFailure> = None;
     let mut attempts = 0u32;
     let mut previous: Option<Arc<TargetRuntime>> = None;
+    // The most hopeful refusal by a target's limits: the soonest wait, else the largest cap.
+    let mut refused: Option<Refusal> = None;
     while attempts < max_attempts {
         let mut _retry_permit = None;
         if attempts > 0 {
@@ -125,27 +134,53 @@ pub async fn forward(
             actix_rt::time::sleep(pause).await;
         }
         let hash_key = request.hash_key.as_deref().map(str::as_bytes);
-        let picked = roster.pick(&tried, clock::now_ms(), hash_key).or_else(|| {
-            // Never fail a request without trying: with nothing ready, take the least-bad target.
-            let forced = (attempts == 0).then(|| roster.least_bad(&tried)).flatten();
-            if forced.is_some() {
-                metrics::forced_pick(&route.name);
-                tracing::warn!(route = %route.name, "no target ready; trying the least-bad one");
+        let picked = loop {
+            let candidate = roster.pick(&tried, clock::now_ms(), hash_key).or_else(|| {
+                // Never fail a request without trying: with nothing ready, take the least-bad
+                // target. Not when targets are only at their limits: that is a 429, not an outage.
+                let forced = (attempts == 0 && refused.is_none())
+                    .then(|| roster.least_bad(&tried))
+                    .flatten();
+                if forced.is_some() {
+                    metrics::forced_pick(&route.name);
+                    tracing::warn!(route = %route.name, "no target ready; trying the least-bad one");
+                }
+                forced
+            });
+            let Some(index) = candidate else { break None };
+            tried[index] = true;
+            let target = &roster.targets[index];
+            match admit_target(target, request.tokens).await {
+                Ok(reservation) => break Some((index, reservation)),
+                Err(refusal) => {
+                    // The pick may have claimed the target's half-open trial: hand it back.
+                    if target.state.health() == Health::HalfOpen {
+                        target.state.release_trial();
+                    }
+                    metrics::rate_limited("target");
+                    tracing::debug!(target_id = %target.label, ?refusal, "target at its limit");
+                    refused = Some(refused.map_or(refusal, |r| r.sooner(refusal)));
+                }
             }
-            forced
-        });
-        let Some(index) = picked else {
+        };
+        let Some((index, reservation)) = picked else {
             break;
         };
-        tried[index] = true;
         attempts += 1;
         let target = Arc::clone(&roster.targets[index]);
         let mut lease = Lease::new(Arc::clone(&target));
+        if let Some(reservation) = reservation {
+            lease.hold(reservation);
+        }
+        if let Some(consumer) = &request.consumer_reservation {
+            lease.hold(Arc::clone(consumer));
+        }
         obs.attempt(&route.name, &target, attempts, previous.as_deref());
         previous = Some(Arc::clone(&target));
         let sent_at = Instant::now();
         match send_once(client, &target, request, config).await {
             Ok(response) if response.status().is_success() => {
+                lease.mark_delivered();
                 return Ok(Delivered {
                     lease,
                     response,
@@ -192,21 +227,58 @@ pub async fn forward(
             }
         }
     }
-    Err(match last {
-        None => ProxyError::Gateway(GatewayError::NoTarget {
+    Err(match (last, refused) {
+        (None, Some(Refusal::Wait(wait))) => {
+            metrics::rate_limited("all_targets");
+            ProxyError::Gateway(GatewayError::RateLimited {
+                scope: LimitScope::Targets,
+                retry_after_secs: retry_after_secs(wait),
+            })
+        }
+        (None, Some(Refusal::TooLarge { cap, requested })) => {
+            ProxyError::Gateway(GatewayError::ExceedsTokenLimit {
+                scope: LimitScope::Targets,
+                requested,
+                cap,
+            })
+        }
+        (None, None) => ProxyError::Gateway(GatewayError::NoTarget {
             route: route.name.clone(),
         }),
-        Some(LastFailure::Status(error)) => ProxyError::Upstream(error),
-        Some(LastFailure::Attempt(AttemptFailure::Timeout(what))) => {
+        (Some(LastFailure::Status(error)), _) => ProxyError::Upstream(error),
+        (Some(LastFailure::Attempt(AttemptFailure::Timeout(what))), _) => {
             ProxyError::Gateway(GatewayError::UpstreamTimeout(what))
         }
-        Some(LastFailure::Attempt(failure)) => {
+        (Some(LastFailure::Attempt(failure)), _) => {
             ProxyError::Gateway(GatewayError::AllTargetsFailed {
                 route: route.name.clone(),
                 last: failure.describe(),
             })
         }
     })
+}
+
+/// Takes the target's request and token cells for this request, if it has limits.
+async fn admit_target(
+    target: &TargetRuntime,
+    tokens: BodyTokens,
+) -> Result<Option<Arc<Reservation>>, Refusal> {
+    let Some(meter) = &target.limits else {
+        return Ok(None);
+    };
+    let default_max = target
+        .config
+        .max_tokens
+        .map_or(DEFAULT_MAX_TOKENS, std::num::NonZeroU32::get);
+    meter
+        .admit(tokens.reservation(default_max))
+        .await
+        .map(|r| Some(Arc::new(r)))
+}
+
+/// `Retry-After` in whole seconds, never 0 (a client would retry at once and be refused again).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl AttemptFailure {

@@ -103,10 +103,10 @@ pub async fn wait_until_ready(gateway: &Running) {
     let client = awc::Client::default();
     let url = format!("http://{}/readyz", gateway.admin);
     for _ in 0..200 {
-        if let Ok(resp) = client.get(&url).send().await {
-            if resp.status().is_success() {
-                return;
-            }
+        if let Ok(resp) = client.get(&url).send().await
+            && resp.status().is_success()
+        {
+            return;
         }
         actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
     }

@@ -332,10 +332,10 @@ fn origin(url: &str) -> Result<String, &'static str> {
     if host.is_empty() || host == "[]" {
         return Err("must name a host");
     }
-    if let Some(port) = port {
-        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
-            return Err("port must be 1..=65535");
-        }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|p| p != 0)
+    {
+        return Err("port must be 1..=65535");
     }
     Ok(format!("{scheme}{rest}"))
 }

@@ -1,0 +1,95 @@
+//! A request's admission against rate limits before it is forwarded: what its body may cost in
+//! tokens, and the consumer's own quota. Target limits are checked later, per candidate, by
+//! the balancer loop (`upstream::forward`).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::config::RouteType;
+use crate::error::{GatewayError, LimitScope};
+use crate::gateway::{Gateway, RouteRuntime};
+use crate::limits::estimate::{self, BodyTokens, DEFAULT_MAX_TOKENS};
+use crate::limits::{Meter, Refusal, Reservation};
+use crate::metrics;
+use crate::upstream::forward::retry_after_secs;
+
+/// The limits a request of `consumer` on `route` must pass.
+pub struct Quota {
+    consumer: Option<Arc<Meter>>,
+    /// Some limit counts tokens, so bodies need an estimate.
+    counts_tokens: bool,
+    /// Output allowance when the client sets no cap: the route's largest target default.
+    default_max: u32,
+    /// Embedding models produce no output tokens.
+    embeddings: bool,
+}
+
+impl Quota {
+    pub fn for_request(
+        gateway: &Gateway,
+        route: &RouteRuntime,
+        consumer: Option<&Arc<str>>,
+    ) -> Self {
+        let consumer = consumer.and_then(|name| gateway.consumer_limits.meter(name));
+        let counts_tokens =
+            route.token_limited || consumer.as_ref().is_some_and(|m| m.token_cap().is_some());
+        let default_max = route
+            .balancer
+            .roster()
+            .targets
+            .iter()
+            .filter_map(|t| t.config.max_tokens.map(NonZeroU32::get))
+            .max()
+            .unwrap_or(DEFAULT_MAX_TOKENS);
+        Self {
+            consumer,
+            counts_tokens,
+            default_max,
+            embeddings: route.route_type == RouteType::Embeddings,
+        }
+    }
+
+    /// What an upstream body may cost; all zero when no limit counts tokens (the estimate parses
+    /// the body, which a request without token limits should not pay for).
+    pub fn tokens(&self, upstream_body: &[u8]) -> BodyTokens {
+        if !self.counts_tokens {
+            return BodyTokens::default();
+        }
+        let mut tokens = estimate::estimate(upstream_body);
+        if self.embeddings {
+            tokens.max_output = Some(0);
+        }
+        tokens
+    }
+
+    /// Takes the consumer's request cell and token reservation for the whole client request
+    /// (`tokens`: every upstream call it makes), or refuses it with a 429 or, when it can never
+    /// fit, a 400.
+    pub async fn admit_consumer(
+        &self,
+        tokens: impl IntoIterator<Item = BodyTokens>,
+    ) -> Result<Option<Arc<Reservation>>, GatewayError> {
+        let Some(meter) = &self.consumer else {
+            return Ok(None);
+        };
+        let wanted = tokens
+            .into_iter()
+            .map(|t| t.reservation(self.default_max))
+            .fold(0u32, u32::saturating_add);
+        match meter.admit(wanted).await {
+            Ok(reservation) => Ok(Some(Arc::new(reservation))),
+            Err(Refusal::Wait(wait)) => {
+                metrics::rate_limited("consumer");
+                Err(GatewayError::RateLimited {
+                    scope: LimitScope::Consumer,
+                    retry_after_secs: retry_after_secs(wait),
+                })
+            }
+            Err(Refusal::TooLarge { cap, requested }) => Err(GatewayError::ExceedsTokenLimit {
+                scope: LimitScope::Consumer,
+                requested,
+                cap,
+            }),
+        }
+    }
+}
