@@ -22,7 +22,7 @@ pub struct RouteRuntime {
 
 pub struct Gateway {
     pub config: Arc<Config>,
-    backend: Backend,
+    pub backend: Backend,
     pub consumer_limits: Arc<ConsumerLimits>,
     routes: Vec<RouteRuntime>,
     by_name: HashMap<String, usize>,
