@@ -167,7 +167,10 @@ async fn three_replicas_share_a_target_quota_and_survive_redis_going_away() {
         "admitted {admitted} of 300 in {elapsed:?} (one replica alone would admit 120)"
     );
     let upstream: u64 = hs.iter().map(|h| h.counts("converse")[0]).sum();
-    assert_eq!(upstream, admitted, "every admitted request went upstream once");
+    assert_eq!(
+        upstream, admitted,
+        "every admitted request went upstream once"
+    );
 
     // Redis goes away: every replica keeps answering, each on its own third of the quota.
     let before: Vec<u64> = hs.iter().map(|h| h.counts("converse")[0]).collect();
