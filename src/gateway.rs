@@ -25,7 +25,7 @@ pub struct Gateway {
     pub config: Arc<Config>,
     /// Built with the config, so a reload rotates keys together with everything else.
     pub auth: Authenticator,
-    backend: Backend,
+    pub backend: Backend,
     pub consumer_limits: Arc<ConsumerLimits>,
     routes: Vec<RouteRuntime>,
     by_name: HashMap<String, usize>,

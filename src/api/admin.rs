@@ -113,7 +113,7 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
             });
         }
     }
-    HttpResponse::Ok().json(json!({ "targets": views }))
+    HttpResponse::Ok().json(json!({ "targets": views, "rate_limits": gateway.backend.status() }))
 }
 
 /// `POST /admin/reload`: re-reads the config; 200 with the route count, or 422 listing every

@@ -185,17 +185,28 @@ impl Meter {
         fallback: &ArcSwapOption<Fallback>,
     ) -> Arc<LocalPair> {
         let replicas = redis.replicas();
-        if let Some(current) = fallback.load_full()
+        let current = fallback.load_full();
+        if let Some(current) = &current
             && current.replicas == replicas
         {
             return Arc::clone(&current.pair);
         }
-        let pair = Arc::new(LocalPair::new(self.limits, replicas));
-        fallback.store(Some(Arc::new(Fallback {
+        let fresh = Arc::new(Fallback {
             replicas,
-            pair: Arc::clone(&pair),
-        })));
-        pair
+            pair: Arc::new(LocalPair::new(self.limits, replicas)),
+        });
+        // Workers race here when Redis goes away; all must count on the one pair that wins.
+        let previous = fallback.compare_and_swap(&current, Some(Arc::clone(&fresh)));
+        let won = match (&*previous, &current) {
+            (Some(seen), Some(expected)) => Arc::ptr_eq(seen, expected),
+            (None, None) => true,
+            _ => false,
+        };
+        if won {
+            Arc::clone(&fresh.pair)
+        } else {
+            self.fallback_pair(redis, fallback)
+        }
     }
 
     /// What could be admitted now (for the admin view).

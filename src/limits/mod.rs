@@ -62,6 +62,18 @@ impl Backend {
         }))
     }
 
+    /// Where limits are decided right now, for `/admin/targets`.
+    pub fn status(&self) -> serde_json::Value {
+        match self {
+            Self::Local => serde_json::json!({ "backend": "local" }),
+            Self::Shared { redis, .. } => serde_json::json!({
+                "backend": "redis",
+                "shared": redis.is_shared(),
+                "replicas": redis.replicas(),
+            }),
+        }
+    }
+
     /// Whether meters built by `self` and `other` keep their state in the same place.
     pub fn same_store(&self, other: &Self) -> bool {
         match (self, other) {

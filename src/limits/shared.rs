@@ -170,6 +170,11 @@ impl SharedLimits {
         format!("{}:{kind}:{name}:", self.key_space)
     }
 
+    /// Whether Redis decides now (false: this replica's local share does).
+    pub fn is_shared(&self) -> bool {
+        !self.in_fallback.load(Ordering::Acquire)
+    }
+
     /// Live replicas as last counted (at least 1).
     pub fn replicas(&self) -> u32 {
         self.replicas.load(Ordering::Relaxed).max(1)

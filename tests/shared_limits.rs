@@ -1,0 +1,209 @@
+//! Limits shared across replicas through a real `redis-server` (Debian's package; `tests/run.sh`
+//! installs it): three gateways, one quota; Redis stopped and started again mid-test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+/// A `redis-server` on a fixed free port, killed on drop.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn new() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.start();
+        redis
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install Debian's redis-server (tests/run.sh does)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+/// `replicas` gateways in front of one simulated region, sharing `limits` through Redis.
+async fn replicas(redis: &Redis, n: usize, target_limits: &str, extra: &str) -> Vec<Harness> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let sims = start_sims(&["us-east-1"]).await;
+        let mut target = target_yaml(MODEL, "us-east-1", &sims[0].url(), 1);
+        if !target_limits.is_empty() {
+            target.push_str(&format!("\n        limits: {target_limits}"));
+        }
+        let yaml = format!(
+            "{}\nrate_limits:\n  backend: redis\n  redis_url: {}\n{extra}",
+            config_yaml("claude", "      retries: 0", &[target]),
+            redis.url()
+        );
+        out.push(start_gateway(&yaml, sims).await);
+    }
+    out
+}
+
+async fn rate_limit_status(h: &Harness) -> Value {
+    let mut resp = client()
+        .get(h.admin_url("/admin/targets"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    body["rate_limits"].clone()
+}
+
+/// Waits (bounded) until every replica says whether Redis decides, as `shared` expects.
+async fn wait_for_shared(hs: &[Harness], shared: bool) {
+    for _ in 0..100 {
+        let mut all = true;
+        for h in hs {
+            let status = rate_limit_status(h).await;
+            all &= status["shared"] == shared && (!shared || status["replicas"] == hs.len());
+        }
+        if all {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("replicas never reported shared = {shared}");
+}
+
+/// `count` requests spread round-robin over the replicas, 12 at a time; statuses in order.
+async fn spread(hs: &[Harness], count: usize, headers: &[(&str, &str)]) -> Vec<u16> {
+    let body = converse_body("hello");
+    futures_util::stream::iter(0..count)
+        .map(|i| {
+            let url = hs[i % hs.len()].url("/model/claude/converse");
+            let mut req = client()
+                .post(url)
+                .insert_header(("content-type", "application/json"));
+            for header in headers {
+                req = req.insert_header(*header);
+            }
+            let body = body.clone();
+            async move {
+                let mut resp = req.send_body(body).await.unwrap();
+                let _ = resp.body().await;
+                resp.status().as_u16()
+            }
+        })
+        .buffer_unordered(12)
+        .collect()
+        .await
+}
+
+/// Admissions allowed for a quota of `per_minute` over `elapsed`: the burst plus GCRA's refill.
+fn allowed(per_minute: u64, elapsed: Duration) -> std::ops::RangeInclusive<u64> {
+    let refill = (elapsed.as_secs_f64() * per_minute as f64 / 60.0).ceil() as u64;
+    per_minute - 1..=per_minute + 1 + refill
+}
+
+#[actix_rt::test]
+async fn three_replicas_share_a_target_quota_and_survive_redis_going_away() {
+    let mut redis = Redis::new();
+    let hs = replicas(&redis, 3, "{ rpm: 120 }", "").await;
+    wait_for_shared(&hs, true).await;
+
+    let started = Instant::now();
+    let statuses = spread(&hs, 300, &[]).await;
+    let elapsed = started.elapsed();
+    let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        allowed(120, elapsed).contains(&admitted),
+        "admitted {admitted} of 300 in {elapsed:?} (one replica alone would admit 120)"
+    );
+    let upstream: u64 = hs.iter().map(|h| h.counts("converse")[0]).sum();
+    assert_eq!(
+        upstream, admitted,
+        "every admitted request went upstream once"
+    );
+
+    // Redis goes away: every replica keeps answering, each on its own third of the quota.
+    let before: Vec<u64> = hs.iter().map(|h| h.counts("converse")[0]).collect();
+    redis.stop();
+    let statuses = spread(&hs, 150, &[]).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    let per_replica: Vec<u64> = hs
+        .iter()
+        .zip(&before)
+        .map(|(h, b)| h.counts("converse")[0] - b)
+        .collect();
+    for (i, h) in hs.iter().enumerate() {
+        assert!(
+            (1..=41).contains(&per_replica[i]),
+            "replica {i} on its 40 rpm share admitted {}",
+            per_replica[i]
+        );
+        assert_eq!(rate_limit_status(h).await["shared"], false);
+    }
+    let local_admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
+    assert_eq!(local_admitted, per_replica.iter().sum::<u64>());
+
+    // Redis is back (empty, as after a failover): the replicas share one quota again.
+    redis.start();
+    wait_for_shared(&hs, true).await;
+    let started = Instant::now();
+    let statuses = spread(&hs, 300, &[]).await;
+    let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
+    assert!(
+        allowed(120, started.elapsed()).contains(&admitted),
+        "after Redis returned: admitted {admitted}"
+    );
+}
