@@ -73,17 +73,25 @@ fn client() -> awc::Client {
         .finish()
 }
 
-/// `replicas` gateways in front of one simulated region, sharing `limits` through Redis.
-async fn replicas(redis: &Redis, n: usize, target_limits: &str, extra: &str) -> Vec<Harness> {
+const TEAM_KEY: &str = "team-a-secret-key";
+
+/// `n` gateways, each in front of its own simulated region, whose consumer `team-a` shares a
+/// quota of 120 requests per minute through Redis.
+async fn replicas(redis: &Redis, n: usize) -> Vec<Harness> {
     let mut out = Vec::new();
     for _ in 0..n {
         let sims = start_sims(&["us-east-1"]).await;
-        let mut target = target_yaml(MODEL, "us-east-1", &sims[0].url(), 1);
-        if !target_limits.is_empty() {
-            target.push_str(&format!("\n        limits: {target_limits}"));
-        }
+        let target = target_yaml(MODEL, "us-east-1", &sims[0].url(), 1);
         let yaml = format!(
-            "{}\nrate_limits:\n  backend: redis\n  redis_url: {}\n{extra}",
+            "{}
+consumers:
+  - name: team-a
+    api_key: {TEAM_KEY}
+    limits: {{ rpm: 120 }}
+rate_limits:
+  backend: redis
+  redis_url: {}
+",
             config_yaml("claude", "      retries: 0", &[target]),
             redis.url()
         );
@@ -118,18 +126,17 @@ async fn wait_for_shared(hs: &[Harness], shared: bool) {
     panic!("replicas never reported shared = {shared}");
 }
 
-/// `count` requests spread round-robin over the replicas, 12 at a time; statuses in order.
-async fn spread(hs: &[Harness], count: usize, headers: &[(&str, &str)]) -> Vec<u16> {
+/// `count` requests of team-a spread round-robin over the replicas, 12 at a time; their
+/// statuses, in the order they finished.
+async fn spread(hs: &[Harness], count: usize) -> Vec<u16> {
     let body = converse_body("hello");
     futures_util::stream::iter(0..count)
         .map(|i| {
             let url = hs[i % hs.len()].url("/model/claude/converse");
-            let mut req = client()
+            let req = client()
                 .post(url)
-                .insert_header(("content-type", "application/json"));
-            for header in headers {
-                req = req.insert_header(*header);
-            }
+                .insert_header(("content-type", "application/json"))
+                .insert_header(("authorization", format!("Bearer {TEAM_KEY}")));
             let body = body.clone();
             async move {
                 let mut resp = req.send_body(body).await.unwrap();
@@ -149,13 +156,13 @@ fn allowed(per_minute: u64, elapsed: Duration) -> std::ops::RangeInclusive<u64> 
 }
 
 #[actix_rt::test]
-async fn three_replicas_share_a_target_quota_and_survive_redis_going_away() {
+async fn three_replicas_share_a_consumer_quota_and_survive_redis_going_away() {
     let mut redis = Redis::new();
-    let hs = replicas(&redis, 3, "{ rpm: 120 }", "").await;
+    let hs = replicas(&redis, 3).await;
     wait_for_shared(&hs, true).await;
 
     let started = Instant::now();
-    let statuses = spread(&hs, 300, &[]).await;
+    let statuses = spread(&hs, 300).await;
     let elapsed = started.elapsed();
     let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
     assert!(
@@ -175,7 +182,7 @@ async fn three_replicas_share_a_target_quota_and_survive_redis_going_away() {
     // Redis goes away: every replica keeps answering, each on its own third of the quota.
     let before: Vec<u64> = hs.iter().map(|h| h.counts("converse")[0]).collect();
     redis.stop();
-    let statuses = spread(&hs, 150, &[]).await;
+    let statuses = spread(&hs, 150).await;
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 429),
         "{statuses:?}"
@@ -200,7 +207,7 @@ async fn three_replicas_share_a_target_quota_and_survive_redis_going_away() {
     redis.start();
     wait_for_shared(&hs, true).await;
     let started = Instant::now();
-    let statuses = spread(&hs, 300, &[]).await;
+    let statuses = spread(&hs, 300).await;
     let admitted = statuses.iter().filter(|s| **s == 200).count() as u64;
     assert!(
         allowed(120, started.elapsed()).contains(&admitted),
