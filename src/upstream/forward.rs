@@ -419,3 +419,19 @@ pub async fn read_success_body(
     delivered.lease.set_outcome(Outcome::Failure);
     Err(ProxyError::Gateway(failure))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after_secs;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
+        let ms = Duration::from_millis;
+        assert_eq!(retry_after_secs(ms(0)), 1);
+        assert_eq!(retry_after_secs(ms(1)), 1);
+        assert_eq!(retry_after_secs(ms(1_000)), 1);
+        assert_eq!(retry_after_secs(ms(1_001)), 2);
+        assert_eq!(retry_after_secs(ms(29_250)), 30);
+    }
+}

@@ -19,8 +19,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def target(region, url, key_id=harness.KEY_ID, secret=harness.SECRET, token=None):
+def target(region, url, key_id=harness.KEY_ID, secret=harness.SECRET, token=None, limits=None):
     token_line = f', aws_session_token: "{token}"' if token else ""
+    limits_line = f"\n        limits: {limits}" if limits else ""
     return f"""
       - model:
           provider: bedrock
@@ -31,7 +32,7 @@ def target(region, url, key_id=harness.KEY_ID, secret=harness.SECRET, token=None
             input_cost: 3.0
             output_cost: 15.0
         auth: {{ aws_access_key_id: {key_id}, aws_secret_access_key: "{secret}"{token_line} }}
-        weight: 100"""
+        weight: 100{limits_line}"""
 
 
 def config(targets):

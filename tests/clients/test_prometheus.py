@@ -87,7 +87,10 @@ def test_every_dashboard_query_returns_data():
     stop = threading.Event()
     tmp = tempfile.mkdtemp(prefix="prom-")
     try:
-        gw = harness.start_gateway(o.config([o.target(r, s.url) for r, s in zip(regions, sims)]))
+        # eu-west-1 has a quota (generous: it must not refuse), so its remaining-quota gauges exist.
+        limits = {"eu-west-1": "{ rpm: 100000, tpm: 100000000 }"}
+        gw = harness.start_gateway(o.config(
+            [o.target(r, s.url, limits=limits.get(r)) for r, s in zip(regions, sims)]))
         admin = urllib.parse.urlsplit(gw.admin)
         config = pathlib.Path(tmp, "prometheus.yml")
         config.write_text(
