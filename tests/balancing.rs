@@ -78,12 +78,7 @@ fn delta(after: &[u64], before: &[u64]) -> Vec<u64> {
 
 /// The `/admin/targets` entry of the target in `region`.
 async fn admin_target(h: &Harness, region: &str) -> Value {
-    let mut resp = client()
-        .get(h.admin_url("/admin/targets"))
-        .send()
-        .await
-        .unwrap();
-    let json: Value = resp.json().limit(1 << 20).await.unwrap();
+    let json = h.admin_targets().await;
     json["targets"]
         .as_array()
         .unwrap()

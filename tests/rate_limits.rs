@@ -66,13 +66,10 @@ fn hello(max_tokens: Option<u32>) -> Value {
 
 /// The first route's targets as `/admin/targets` shows them.
 async fn admin_targets(h: &Harness) -> Vec<Value> {
-    let mut resp = client()
-        .get(h.admin_url("/admin/targets"))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = resp.json().await.unwrap();
-    body["targets"].as_array().unwrap().clone()
+    h.admin_targets().await["targets"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[actix_rt::test]

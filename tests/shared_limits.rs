@@ -101,13 +101,7 @@ rate_limits:
 }
 
 async fn rate_limit_status(h: &Harness) -> Value {
-    let mut resp = client()
-        .get(h.admin_url("/admin/targets"))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = resp.json().await.unwrap();
-    body["rate_limits"].clone()
+    h.admin_targets().await["rate_limits"].clone()
 }
 
 /// Waits (bounded) until every replica says whether Redis decides, as `shared` expects.

@@ -34,6 +34,16 @@ impl Harness {
         self.sims.iter().map(|s| s.stats().bad_signatures).sum()
     }
 
+    /// `GET /admin/targets`: the targets and the rate-limit backend, as JSON.
+    pub async fn admin_targets(&self) -> serde_json::Value {
+        let mut resp = awc::Client::default()
+            .get(self.admin_url("/admin/targets"))
+            .send()
+            .await
+            .unwrap();
+        resp.json().limit(1 << 20).await.unwrap()
+    }
+
     pub fn fault(&self, index: usize, faults: Faults) {
         self.sims[index].set_faults(faults);
     }
