@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bedrock_balancer::sim::Faults;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -207,4 +208,55 @@ async fn three_replicas_share_a_consumer_quota_and_survive_redis_going_away() {
         allowed(120, started.elapsed()).contains(&admitted),
         "after Redis returned: admitted {admitted}"
     );
+}
+
+#[actix_rt::test]
+async fn a_throttle_seen_by_one_replica_rests_the_target_on_every_replica() {
+    let redis = Redis::new();
+    let hs = replicas(&redis, 2).await;
+    wait_for_shared(&hs, true).await;
+    hs[0].fault(
+        0,
+        Faults {
+            status: Some(429),
+            retry_after: Some(30),
+            ..Faults::default()
+        },
+    );
+    assert_eq!(
+        spread(&hs[..1], 1).await,
+        vec![429],
+        "Bedrock's throttle, passed on"
+    );
+    // The other replica learns of it through Redis (published in the background): within a few
+    // requests it stops sending to the region and answers 429 itself, scoped to the targets.
+    let mut answered = Vec::new();
+    for _ in 0..40 {
+        let mut resp = client()
+            .post(hs[1].url("/model/claude/converse"))
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("authorization", format!("Bearer {TEAM_KEY}")))
+            .send_body(converse_body("hello"))
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        answered.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            assert_eq!(body["scope"], "targets");
+            let wait: u64 = resp
+                .headers()
+                .get("retry-after")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((25..=30).contains(&wait), "Retry-After {wait}");
+            let before_cooldown = answered.iter().filter(|s| **s == 200).count() as u64;
+            assert_eq!(hs[1].counts("converse")[0], before_cooldown);
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the second replica never rested the throttled target: {answered:?}");
 }

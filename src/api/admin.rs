@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::state::AppState;
 use crate::clock;
-use crate::config::TokensCountStrategy;
+use crate::config::{Limits, TokensCountStrategy};
 use crate::target::{Health, TargetRuntime};
 
 /// Alive: the process answers. Deliberately checks nothing else, so a restart is never triggered
@@ -66,6 +66,9 @@ struct LimitView {
 async fn limit_view(target: &TargetRuntime) -> Option<LimitView> {
     let meter = target.limits.as_ref()?;
     let limits = meter.limits();
+    if limits == Limits::default() {
+        return None;
+    }
     let remaining = meter.remaining().await;
     Some(LimitView {
         rpm: limits.rpm.map(NonZeroU32::get),
@@ -134,7 +137,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut remaining = Vec::new();
     for route in gateway.routes() {
         for t in &route.balancer.roster().targets {
-            if let Some(meter) = &t.limits {
+            if let Some(meter) = t
+                .limits
+                .as_ref()
+                .filter(|m| m.limits() != Limits::default())
+            {
                 remaining.push((t.label.clone(), meter.remaining().await));
             }
         }

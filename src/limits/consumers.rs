@@ -57,11 +57,9 @@ impl ConsumerLimits {
             return Some(Arc::clone(meter.value()));
         }
         let limits = *self.limits.get(consumer)?;
-        let meter = self.meters.entry(Arc::clone(consumer)).or_insert_with(|| {
-            self.backend
-                .meter(limits, "consumer", consumer)
-                .unwrap_or_else(|| Arc::new(Meter::local(limits)))
-        });
+        let fresh = self.backend.consumer_meter(limits, consumer)?;
+        // Two first requests may race: both use whichever meter was inserted first.
+        let meter = self.meters.entry(Arc::clone(consumer)).or_insert(fresh);
         Some(Arc::clone(meter.value()))
     }
 

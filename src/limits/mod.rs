@@ -48,18 +48,28 @@ impl Backend {
         }
     }
 
-    /// A meter for `limits`, or `None` when there is nothing to limit. `kind` and `name` name
-    /// its Redis keys (`target` + label, `consumer` + name).
-    pub fn meter(&self, limits: Limits, kind: &str, name: &str) -> Option<Arc<Meter>> {
-        if limits == Limits::default() {
-            return None;
+    /// A target's meter: its `limits`, and with Redis also its shared throttle cooldown (so a
+    /// target without limits still gets one there). `None` when there is nothing to keep.
+    pub fn target_meter(&self, limits: Limits, label: &str) -> Option<Arc<Meter>> {
+        match self {
+            Self::Local if limits == Limits::default() => None,
+            _ => Some(self.meter(limits, "target", label)),
         }
-        Some(Arc::new(match self {
+    }
+
+    /// A consumer's meter, `None` without limits.
+    pub fn consumer_meter(&self, limits: Limits, name: &str) -> Option<Arc<Meter>> {
+        (limits != Limits::default()).then(|| self.meter(limits, "consumer", name))
+    }
+
+    /// `kind` and `name` name the meter's Redis keys.
+    fn meter(&self, limits: Limits, kind: &str, name: &str) -> Arc<Meter> {
+        Arc::new(match self {
             Self::Local => Meter::local(limits),
             Self::Shared { redis, .. } => {
                 Meter::shared(limits, Arc::clone(redis), redis.key_prefix(kind, name))
             }
-        }))
+        })
     }
 
     /// Where limits are decided right now, for `/admin/targets`.

@@ -24,7 +24,8 @@ pub struct TargetRuntime {
     pub authority: String,
     pub state: Arc<TargetState>,
     pub actor: TargetHandle,
-    /// The target's `rpm` / `tpm` (its Bedrock quota); `None` when it has none.
+    /// The target's `rpm` / `tpm` (its Bedrock quota) and, with Redis, its shared cooldown;
+    /// `None` when there is neither.
     pub limits: Option<Arc<Meter>>,
 }
 
@@ -33,7 +34,7 @@ impl TargetRuntime {
     pub fn start(config: Target, balancer: &BalancerConfig, backend: &Backend) -> Arc<Self> {
         let label = config.label();
         let state = Arc::new(TargetState::default());
-        let limits = backend.meter(config.limits, "target", &label);
+        let limits = backend.target_meter(config.limits, &label);
         let actor = TargetHandle::start(actor::TargetActor::new(
             label.clone(),
             Arc::clone(&state),
