@@ -33,14 +33,19 @@ impl Quota {
         let consumer = consumer.and_then(|name| gateway.consumer_limits.meter(name));
         let counts_tokens =
             route.token_limited || consumer.as_ref().is_some_and(|m| m.token_cap().is_some());
-        let default_max = route
-            .balancer
-            .roster()
-            .targets
-            .iter()
-            .filter_map(|t| t.config.max_tokens.map(NonZeroU32::get))
-            .max()
-            .unwrap_or(DEFAULT_MAX_TOKENS);
+        // Only a token limit needs the output allowance; skip the roster walk otherwise.
+        let default_max = if counts_tokens {
+            route
+                .balancer
+                .roster()
+                .targets
+                .iter()
+                .filter_map(|t| t.config.max_tokens.map(NonZeroU32::get))
+                .max()
+                .unwrap_or(DEFAULT_MAX_TOKENS)
+        } else {
+            DEFAULT_MAX_TOKENS
+        };
         Self {
             consumer,
             counts_tokens,
