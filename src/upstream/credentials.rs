@@ -7,7 +7,6 @@ use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_types::SdkConfig;
 use aws_types::region::Region;
 
 use crate::config::Target;
@@ -48,16 +47,19 @@ impl CredentialSource {
         match &target.assume_role {
             None => Self::Provider(base),
             Some(role) => {
-                let mut sts_config = SdkConfig::builder()
+                // A full SDK config (time source, sleep, HTTP client), not a bare builder: the
+                // STS client panics without a time source.
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
                     .region(region.clone())
-                    .behavior_version(aws_config::BehaviorVersion::latest());
+                    .credentials_provider(base.clone());
                 if let Some(endpoint) = &role.sts_endpoint_url {
-                    sts_config = sts_config.endpoint_url(endpoint.clone());
+                    loader = loader.endpoint_url(endpoint.clone());
                 }
+                let sts_config = loader.load().await;
                 let provider = AssumeRoleProvider::builder(role.role_arn.clone())
                     .session_name(role.session_name.clone())
                     .region(region)
-                    .configure(&sts_config.build())
+                    .configure(&sts_config)
                     .build_from_provider(base)
                     .await;
                 Self::Provider(SharedCredentialsProvider::new(provider))
@@ -105,5 +107,29 @@ mod tests {
         assert_eq!(refresh_after(&soon, now), MIN_REFRESH);
         let forever = Credentials::new("a", "b", None, None, "t");
         assert_eq!(refresh_after(&forever, now), REFRESH_WITHOUT_EXPIRY);
+    }
+
+    /// An unreachable STS is an error the actor retries, never a panic taking the gateway down.
+    #[actix_rt::test]
+    #[allow(clippy::unwrap_used)]
+    async fn assume_role_against_an_unreachable_sts_fails_cleanly() {
+        let yaml = r#"
+routes:
+  - name: r
+    targets:
+      - model:
+          provider: bedrock
+          name: m
+          options:
+            bedrock:
+              aws_region: us-east-1
+              aws_assume_role_arn: arn:aws:iam::123456789012:role/bedrock-invoke
+              aws_sts_endpoint_url: http://127.0.0.1:9
+"#;
+        let config = crate::config::parse(yaml, &|_| None).unwrap();
+        let target = &config.routes[0].targets[0];
+        let source = CredentialSource::for_target(target).await;
+        assert!(!source.is_static());
+        assert!(source.fetch().await.is_err());
     }
 }
