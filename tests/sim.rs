@@ -1,5 +1,5 @@
-//! The simulator in-process on a free port, driven over HTTP with requests signed by `aws-sigv4`
-//! (the signer the gateway uses, and independent of the simulator's verifier).
+//! The simulator in-process on a free port, driven over HTTP with requests signed by `aws-sigv4`'s
+//! general signer (independent of both the simulator's verifier and the gateway's own signer).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
