@@ -486,6 +486,16 @@ def write_report(out, r):
         f" (not {h['requested']}: each stream holds two sockets in the gateway and this sandbox caps a process at "
         f"{h['fd_limit']} open files, a hard limit it cannot raise)")
     micro = micro_section()
+    memory_note = "" if all_held and rss_10k <= 256 else f"""- **Memory per open stream** ({per_stream_kb:.0f} KB) is connection state, not translation: native
+  ConverseStream streams cost the same as OpenAI ones (measured once by hand at 3,000 streams:
+  28.6 vs 29.4 KB). actix-http's server dispatcher and awc's client connection each allocate an
+  8 KB read and an 8 KB write buffer per connection (constants in actix-http / actix-codec, not
+  configurable), 32 KB of capacity per proxied stream, and the gateway's own per-stream state is a
+  few hundred bytes. Plan: release awc's write buffer once the request is sent and shrink the
+  server's after the response head (an upstream patch to make the sizes configurable), then try an
+  allocator that leaves untouched capacity unresident; against real Bedrock, TLS adds its own
+  buffers, while HTTP/2 (which awc negotiates over TLS) would share upstream connections.
+"""
     streams_note = "" if h["streams"] >= h["requested"] else f"""- **{h['requested']} streams**: one process may hold {h['fd_limit']} open files here and a stream needs
   two in the gateway, so {h['streams']} were held; the figure for 10,000 extrapolates the measured cost
   per open stream. Measuring 10,000 directly needs `ulimit -n` above about 20,100.
@@ -594,7 +604,7 @@ What was done for the targets, and what is left:
   request in these runs passed the simulators' independent verifier.
 - **Cost-based picks** first read every target's load into a freshly allocated `Vec`; they now use
   stack scratch space and a bit set of asked targets, and allocate nothing up to 64 targets.
-{streams_note}- Finding on the way: the simulator wrote each stream frame as its own small write without
+{memory_note}{streams_note}- Finding on the way: the simulator wrote each stream frame as its own small write without
   `TCP_NODELAY`, so Nagle's algorithm held every frame after the first until the reader's delayed
   ACK — 40 ms stalls that made streams through the gateway look 40x slower than they are. Both the
   simulator and the gateway now disable Nagle on accepted connections.
