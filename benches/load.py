@@ -490,8 +490,7 @@ def write_report(out, r):
   ConverseStream streams cost the same as OpenAI ones (measured once by hand at 3,000 streams:
   28.6 vs 29.4 KB). actix-http's server dispatcher and awc's client connection each allocate an
   8 KB read and an 8 KB write buffer per connection (constants in actix-http / actix-codec, not
-  configurable), 32 KB of capacity per proxied stream, and the gateway's own per-stream state is a
-  few hundred bytes. Plan: release awc's write buffer once the request is sent and shrink the
+  configurable): 32 KB of capacity per proxied stream. Plan: release awc's write buffer once the request is sent and shrink the
   server's after the response head (an upstream patch to make the sizes configurable), then try an
   allocator that leaves untouched capacity unresident; against real Bedrock, TLS adds its own
   buffers, while HTTP/2 (which awc negotiates over TLS) would share upstream connections.
