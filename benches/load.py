@@ -486,14 +486,16 @@ def write_report(out, r):
         f" (not {h['requested']}: each stream holds two sockets in the gateway and this sandbox caps a process at "
         f"{h['fd_limit']} open files, a hard limit it cannot raise)")
     micro = micro_section()
-    memory_note = "" if all_held and rss_10k <= 256 else f"""- **Memory per open stream** ({per_stream_kb:.0f} KB) is connection state, not translation: native
-  ConverseStream streams cost the same as OpenAI ones (measured once by hand at 3,000 streams:
-  28.6 vs 29.4 KB). actix-http's server dispatcher and awc's client connection each allocate an
-  8 KB read and an 8 KB write buffer per connection (constants in actix-http / actix-codec, not
-  configurable): 32 KB of capacity per proxied stream. Plan: release awc's write buffer once the request is sent and shrink the
-  server's after the response head (an upstream patch to make the sizes configurable), then try an
-  allocator that leaves untouched capacity unresident; against real Bedrock, TLS adds its own
-  buffers, while HTTP/2 (which awc negotiates over TLS) would share upstream connections.
+    memory_note = "" if all_held and rss_10k <= 256 else f"""- **Memory per open stream** ({per_stream_kb:.0f} KB) is connection state, not translation. Measured
+  once by hand at 3,000 streams: native ConverseStream streams cost the same as OpenAI ones (28.6 vs
+  29.4 KB), and jemalloc's statistics (preloaded for the experiment) show four live 8 KB buffers per
+  stream, 98 of the 134 MB allocated: actix-http's server dispatcher and awc's client connection
+  each keep an 8 KB read and an 8 KB write buffer (constants in actix-http and actix-codec, not
+  configurable); next come one block each of about 3.5, 3 and 1.5 KB. jemalloc itself changed
+  nothing (28.8 KB per stream). Plan: an upstream change making those buffer sizes configurable
+  (or releasing awc's write buffer once the request is sent, and the server's read buffer once
+  the request is read), which would save up to 16 KB per stream; against real Bedrock, TLS adds
+  its own buffers, while HTTP/2 (which awc negotiates over TLS) would share upstream connections.
 """
     streams_note = "" if h["streams"] >= h["requested"] else f"""- **{h['requested']} streams**: one process may hold {h['fd_limit']} open files here and a stream needs
   two in the gateway, so {h['streams']} were held; the figure for 10,000 extrapolates the measured cost
