@@ -13,7 +13,7 @@ use bedrock_balancer::config::{self, Config};
 use bedrock_balancer::eventstream::{Decoder, Frame};
 use bedrock_balancer::target::TargetRuntime;
 use bedrock_balancer::translate::{self, ChatStreamTranslator};
-use bedrock_balancer::upstream::sign::{BEDROCK_SERVICE, Unsigned, sign_request};
+use bedrock_balancer::upstream::sign::{BEDROCK_SERVICE, Signer, Unsigned};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn config_with(targets: usize, algorithm: &str) -> Config {
@@ -77,36 +77,33 @@ fn pick(c: &mut Criterion) {
 }
 
 fn signing(c: &mut Criterion) {
-    let credentials = Credentials::new(
+    let credentials = Arc::new(Credentials::new(
         "AKIDEXAMPLE",
         "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         None,
         None,
         "bench",
-    );
+    ));
     let body = vec![b'x'; 1024];
     let headers = [
         ("host", "bedrock-runtime.us-east-1.amazonaws.com"),
         ("content-type", "application/json"),
     ];
-    let url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
+    let path = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
+    // As in the gateway: one signer per target, so every request after the first reuses the key.
+    let signer = Signer::new("us-east-1", BEDROCK_SERVICE);
     c.bench_function("sign/1KB", |b| {
         b.iter(|| {
             let request = Unsigned {
                 method: "POST",
-                url,
+                path,
                 headers: &headers,
                 body: &body,
             };
             black_box(
-                sign_request(
-                    request,
-                    &credentials,
-                    "us-east-1",
-                    BEDROCK_SERVICE,
-                    SystemTime::now(),
-                )
-                .unwrap(),
+                signer
+                    .sign(request, &credentials, SystemTime::now())
+                    .unwrap(),
             )
         })
     });

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use bedrock_balancer::upstream::sign::{BEDROCK_SERVICE, Unsigned, sign_request};
 use bedrock_balancer::{app, config};
 use common::*;
 
@@ -41,10 +39,13 @@ struct Reply {
     json: serde_json::Value,
 }
 
-async fn send(
+/// A request without credentials.
+const NO_HEADERS: &[(&str, String)] = &[];
+
+async fn send<N: AsRef<str>>(
     method: awc::http::Method,
     url: &str,
-    headers: &[(&str, String)],
+    headers: &[(N, String)],
     body: &str,
 ) -> Reply {
     let client = awc::Client::builder()
@@ -54,7 +55,7 @@ async fn send(
         .request(method, url)
         .insert_header(("content-type", "application/json"));
     for (name, value) in headers {
-        req = req.insert_header((*name, value.as_str()));
+        req = req.insert_header((name.as_ref(), value.as_str()));
     }
     let mut resp = req.send_body(body.to_owned()).await.unwrap();
     let bytes = resp.body().limit(1 << 20).await.unwrap();
@@ -65,7 +66,7 @@ async fn send(
     }
 }
 
-async fn post(url: &str, headers: &[(&str, String)], body: &str) -> Reply {
+async fn post<N: AsRef<str>>(url: &str, headers: &[(N, String)], body: &str) -> Reply {
     send(awc::http::Method::POST, url, headers, body).await
 }
 
@@ -79,25 +80,8 @@ fn chat_body() -> String {
 }
 
 /// The headers an AWS SDK would add to sign `body` for `url` with the given key pair.
-fn sigv4(url: &str, body: &str, key_id: &str, secret: &str) -> Vec<(&'static str, String)> {
-    let authority = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap();
-    let headers = [("host", authority), ("content-type", "application/json")];
-    sign_request(
-        Unsigned {
-            method: "POST",
-            url,
-            headers: &headers,
-            body: body.as_bytes(),
-        },
-        &Credentials::new(key_id, secret, None, None, "test"),
-        "eu-west-3",
-        BEDROCK_SERVICE,
-        SystemTime::now(),
-    )
-    .unwrap()
+fn sigv4(url: &str, body: &str, key_id: &str, secret: &str) -> Vec<(String, String)> {
+    sdk_signed_headers(url, body.as_bytes(), key_id, secret, "eu-west-3")
 }
 
 fn assert_bedrock_401(reply: &Reply, error_type: &str) {
@@ -137,7 +121,7 @@ async fn bad_or_missing_credentials_get_401s_and_reach_no_region() {
     let body = converse_body("hi");
 
     assert_bedrock_401(
-        &post(&converse, &[], &body).await,
+        &post(&converse, NO_HEADERS, &body).await,
         "MissingAuthenticationTokenException",
     );
     assert_bedrock_401(
@@ -172,11 +156,11 @@ async fn bad_or_missing_credentials_get_401s_and_reach_no_region() {
     );
 
     for path in ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"] {
-        assert_openai_401(&post(&h.url(path), &[], &chat_body()).await);
+        assert_openai_401(&post(&h.url(path), NO_HEADERS, &chat_body()).await);
         let wrong = [("x-api-key", "sk-wrong".to_owned())];
         assert_openai_401(&post(&h.url(path), &wrong, &chat_body()).await);
     }
-    let models = send(awc::http::Method::GET, &h.url("/v1/models"), &[], "").await;
+    let models = send(awc::http::Method::GET, &h.url("/v1/models"), NO_HEADERS, "").await;
     assert_openai_401(&models);
 
     let stats = h.sims[0].stats();

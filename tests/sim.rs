@@ -1,15 +1,15 @@
-//! The simulator in-process on a free port, driven over HTTP with requests signed by `aws-sigv4`
-//! (the signer the gateway uses, and independent of the simulator's verifier).
+//! The simulator in-process on a free port, driven over HTTP with requests signed by `aws-sigv4`'s
+//! general signer (independent of both the simulator's verifier and the gateway's own signer).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use bedrock_balancer::sim::{self, Faults, SimHandle, SimOptions};
 use serde_json::{Value, json};
+
+mod common;
+use common::sdk_signed_headers;
 
 const SECRET: &str = sim::DEFAULT_SECRET_ACCESS_KEY;
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -33,24 +33,7 @@ fn model_path(model: &str, op: &str) -> String {
 /// The headers `aws-sigv4` adds for a JSON POST to `path` on the simulator.
 fn signed_headers(sim: &SimHandle, path: &str, body: &[u8], secret: &str) -> Vec<(String, String)> {
     let url = format!("{}{path}", sim.url());
-    let identity = Credentials::new(sim::DEFAULT_ACCESS_KEY_ID, secret, None, None, "test").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-west-2")
-        .name("bedrock")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let headers = [("content-type", "application/json")];
-    let signable =
-        SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body)).unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    instructions
-        .headers()
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        .collect()
+    sdk_signed_headers(&url, body, sim::DEFAULT_ACCESS_KEY_ID, secret, "us-west-2")
 }
 
 fn signed(sim: &SimHandle, path: &str, body: &[u8], secret: &str) -> awc::ClientRequest {

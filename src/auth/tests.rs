@@ -1,5 +1,5 @@
-//! The authenticator on requests built in memory; SigV4 requests are signed by aws-sigv4 (the
-//! gateway's own upstream signer), so the hand-written verifier is checked against the real one.
+//! The authenticator on requests built in memory; SigV4 requests are signed by aws-sigv4's general
+//! signer (what AWS SDKs implement), so the hand-written verifier is checked against the real one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +11,7 @@ use actix_web::test::TestRequest;
 use aws_credential_types::Credentials;
 
 use super::*;
-use crate::upstream::sign::{BEDROCK_SERVICE, Unsigned, sign_request};
+use crate::upstream::sign::tests::sdk_sign;
 
 const TEAM_A_KEY: &str = "sk-team-a-0123456789";
 const TEAM_B_KEY: &str = "sk-team-b-9876543210";
@@ -51,25 +51,19 @@ const SIGNED_AT: u64 = 1_750_000_000;
 /// A converse request signed at `SIGNED_AT` by aws-sigv4 with the given key pair and region.
 fn signed(key_id: &str, secret: &str, region: &str) -> TestRequest {
     let host = "gateway.internal:8080";
-    let url = format!("http://{host}{PATH}");
     let headers = [("host", host), ("content-type", "application/json")];
-    let added = sign_request(
-        Unsigned {
-            method: "POST",
-            url: &url,
-            headers: &headers,
-            body: BODY,
-        },
+    let added = sdk_sign(
+        PATH,
+        &headers,
+        BODY,
         &Credentials::new(key_id, secret, None, None, "test"),
         region,
-        BEDROCK_SERVICE,
         at(SIGNED_AT).0,
-    )
-    .unwrap();
+    );
     let mut req = TestRequest::post().uri(PATH);
     for (name, value) in headers
         .into_iter()
-        .chain(added.iter().map(|(n, v)| (*n, v.as_str())))
+        .chain(added.iter().map(|(n, v)| (n.as_str(), v.as_str())))
     {
         req = req.insert_header((name, value));
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::{BalancerConfig, Target};
 use crate::limits::{Backend, Meter};
+use crate::upstream::sign::{BEDROCK_SERVICE, Signer};
 pub use actor::TargetHandle;
 pub use outcome::Outcome;
 pub use state::{Health, TargetState, UsageSample};
@@ -22,6 +23,8 @@ pub struct TargetRuntime {
     pub label: String,
     /// `host[:port]` of the upstream, as signed and sent.
     pub authority: String,
+    /// Signs for the target's region and keeps its derived key between requests.
+    pub signer: Signer,
     pub state: Arc<TargetState>,
     pub actor: TargetHandle,
     /// The target's `rpm` / `tpm` (its Bedrock quota) and, with Redis, its shared cooldown;
@@ -48,10 +51,12 @@ impl TargetRuntime {
             .split_once("://")
             .map_or(config.upstream_url.as_str(), |(_, rest)| rest)
             .to_owned();
+        let signer = Signer::new(config.region.clone(), BEDROCK_SERVICE);
         Arc::new(Self {
             config,
             label,
             authority,
+            signer,
             state,
             actor,
             limits,

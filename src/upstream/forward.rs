@@ -13,7 +13,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::backoff;
 use super::classify::{error_name, outcome_for_status, parse_retry_after};
 use super::operation::Operation;
-use super::sign::{BEDROCK_SERVICE, Unsigned, sign_request};
+use super::sign::Unsigned;
 use crate::balance::Lease;
 use crate::clock;
 use crate::config::FailoverCriterion;
@@ -313,29 +313,31 @@ async fn send_once(
         .load_full()
         .ok_or_else(|| AttemptFailure::Connect("no credentials loaded yet".to_owned()))?;
     let url = upstream_url(target, request.operation);
+    // The upstream URL is an origin (checked by the config), so the path is what follows it.
+    let path = &url[target.config.upstream_url.len()..];
     let unsigned_headers = [
         ("host", target.authority.as_str()),
         ("content-type", request.content_type.as_str()),
     ];
-    let signed = sign_request(
-        Unsigned {
-            method: "POST",
-            url: &url,
-            headers: &unsigned_headers,
-            body: &request.body,
-        },
-        &credentials,
-        &target.config.region,
-        BEDROCK_SERVICE,
-        SystemTime::now(),
-    )
-    .map_err(|e| AttemptFailure::InvalidHeader(e.to_string()))?;
+    let signed = target
+        .signer
+        .sign(
+            Unsigned {
+                method: "POST",
+                path,
+                headers: &unsigned_headers,
+                body: &request.body,
+            },
+            &credentials,
+            SystemTime::now(),
+        )
+        .map_err(|e| AttemptFailure::InvalidHeader(e.to_string()))?;
     let mut upstream = client
         .post(&url)
         .timeout(config.write_timeout + config.read_timeout)
         .insert_header((CONTENT_TYPE, request.content_type.as_str()))
         .insert_header((ACCEPT, request.accept.as_str()));
-    for (name, value) in signed {
+    for (name, value) in signed.headers() {
         upstream = upstream.insert_header((name, value));
     }
     upstream

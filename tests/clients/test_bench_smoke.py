@@ -17,7 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is installed by tests/run.sh")
 def test_load_benchmark_runs(tmp_path):
     report = tmp_path / "BENCHMARKS.md"
-    env = dict(os.environ, BENCH_SECONDS="1", BEDROCK_BALANCER_BIN=harness.BIN, BENCH_TTFB_SAMPLES="20")
+    env = dict(os.environ, BENCH_SECONDS="1", BEDROCK_BALANCER_BIN=harness.BIN, BENCH_TTFB_SAMPLES="20",
+               BENCH_STREAMS="50", BENCH_STREAM_SECONDS="1", BENCH_LITELLM="0")
     done = subprocess.run(
         [sys.executable, str(ROOT / "benches" / "load.py"), str(report)],
         env=env, capture_output=True, text=True, timeout=180,
@@ -26,3 +27,4 @@ def test_load_benchmark_runs(tmp_path):
     text = report.read_text()
     assert "maximum rate" in text and "req/s" in text
     assert "overhead (difference)" in text
+    assert "streams complete (200, every event to `[DONE]`, chunked end) | 50 of 50" in text

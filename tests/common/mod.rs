@@ -126,3 +126,34 @@ pub async fn wait_until_ready(gateway: &Running) {
 pub fn converse_body(text: &str) -> String {
     serde_json::json!({"messages": [{"role": "user", "content": [{"text": text}]}]}).to_string()
 }
+
+/// The headers an AWS SDK adds to sign a JSON POST of `body` to `url` (aws-sigv4's general signer,
+/// independent of the gateway's own signer and of the hand-written verifiers).
+pub fn sdk_signed_headers(
+    url: &str,
+    body: &[u8],
+    key_id: &str,
+    secret: &str,
+    region: &str,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity =
+        aws_credential_types::Credentials::new(key_id, secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("bedrock")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [("content-type", "application/json")];
+    let signable =
+        SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body)).unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
+}
