@@ -35,6 +35,10 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = 32
 KEY_ID, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+# The gateway runs as in production: a consumer key on every request, consumer and target limits
+# (set far above what a benchmark can send, so they cost their checks but never refuse).
+GATEWAY_KEY = "bench-consumer-key"
+BIG_QUOTA = 4_000_000_000
 # Streams held open at once in phase 5, and how long each lasts.
 STREAMS = int(os.environ.get("BENCH_STREAMS", "10000"))
 STREAM_SECONDS = float(os.environ.get("BENCH_STREAM_SECONDS", "20"))
@@ -110,15 +114,22 @@ def wrk(url, body, seconds=SECONDS, connections=CONNECTIONS, delay_ms=0, auth=""
     }
 
 
-def ttfb_ms(url, body, n=int(os.environ.get("BENCH_TTFB_SAMPLES", "200"))):
-    """Time from sending to the first streamed body byte, per request, sequentially."""
+def raw_post(url, body, auth=""):
+    """`(host, port, bytes)` of a one-shot JSON POST, for clients that speak HTTP on raw sockets."""
     host, port = url.split("//")[1].split("/")[0].split(":")
     path = "/" + url.split("//")[1].split("/", 1)[1]
+    authorization = f"Authorization: Bearer {auth}\r\n" if auth else ""
+    request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{authorization}"
+               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode()
+    return host, int(port), request
+
+
+def ttfb_ms(url, body, n=int(os.environ.get("BENCH_TTFB_SAMPLES", "200")), auth=""):
+    """Time from sending to the first streamed body byte, per request, sequentially."""
+    host, port, request = raw_post(url, body, auth)
     samples = []
     for _ in range(n):
-        s = socket.create_connection((host, int(port)))
-        request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode()
+        s = socket.create_connection((host, port))
         started = time.perf_counter()
         s.sendall(request)
         head = b""
@@ -228,13 +239,10 @@ class Sampler:
         return self.max_mb
 
 
-async def hold_streams(url, body, n, on_all_open, deadline_s):
+async def hold_streams(url, body, n, on_all_open, deadline_s, auth=""):
     """Opens `n` streaming requests (one connection each), calls `on_all_open` once every one has
     its response head and first bytes, then reads each to its end. Returns counts and timings."""
-    host, port = url.split("//")[1].split("/")[0].split(":")
-    path = "/" + url.split("//")[1].split("/", 1)[1]
-    request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode()
+    host, port, request = raw_post(url, body, auth)
     opening = asyncio.Semaphore(OPENING_AT_ONCE)
     state = {"open": 0, "peak": 0, "all_open_at": None}
     all_open = asyncio.Event()
@@ -300,7 +308,8 @@ def streams_phase(gateway, base, sims, direct):
         r["fds_all_open"] = open_fds(gateway.pid)
         r["sim_rss_all_open_mb"] = [rss_mb(p.pid) for p in sim_procs]
 
-    r.update(asyncio.run(hold_streams(f"{base}/v1/chat/completions", chat, n, on_all_open, STREAM_SECONDS)))
+    r.update(asyncio.run(hold_streams(f"{base}/v1/chat/completions", chat, n, on_all_open, STREAM_SECONDS,
+                                      auth=GATEWAY_KEY)))
     r["cpu_us_per_stream"] = (cpu_seconds(gateway.pid) - cpu0) / max(n, 1) * 1e6
     r["rss_peak_mb"] = sampler.stop()
     r["rss_after_mb"] = rss_mb(gateway.pid)
@@ -384,14 +393,18 @@ def main():
     baseline, bm = start(["sim", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--workers", "1",
                           "--accept-unsigned"], r"listening on (http://\S+)")
     direct = bm.group(1)
+    # Limits on but never binding: their cost is measured, not their refusals.
     targets = "".join(f"""
       - model: {{ provider: bedrock, name: "{MODEL}", options: {{ bedrock: {{ aws_region: {r} }}, upstream_url: {m.group(1)} }} }}
-        auth: {{ aws_access_key_id: {KEY_ID}, aws_secret_access_key: "{SECRET}" }}"""
+        auth: {{ aws_access_key_id: {KEY_ID}, aws_secret_access_key: "{SECRET}" }}
+        limits: {{ rpm: {BIG_QUOTA}, tpm: {BIG_QUOTA} }}"""
                       for r, (_, m) in zip(("us-east-1", "us-west-2"), sims))
     config = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     # No max_concurrent_requests: unlimited, so phase 5's streams are all admitted.
     config.write(f"""
 server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }}
+consumers:
+  - {{ name: bench, api_key: "{GATEWAY_KEY}", limits: {{ rpm: {BIG_QUOTA}, tpm: {BIG_QUOTA} }} }}
 routes:
   - name: claude
     targets:{targets}
@@ -409,7 +422,7 @@ routes:
     reset_stats(sim_urls)
     cpu0 = cpu_seconds(gateway.pid)
     sim_cpu0 = sum(cpu_seconds(p.pid) for p, _ in sims)
-    r["max"] = wrk(f"{base}/v1/chat/completions", chat)
+    r["max"] = wrk(f"{base}/v1/chat/completions", chat, auth=GATEWAY_KEY)
     cpu1 = cpu_seconds(gateway.pid)
     r["cpu_us_per_request"] = (cpu1 - cpu0) / max(r["max"]["requests"], 1) * 1e6
     r["sim_cpu_us_per_request"] = (sum(cpu_seconds(p.pid) for p, _ in sims) - sim_cpu0) / max(r["max"]["requests"], 1) * 1e6
@@ -419,18 +432,19 @@ routes:
 
     # Phase 2: the same rate, half the gateway's maximum, through the gateway and direct.
     delay_ms = max(int(CONNECTIONS * 1000 / (r["max"]["rps"] / 2)), 1)
-    r["half"] = wrk(f"{base}/v1/chat/completions", chat, delay_ms=delay_ms)
+    r["half"] = wrk(f"{base}/v1/chat/completions", chat, delay_ms=delay_ms, auth=GATEWAY_KEY)
     r["direct_half"] = wrk(f"{direct}{converse_url}", converse, delay_ms=delay_ms)
     r["overhead"] = overhead_histogram(admin)
 
     # Phase 3: streaming time to first byte, direct and through the gateway.
     stream_body = json.dumps({"messages": [{"role": "user", "content": [{"text": "stream"}]}]})
     r["ttfb_direct"] = ttfb_ms(f"{direct}/model/{MODEL.replace(':', '%3A')}/converse-stream", stream_body)
-    r["ttfb_gateway"] = ttfb_ms(f"{base}/model/claude/converse-stream", stream_body)
+    r["ttfb_gateway"] = ttfb_ms(f"{base}/model/claude/converse-stream", stream_body, auth=GATEWAY_KEY)
 
     # Phase 4: CPU per streamed request.
     cpu0 = cpu_seconds(gateway.pid)
-    r["stream"] = wrk(f"{base}/model/claude/converse-stream", stream_body, seconds=max(SECONDS // 2, 3))
+    r["stream"] = wrk(f"{base}/model/claude/converse-stream", stream_body, seconds=max(SECONDS // 2, 3),
+                      auth=GATEWAY_KEY)
     cpu1 = cpu_seconds(gateway.pid)
     r["cpu_us_per_stream"] = (cpu1 - cpu0) / max(r["stream"]["requests"], 1) * 1e6
 
@@ -539,7 +553,9 @@ before the run {r['loadavg']}) on this machine: {os.cpu_count()} cores, {model.g
 {platform.system()} {platform.release()}. The machine is shared: other builds ran at the same time, so
 figures move by 10-20 % between runs.
 Gateway: release build, 1 worker, two simulated regions (`bedrock-balancer sim`, 1 worker each, zero
-latency) on loopback, round-robin, SigV4 signing, metrics on. Load generator: wrk, 2 threads,
+latency) on loopback, round-robin, SigV4 signing, a consumer API key checked on every request,
+consumer and target rpm/tpm limits (token estimate, reservation and settlement; quotas too large to
+refuse), metrics on. Load generator: wrk, 2 threads,
 {CONNECTIONS} connections, {SECONDS} s per phase; only 2xx answers count as throughput. The simulators
 share the same 2 cores, so every figure includes their cost too: the gateway alone is faster than these numbers.
 
