@@ -175,6 +175,16 @@ fn verify_parsed(
     verify(&parsed.request(), &parsed.body, lookup, region, now).map(|_| ())
 }
 
+/// [`verify_parsed`] with one known key, for a verifier in us-east-1.
+fn verify_in_us_east_1(parsed: &Parsed, key: &Key, now: OffsetDateTime) -> Result<(), AuthError> {
+    verify_parsed(
+        parsed,
+        std::slice::from_ref(key),
+        RegionPolicy::Only("us-east-1"),
+        now,
+    )
+}
+
 /// The suite signs for service "service"; the vanilla request re-scoped to bedrock (which breaks
 /// the suite's signature, so only the head checks can pass).
 fn vanilla_for_bedrock() -> (Parsed, Key) {
@@ -195,12 +205,7 @@ fn scope_checks_come_before_the_signature() {
     let signed_at = time::macros::datetime!(2015-08-30 12:36:00 UTC);
     // The suite signs for service "service"; everything before that check must pass.
     assert_eq!(
-        verify_parsed(
-            &parsed,
-            std::slice::from_ref(&key),
-            RegionPolicy::Only("us-east-1"),
-            signed_at
-        ),
+        verify_in_us_east_1(&parsed, &key, signed_at),
         Err(AuthError::WrongService)
     );
     assert_eq!(
@@ -223,23 +228,13 @@ fn stale_dates_and_missing_tokens_are_refused() {
     let (parsed, mut key) = vanilla_for_bedrock();
     let later = time::macros::datetime!(2015-08-30 12:42:00 UTC);
     assert_eq!(
-        verify_parsed(
-            &parsed,
-            std::slice::from_ref(&key),
-            RegionPolicy::Only("us-east-1"),
-            later
-        ),
+        verify_in_us_east_1(&parsed, &key, later),
         Err(AuthError::Expired("20150830T123600Z".to_owned()))
     );
     key.session_token = Some("token");
     let signed_at = time::macros::datetime!(2015-08-30 12:36:00 UTC);
     assert_eq!(
-        verify_parsed(
-            &parsed,
-            std::slice::from_ref(&key),
-            RegionPolicy::Only("us-east-1"),
-            signed_at
-        ),
+        verify_in_us_east_1(&parsed, &key, signed_at),
         Err(AuthError::BadSessionToken)
     );
     key.session_token = None;
