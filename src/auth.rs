@@ -70,7 +70,7 @@ impl Reason {
     fn of_sigv4(error: &AuthError) -> Self {
         match error {
             AuthError::Missing => Self::Missing,
-            AuthError::Malformed(_) | AuthError::WrongRegion(_) | AuthError::WrongService => {
+            AuthError::Malformed(_) | AuthError::WrongRegion(_) | AuthError::WrongService(_) => {
                 Self::Malformed
             }
             AuthError::UnknownKey => Self::UnknownAccessKey,

@@ -16,7 +16,8 @@ use time::macros::format_description;
 type HmacSha256 = Hmac<Sha256>;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-const SERVICE: &str = "bedrock";
+/// The signing name of Bedrock Runtime, which [`check_head`] and [`verify`] expect.
+const BEDROCK: &str = "bedrock";
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 /// AWS refuses a request whose `x-amz-date` is further than this from its own clock.
@@ -75,8 +76,8 @@ pub enum AuthError {
     UnknownKey,
     #[error("Credential should be scoped to a valid region, not '{0}'.")]
     WrongRegion(String),
-    #[error("Credential should be scoped to correct service: 'bedrock'.")]
-    WrongService,
+    #[error("Credential should be scoped to correct service: '{0}'.")]
+    WrongService(String),
     #[error("Signature expired: {0} is not within 5 minutes of the server time.")]
     Expired(String),
     #[error("The security token included in the request is invalid.")]
@@ -193,6 +194,17 @@ pub fn check_head<K: SigningKey>(
     region: RegionPolicy<'_>,
     now: OffsetDateTime,
 ) -> Result<HeadChecked<K>, AuthError> {
+    check_head_for(BEDROCK, req, lookup, region, now)
+}
+
+/// [`check_head`] for another service's signing name (the simulator's STS endpoint).
+pub fn check_head_for<K: SigningKey>(
+    service: &str,
+    req: &Request<'_>,
+    lookup: impl FnOnce(&str) -> Option<K>,
+    region: RegionPolicy<'_>,
+    now: OffsetDateTime,
+) -> Result<HeadChecked<K>, AuthError> {
     let authorization = header(req.headers, "authorization").ok_or(AuthError::Missing)?;
     let auth = parse_authorization(authorization)?;
     let key = lookup(&auth.access_key_id).ok_or(AuthError::UnknownKey)?;
@@ -201,8 +213,8 @@ pub fn check_head<K: SigningKey>(
     {
         return Err(AuthError::WrongRegion(auth.region));
     }
-    if auth.service != SERVICE {
-        return Err(AuthError::WrongService);
+    if auth.service != service {
+        return Err(AuthError::WrongService(service.to_owned()));
     }
     for required in ["host", "x-amz-date"] {
         if !auth.signed_headers.iter().any(|h| h == required) {

@@ -168,3 +168,71 @@ routes:
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+#[actix_rt::test]
+async fn serve_assumes_a_role_through_sts_and_signs_with_the_temporary_credentials() {
+    // The simulator doubles as STS: it accepts the base key (from the environment chain) for
+    // AssumeRole, then the temporary key and token it handed out for Bedrock calls.
+    let sim = sim::start(SimOptions::new("us-west-2")).await.unwrap();
+    let config = write_config(&format!(
+        r#"
+server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }}
+routes:
+  - name: claude
+    targets:
+      - model:
+          provider: bedrock
+          name: anthropic.claude-3-haiku-20240307-v1:0
+          options:
+            bedrock:
+              aws_region: us-west-2
+              aws_assume_role_arn: arn:aws:iam::123456789012:role/bedrock-invoke
+              aws_role_session_name: gateway-test
+              aws_sts_endpoint_url: {url}
+            upstream_url: {url}
+"#,
+        url = sim.url()
+    ));
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "text", "serve", "--config"])
+        .arg(config.path())
+        .env("AWS_ACCESS_KEY_ID", sim::DEFAULT_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", sim::DEFAULT_SECRET_ACCESS_KEY)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (public, admin) = wait_for_listening(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&format!("{admin}/readyz")).await != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "never ready (no credentials from STS?)"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut resp = awc::Client::default()
+        .post(format!("{public}/model/claude/converse"))
+        .insert_header(("content-type", "application/json"))
+        .send_body(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#)
+        .await
+        .unwrap();
+    let status_code = resp.status();
+    let _ = resp.body().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status_code, 200);
+    let stats = sim.stats();
+    assert_eq!(stats.assumed_roles, 1);
+    assert_eq!(stats.bad_signatures, 0);
+    let headers = &stats.last_request_headers;
+    assert!(
+        headers["authorization"].contains("Credential=ASIA"),
+        "signed with the temporary key: {}",
+        headers["authorization"]
+    );
+    assert!(headers["x-amz-security-token"].starts_with("sim-session-"));
+}

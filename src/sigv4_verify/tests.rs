@@ -206,7 +206,7 @@ fn scope_checks_come_before_the_signature() {
     // The suite signs for service "service"; everything before that check must pass.
     assert_eq!(
         verify_in_us_east_1(&parsed, &key, signed_at),
-        Err(AuthError::WrongService)
+        Err(AuthError::WrongService("bedrock".to_owned()))
     );
     assert_eq!(
         verify_parsed(

@@ -18,6 +18,7 @@ mod server;
 mod state;
 mod stats;
 mod stream;
+mod sts;
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -50,7 +51,7 @@ pub struct SimKey {
     pub session_token: Option<String>,
 }
 
-impl crate::sigv4_verify::SigningKey for &SimKey {
+impl crate::sigv4_verify::SigningKey for SimKey {
     fn secret_access_key(&self) -> &str {
         &self.secret_access_key
     }

@@ -1,5 +1,6 @@
-//! The actix-web surface: Bedrock Runtime's four model operations behind SigV4, and `/_sim/*`
-//! control endpoints for faults and stats.
+//! The actix-web surface: Bedrock Runtime's four model operations behind SigV4, STS
+//! `AssumeRole` at `/` (for targets that assume a role), and `/_sim/*` control endpoints for
+//! faults and stats.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -17,7 +18,7 @@ use super::faults::Faults;
 use super::models::{Family, parse_model_path};
 use super::state::SimState;
 use super::stream::{EVENT_STREAM, event_stream, silence};
-use super::{converse, invoke};
+use super::{converse, invoke, sts};
 use crate::sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
 /// Request bodies up to this size are accepted; Bedrock allows large multimodal prompts.
@@ -68,6 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 not_found("No such simulator control endpoint.")
             })),
     )
+    .route("/", web::post().to(sts::assume_role))
     .default_service(web::to(bedrock));
 }
 
@@ -115,7 +117,7 @@ async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>)
     let verified = sigv4::verify(
         &signed,
         &body,
-        |id| state.keys.iter().find(|k| k.access_key_id == id),
+        |id| state.key(id),
         RegionPolicy::Only(&state.region),
         OffsetDateTime::now_utc(),
     );
@@ -211,7 +213,7 @@ fn auth_error(error: &AuthError) -> SimError {
         AuthError::UnknownKey | AuthError::BadSessionToken => ErrorKind::UnrecognizedClient,
         AuthError::Malformed(_)
         | AuthError::WrongRegion(_)
-        | AuthError::WrongService
+        | AuthError::WrongService(_)
         | AuthError::Expired(_)
         | AuthError::ContentHashMismatch
         | AuthError::SignatureMismatch => ErrorKind::InvalidSignature,

@@ -1,6 +1,6 @@
 //! State shared by the simulator's workers and its handle.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use super::faults::Faults;
 use super::stats::Stats;
@@ -9,7 +9,8 @@ use super::{SimKey, SimOptions};
 #[derive(Debug)]
 pub struct SimState {
     pub region: String,
-    pub keys: Vec<SimKey>,
+    /// The configured keys, then the temporary ones its STS endpoint handed out.
+    keys: RwLock<Vec<SimKey>>,
     pub stats: Stats,
     pub accept_unsigned: bool,
     /// The faults and how many model requests they have seen, so `fail_every_nth` counts from a reset.
@@ -20,11 +21,27 @@ impl SimState {
     pub fn new(opts: &SimOptions) -> Self {
         Self {
             region: opts.region.clone(),
-            keys: opts.keys.clone(),
+            keys: RwLock::new(opts.keys.clone()),
             stats: Stats::new(&opts.region),
             accept_unsigned: opts.accept_unsigned,
             faults: Mutex::new((opts.faults.clone(), 0)),
         }
+    }
+
+    pub fn key(&self, access_key_id: &str) -> Option<SimKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|k| k.access_key_id == access_key_id)
+            .cloned()
+    }
+
+    pub fn add_key(&self, key: SimKey) {
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(key);
     }
 
     pub fn faults(&self) -> Faults {

@@ -15,6 +15,8 @@ pub struct StatsSnapshot {
     pub by_operation: BTreeMap<String, u64>,
     pub bad_signatures: u64,
     pub errors_injected: u64,
+    /// Temporary credentials handed out by the STS endpoint.
+    pub assumed_roles: u64,
     /// All headers of the last verified model request, names lower-cased.
     pub last_request_headers: BTreeMap<String, String>,
 }
@@ -49,6 +51,10 @@ impl Stats {
 
     pub fn bad_signature(&self) {
         self.with(|s| s.bad_signatures += 1);
+    }
+
+    pub fn assumed_role(&self) {
+        self.with(|s| s.assumed_roles += 1);
     }
 
     pub fn error_injected(&self) {
