@@ -216,19 +216,18 @@ fn stream_response(
     let sent_at = delivered.sent_at;
     obs.streaming_from(sent_at);
     let reader = FrameReader::new(delivered.response, delivered.lease, idle_timeout, abort);
-    let body = stream::unfold(Some((reader, obs)), move |state| async move {
-        let (mut reader, obs) = state?;
+    let body = stream::unfold(Some((reader, obs)), move |mut state| async move {
+        // Borrowed in place, not moved out: a moved-out copy would be a second slot for the whole
+        // state in this future, which every open stream holds.
+        let (reader, obs) = state.as_mut()?;
         match reader.next().await {
             Some(StreamItem::Frame(raw)) => {
                 obs.first_token(sent_at.elapsed());
-                Some((
-                    Ok::<Bytes, actix_web::Error>(raw.bytes),
-                    Some((reader, obs)),
-                ))
+                Some((Ok::<Bytes, actix_web::Error>(raw.bytes), state))
             }
             Some(StreamItem::Failed(failure)) => {
                 obs.set_error_kind("stream_error");
-                stream_end(&reader, &obs, sent_at);
+                stream_end(reader, obs, sent_at);
                 let (StreamFailure::Broken(message) | StreamFailure::Corrupt(message)) = &failure;
                 Some((
                     Ok(exception_frame("internalServerException", message)),
@@ -236,7 +235,7 @@ fn stream_response(
                 ))
             }
             None => {
-                stream_end(&reader, &obs, sent_at);
+                stream_end(reader, obs, sent_at);
                 None
             }
         }

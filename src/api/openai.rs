@@ -384,8 +384,11 @@ fn sse_response(
         route.balancer_config.read_timeout,
         abort,
     );
-    let body = stream::unfold(Some((reader, translator, obs)), move |state| async move {
-        let (mut reader, mut translator, obs) = state?;
+    let state = Some((reader, translator, obs));
+    let body = stream::unfold(state, move |mut state| async move {
+        // Borrowed in place, not moved out: a moved-out copy would be a second slot for the whole
+        // state in this future, which every open stream holds.
+        let (reader, translator, obs) = state.as_mut()?;
         let mut out = Vec::new();
         loop {
             let item = reader.next().await;
@@ -393,9 +396,9 @@ fn sse_response(
                 Some(StreamItem::Frame(_)) => obs.first_token(sent_at.elapsed()),
                 Some(StreamItem::Failed(_)) => {
                     obs.set_error_kind("stream_error");
-                    stream_end(&reader, &obs, sent_at);
+                    stream_end(reader, obs, sent_at);
                 }
-                None => stream_end(&reader, &obs, sent_at),
+                None => stream_end(reader, obs, sent_at),
             }
             match item {
                 Some(StreamItem::Frame(raw)) => match raw.frame {
@@ -405,7 +408,7 @@ fn sse_response(
                     } => {
                         if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
                             obs.set_error_kind("stream_error");
-                            stream_end(&reader, &obs, sent_at);
+                            stream_end(reader, obs, sent_at);
                             translator.on_exception(
                                 "internalServerException",
                                 &e.to_string(),
@@ -422,13 +425,13 @@ fn sse_response(
                             .unwrap_or_else(|| exception_type.clone());
                         translator.on_exception(&exception_type, &message, &mut out);
                         obs.set_error_kind("stream_error");
-                        stream_end(&reader, &obs, sent_at);
+                        stream_end(reader, obs, sent_at);
                         return Some((Ok(Bytes::from(out)), None));
                     }
                     Frame::Error { code, message } => {
                         translator.on_exception(&code, &message, &mut out);
                         obs.set_error_kind("stream_error");
-                        stream_end(&reader, &obs, sent_at);
+                        stream_end(reader, obs, sent_at);
                         return Some((Ok(Bytes::from(out)), None));
                     }
                 },
@@ -442,7 +445,7 @@ fn sse_response(
                 }
             }
             if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), Some((reader, translator, obs))));
+                return Some((Ok(Bytes::from(out)), state));
             }
         }
     });
