@@ -3,7 +3,8 @@
 Phases:
   1. maximum rate: wrk, 32 connections, OpenAI chat through the gateway;
   2. overhead at half that rate: the same rate through the gateway and straight at a simulator,
-     latency percentiles of each and their difference, plus the gateway's own `overhead_seconds`;
+     latency percentiles of each and their difference (median of alternating rounds), plus the
+     gateway's own `overhead_seconds`;
   3. streaming time to first byte, direct and through the gateway;
   4. CPU seconds per request (from /proc) and RSS idle and after load;
   5. RSS with (up to) 10,000 streams held open at once (the simulators pace their events);
@@ -38,6 +39,8 @@ MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 # The gateway runs as in production: a consumer key on every request, consumer and target limits
 # (set far above what a benchmark can send, so they cost their checks but never refuse).
 GATEWAY_KEY = "bench-consumer-key"
+# Rounds of the half-rate comparison (gateway, then direct, alternating).
+HALF_ROUNDS = int(os.environ.get("BENCH_HALF_ROUNDS", "3"))
 BIG_QUOTA = 4_000_000_000
 # Streams held open at once in phase 5, and how long each lasts.
 STREAMS = int(os.environ.get("BENCH_STREAMS", "10000"))
@@ -432,8 +435,16 @@ routes:
 
     # Phase 2: the same rate, half the gateway's maximum, through the gateway and direct.
     delay_ms = max(int(CONNECTIONS * 1000 / (r["max"]["rps"] / 2)), 1)
-    r["half"] = wrk(f"{base}/v1/chat/completions", chat, delay_ms=delay_ms, auth=GATEWAY_KEY)
-    r["direct_half"] = wrk(f"{direct}{converse_url}", converse, delay_ms=delay_ms)
+    # Alternating rounds, so a burst of outside load on this shared machine skews one round, not
+    # the figure: each quantile's overhead is the median over rounds.
+    r["half_rounds"] = []
+    for _ in range(HALF_ROUNDS):
+        gw = wrk(f"{base}/v1/chat/completions", chat, delay_ms=delay_ms, auth=GATEWAY_KEY)
+        dr = wrk(f"{direct}{converse_url}", converse, delay_ms=delay_ms)
+        r["half_rounds"].append((gw, dr))
+    # The round whose p99 overhead is the median supplies the latency rows.
+    by_p99 = sorted(r["half_rounds"], key=lambda rd: rd[0]["p99_ms"] - rd[1]["p99_ms"])
+    r["half"], r["direct_half"] = by_p99[len(by_p99) // 2]
     r["overhead"] = overhead_histogram(admin)
 
     # Phase 3: streaming time to first byte, direct and through the gateway.
@@ -501,20 +512,27 @@ def write_report(out, r):
         f"{h['fd_limit']:,} open files, a hard limit it cannot raise)")
     micro = micro_section()
     pick_ns, sign_us = micro_figures(micro)
-    overhead = (r["half"]["p50_ms"] - r["direct_half"]["p50_ms"], r["half"]["p99_ms"] - r["direct_half"]["p99_ms"],
-                r["half"]["p999_ms"] - r["direct_half"]["p999_ms"])
+    def median_overhead(q):
+        diffs = sorted(gw[q] - dr[q] for gw, dr in r["half_rounds"])
+        return diffs[len(diffs) // 2]
+
+    overhead = tuple(median_overhead(q) for q in ("p50_ms", "p99_ms", "p999_ms"))
+    rounds = "; ".join(f"{gw['p50_ms'] - dr['p50_ms']:.2f} / {gw['p99_ms'] - dr['p99_ms']:.2f}"
+                       for gw, dr in r["half_rounds"])
     ttfb = (r["ttfb_gateway"]["p50"] - r["ttfb_direct"]["p50"], r["ttfb_gateway"]["p99"] - r["ttfb_direct"]["p99"])
     ratio = r["max"]["rps"] / max(lt["max"]["rps"], 1e-9) if lt else None
-    memory_note = "" if all_held and rss_10k <= 256 else f"""- **Memory per open stream** ({per_stream_kb:.0f} KB) is connection state, not translation. Measured
-  once by hand at 3,000 streams: native ConverseStream streams cost the same as OpenAI ones (28.6 vs
-  29.4 KB), and jemalloc's statistics (preloaded for the experiment) show four live 8 KB buffers per
-  stream, 98 of the 134 MB allocated: actix-http's server dispatcher and awc's client connection
-  each keep an 8 KB read and an 8 KB write buffer (constants in actix-http and actix-codec, not
-  configurable); next come one block each of about 3.5, 3 and 1.5 KB. jemalloc itself changed
-  nothing (28.8 KB per stream). Plan: an upstream change making those buffer sizes configurable
-  (or releasing awc's write buffer once the request is sent, and the server's read buffer once
-  the request is read), which would save up to 16 KB per stream; against real Bedrock, TLS adds
-  its own buffers, while HTTP/2 (which awc negotiates over TLS) would share upstream connections.
+    verdict = "within" if all_held and rss_10k <= 256 else "over"
+    memory_note = f"""- **Memory per open stream** ({per_stream_kb:.1f} KB, {verdict} the 256 MB budget at 10,000) is mostly
+  connection state. A heaptrack profile of 1,000 held OpenAI streams showed per stream: four 8 KB
+  buffers (actix-http's server dispatcher and awc's client connection each keep a read and a write
+  `BytesMut`; constants in actix-http / actix-codec, not configurable), actix's connection task
+  (2.8 KB), the SSE body future and small pieces (decoder, `Obs`, I/O registrations). Two of ours
+  were cut: the stream reader kept awc's whole response, whose header map cost 3.4 KB, and now keeps
+  only its payload; the SSE body future held its state twice across an `.await` (1.4 -> 0.7 KB).
+  That took a stream from 28.6 to about 24.7 KB. Further savings need an upstream change making
+  those buffer sizes configurable (or releasing awc's write buffer once the request is sent), up to
+  16 KB per stream; against real Bedrock, TLS adds its own buffers, while HTTP/2 (which awc
+  negotiates over TLS) would share upstream connections.
 """
     overhead_note = "" if overhead[0] <= 0.3 and overhead[1] <= 1.0 else f"""- **Overhead at half rate** was missed in this run while the gateway's own time per request
   (`overhead_seconds`) stayed at or under {r['overhead']['p999_ms_le']:.2f} ms at p99.9: the rest is waiting for a CPU that wrk,
@@ -571,7 +589,8 @@ share the same 2 cores, so every figure includes their cost too: the gateway alo
 | rate at "half" (wrk per-connection delay), gateway / direct | {r['half']['rps']:.0f} / {r['direct_half']['rps']:.0f} req/s, {r['half']['errors']} errors |
 | latency at half rate through the gateway p50 / p99 / p99.9 | {r['half']['p50_ms']:.2f} / {r['half']['p99_ms']:.2f} / {r['half']['p999_ms']:.2f} ms |
 | latency at half rate direct p50 / p99 / p99.9 | {r['direct_half']['p50_ms']:.2f} / {r['direct_half']['p99_ms']:.2f} / {r['direct_half']['p999_ms']:.2f} ms |
-| **overhead (difference) p50 / p99 / p99.9** | **{overhead[0]:.2f} / {overhead[1]:.2f} / {overhead[2]:.2f} ms** |
+| **overhead (difference) p50 / p99 / p99.9, median of {HALF_ROUNDS} alternating rounds** | **{overhead[0]:.2f} / {overhead[1]:.2f} / {overhead[2]:.2f} ms** |
+| overhead p50 / p99 in each round | {rounds} ms |
 | gateway self time (`overhead_seconds`, bucket upper bounds) p50 / p99 / p99.9 | <= {r['overhead']['p50_ms_le']:.2f} / <= {r['overhead']['p99_ms_le']:.2f} / <= {r['overhead']['p999_ms_le']:.2f} ms over {r['overhead']['count']} requests |
 | gateway CPU per non-streaming chat request | {r['cpu_us_per_request']:.0f} us |
 | gateway CPU per streamed request (native ConverseStream) | {r['cpu_us_per_stream']:.0f} us ({r['stream']['rps']:.0f} streams/s) |
