@@ -1,7 +1,12 @@
 //! Structured logs: one JSON object per line by default (for log pipelines), or text for humans.
 
 use clap::ValueEnum;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+/// Lines queued for the writer thread. Beyond this (a log pipe stalled for longer than that many
+/// requests take) lines are dropped rather than make requests wait for the log.
+const QUEUED_LINES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -9,14 +14,20 @@ pub enum LogFormat {
     Text,
 }
 
-/// `RUST_LOG` overrides the default level (`info`).
-pub fn init(format: LogFormat) {
+/// `RUST_LOG` overrides the default level (`info`). Lines are written to stderr by a background
+/// thread, so a slow log pipe never stalls a worker; keep the guard until exit, it flushes them.
+pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES)
+        .lossy(true)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    guard
 }

@@ -47,7 +47,8 @@ const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // Dropped when `main` returns, flushing the last log lines.
+    let _log_writer = logging::init(cli.log_format);
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(config) => {
