@@ -37,6 +37,18 @@ pub struct Request<'a> {
 }
 
 /// A received header map in the shape [`Request::headers`] takes.
+impl<'a> Request<'a> {
+    /// An actix request as the verifier sees it; `headers` is its [`header_list`].
+    pub fn of(req: &'a actix_web::HttpRequest, headers: &'a [(String, String)]) -> Self {
+        Self {
+            method: req.method().as_str(),
+            path: req.uri().path().as_bytes(),
+            query: req.uri().query().unwrap_or(""),
+            headers,
+        }
+    }
+}
+
 pub fn header_list(headers: &actix_web::http::header::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()

@@ -92,6 +92,48 @@ async fn status(url: &str) -> Option<u16> {
         .map(|r| r.status().as_u16())
 }
 
+/// One Converse call through the gateway; its status.
+async fn converse(public: &str) -> u16 {
+    let mut resp = awc::Client::default()
+        .post(format!("{public}/model/claude/converse"))
+        .insert_header(("content-type", "application/json"))
+        .send_body(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#)
+        .await
+        .unwrap();
+    let _ = resp.body().await;
+    resp.status().as_u16()
+}
+
+/// `serve` with AWS credentials only in its environment (the default chain's first source);
+/// returns once `/readyz` says the credentials loaded.
+async fn serve_with_env_credentials(
+    config: &std::path::Path,
+    (key_id, secret, token): (&str, &str, Option<&str>),
+) -> (Child, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--log-format", "text", "serve", "--config"])
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    match token {
+        Some(token) => command.env("AWS_SESSION_TOKEN", token),
+        None => command.env_remove("AWS_SESSION_TOKEN"),
+    };
+    let mut child = command.spawn().unwrap();
+    let (public, admin) = wait_for_listening(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&format!("{admin}/readyz")).await != Some(200) {
+        assert!(Instant::now() < deadline, "never ready: no credentials?");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    (child, public, admin)
+}
+
 #[actix_rt::test]
 async fn serve_signs_with_the_credential_chain_and_drains_on_sigterm() {
     let mut options = SimOptions::new("us-west-2");
@@ -114,32 +156,16 @@ routes:
 "#,
         sim.url()
     ));
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "text", "serve", "--config"])
-        .arg(config.path())
-        .env("AWS_ACCESS_KEY_ID", "ASIAENVCHAIN")
-        .env("AWS_SECRET_ACCESS_KEY", "env-chain-secret")
-        .env("AWS_SESSION_TOKEN", "env-chain-session-token")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (public, admin) = wait_for_listening(&mut child);
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status(&format!("{admin}/readyz")).await != Some(200) {
-        assert!(Instant::now() < deadline, "never ready");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut resp = awc::Client::default()
-        .post(format!("{public}/model/claude/converse"))
-        .insert_header(("content-type", "application/json"))
-        .send_body(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#)
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{:?}", resp.body().await);
+    let (mut child, public, admin) = serve_with_env_credentials(
+        config.path(),
+        (
+            "ASIAENVCHAIN",
+            "env-chain-secret",
+            Some("env-chain-session-token"),
+        ),
+    )
+    .await;
+    assert_eq!(converse(&public).await, 200);
     let stats = sim.stats();
     assert_eq!(stats.bad_signatures, 0);
     assert_eq!(
@@ -193,35 +219,16 @@ routes:
 "#,
         url = sim.url()
     ));
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "text", "serve", "--config"])
-        .arg(config.path())
-        .env("AWS_ACCESS_KEY_ID", sim::DEFAULT_ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", sim::DEFAULT_SECRET_ACCESS_KEY)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (public, admin) = wait_for_listening(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status(&format!("{admin}/readyz")).await != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "never ready (no credentials from STS?)"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut resp = awc::Client::default()
-        .post(format!("{public}/model/claude/converse"))
-        .insert_header(("content-type", "application/json"))
-        .send_body(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#)
-        .await
-        .unwrap();
-    let status_code = resp.status();
-    let _ = resp.body().await;
+    let (mut child, public, _admin) = serve_with_env_credentials(
+        config.path(),
+        (
+            sim::DEFAULT_ACCESS_KEY_ID,
+            sim::DEFAULT_SECRET_ACCESS_KEY,
+            None,
+        ),
+    )
+    .await;
+    let status_code = converse(&public).await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(status_code, 200);

@@ -108,12 +108,7 @@ async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>)
     let started = Instant::now();
     state.stats.request();
     let headers = sigv4::header_list(req.headers());
-    let signed = sigv4::Request {
-        method: req.method().as_str(),
-        path: req.uri().path().as_bytes(),
-        query: req.uri().query().unwrap_or(""),
-        headers: &headers,
-    };
+    let signed = sigv4::Request::of(&req, &headers);
     let verified = sigv4::verify(
         &signed,
         &body,

@@ -25,12 +25,7 @@ pub async fn assume_role(
     state: web::Data<SimState>,
 ) -> HttpResponse {
     let headers = sigv4::header_list(req.headers());
-    let signed = sigv4::Request {
-        method: req.method().as_str(),
-        path: req.uri().path().as_bytes(),
-        query: req.uri().query().unwrap_or(""),
-        headers: &headers,
-    };
+    let signed = sigv4::Request::of(&req, &headers);
     // STS is global: callers sign for whichever region their SDK is configured with.
     let verified = sigv4::check_head_for(
         SERVICE,
