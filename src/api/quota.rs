@@ -9,9 +9,7 @@ use crate::config::RouteType;
 use crate::error::{GatewayError, LimitScope};
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::limits::estimate::{self, BodyTokens, DEFAULT_MAX_TOKENS};
-use crate::limits::{Meter, Refusal, Reservation};
-use crate::metrics;
-use crate::upstream::forward::retry_after_secs;
+use crate::limits::{self, Meter, Reservation};
 
 /// The limits a request of `consumer` on `route` must pass.
 pub struct Quota {
@@ -81,20 +79,10 @@ impl Quota {
             .into_iter()
             .map(|t| t.reservation(self.default_max))
             .fold(0u32, u32::saturating_add);
-        match meter.admit(wanted).await {
-            Ok(reservation) => Ok(Some(Arc::new(reservation))),
-            Err(Refusal::Wait(wait)) => {
-                metrics::rate_limited("consumer");
-                Err(GatewayError::RateLimited {
-                    scope: LimitScope::Consumer,
-                    retry_after_secs: retry_after_secs(wait),
-                })
-            }
-            Err(Refusal::TooLarge { cap, requested }) => Err(GatewayError::ExceedsTokenLimit {
-                scope: LimitScope::Consumer,
-                requested,
-                cap,
-            }),
-        }
+        meter
+            .admit(wanted)
+            .await
+            .map(|reservation| Some(Arc::new(reservation)))
+            .map_err(|refusal| limits::refused(LimitScope::Consumer, refusal))
     }
 }

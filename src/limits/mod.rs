@@ -14,7 +14,38 @@ pub use consumers::ConsumerLimits;
 pub use meter::{Meter, Reservation};
 pub use shared::{Remaining, SharedLimits};
 
+use std::time::Duration;
+
 use crate::config::{Limits, RateLimitBackend};
+use crate::error::{GatewayError, LimitScope};
+use crate::metrics;
+
+/// The client's answer when `scope`'s limits refuse a request: a 429 that says when to retry
+/// (counted in `rate_limited_total`), or a 400 when waiting would not help.
+pub fn refused(scope: LimitScope, refusal: Refusal) -> GatewayError {
+    match refusal {
+        Refusal::Wait(wait) => {
+            metrics::rate_limited(match scope {
+                LimitScope::Consumer => "consumer",
+                LimitScope::Targets => "all_targets",
+            });
+            GatewayError::RateLimited {
+                scope,
+                retry_after_secs: retry_after_secs(wait),
+            }
+        }
+        Refusal::TooLarge { cap, requested } => GatewayError::ExceedsTokenLimit {
+            scope,
+            requested,
+            cap,
+        },
+    }
+}
+
+/// `Retry-After` in whole seconds, never 0 (a client would retry at once and be refused again).
+fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
 
 /// Where meters keep their state. Built once per config; a reload with the same Redis URL keeps
 /// the connection.
@@ -91,5 +122,21 @@ impl Backend {
             (Self::Shared { redis: a, .. }, Self::Shared { redis: b, .. }) => Arc::ptr_eq(a, b),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after_secs;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
+        let ms = Duration::from_millis;
+        assert_eq!(retry_after_secs(ms(0)), 1);
+        assert_eq!(retry_after_secs(ms(1)), 1);
+        assert_eq!(retry_after_secs(ms(1_000)), 1);
+        assert_eq!(retry_after_secs(ms(1_001)), 2);
+        assert_eq!(retry_after_secs(ms(29_250)), 30);
     }
 }

@@ -20,7 +20,7 @@ use crate::config::FailoverCriterion;
 use crate::error::{GatewayError, LimitScope};
 use crate::gateway::RouteRuntime;
 use crate::limits::estimate::{BodyTokens, DEFAULT_MAX_TOKENS};
-use crate::limits::{Refusal, Reservation};
+use crate::limits::{self, Refusal, Reservation};
 use crate::metrics::{self, Obs};
 use crate::target::{Health, Outcome, TargetRuntime};
 
@@ -228,20 +228,7 @@ pub async fn forward(
         }
     }
     Err(match (last, refused) {
-        (None, Some(Refusal::Wait(wait))) => {
-            metrics::rate_limited("all_targets");
-            ProxyError::Gateway(GatewayError::RateLimited {
-                scope: LimitScope::Targets,
-                retry_after_secs: retry_after_secs(wait),
-            })
-        }
-        (None, Some(Refusal::TooLarge { cap, requested })) => {
-            ProxyError::Gateway(GatewayError::ExceedsTokenLimit {
-                scope: LimitScope::Targets,
-                requested,
-                cap,
-            })
-        }
+        (None, Some(refusal)) => ProxyError::Gateway(limits::refused(LimitScope::Targets, refusal)),
         (None, None) => ProxyError::Gateway(GatewayError::NoTarget {
             route: route.name.clone(),
         }),
@@ -274,11 +261,6 @@ async fn admit_target(
         .admit(tokens.reservation(default_max))
         .await
         .map(|r| Some(Arc::new(r)))
-}
-
-/// `Retry-After` in whole seconds, never 0 (a client would retry at once and be refused again).
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl AttemptFailure {
@@ -420,20 +402,4 @@ pub async fn read_success_body(
     };
     delivered.lease.set_outcome(Outcome::Failure);
     Err(ProxyError::Gateway(failure))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::retry_after_secs;
-    use std::time::Duration;
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
-        let ms = Duration::from_millis;
-        assert_eq!(retry_after_secs(ms(0)), 1);
-        assert_eq!(retry_after_secs(ms(1)), 1);
-        assert_eq!(retry_after_secs(ms(1_000)), 1);
-        assert_eq!(retry_after_secs(ms(1_001)), 2);
-        assert_eq!(retry_after_secs(ms(29_250)), 30);
-    }
 }
