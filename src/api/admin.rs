@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::state::AppState;
 use crate::clock;
-use crate::config::{Limits, TokensCountStrategy};
+use crate::config::TokensCountStrategy;
 use crate::target::{Health, TargetRuntime};
 
 /// Alive: the process answers. Deliberately checks nothing else, so a restart is never triggered
@@ -64,11 +64,8 @@ struct LimitView {
 }
 
 async fn limit_view(target: &TargetRuntime) -> Option<LimitView> {
-    let meter = target.limits.as_ref()?;
+    let meter = target.quota()?;
     let limits = meter.limits();
-    if limits == Limits::default() {
-        return None;
-    }
     let remaining = meter.remaining().await;
     Some(LimitView {
         rpm: limits.rpm.map(NonZeroU32::get),
@@ -137,11 +134,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut remaining = Vec::new();
     for route in gateway.routes() {
         for t in &route.balancer.roster().targets {
-            if let Some(meter) = t
-                .limits
-                .as_ref()
-                .filter(|m| m.limits() != Limits::default())
-            {
+            if let Some(meter) = t.quota() {
                 remaining.push((t.label.clone(), meter.remaining().await));
             }
         }

@@ -63,6 +63,14 @@ impl TargetRuntime {
         })
     }
 
+    /// The meter, if the target has `rpm` / `tpm` to show (with Redis, a target without limits
+    /// still has a meter, for its shared cooldown).
+    pub fn quota(&self) -> Option<&Meter> {
+        self.limits
+            .as_deref()
+            .filter(|m| m.limits() != crate::config::Limits::default())
+    }
+
     pub fn report(&self, outcome: Outcome) {
         self.actor.report(outcome);
     }
