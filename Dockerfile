@@ -7,10 +7,16 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+COPY sim/Cargo.toml sim/
+COPY sigv4-verify/Cargo.toml sigv4-verify/
+RUN mkdir -p src sim/src sigv4-verify/src && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs sim/src/lib.rs sigv4-verify/src/lib.rs \
     && cargo build --release --locked || true
 COPY src ./src
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+COPY sim/src ./sim/src
+COPY sigv4-verify/src ./sigv4-verify/src
+RUN touch src/main.rs src/lib.rs sim/src/lib.rs sigv4-verify/src/lib.rs \
+    && cargo build --release --locked
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::config::Consumer;
 use crate::error::GatewayError;
-use crate::sigv4_verify::{self as sigv4, AuthError, HeadChecked, RegionPolicy, SigningKey};
+use sigv4_verify::{self as sigv4, AuthError, HeadChecked, RegionPolicy, SigningKey};
 
 const API_KEY_HEADER: &str = "x-api-key";
 const BEARER: &str = "bearer ";

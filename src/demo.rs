@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::{app, config, sim};
+use bedrock_balancer::{app, config};
+use bedrock_balancer_sim as sim;
 
 /// The regions the demo simulates, and the variable `config/demo.yaml` reads each one's URL from.
 const REGIONS: [(&str, &str); 3] = [

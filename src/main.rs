@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bedrock_balancer::logging::{self, LogFormat};
-use bedrock_balancer::{app, config, demo, sim};
+use bedrock_balancer::{app, config};
+use bedrock_balancer_sim as sim;
+
+mod demo;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bedrock_balancer::sim::{self, SimKey, SimOptions};
+use bedrock_balancer_sim::{self as sim, SimKey, SimOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bedrock-balancer");
 

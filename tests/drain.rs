@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bedrock_balancer::eventstream::{Decoder, Frame};
-use bedrock_balancer::sim::{self, Faults, SimOptions};
+use bedrock_balancer_sim::{self as sim, Faults, SimOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bedrock-balancer");
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";

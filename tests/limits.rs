@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bedrock_balancer::sim::Faults;
+use bedrock_balancer_sim::Faults;
 use common::*;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";

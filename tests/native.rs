@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bedrock_balancer::eventstream::{Decoder, Frame};
-use bedrock_balancer::sim::Faults;
+use bedrock_balancer_sim::Faults;
 use common::*;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bedrock_balancer::sim::Faults;
+use bedrock_balancer_sim::Faults;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bedrock_balancer::sim::Faults;
+use bedrock_balancer_sim::Faults;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::Value;

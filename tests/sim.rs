@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bedrock_balancer::sim::{self, Faults, SimHandle, SimOptions};
+use bedrock_balancer_sim::{self as sim, Faults, SimHandle, SimOptions};
 use serde_json::{Value, json};
 
 mod common;

@@ -3,7 +3,7 @@
 
 use bedrock_balancer::app::{self, Running};
 use bedrock_balancer::config;
-use bedrock_balancer::sim::{self, Faults, SimHandle, SimOptions};
+use bedrock_balancer_sim::{self as sim, Faults, SimHandle, SimOptions};
 
 pub const KEY_ID: &str = "AKIDEXAMPLE";
 pub const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::SimKey;
 use super::state::SimState;
-use crate::sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
+use sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
 /// STS's signing name.
 const SERVICE: &str = "sts";

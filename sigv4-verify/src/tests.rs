@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 fn suite() -> PathBuf {
     Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/sigv4/v4"
+        "/../../shared/fixtures/sigv4/v4"
     ))
     .to_path_buf()
 }

@@ -4,7 +4,7 @@
 //!
 //! It shares no code with the gateway's signing, translation or event-stream encoding: it exists to
 //! check what the gateway produces, so a shared bug would cancel out. Its SigV4 verifier
-//! ([`crate::sigv4_verify`]) is written by hand, apart from the gateway's signer (aws-sigv4); the
+//! ([`sigv4_verify`]) is written by hand, apart from the gateway's signer (aws-sigv4); the
 //! gateway uses the same verifier for its own clients.
 
 mod args;
@@ -51,7 +51,7 @@ pub struct SimKey {
     pub session_token: Option<String>,
 }
 
-impl crate::sigv4_verify::SigningKey for SimKey {
+impl sigv4_verify::SigningKey for SimKey {
     fn secret_access_key(&self) -> &str {
         &self.secret_access_key
     }

@@ -19,7 +19,7 @@ use super::models::{Family, parse_model_path};
 use super::state::SimState;
 use super::stream::{EVENT_STREAM, event_stream, silence};
 use super::{converse, invoke, sts};
-use crate::sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
+use sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
 /// Request bodies up to this size are accepted; Bedrock allows large multimodal prompts.
 pub const BODY_LIMIT: usize = 20 * 1024 * 1024;
