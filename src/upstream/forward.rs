@@ -26,7 +26,7 @@ use crate::target::{Health, Outcome, TargetRuntime};
 
 /// Everything but RFC 3986's unreserved characters, as AWS SDKs encode a path label: `:` in a
 /// model id becomes `%3A`, the `/` of an ARN `%2F`.
-const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

@@ -343,3 +343,6 @@ fn cmp_ignore_case(a: &str, b: &str) -> Ordering {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod equivalence;
