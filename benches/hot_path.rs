@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
+use bedrock_balancer::aws::sign::{BEDROCK_SERVICE, Signer, Unsigned};
+use bedrock_balancer::backend::TargetRuntime;
 use bedrock_balancer::balance::Roster;
 use bedrock_balancer::config::{self, Config};
 use bedrock_balancer::eventstream::{Decoder, Frame};
-use bedrock_balancer::target::TargetRuntime;
 use bedrock_balancer::translate::{self, ChatStreamTranslator};
-use bedrock_balancer::upstream::sign::{BEDROCK_SERVICE, Signer, Unsigned};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn config_with(targets: usize, algorithm: &str) -> Config {

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
+use crate::backend::TargetRuntime;
 use crate::balance::BalancerHandle;
+use crate::balance::retry_budget::RetryBudget;
 use crate::config::{BalancerConfig, Config, RouteType};
 use crate::limits::{Backend, ConsumerLimits};
-use crate::target::TargetRuntime;
-use crate::upstream::retry_budget::RetryBudget;
 
 pub struct RouteRuntime {
     pub name: String,

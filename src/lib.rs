@@ -3,6 +3,8 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod aws;
+pub mod backend;
 pub mod balance;
 pub mod clock;
 pub mod config;
@@ -14,6 +16,5 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;
-pub mod target;
 pub mod translate;
 pub mod upstream;

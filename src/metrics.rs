@@ -20,10 +20,10 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::backend::TargetRuntime;
 use crate::clock;
 use crate::gateway::Gateway;
 use crate::limits::Remaining;
-use crate::target::TargetRuntime;
 
 /// Label value for anything not named in config (an unknown route).
 pub const OTHER: &str = "other";

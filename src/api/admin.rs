@@ -7,9 +7,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::state::AppState;
+use crate::backend::{Health, TargetRuntime};
 use crate::clock;
 use crate::config::TokensCountStrategy;
-use crate::target::{Health, TargetRuntime};
 
 /// Alive: the process answers. Deliberately checks nothing else, so a restart is never triggered
 /// by an upstream outage.

@@ -11,7 +11,7 @@ use actix_web::test::TestRequest;
 use aws_credential_types::Credentials;
 
 use super::*;
-use crate::upstream::sign::tests::sdk_sign;
+use crate::aws::sign::tests::sdk_sign;
 
 const TEAM_A_KEY: &str = "sk-team-a-0123456789";
 const TEAM_B_KEY: &str = "sk-team-b-9876543210";

@@ -7,8 +7,8 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 
 use super::roster::Roster;
+use crate::backend::TargetRuntime;
 use crate::config::BalancerConfig;
-use crate::target::TargetRuntime;
 
 pub struct BalancerActor {
     route: String,

@@ -18,9 +18,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backend::{Health, Outcome, TargetRuntime, UsageSample};
 use crate::clock;
 use crate::limits::Reservation;
-use crate::target::{Health, Outcome, TargetRuntime, UsageSample};
 
 /// Tokens in a per-1M-token price.
 const TOKENS_PER_PRICE_UNIT: f64 = 1_000_000.0;

@@ -3,7 +3,7 @@
 //! Peak-EWMA latency (whole request, `e2e`, or time per output token, `tpot`) times
 //! `in_flight + 1`, divided by its weight; the cheapest ready target wins.
 //!
-//! Peak-EWMA (see [`crate::target::ewma`]) jumps up on a slow sample and decays with a 10 s time
+//! Peak-EWMA (see [`crate::backend::ewma`]) jumps up on a slow sample and decays with a 10 s time
 //! constant, so a target that slows down loses traffic at once. Two rules keep a target from being
 //! shut out for good: a target with no sample yet is costed like the best sampled one, and with
 //! probability [`EXPLORE_PROBABILITY`] the pick ignores cost and tries targets in a random order,

@@ -10,6 +10,7 @@ pub mod lowest_latency;
 pub mod lowest_usage;
 pub mod p2c;
 pub mod priority;
+pub mod retry_budget;
 pub mod roster;
 pub mod round_robin;
 pub mod strategy;

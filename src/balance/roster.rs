@@ -10,8 +10,8 @@ use super::p2c::P2cEwma;
 use super::priority::Priority;
 use super::round_robin::RoundRobin;
 use super::strategy::{Load, PickContext, Strategy};
+use crate::backend::TargetRuntime;
 use crate::config::{Algorithm, BalancerConfig, LatencyStrategy, TokensCountStrategy};
-use crate::target::TargetRuntime;
 
 pub struct Roster {
     pub targets: Vec<Arc<TargetRuntime>>,

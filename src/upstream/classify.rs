@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::target::Outcome;
+use crate::backend::Outcome;
 
 /// Bedrock's error name without the `:namespace` suffix AWS appends in `x-amzn-errortype`, and
 /// with the lowerCamel first letter of stream exceptions raised (`throttlingException`).

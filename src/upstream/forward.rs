@@ -8,12 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
 use bytes::Bytes;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
 use super::backoff;
 use super::classify::{error_name, outcome_for_status, parse_retry_after};
 use super::operation::Operation;
-use super::sign::Unsigned;
+use crate::aws::sign::{PATH_LABEL, Unsigned};
+use crate::backend::{Health, Outcome, TargetRuntime};
 use crate::balance::Lease;
 use crate::clock;
 use crate::config::FailoverCriterion;
@@ -22,15 +23,6 @@ use crate::gateway::RouteRuntime;
 use crate::limits::estimate::{BodyTokens, DEFAULT_MAX_TOKENS};
 use crate::limits::{self, Refusal, Reservation};
 use crate::metrics::{self, Obs};
-use crate::target::{Health, Outcome, TargetRuntime};
-
-/// Everything but RFC 3986's unreserved characters, as AWS SDKs encode a path label: `:` in a
-/// model id becomes `%3A`, the `/` of an ARN `%2F`.
-pub(crate) const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// The client's request, reduced to what may go upstream.
 pub struct ProxyRequest {

@@ -1,11 +1,8 @@
-//! Everything between a picked target and Bedrock: credentials, signing, forwarding, classifying.
+//! Everything between a picked target and Bedrock: forwarding one attempt, failing over, classifying.
 
 pub mod backoff;
 pub mod classify;
 pub mod client;
-pub mod credentials;
 pub mod forward;
 pub mod operation;
-pub mod retry_budget;
-pub mod sign;
 pub mod stream;

@@ -11,11 +11,11 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::classify::{error_name, outcome_for_stream_exception};
+use crate::backend::Outcome;
 use crate::balance::Lease;
 use crate::eventstream::{Decoder, Frame, RawFrame};
 use crate::metrics;
 use crate::shutdown::AbortSignal;
-use crate::target::Outcome;
 
 /// Tokens and stop reason learned from the stream, for metrics, limits and the request log.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -12,9 +12,9 @@ use super::breaker::{Breaker, Transition};
 use super::cooldown::Cooldown;
 use super::outcome::Outcome;
 use super::state::TargetState;
+use crate::aws::credentials::{CredentialSource, refresh_after};
 use crate::clock;
 use crate::limits::Meter;
-use crate::upstream::credentials::{CredentialSource, refresh_after};
 
 /// Outcomes from many workers can burst; a full mailbox drops reports rather than block a request.
 const MAILBOX_CAPACITY: usize = 4096;

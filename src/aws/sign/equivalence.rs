@@ -13,9 +13,9 @@ use aws_credential_types::Credentials;
 use percent_encoding::utf8_percent_encode;
 use proptest::prelude::*;
 
+use super::PATH_LABEL;
 use super::tests::sdk_sign;
 use super::{BEDROCK_SERVICE, Signed, Signer, Unsigned};
-use crate::upstream::forward::PATH_LABEL;
 
 /// Enough cases to cover every reserved character in several positions on each run.
 const CASES: u32 = 4000;

@@ -9,9 +9,9 @@ pub mod state;
 
 use std::sync::Arc;
 
+use crate::aws::sign::{BEDROCK_SERVICE, Signer};
 use crate::config::{BalancerConfig, Target};
 use crate::limits::{Backend, Meter};
-use crate::upstream::sign::{BEDROCK_SERVICE, Signer};
 pub use actor::TargetHandle;
 pub use outcome::Outcome;
 pub use state::{Health, TargetState, UsageSample};

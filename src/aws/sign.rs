@@ -17,7 +17,16 @@ use std::time::SystemTime;
 use arc_swap::ArcSwapOption;
 use aws_credential_types::Credentials;
 use aws_sigv4::sign::v4;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
+
+/// Everything but RFC 3986's unreserved characters, as AWS SDKs encode a path label: `:` in a
+/// model id becomes `%3A`, the `/` of an ARN `%2F`.
+pub const PATH_LABEL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// The signing name of Bedrock Runtime (Smithy `aws.auth#sigv4`).
 pub const BEDROCK_SERVICE: &str = "bedrock";
