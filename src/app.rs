@@ -188,7 +188,7 @@ async fn reload_on_sighup(state: web::Data<AppState>) {
         return;
     };
     while hangup.recv().await.is_some() {
-        log_reload(state.reload(), "SIGHUP");
+        crate::api::state::log_reload(state.reload(), "SIGHUP");
     }
 }
 
@@ -202,19 +202,7 @@ pub async fn watch_config(state: web::Data<AppState>, path: std::path::PathBuf, 
         let now = modified(&path);
         if now != last {
             last = now;
-            log_reload(state.reload(), "file change");
-        }
-    }
-}
-
-pub fn log_reload(result: Result<usize, Vec<String>>, trigger: &str) {
-    if let Some(metrics) = crate::metrics::metrics() {
-        metrics.config_reloaded(result.is_ok());
-    }
-    match result {
-        Ok(routes) => tracing::info!(trigger, routes, "config reloaded"),
-        Err(errors) => {
-            tracing::error!(trigger, errors = %errors.join("; "), "config reload rejected; the running config stays")
+            crate::api::state::log_reload(state.reload(), "file change");
         }
     }
 }

@@ -21,64 +21,24 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use time::OffsetDateTime;
 
 use crate::config::Consumer;
-use crate::error::GatewayError;
+use crate::error::{AuthReason, GatewayError};
 use sigv4_verify::{self as sigv4, AuthError, HeadChecked, RegionPolicy, SigningKey};
 
 const API_KEY_HEADER: &str = "x-api-key";
 const BEARER: &str = "bearer ";
 
-/// Why a request was refused: the `reason` label of `auth_failures_total`, and the client's message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Reason {
-    #[error(
-        "authentication required: send Authorization: Bearer <key>, x-api-key: <key>, or a SigV4 signature"
-    )]
-    Missing,
-    #[error("the API key is not valid")]
-    InvalidKey,
-    #[error("the access key id is not recognised")]
-    UnknownAccessKey,
-    #[error("the request signature does not match")]
-    BadSignature,
-    #[error("the request's x-amz-date is more than 5 minutes from the gateway's clock")]
-    Expired,
-    #[error("the credentials are malformed")]
-    Malformed,
-}
-
-impl Reason {
-    pub const ALL: [Self; 6] = [
-        Self::Missing,
-        Self::InvalidKey,
-        Self::UnknownAccessKey,
-        Self::BadSignature,
-        Self::Expired,
-        Self::Malformed,
-    ];
-
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::InvalidKey => "invalid_key",
-            Self::UnknownAccessKey => "unknown_access_key",
-            Self::BadSignature => "bad_signature",
-            Self::Expired => "expired",
-            Self::Malformed => "malformed",
+/// What a failed SigV4 check tells the client (and the metric).
+fn reason_of_sigv4(error: &AuthError) -> AuthReason {
+    match error {
+        AuthError::Missing => AuthReason::Missing,
+        AuthError::Malformed(_) | AuthError::WrongRegion(_) | AuthError::WrongService(_) => {
+            AuthReason::Malformed
         }
-    }
-
-    fn of_sigv4(error: &AuthError) -> Self {
-        match error {
-            AuthError::Missing => Self::Missing,
-            AuthError::Malformed(_) | AuthError::WrongRegion(_) | AuthError::WrongService(_) => {
-                Self::Malformed
-            }
-            AuthError::UnknownKey => Self::UnknownAccessKey,
-            AuthError::Expired(_) => Self::Expired,
-            AuthError::BadSessionToken
-            | AuthError::ContentHashMismatch
-            | AuthError::SignatureMismatch => Self::BadSignature,
-        }
+        AuthError::UnknownKey => AuthReason::UnknownAccessKey,
+        AuthError::Expired(_) => AuthReason::Expired,
+        AuthError::BadSessionToken
+        | AuthError::ContentHashMismatch
+        | AuthError::SignatureMismatch => AuthReason::BadSignature,
     }
 }
 
@@ -216,12 +176,12 @@ impl Authenticator {
         let Some(authorization) = headers.get(AUTHORIZATION) else {
             return match headers.get(API_KEY_HEADER) {
                 Some(key) => self.api_key(key.as_bytes()),
-                None => Err(refuse(Reason::Missing, None)),
+                None => Err(refuse(AuthReason::Missing, None)),
             };
         };
         let authorization = authorization
             .to_str()
-            .map_err(|_| refuse(Reason::Malformed, None))?;
+            .map_err(|_| refuse(AuthReason::Malformed, None))?;
         if sigv4::is_sigv4(authorization) {
             return self.signature_head(req, now);
         }
@@ -229,14 +189,14 @@ impl Authenticator {
             Some(scheme) if scheme.eq_ignore_ascii_case(BEARER) => {
                 self.api_key(authorization[BEARER.len()..].trim().as_bytes())
             }
-            _ => Err(refuse(Reason::Malformed, None)),
+            _ => Err(refuse(AuthReason::Malformed, None)),
         }
     }
 
     fn api_key(&self, key: &[u8]) -> Result<PendingAuth<'_>, GatewayError> {
         match self.consumer_for_key(key) {
             Some(consumer) => Ok(PendingAuth::decided(Some(Arc::clone(consumer)))),
-            None => Err(refuse(Reason::InvalidKey, None)),
+            None => Err(refuse(AuthReason::InvalidKey, None)),
         }
     }
 
@@ -273,7 +233,7 @@ impl Authenticator {
             Ok(checked) => Ok(PendingAuth {
                 step: Step::Signature(Box::new(Signed { head, checked })),
             }),
-            Err(e) => Err(refuse(Reason::of_sigv4(&e), claimed.map(|k| &k.consumer))),
+            Err(e) => Err(refuse(reason_of_sigv4(&e), claimed.map(|k| &k.consumer))),
         }
     }
 }
@@ -297,7 +257,7 @@ impl PendingAuth<'_> {
                     Ok(_) => Ok(Caller {
                         consumer: Some(consumer),
                     }),
-                    Err(e) => Err(refuse(Reason::of_sigv4(&e), Some(&consumer))),
+                    Err(e) => Err(refuse(reason_of_sigv4(&e), Some(&consumer))),
                 }
             }
         }
@@ -306,7 +266,7 @@ impl PendingAuth<'_> {
 
 /// Counts and logs a refusal. Only the reason and, when the access key id named one, the
 /// consumer are logged: never the key, the secret or the header.
-fn refuse(reason: Reason, consumer: Option<&Arc<str>>) -> GatewayError {
+fn refuse(reason: AuthReason, consumer: Option<&Arc<str>>) -> GatewayError {
     crate::metrics::auth_failure(reason);
     tracing::warn!(
         reason = reason.label(),

@@ -8,7 +8,46 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::json;
 
-use crate::auth::Reason;
+/// Why a request was refused: the `reason` label of `auth_failures_total`, and the client's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthReason {
+    #[error(
+        "authentication required: send Authorization: Bearer <key>, x-api-key: <key>, or a SigV4 signature"
+    )]
+    Missing,
+    #[error("the API key is not valid")]
+    InvalidKey,
+    #[error("the access key id is not recognised")]
+    UnknownAccessKey,
+    #[error("the request signature does not match")]
+    BadSignature,
+    #[error("the request's x-amz-date is more than 5 minutes from the gateway's clock")]
+    Expired,
+    #[error("the credentials are malformed")]
+    Malformed,
+}
+
+impl AuthReason {
+    pub const ALL: [Self; 6] = [
+        Self::Missing,
+        Self::InvalidKey,
+        Self::UnknownAccessKey,
+        Self::BadSignature,
+        Self::Expired,
+        Self::Malformed,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::InvalidKey => "invalid_key",
+            Self::UnknownAccessKey => "unknown_access_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::Malformed => "malformed",
+        }
+    }
+}
 
 /// Which API the client speaks, so an error reaches it in a shape its SDK understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +92,7 @@ pub enum GatewayError {
     #[error("the request body did not arrive within {secs} s")]
     BodyTimeout { secs: f64 },
     #[error("{0}")]
-    Unauthorized(Reason),
+    Unauthorized(AuthReason),
     #[error("no target of route '{route}' is available")]
     NoTarget { route: String },
     #[error("every target of route '{route}' failed; last error: {last}")]
@@ -142,13 +181,13 @@ impl GatewayError {
             | Self::BodyTimeout { .. }
             | Self::ExceedsTokenLimit { .. } => "ValidationException",
             Self::RateLimited { .. } => "ThrottlingException",
-            Self::Unauthorized(Reason::Missing) => "MissingAuthenticationTokenException",
-            Self::Unauthorized(Reason::InvalidKey | Reason::UnknownAccessKey) => {
+            Self::Unauthorized(AuthReason::Missing) => "MissingAuthenticationTokenException",
+            Self::Unauthorized(AuthReason::InvalidKey | AuthReason::UnknownAccessKey) => {
                 "UnrecognizedClientException"
             }
-            Self::Unauthorized(Reason::BadSignature | Reason::Expired | Reason::Malformed) => {
-                "InvalidSignatureException"
-            }
+            Self::Unauthorized(
+                AuthReason::BadSignature | AuthReason::Expired | AuthReason::Malformed,
+            ) => "InvalidSignatureException",
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 "ServiceUnavailableException"
             }
@@ -277,14 +316,14 @@ mod tests {
 
     #[test]
     fn unauthorized_speaks_each_api() {
-        let resp = GatewayError::Unauthorized(Reason::InvalidKey).respond(ApiFormat::OpenAi);
+        let resp = GatewayError::Unauthorized(AuthReason::InvalidKey).respond(ApiFormat::OpenAi);
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(resp.headers().get(WWW_AUTHENTICATE).unwrap(), "Bearer");
         assert_eq!(
             body_json(resp),
             json!({"error": {"message": "the API key is not valid", "type": "authentication_error", "param": null, "code": "invalid_api_key"}})
         );
-        let resp = GatewayError::Unauthorized(Reason::BadSignature).respond(ApiFormat::Bedrock);
+        let resp = GatewayError::Unauthorized(AuthReason::BadSignature).respond(ApiFormat::Bedrock);
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             resp.headers().get("x-amzn-errortype").unwrap(),

@@ -133,7 +133,7 @@ impl Metrics {
             ),
             &["reason"]
         )?);
-        for reason in crate::auth::Reason::ALL {
+        for reason in crate::error::AuthReason::ALL {
             auth_failures.with_label_values(&[reason.label()]);
         }
         let reloads = reg!(IntCounterVec::new(
@@ -399,7 +399,7 @@ pub fn upstream_error(target: &TargetRuntime, kind: &'static str) {
 }
 
 /// A request refused with 401.
-pub fn auth_failure(reason: crate::auth::Reason) {
+pub fn auth_failure(reason: crate::error::AuthReason) {
     if let Some(m) = metrics() {
         m.auth_failures.with_label_values(&[reason.label()]).inc();
     }

@@ -120,7 +120,7 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
 /// problem while the running config keeps serving.
 pub async fn reload(state: web::Data<AppState>) -> HttpResponse {
     let result = state.reload();
-    crate::app::log_reload(result.clone(), "admin");
+    super::state::log_reload(result.clone(), "admin");
     match result {
         Ok(routes) => HttpResponse::Ok().json(json!({"status": "reloaded", "routes": routes})),
         Err(errors) => HttpResponse::UnprocessableEntity()

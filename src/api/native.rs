@@ -11,10 +11,10 @@ use percent_encoding::percent_decode_str;
 
 use super::body::read_authenticated;
 use super::quota::Quota;
+use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
-use crate::gateway::RouteRuntime;
 use crate::metrics::{self, Obs};
 use crate::shutdown::AbortSignal;
 use crate::upstream::client::UpstreamClients;
@@ -31,18 +31,6 @@ const PASSED_RESPONSE_HEADERS: [&str; 4] = [
     "x-amzn-bedrock-output-token-count",
     "x-amzn-bedrock-invocation-latency",
 ];
-
-pub const TARGET_HEADER: &str = "x-bedrock-balancer-target";
-pub const ATTEMPTS_HEADER: &str = "x-bedrock-balancer-attempts";
-
-/// The value of the route's `hash_on_header`, the key for consistent hashing.
-pub fn hash_key(req: &HttpRequest, route: &RouteRuntime) -> Option<String> {
-    let name = route.balancer_config.hash_on_header.as_deref()?;
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
 
 /// Splits the raw (still encoded) path into the decoded model id and the operation. Parsed by hand
 /// because an ARN's `/` arrives as `%2F` and must not split the path.
@@ -79,12 +67,6 @@ pub async fn handle(
     metrics::stamp(&mut response, &obs.id, obs.overhead());
     obs.finish(response.status().as_u16(), usage);
     response
-}
-
-/// A response ready to send (with the usage Bedrock reported), or a stream that records itself.
-pub(crate) enum Reply {
-    Full(HttpResponse, Option<(u64, u64)>),
-    Stream(HttpResponse),
 }
 
 async fn proxy(
@@ -241,13 +223,6 @@ fn stream_response(
         }
     });
     builder.streaming(body)
-}
-
-/// The stream is over: its upstream time, tokens and the request's record.
-pub(crate) fn stream_end(reader: &FrameReader, obs: &Obs, sent_at: std::time::Instant) {
-    obs.upstream_time(reader.lease().target(), sent_at.elapsed());
-    let summary = &reader.summary;
-    obs.finish(200, Some((summary.input_tokens, summary.output_tokens)));
 }
 
 fn upstream_error_response(error: &UpstreamError) -> HttpResponse {

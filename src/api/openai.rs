@@ -13,8 +13,8 @@ use futures_util::{StreamExt, stream};
 use serde_json::json;
 
 use super::body::read_authenticated;
-use super::native::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
 use super::quota::Quota;
+use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::config::RouteType;

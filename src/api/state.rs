@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
-use super::admission::InFlight;
+use super::in_flight::InFlight;
 use crate::config::{Config, ConfigErrors};
 use crate::gateway::Gateway;
 use crate::shutdown::{AbortSignal, StreamAbort};
@@ -84,5 +84,18 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Logs and counts a reload's result, whatever triggered it.
+pub fn log_reload(result: Result<usize, Vec<String>>, trigger: &str) {
+    if let Some(metrics) = crate::metrics::metrics() {
+        metrics.config_reloaded(result.is_ok());
+    }
+    match result {
+        Ok(routes) => tracing::info!(trigger, routes, "config reloaded"),
+        Err(errors) => {
+            tracing::error!(trigger, errors = %errors.join("; "), "config reload rejected; the running config stays")
+        }
     }
 }

@@ -84,7 +84,7 @@ fn consumer(result: Result<Caller, GatewayError>) -> String {
     result.unwrap().consumer().unwrap().to_string()
 }
 
-fn refused(result: Result<Caller, GatewayError>) -> Reason {
+fn refused(result: Result<Caller, GatewayError>) -> AuthReason {
     match result {
         Err(GatewayError::Unauthorized(reason)) => reason,
         other => panic!("expected a 401, got {other:?}"),
@@ -123,31 +123,31 @@ fn wrong_missing_and_foreign_credentials_are_refused() {
     let wrong = bearer("sk-team-a-0123456788");
     assert_eq!(
         refused(authenticate(&auth, wrong, now, b"")),
-        Reason::InvalidKey
+        AuthReason::InvalidKey
     );
     let wrong = TestRequest::post().insert_header(("x-api-key", "nope"));
     assert_eq!(
         refused(authenticate(&auth, wrong, now, b"")),
-        Reason::InvalidKey
+        AuthReason::InvalidKey
     );
     assert_eq!(
         refused(authenticate(&auth, bearer(""), now, b"")),
-        Reason::InvalidKey
+        AuthReason::InvalidKey
     );
     assert_eq!(
         refused(authenticate(&auth, TestRequest::post(), now, b"")),
-        Reason::Missing
+        AuthReason::Missing
     );
     let basic = TestRequest::post().insert_header(("authorization", "Basic dGVhbS1hOmtleQ=="));
     assert_eq!(
         refused(authenticate(&auth, basic, now, b"")),
-        Reason::Malformed
+        AuthReason::Malformed
     );
     // The digest is the credential, not something a client can send instead of the key.
     let digest = hex::encode(Sha256::digest(TEAM_B_KEY.as_bytes()));
     assert_eq!(
         refused(authenticate(&auth, bearer(&digest), now, b"")),
-        Reason::InvalidKey
+        AuthReason::InvalidKey
     );
 }
 
@@ -177,23 +177,23 @@ fn sigv4_failures_are_told_apart() {
     let wrong_secret = signed(KEY_ID, "not-the-secret", "us-east-1");
     assert_eq!(
         refused(authenticate(&auth, wrong_secret, now, BODY)),
-        Reason::BadSignature
+        AuthReason::BadSignature
     );
     let unknown = signed("AKIDUNKNOWN", SECRET, "us-east-1");
     assert_eq!(
         refused(authenticate(&auth, unknown, now, BODY)),
-        Reason::UnknownAccessKey
+        AuthReason::UnknownAccessKey
     );
     let tampered = signed(KEY_ID, SECRET, "us-east-1");
     assert_eq!(
         refused(authenticate(&auth, tampered, now, br#"{"messages":[1]}"#)),
-        Reason::BadSignature
+        AuthReason::BadSignature
     );
     let (_, later) = at(SIGNED_AT + 6 * 60);
     let stale = signed(KEY_ID, SECRET, "us-east-1");
     assert_eq!(
         refused(authenticate(&auth, stale, later, BODY)),
-        Reason::Expired
+        AuthReason::Expired
     );
     let truncated = TestRequest::post().insert_header((
         "authorization",
@@ -201,7 +201,7 @@ fn sigv4_failures_are_told_apart() {
     ));
     assert_eq!(
         refused(authenticate(&auth, truncated, now, BODY)),
-        Reason::Malformed
+        AuthReason::Malformed
     );
 }
 
@@ -213,7 +213,7 @@ fn a_head_that_fails_is_refused_before_the_body() {
     // No body is needed to decide: check_head alone refuses.
     assert!(matches!(
         auth.check_head_at(&req, later),
-        Err(GatewayError::Unauthorized(Reason::Expired))
+        Err(GatewayError::Unauthorized(AuthReason::Expired))
     ));
 }
 
@@ -228,7 +228,7 @@ fn a_consumer_with_only_a_key_pair_has_no_api_key() {
             OffsetDateTime::now_utc(),
             b""
         )),
-        Reason::InvalidKey
+        AuthReason::InvalidKey
     );
 }
 

@@ -1,0 +1,33 @@
+//! What every surface's handler shares once a request has been forwarded: the response headers
+//! that say which target served it, the consistent-hashing key, and how a reply is finished.
+
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::gateway::RouteRuntime;
+use crate::metrics::Obs;
+use crate::upstream::stream::FrameReader;
+
+pub const TARGET_HEADER: &str = "x-bedrock-balancer-target";
+pub const ATTEMPTS_HEADER: &str = "x-bedrock-balancer-attempts";
+
+/// The value of the route's `hash_on_header`, the key for consistent hashing.
+pub fn hash_key(req: &HttpRequest, route: &RouteRuntime) -> Option<String> {
+    let name = route.balancer_config.hash_on_header.as_deref()?;
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A response ready to send (with the usage Bedrock reported), or a stream that records itself.
+pub(crate) enum Reply {
+    Full(HttpResponse, Option<(u64, u64)>),
+    Stream(HttpResponse),
+}
+
+/// The stream is over: its upstream time, tokens and the request's record.
+pub fn stream_end(reader: &FrameReader, obs: &Obs, sent_at: std::time::Instant) {
+    obs.upstream_time(reader.lease().target(), sent_at.elapsed());
+    let summary = &reader.summary;
+    obs.finish(200, Some((summary.input_tokens, summary.output_tokens)));
+}
