@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod shutdown;
 pub mod translate;
 pub mod upstream;

@@ -10,6 +10,7 @@ use super::state::AppState;
 use crate::backend::{Health, TargetRuntime};
 use crate::clock;
 use crate::config::TokensCountStrategy;
+use crate::metrics::{LimitRow, TargetRow};
 
 /// Alive: the process answers. Deliberately checks nothing else, so a restart is never triggered
 /// by an upstream outage.
@@ -131,15 +132,48 @@ pub async fn reload(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics`: Prometheus text format; target gauges are read from live state at scrape time.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let gateway = state.gateway();
+    let rosters: Vec<_> = gateway
+        .routes()
+        .iter()
+        .map(|route| {
+            (
+                route.name.as_str(),
+                arc_swap::Guard::into_inner(route.balancer.roster()),
+            )
+        })
+        .collect();
     let mut remaining = Vec::new();
-    for route in gateway.routes() {
-        for t in &route.balancer.roster().targets {
+    for (_, roster) in &rosters {
+        for t in &roster.targets {
             if let Some(meter) = t.quota() {
-                remaining.push((t.label.clone(), meter.remaining().await));
+                remaining.push((t.label.as_str(), meter.remaining().await));
             }
         }
     }
+    let limits: Vec<LimitRow<'_>> = remaining
+        .iter()
+        .map(|(target, left)| LimitRow {
+            target,
+            rpm: left.rpm,
+            tpm: left.tpm,
+        })
+        .collect();
+    let now = clock::now_ms();
+    let targets: Vec<TargetRow<'_>> = rosters
+        .iter()
+        .flat_map(|(route, roster)| roster.targets.iter().map(move |t| (*route, t)))
+        .map(|(route, t)| TargetRow {
+            route,
+            target: &t.label,
+            region: &t.config.region,
+            model: &t.config.model_id,
+            health: t.state.health() as u8,
+            cooling_down: t.state.cooldown_until_ms() > now,
+            in_flight: t.state.in_flight(),
+            ewma_latency_secs: t.state.ewma_latency_ms() / 1000.0,
+        })
+        .collect();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&gateway, &remaining))
+        .body(crate::metrics::render(&targets, &limits))
 }

@@ -15,7 +15,7 @@ use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
-use crate::metrics::{self, Obs};
+use crate::observe::{self, Obs};
 use crate::shutdown::AbortSignal;
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{
@@ -52,7 +52,7 @@ pub async fn handle(
         Ok(Reply::Full(response, usage)) => (response, usage),
         Ok(Reply::Stream(mut response)) => {
             // The stream finishes the record when it ends; the head leaves now.
-            metrics::stamp(&mut response, &obs.id, obs.head_sent());
+            observe::stamp(&mut response, &obs.id, obs.head_sent());
             return response;
         }
         Err(ProxyError::Gateway(error)) => {
@@ -64,7 +64,7 @@ pub async fn handle(
             (upstream_error_response(&error), None)
         }
     };
-    metrics::stamp(&mut response, &obs.id, obs.overhead());
+    observe::stamp(&mut response, &obs.id, obs.overhead());
     obs.finish(response.status().as_u16(), usage);
     response
 }

@@ -21,7 +21,7 @@ use crate::config::RouteType;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::Frame;
 use crate::gateway::{Gateway, RouteRuntime};
-use crate::metrics::{self, Obs};
+use crate::observe::{self, Obs};
 use crate::shutdown::AbortSignal;
 use crate::translate::{
     self, ChatStreamTranslator, EmbeddingFamily, TranslateError, UpstreamEmbedding,
@@ -103,7 +103,7 @@ fn reply(obs: &Obs, result: Result<Reply, Failure>) -> HttpResponse {
     let (mut response, usage) = match result {
         Ok(Reply::Full(response, usage)) => (response, usage),
         Ok(Reply::Stream(mut response)) => {
-            metrics::stamp(&mut response, &obs.id, obs.head_sent());
+            observe::stamp(&mut response, &obs.id, obs.head_sent());
             return response;
         }
         Err(failure) => {
@@ -115,7 +115,7 @@ fn reply(obs: &Obs, result: Result<Reply, Failure>) -> HttpResponse {
             (failure.respond(), None)
         }
     };
-    metrics::stamp(&mut response, &obs.id, obs.overhead());
+    observe::stamp(&mut response, &obs.id, obs.overhead());
     obs.finish(response.status().as_u16(), usage);
     response
 }

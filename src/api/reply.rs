@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::gateway::RouteRuntime;
-use crate::metrics::Obs;
+use crate::observe::Obs;
 use crate::upstream::stream::FrameReader;
 
 pub const TARGET_HEADER: &str = "x-bedrock-balancer-target";

@@ -22,7 +22,8 @@ use crate::error::{GatewayError, LimitScope};
 use crate::gateway::RouteRuntime;
 use crate::limits::estimate::{BodyTokens, DEFAULT_MAX_TOKENS};
 use crate::limits::{self, Refusal, Reservation};
-use crate::metrics::{self, Obs};
+use crate::metrics;
+use crate::observe::Obs;
 
 /// The client's request, reduced to what may go upstream.
 pub struct ProxyRequest {
@@ -184,7 +185,7 @@ pub async fn forward(
                 let error = read_error(&mut response, &target, attempts).await;
                 obs.upstream_time(&target, sent_at.elapsed());
                 metrics::upstream_error(
-                    &target,
+                    &target.label,
                     metrics::error_kind(error.status.as_u16(), &error.error_type),
                 );
                 lease.set_outcome(outcome_for_status(
@@ -209,7 +210,7 @@ pub async fn forward(
                     AttemptFailure::Timeout(_) => (FailoverCriterion::Timeout, "timeout"),
                     AttemptFailure::InvalidHeader(_) => (FailoverCriterion::InvalidHeader, "other"),
                 };
-                metrics::upstream_error(&target, kind);
+                metrics::upstream_error(&target.label, kind);
                 tracing::debug!(target_id = %target.label, error = failure.describe(), "upstream attempt failed");
                 let may_fail_over = criteria.contains(criterion);
                 last = Some(LastFailure::Attempt(failure));
@@ -379,7 +380,7 @@ pub async fn read_success_body(
     obs.upstream_time(delivered.lease.target(), delivered.sent_at.elapsed());
     if !matches!(body, Ok(Ok(_))) {
         let kind = if body.is_err() { "timeout" } else { "other" };
-        metrics::upstream_error(delivered.lease.target(), kind);
+        metrics::upstream_error(&delivered.lease.target().label, kind);
     }
     let failure = match body {
         Ok(Ok(body)) => {

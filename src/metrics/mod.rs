@@ -1,4 +1,6 @@
-//! Prometheus metrics and the one log line per request.
+//! Prometheus metrics: the registry and what may be recorded in it. A leaf: callers hand it plain
+//! label values and numbers (target gauges arrive as rows built by the admin handler at scrape
+//! time), so it imports nothing of the gateway.
 //!
 //! Every metric is registered once, in one [`Registry`], when [`metrics`] is first called. Label
 //! values come only from config (route name, target `region/model` label, region, model) or from
@@ -6,32 +8,19 @@
 //! configured is [`OTHER`], and a request that never reached a target has target [`NONE`], so no
 //! client input can create a series. Target gauges (circuit, cooldown, in-flight, EWMA latency)
 //! are read from each target's atomics at scrape time rather than kept up to date on the hot path.
-//!
-//! The request path uses [`Obs`]: created at the start of a request, told the route, each attempt
-//! and the upstream time by the handlers and [`crate::upstream::forward`], and finished once with
-//! the status and usage (at response time, or when a stream ends or is dropped).
 
-use std::cell::{Cell, RefCell};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::backend::TargetRuntime;
-use crate::clock;
-use crate::gateway::Gateway;
-use crate::limits::Remaining;
-
 /// Label value for anything not named in config (an unknown route).
 pub const OTHER: &str = "other";
 /// Target label of a request that failed before any target was tried.
 pub const NONE: &str = "none";
-
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-pub const OVERHEAD_HEADER: &str = "x-bedrock-balancer-overhead-ms";
 
 /// LLM latencies span milliseconds (embeddings, errors) to minutes (long generations), and
 /// `prometheus`' default buckets stop at 10 s; these reach 300 s, past the longest read timeout.
@@ -51,8 +40,28 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 ];
 
 const PREFIX: &str = "bedrock_balancer_";
-/// Dollars per million tokens is how Bedrock prices are written (and how `input_cost` is set).
-const TOKENS_PER_PRICE_UNIT: f64 = 1_000_000.0;
+
+/// One target's live state, as the target gauges show it.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetRow<'a> {
+    pub route: &'a str,
+    pub target: &'a str,
+    pub region: &'a str,
+    pub model: &'a str,
+    /// 0 closed, 1 half-open, 2 open.
+    pub health: u8,
+    pub cooling_down: bool,
+    pub in_flight: u32,
+    pub ewma_latency_secs: f64,
+}
+
+/// What is left of one target's quota (`None`: no such limit).
+#[derive(Debug, Clone, Copy)]
+pub struct LimitRow<'a> {
+    pub target: &'a str,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -278,17 +287,16 @@ impl Metrics {
         })
     }
 
-    /// Refreshes the target gauges from the live gateway (and `limits`, what is left of each
-    /// target's quota, read by the caller because Redis is asked asynchronously), then encodes
-    /// everything in the text format. Gauges are reset first so targets removed by a reload
-    /// disappear.
-    pub fn render(&self, gateway: &Gateway, limits: &[(String, Remaining)]) -> Vec<u8> {
+    /// Refreshes the target gauges from `targets` and `limits` (rows the admin handler reads from
+    /// the running gateway at scrape time), then encodes everything in the text format. Gauges are
+    /// reset first so targets removed by a reload disappear.
+    pub fn render(&self, targets: &[TargetRow<'_>], limits: &[LimitRow<'_>]) -> Vec<u8> {
         self.limit_remaining.reset();
-        for (target, remaining) in limits {
-            for (limit, left) in [("rpm", remaining.rpm), ("tpm", remaining.tpm)] {
+        for row in limits {
+            for (limit, left) in [("rpm", row.rpm), ("tpm", row.tpm)] {
                 if let Some(left) = left {
                     self.limit_remaining
-                        .with_label_values(&[target.as_str(), limit])
+                        .with_label_values(&[row.target, limit])
                         .set(i64::from(left));
                 }
             }
@@ -297,35 +305,83 @@ impl Metrics {
         self.target_cooldown.reset();
         self.in_flight.reset();
         self.ewma_latency.reset();
-        let now = clock::now_ms();
-        for route in gateway.routes() {
-            let roster = route.balancer.roster();
-            for t in &roster.targets {
-                let labels = [route.name.as_str(), t.label.as_str()];
-                self.target_state
-                    .with_label_values(&[
-                        route.name.as_str(),
-                        t.label.as_str(),
-                        t.config.region.as_str(),
-                        t.config.model_id.as_str(),
-                    ])
-                    .set(i64::from(t.state.health() as u8));
-                self.target_cooldown
-                    .with_label_values(&labels)
-                    .set(i64::from(t.state.cooldown_until_ms() > now));
-                self.in_flight
-                    .with_label_values(&labels)
-                    .set(i64::from(t.state.in_flight()));
-                self.ewma_latency
-                    .with_label_values(&labels)
-                    .set(t.state.ewma_latency_ms() / 1000.0);
-            }
+        for row in targets {
+            let labels = [row.route, row.target];
+            self.target_state
+                .with_label_values(&[row.route, row.target, row.region, row.model])
+                .set(i64::from(row.health));
+            self.target_cooldown
+                .with_label_values(&labels)
+                .set(i64::from(row.cooling_down));
+            self.in_flight
+                .with_label_values(&labels)
+                .set(i64::from(row.in_flight));
+            self.ewma_latency
+                .with_label_values(&labels)
+                .set(row.ewma_latency_secs);
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
+    }
+
+    /// One finished client request: its count, duration and the gateway's own time.
+    pub fn request(
+        &self,
+        route: &str,
+        target: &str,
+        status: u16,
+        total: Duration,
+        overhead: Duration,
+    ) {
+        self.requests
+            .with_label_values(&[route, target, &status.to_string()])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(total.as_secs_f64());
+        self.overhead.observe(overhead.as_secs_f64());
+    }
+
+    /// Tokens a target reported for one request, and what they cost.
+    pub fn usage(&self, target: &str, input: u64, output: u64, cost: f64) {
+        self.tokens
+            .with_label_values(&[target, "prompt"])
+            .inc_by(input);
+        self.tokens
+            .with_label_values(&[target, "completion"])
+            .inc_by(output);
+        self.cost.with_label_values(&[target]).inc_by(cost);
+    }
+
+    /// Streams: time from sending upstream to the first event.
+    pub fn time_to_first_token(&self, target: &str, took: Duration) {
+        self.ttft
+            .with_label_values(&[target])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn time_per_output_token(&self, target: &str, took: Duration) {
+        self.tpot
+            .with_label_values(&[target])
+            .observe(took.as_secs_f64());
+    }
+
+    /// One upstream attempt's time, send to the end of its body or its error.
+    pub fn upstream_time(&self, target: &str, took: Duration) {
+        self.upstream_duration
+            .with_label_values(&[target])
+            .observe(took.as_secs_f64());
+    }
+
+    /// An attempt after the first, and the move between targets it made (if it moved).
+    pub fn retry(&self, route: &str, failover: Option<(&str, &str)>) {
+        self.retries.with_label_values(&[route]).inc();
+        if let Some((from, to)) = failover {
+            self.failovers.with_label_values(&[from, to]).inc();
+        }
     }
 
     pub fn config_reloaded(&self, ok: bool) {
@@ -352,9 +408,9 @@ pub fn rate_limited(scope: &'static str) {
 }
 
 /// `GET /metrics` body; empty if registration failed.
-pub fn render(gateway: &Gateway, limits: &[(String, Remaining)]) -> Vec<u8> {
+pub fn render(targets: &[TargetRow<'_>], limits: &[LimitRow<'_>]) -> Vec<u8> {
     metrics()
-        .map(|m| m.render(gateway, limits))
+        .map(|m| m.render(targets, limits))
         .unwrap_or_default()
 }
 
@@ -390,11 +446,9 @@ pub fn bounded<'a>(value: &'a str, known: impl IntoIterator<Item = &'a str>) -> 
 }
 
 /// Counts one failed upstream attempt (`kind` from [`error_kind`] or the transport failure).
-pub fn upstream_error(target: &TargetRuntime, kind: &'static str) {
+pub fn upstream_error(target: &str, kind: &'static str) {
     if let Some(m) = metrics() {
-        m.upstream_errors
-            .with_label_values(&[target.label.as_str(), kind])
-            .inc();
+        m.upstream_errors.with_label_values(&[target, kind]).inc();
     }
 }
 
@@ -416,249 +470,6 @@ pub fn forced_pick(route: &str) {
 pub fn retry_budget_exhausted(route: &str) {
     if let Some(m) = metrics() {
         m.retry_budget_exhausted.with_label_values(&[route]).inc();
-    }
-}
-
-/// One request's observations. Shared (`Rc`) between the handler and a streaming body; finished
-/// exactly once, by the handler, the stream's end, or — if the client went away mid-stream —
-/// by `Drop`.
-pub struct Obs {
-    pub id: String,
-    started: Instant,
-    route: RefCell<String>,
-    /// The authenticated consumer's configured name, for the log line only (not a label).
-    consumer: RefCell<Option<Arc<str>>>,
-    target: RefCell<Option<Arc<TargetRuntime>>>,
-    attempts: Cell<u32>,
-    upstream: Cell<Duration>,
-    ttft: Cell<Option<Duration>>,
-    /// Streams: when the serving attempt went upstream (its time is still running at the head).
-    stream_sent_at: Cell<Option<Instant>>,
-    /// Streams: overhead measured when the head was sent.
-    head_overhead: Cell<Option<Duration>>,
-    error_kind: Cell<Option<&'static str>>,
-    finished: Cell<bool>,
-}
-
-/// A 128-bit random id, unless the client sent a sane one of its own (for tracing across hops).
-fn request_id(incoming: Option<&str>) -> String {
-    match incoming {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            id.to_owned()
-        }
-        _ => format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
-    }
-}
-
-impl Obs {
-    pub fn start(req: &actix_web::HttpRequest) -> std::rc::Rc<Self> {
-        let incoming = req
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok());
-        std::rc::Rc::new(Self {
-            id: request_id(incoming),
-            started: Instant::now(),
-            route: RefCell::new(OTHER.to_owned()),
-            consumer: RefCell::new(None),
-            target: RefCell::new(None),
-            attempts: Cell::new(0),
-            upstream: Cell::new(Duration::ZERO),
-            ttft: Cell::new(None),
-            stream_sent_at: Cell::new(None),
-            head_overhead: Cell::new(None),
-            error_kind: Cell::new(None),
-            finished: Cell::new(false),
-        })
-    }
-
-    /// The configured route now serving the request (its name comes from config).
-    pub fn set_route(&self, name: &str) {
-        name.clone_into(&mut self.route.borrow_mut());
-    }
-
-    pub fn set_consumer(&self, consumer: Option<&Arc<str>>) {
-        self.consumer.replace(consumer.cloned());
-    }
-
-    pub fn set_error_kind(&self, kind: &'static str) {
-        self.error_kind.set(Some(kind));
-    }
-
-    /// Attempt `nth` (1-based, within one `forward` call) begins on `target`; a later attempt
-    /// counts a retry for the route and a failover from the `previous` target.
-    pub fn attempt(
-        &self,
-        route: &str,
-        target: &Arc<TargetRuntime>,
-        nth: u32,
-        previous: Option<&TargetRuntime>,
-    ) {
-        self.attempts.set(self.attempts.get() + 1);
-        self.target.replace(Some(Arc::clone(target)));
-        if nth > 1
-            && let Some(m) = metrics()
-        {
-            m.retries.with_label_values(&[route]).inc();
-            if let Some(prev) = previous.filter(|p| p.label != target.label) {
-                m.failovers
-                    .with_label_values(&[prev.label.as_str(), target.label.as_str()])
-                    .inc();
-            }
-        }
-    }
-
-    /// An attempt's upstream time (send to end of its body, or to its error): per target, and
-    /// towards the total that overhead is measured against.
-    pub fn upstream_time(&self, target: &TargetRuntime, took: Duration) {
-        self.upstream.set(self.upstream.get() + took);
-        if let Some(m) = metrics() {
-            m.upstream_duration
-                .with_label_values(&[target.label.as_str()])
-                .observe(took.as_secs_f64());
-        }
-    }
-
-    /// Streams: the first frame arrived, `since_sent` after the request went upstream.
-    pub fn first_token(&self, since_sent: Duration) {
-        if self.ttft.get().is_none() {
-            self.ttft.set(Some(since_sent));
-        }
-    }
-
-    /// The gateway's own time so far: everything not spent waiting on upstream.
-    pub fn overhead(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.upstream.get())
-    }
-
-    /// Streams: the response will be streamed from the attempt sent at `sent_at`.
-    pub fn streaming_from(&self, sent_at: Instant) {
-        self.stream_sent_at.set(Some(sent_at));
-    }
-
-    /// Streams: the head is about to be sent; its overhead is what the stream reports (the
-    /// serving attempt's time so far is upstream time, not the gateway's).
-    pub fn head_sent(&self) -> Duration {
-        let waiting = self
-            .stream_sent_at
-            .get()
-            .map_or(Duration::ZERO, |t| t.elapsed());
-        let overhead = self.overhead().saturating_sub(waiting);
-        self.head_overhead.set(Some(overhead));
-        overhead
-    }
-
-    fn target_label(&self) -> String {
-        self.target
-            .borrow()
-            .as_ref()
-            .map_or_else(|| NONE.to_owned(), |t| t.label.clone())
-    }
-
-    /// Records the request's counters and histograms and writes its log line. Idempotent.
-    pub fn finish(&self, status: u16, usage: Option<(u64, u64)>) {
-        if self.finished.replace(true) {
-            return;
-        }
-        let total = self.started.elapsed();
-        let overhead = self.head_overhead.get().unwrap_or_else(|| self.overhead());
-        let route = self.route.borrow();
-        let target = self.target.borrow();
-        let target_label = self.target_label();
-        let (input, output) = usage.unwrap_or((0, 0));
-        if let Some(m) = metrics() {
-            m.requests
-                .with_label_values(&[route.as_str(), target_label.as_str(), &status.to_string()])
-                .inc();
-            m.request_duration
-                .with_label_values(&[route.as_str()])
-                .observe(total.as_secs_f64());
-            m.overhead.observe(overhead.as_secs_f64());
-            if let (Some(t), Some(ttft)) = (target.as_ref(), self.ttft.get()) {
-                m.ttft
-                    .with_label_values(&[t.label.as_str()])
-                    .observe(ttft.as_secs_f64());
-            }
-            if let Some(t) = target.as_ref().filter(|_| usage.is_some()) {
-                let label = t.label.as_str();
-                m.tokens.with_label_values(&[label, "prompt"]).inc_by(input);
-                m.tokens
-                    .with_label_values(&[label, "completion"])
-                    .inc_by(output);
-                let cost = (input as f64 * t.config.input_cost
-                    + output as f64 * t.config.output_cost)
-                    / TOKENS_PER_PRICE_UNIT;
-                m.cost.with_label_values(&[label]).inc_by(cost);
-                if let Some(per_token) =
-                    per_output_token(self.upstream.get(), self.ttft.get(), output)
-                {
-                    m.tpot
-                        .with_label_values(&[label])
-                        .observe(per_token.as_secs_f64());
-                }
-            }
-        }
-        tracing::info!(
-            request_id = %self.id,
-            route = %route,
-            consumer = self.consumer.borrow().as_deref().unwrap_or(""),
-            target_id = %target_label,
-            attempts = self.attempts.get(),
-            status,
-            error = self.error_kind.get().unwrap_or(""),
-            input_tokens = input,
-            output_tokens = output,
-            latency_ms = millis(total),
-            ttft_ms = self.ttft.get().map(millis),
-            overhead_ms = millis(overhead),
-            "request"
-        );
-    }
-}
-
-impl Drop for Obs {
-    /// A stream dropped before its end: the client went away (nginx's 499).
-    fn drop(&mut self) {
-        if !self.finished.get() {
-            self.set_error_kind("client_closed");
-            self.finish(499, None);
-        }
-    }
-}
-
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
-}
-
-/// Time per output token: for streams the time after the first token over the tokens after it,
-/// otherwise the whole upstream time over all output tokens.
-fn per_output_token(upstream: Duration, ttft: Option<Duration>, output: u64) -> Option<Duration> {
-    match ttft {
-        Some(first) if output > 1 => {
-            let rest = u32::try_from(output - 1).ok()?;
-            Some(upstream.saturating_sub(first) / rest)
-        }
-        Some(_) => None,
-        None if output > 0 => Some(upstream / u32::try_from(output).ok()?),
-        None => None,
-    }
-}
-
-/// Adds `x-request-id` and the overhead header to a proxied response.
-pub fn stamp(response: &mut actix_web::HttpResponse, id: &str, overhead: Duration) {
-    use actix_web::http::header::{HeaderName, HeaderValue};
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(id) {
-        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
-        headers.insert(HeaderName::from_static(OVERHEAD_HEADER), v);
     }
 }
 
@@ -716,21 +527,5 @@ mod tests {
         assert_eq!(error_kind(424, "ModelErrorException"), "model_error");
         assert_eq!(error_kind(403, "AccessDeniedException"), "access_denied");
         assert_eq!(error_kind(418, "TeapotException"), "other");
-    }
-
-    #[test]
-    fn per_token_time_excludes_the_first_token_of_a_stream() {
-        let s = Duration::from_secs;
-        assert_eq!(per_output_token(s(11), Some(s(1)), 11), Some(s(1)));
-        assert_eq!(per_output_token(s(10), None, 5), Some(s(2)));
-        assert_eq!(per_output_token(s(10), None, 0), None);
-        assert_eq!(per_output_token(s(10), Some(s(1)), 1), None);
-    }
-
-    #[test]
-    fn request_ids_are_generated_unless_the_client_sent_a_sane_one() {
-        assert_eq!(request_id(Some("abc-123")), "abc-123");
-        assert_eq!(request_id(Some("bad id\n")).len(), 32);
-        assert_eq!(request_id(None).len(), 32);
     }
 }
