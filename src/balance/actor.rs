@@ -1,57 +1,89 @@
-//! `BalancerActor`: one per route. It owns the route's membership and publishes the immutable
-//! [`Roster`] the request path reads; requests never pass through its mailbox.
+//! `BalancerActor`: one per route name, alive for as long as the config has that route. It owns the
+//! lifecycle of the route's targets across reloads: a reload builds the route's next [`Roster`]
+//! (targets that stay are the same `Arc`s, so their breaker, latency history, cooldown,
+//! credentials and limit state carry over), the new gateway is swapped in whole, and then the
+//! actor is told and stops the targets that left, which ends their credential refreshes.
+//!
+//! Messages, both sent by `Gateway::hand_over` after a reload's swap: [`HandOver`] (the route's
+//! next roster is live) and [`Retire`] (the route left the config).
+//!
+//! The roster is published with the gateway snapshot rather than by this actor, so a reload is
+//! atomic across routes and the request path reads it with no load at all. Readiness is not
+//! published: a pick reads each candidate's atomics (always current), where a ready-only roster
+//! would lag a mailbox hop behind and rebuild a strategy (a hash ring) on every breaker flap.
+//! Periodic per-route work belongs here, as a `run_interval` started in `Actor::started` over
+//! `self.roster`.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
-use arc_swap::ArcSwap;
 
 use super::roster::Roster;
-use crate::config::BalancerConfig;
-use crate::target::TargetRuntime;
 
 pub struct BalancerActor {
     route: String,
-    roster: Arc<ArcSwap<Roster>>,
+    /// The roster requests are picking from now; its targets are the ones this actor keeps alive.
+    roster: Arc<Roster>,
+}
+
+impl BalancerActor {
+    /// Stops every target of the current roster that `next` does not keep.
+    fn stop_leaving(&self, next: &Roster) {
+        for target in &self.roster.targets {
+            if !next.targets.iter().any(|t| Arc::ptr_eq(t, target)) {
+                tracing::info!(route = %self.route, target_id = %target.label, "target left; stopping it");
+                target.actor.stop();
+            }
+        }
+    }
 }
 
 impl Actor for BalancerActor {
     type Context = Context<Self>;
 }
 
-/// Replace the route's membership or algorithm (config reload).
+/// A reload made `0` the route's live roster.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Rebuild {
-    pub targets: Vec<Arc<TargetRuntime>>,
-    pub balancer: BalancerConfig,
-}
+pub struct HandOver(pub Arc<Roster>);
 
-impl Handler<Rebuild> for BalancerActor {
+impl Handler<HandOver> for BalancerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Rebuild, _ctx: &mut Self::Context) {
-        tracing::info!(route = %self.route, targets = msg.targets.len(), "roster rebuilt");
-        self.roster
-            .store(Arc::new(Roster::new(msg.targets, &msg.balancer)));
+    fn handle(&mut self, HandOver(next): HandOver, _ctx: &mut Self::Context) {
+        self.stop_leaving(&next);
+        self.roster = next;
     }
 }
 
-/// Typed access to a route's balancer and its published roster.
+/// A reload removed the route: its targets and this actor stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for BalancerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        tracing::info!(route = %self.route, "route removed; stopping its targets");
+        for target in &self.roster.targets {
+            target.actor.stop();
+        }
+        ctx.stop();
+    }
+}
+
+/// A route's roster for one gateway snapshot, and the address of the route's actor.
 #[derive(Clone)]
 pub struct BalancerHandle {
     addr: Addr<BalancerActor>,
-    roster: Arc<ArcSwap<Roster>>,
+    roster: Arc<Roster>,
 }
 
 impl BalancerHandle {
-    /// Builds the first roster synchronously, so the route serves as soon as it exists.
-    pub fn start(
-        route: String,
-        targets: Vec<Arc<TargetRuntime>>,
-        balancer: &BalancerConfig,
-    ) -> Self {
-        let roster = Arc::new(ArcSwap::from_pointee(Roster::new(targets, balancer)));
+    /// A new route: starts its actor with the first roster.
+    pub fn start(route: String, roster: Roster) -> Self {
+        let roster = Arc::new(roster);
         let addr = BalancerActor {
             route,
             roster: Arc::clone(&roster),
@@ -60,12 +92,27 @@ impl BalancerHandle {
         Self { addr, roster }
     }
 
-    /// The current roster: a lock-free load.
-    pub fn roster(&self) -> arc_swap::Guard<Arc<Roster>> {
-        self.roster.load()
+    /// The same route in the next config: the same actor, with `roster` to hand over once the
+    /// next gateway is live.
+    pub fn successor(&self, roster: Roster) -> Self {
+        Self {
+            addr: self.addr.clone(),
+            roster: Arc::new(roster),
+        }
     }
 
-    pub fn rebuild(&self, rebuild: Rebuild) {
-        self.addr.do_send(rebuild);
+    /// The roster of this snapshot: a plain field read.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
+    }
+
+    /// Tells the route's actor that this handle's roster is live. Queued past the mailbox bound
+    /// (the mailbox only ever holds a few of these), never awaited.
+    pub fn hand_over(&self) {
+        self.addr.do_send(HandOver(Arc::clone(&self.roster)));
+    }
+
+    pub fn retire(&self) {
+        self.addr.do_send(Retire);
     }
 }
