@@ -146,3 +146,140 @@ async fn ten_reloads_under_load_lose_no_request() {
     assert!(target_requests(&admin, "us-east-1").await >= last_valid_requests);
     assert!(last_valid_requests > 0);
 }
+
+/// `claude` over `regions` (breaker opens on the first failure and stays open for the test), and
+/// `busy`, which carries the load during the reload.
+fn two_routes(sims: &[bedrock_balancer::sim::SimHandle], regions: &[usize]) -> String {
+    let target = |i: usize, region: &str| target_yaml(MODEL, region, &sims[i].url(), 1);
+    let claude: Vec<String> = regions
+        .iter()
+        .map(|&i| target(i, ["us-east-1", "us-west-2", "eu-west-1"][i]))
+        .collect();
+    format!(
+        "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 2 }}
+routes:
+  - name: claude
+    balancer: {{ algorithm: round-robin, retries: 1, failover_criteria: [error, http_503, non_idempotent], max_fails: 1, fail_timeout: 600s }}
+    targets:{}
+  - name: busy
+    targets:{}
+",
+        claude.concat(),
+        target(1, "us-west-2"),
+    )
+}
+
+async fn claude_targets(admin: &str) -> Vec<serde_json::Value> {
+    let mut resp = awc::Client::default()
+        .get(format!("{admin}/admin/targets"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().limit(1 << 20).await.unwrap();
+    body["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["route"] == "claude")
+        .cloned()
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_reload_under_load_that_adds_a_target_keeps_the_others_breaker_and_latency() {
+    let sims = start_sims(&["us-east-1", "us-west-2", "eu-west-1"]).await;
+    sims[0].set_faults(bedrock_balancer::sim::Faults {
+        status: Some(503),
+        ..Default::default()
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let path = file.path().to_owned();
+    std::fs::write(&path, two_routes(&sims, &[0, 1])).unwrap();
+    let loader_path = path.clone();
+    let running = app::start(
+        config::load(&path).unwrap(),
+        Some(Box::new(move || config::load(&loader_path))),
+    )
+    .unwrap();
+    wait_until_ready(&running).await;
+    let base = format!("http://{}", running.listen);
+    let admin = format!("http://{}", running.admin);
+    let client = awc::Client::default();
+    let converse = |route: &str| {
+        client
+            .post(format!("{base}/model/{route}/converse"))
+            .insert_header(("content-type", "application/json"))
+            .send_body(converse_body("keep my state"))
+    };
+
+    // us-east-1 fails once and its circuit opens; us-west-2 answers and gets a latency history.
+    let mut before = Vec::new();
+    for _ in 0..100 {
+        let mut resp = converse("claude").await.unwrap();
+        let body = resp.body().await.unwrap();
+        assert_eq!(resp.status(), 200, "{body:?} {:?}", resp.headers());
+        before = claude_targets(&admin).await;
+        if before[0]["state"] == "open" && before[1]["requests"].as_u64().unwrap() >= 5 {
+            break;
+        }
+    }
+    assert_eq!(before[0]["state"], "open", "{before:?}");
+    assert!(before[1]["ewma_latency_ms"].as_f64().unwrap() > 0.0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let url = format!("{base}/model/busy/converse");
+        actix_rt::spawn(async move {
+            let client = awc::Client::default();
+            for _ in 0..5000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let status = client
+                    .post(&url)
+                    .insert_header(("content-type", "application/json"))
+                    .send_body(converse_body("load"))
+                    .await
+                    .map(|r| r.status().as_u16());
+                let counter = if matches!(status, Ok(200)) { &ok } else { &failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    for _ in 0..500 {
+        if ok.load(Ordering::Relaxed) >= 20 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    std::fs::write(&path, two_routes(&sims, &[0, 1, 2])).unwrap();
+    let resp = client
+        .post(format!("{admin}/admin/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let after = claude_targets(&admin).await;
+    let served_during = ok.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    drop(running);
+
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(after[2]["region"], "eu-west-1");
+    assert_eq!(after[2]["requests"], 0);
+    // us-east-1: still open, its wait running on from before, its counters kept.
+    let remaining = |t: &serde_json::Value| t["open_remaining_ms"].as_u64().unwrap();
+    assert_eq!(after[0]["state"], "open", "{after:?}");
+    assert!(remaining(&after[0]) > 0 && remaining(&after[0]) <= remaining(&before[0]));
+    for field in ["requests", "failures", "ready", "credentials_loaded"] {
+        assert_eq!(after[0][field], before[0][field], "us-east-1 {field}");
+    }
+    // us-west-2 saw no request since: every field the same, its EWMA to the bit.
+    assert_eq!(after[1], before[1]);
+    assert!(served_during >= 20, "the load ran across the reload");
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+}
