@@ -267,7 +267,7 @@ fn assume_role_target(session: &str, region: &str, weight: u16, sim_url: &str) -
 /// `flip-{i}` (a changed setting) and swaps `odd-{i}` / `even-{i}` (one target dropped, one
 /// added); odd steps add a route `extra` that the next step removes.
 fn reload_step(i: u16, sim_url: &str) -> String {
-    let parity = if i % 2 == 0 { "even" } else { "odd" };
+    let parity = if i.is_multiple_of(2) { "even" } else { "odd" };
     let claude = [
         assume_role_target("stay", "us-west-2", 1, sim_url),
         assume_role_target(&format!("flip-{i}"), "ap-northeast-1", 1 + i % 2, sim_url),
@@ -276,9 +276,14 @@ fn reload_step(i: u16, sim_url: &str) -> String {
     let mut text = String::from(
         "server: { listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }\nroutes:\n",
     );
-    if i % 2 == 1 {
+    if !i.is_multiple_of(2) {
         text.push_str("  - name: extra\n    targets:");
-        text.push_str(&assume_role_target(&format!("extra-{i}"), "eu-central-1", 1, sim_url));
+        text.push_str(&assume_role_target(
+            &format!("extra-{i}"),
+            "eu-central-1",
+            1,
+            sim_url,
+        ));
         text.push('\n');
     }
     text.push_str("  - name: claude\n    targets:");

@@ -18,8 +18,8 @@ use super::cooldown::Cooldown;
 use super::outcome::Outcome;
 use super::state::TargetState;
 use crate::clock;
-use crate::metrics;
 use crate::limits::Meter;
+use crate::metrics;
 use crate::upstream::credentials::{CredentialSource, refresh_after};
 
 /// Outcomes from many workers can burst; a full mailbox drops reports rather than block a request.
