@@ -116,3 +116,58 @@ impl BalancerHandle {
         self.addr.do_send(Retire);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::limits::Backend;
+    use crate::target::TargetRuntime;
+    use std::time::Duration;
+
+    /// Polls (bounded) until `target`'s actor has stopped or `limit` passes; whether it stopped.
+    async fn stops_within(target: &TargetRuntime, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while target.actor.is_running() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    #[actix_rt::test]
+    async fn a_hand_over_stops_the_targets_that_left_and_a_retire_stops_the_rest() {
+        let yaml = r#"
+routes:
+  - name: r
+    targets:
+      - { model: { provider: bedrock, name: m, options: { bedrock: { aws_region: us-east-1 } } }, auth: { aws_access_key_id: a, aws_secret_access_key: s } }
+      - { model: { provider: bedrock, name: m, options: { bedrock: { aws_region: us-west-2 } } }, auth: { aws_access_key_id: a, aws_secret_access_key: s } }
+      - { model: { provider: bedrock, name: m, options: { bedrock: { aws_region: eu-west-1 } } }, auth: { aws_access_key_id: a, aws_secret_access_key: s } }
+"#;
+        let config = crate::config::parse(yaml, &|_| None).unwrap();
+        let route = &config.routes[0];
+        let backend = Backend::start(&config.rate_limits, None).unwrap();
+        let [a, b, c] = [0, 1, 2]
+            .map(|i| TargetRuntime::start(route.targets[i].clone(), &route.balancer, &backend));
+        let first = BalancerHandle::start(
+            "r".to_owned(),
+            Roster::new(vec![Arc::clone(&a), Arc::clone(&b)], &route.balancer),
+        );
+        let next = first.successor(Roster::new(
+            vec![Arc::clone(&b), Arc::clone(&c)],
+            &route.balancer,
+        ));
+        next.hand_over();
+        assert!(stops_within(&a, Duration::from_secs(10)).await);
+        assert!(b.actor.is_running() && c.actor.is_running());
+        // A report to the stopped target is dropped quietly, not an error for the request.
+        a.report(crate::target::Outcome::Failure);
+
+        next.retire();
+        assert!(stops_within(&b, Duration::from_secs(10)).await);
+        assert!(stops_within(&c, Duration::from_secs(10)).await);
+    }
+}

@@ -192,6 +192,11 @@ impl TargetHandle {
         }
     }
 
+    #[cfg(test)]
+    pub fn is_running(&self) -> bool {
+        self.0.connected()
+    }
+
     /// Queued past the mailbox bound, so a burst of reports cannot make it miss the stop.
     pub fn stop(&self) {
         self.0.do_send(Stop);
