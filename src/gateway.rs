@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::backend::TargetRuntime;
-use crate::balance::BalancerHandle;
 use crate::balance::retry_budget::RetryBudget;
+use crate::balance::{BalancerHandle, Roster};
 use crate::config::{BalancerConfig, Config, RouteType};
 use crate::limits::{Backend, ConsumerLimits};
 
@@ -34,10 +34,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the actors of every route and target; must run inside an actix system. On a reload,
-    /// `previous` lends its targets: one that remains (same route, same settings, same limit
-    /// store) keeps its actor, health, cooldown, credentials, latency history and limit state.
-    /// So do consumers whose limits stayed, and the Redis connection if its URL did.
+    /// Starts the actors of every new route and target; must run inside an actix system. On a
+    /// reload, `previous` lends its targets: one that remains (same route, same settings, same
+    /// limit store) keeps its actor, health, cooldown, credentials, latency history and limit
+    /// state. So do consumers whose limits stayed, and the Redis connection if its URL did. Nothing
+    /// of `previous` stops until [`Self::hand_over`] is called on it.
     pub fn start(config: Config, previous: Option<&Gateway>) -> Result<Self, String> {
         let backend = Backend::start(&config.rate_limits, previous.map(|p| &p.backend))?;
         let consumer_limits = ConsumerLimits::start(
@@ -66,12 +67,17 @@ impl Gateway {
             }
             by_name.insert(route.name.clone(), index);
             let token_limited = targets.iter().any(|t| t.config.limits.tpm.is_some());
+            let roster = Roster::new(targets, &route.balancer);
+            let balancer = match previous.and_then(|p| p.route(&route.name)) {
+                Some(old) => old.balancer.successor(roster),
+                None => BalancerHandle::start(route.name.clone(), roster),
+            };
             routes.push(RouteRuntime {
                 token_limited,
                 name: route.name.clone(),
                 route_type: route.route_type,
                 balancer_config: route.balancer.clone(),
-                balancer: BalancerHandle::start(route.name.clone(), targets, &route.balancer),
+                balancer,
                 retry_budget: RetryBudget::default(),
             });
         }
@@ -94,13 +100,28 @@ impl Gateway {
             .map(|&i| &self.routes[i])
     }
 
+    /// Called on the gateway a reload replaced, once `next` is live: each route's actor takes
+    /// over its next roster and stops the targets that left; a route that left stops whole.
+    pub fn hand_over(&self, next: &Gateway) {
+        for old in &self.routes {
+            match next.route(&old.name) {
+                Some(route) => route.balancer.hand_over(),
+                None => old.balancer.retire(),
+            }
+        }
+    }
+
+    fn route(&self, name: &str) -> Option<&RouteRuntime> {
+        self.by_name.get(name).map(|&i| &self.routes[i])
+    }
+
     fn reusable_target(
         &self,
         route: &str,
         target: &crate::config::Target,
         balancer: &BalancerConfig,
     ) -> Option<Arc<TargetRuntime>> {
-        let old = self.by_name.get(route).map(|&i| &self.routes[i])?;
+        let old = self.route(route)?;
         let breaker_same = old.balancer_config.max_fails == balancer.max_fails
             && old.balancer_config.fail_timeout == balancer.fail_timeout;
         if !breaker_same {

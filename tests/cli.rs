@@ -243,3 +243,142 @@ routes:
     );
     assert!(headers["x-amz-security-token"].starts_with("sim-session-"));
 }
+
+/// A target that assumes a role through the simulator's STS under its own session name, so the
+/// simulator counts its credential fetches apart from the others'.
+fn assume_role_target(session: &str, region: &str, weight: u16, sim_url: &str) -> String {
+    format!(
+        r#"
+      - model:
+          provider: bedrock
+          name: anthropic.claude-3-haiku-20240307-v1:0
+          options:
+            bedrock:
+              aws_region: {region}
+              aws_assume_role_arn: arn:aws:iam::123456789012:role/bedrock-invoke
+              aws_role_session_name: {session}
+              aws_sts_endpoint_url: {sim_url}
+            upstream_url: {sim_url}
+        weight: {weight}"#
+    )
+}
+
+/// Step `i` of the reload sequence. Always: `stay`. Each step replaces `flip-{i-1}` with
+/// `flip-{i}` (a changed setting) and swaps `odd-{i}` / `even-{i}` (one target dropped, one
+/// added); odd steps add a route `extra` that the next step removes.
+fn reload_step(i: u16, sim_url: &str) -> String {
+    let parity = if i.is_multiple_of(2) { "even" } else { "odd" };
+    let claude = [
+        assume_role_target("stay", "us-west-2", 1, sim_url),
+        assume_role_target(&format!("flip-{i}"), "ap-northeast-1", 1 + i % 2, sim_url),
+        assume_role_target(&format!("{parity}-{i}"), "eu-west-1", 1, sim_url),
+    ];
+    let mut text = String::from(
+        "server: { listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }\nroutes:\n",
+    );
+    if !i.is_multiple_of(2) {
+        text.push_str("  - name: extra\n    targets:");
+        text.push_str(&assume_role_target(
+            &format!("extra-{i}"),
+            "eu-central-1",
+            1,
+            sim_url,
+        ));
+        text.push('\n');
+    }
+    text.push_str("  - name: claude\n    targets:");
+    text.push_str(&claude.concat());
+    text.push('\n');
+    text
+}
+
+async fn gauge(admin: &str, name: &str) -> Option<i64> {
+    let mut resp = awc::Client::default()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .ok()?;
+    let body = resp.body().await.ok()?;
+    String::from_utf8_lossy(&body).lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[actix_rt::test]
+async fn twenty_reloads_leave_only_the_current_targets_actors_and_their_credential_refreshes() {
+    let mut options = SimOptions::new("us-west-2");
+    // Credentials that expire at once make every live target refresh at the shortest interval.
+    options.sts_session = Duration::ZERO;
+    let sim = sim::start(options).await.unwrap();
+    let url = sim.url();
+    let config = write_config(&reload_step(0, &url));
+    let (mut child, _public, admin) = serve_with_env_credentials(
+        config.path(),
+        (
+            sim::DEFAULT_ACCESS_KEY_ID,
+            sim::DEFAULT_SECRET_ACCESS_KEY,
+            None,
+        ),
+    )
+    .await;
+    let client = awc::Client::default();
+    for i in 1..=20 {
+        std::fs::write(config.path(), reload_step(i, &url)).unwrap();
+        let status = client
+            .post(format!("{admin}/admin/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "reload {i}");
+    }
+    // Step 20 is even: stay, flip and even remain.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let live = gauge(&admin, "bedrock_balancer_target_actors").await;
+        if live == Some(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "target actors still running: {live:?}, want 3"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fetches = |session: &str| {
+        sim.stats()
+            .assumed_roles_by_session
+            .get(session)
+            .copied()
+            .unwrap_or(0)
+    };
+    // The last-started targets refresh once: every target a reload dropped was started earlier,
+    // so a refresh of any of them would have come due by then too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fetches("flip-20") < 2 || fetches("even-20") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "current targets stopped refreshing"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let by_session = sim.stats().assumed_roles_by_session;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(by_session["stay"] >= 2, "{by_session:?}");
+    // 20 flips, 10 odds, 10 extras and 10 evens were dropped: at most their first fetch each (none
+    // if a reload dropped them before it was answered).
+    let current = ["stay", "flip-20", "even-20"];
+    assert!(
+        by_session
+            .iter()
+            .filter(|(session, _)| !current.contains(&session.as_str()))
+            .all(|(_, &n)| n <= 1),
+        "{by_session:?}"
+    );
+    assert_eq!(sim.stats().bad_signatures, 0);
+}

@@ -22,6 +22,7 @@ mod sts;
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
@@ -40,6 +41,8 @@ pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
 pub const DEFAULT_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 /// One worker is plenty in-process, where tests share a small machine.
 const DEFAULT_WORKERS: usize = 1;
+/// STS's default lifetime for AssumeRole credentials.
+const STS_SESSION: Duration = Duration::from_secs(3_600);
 /// Seconds a stopping server waits for open connections; streams may be silenced on purpose.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 1;
 
@@ -71,6 +74,9 @@ pub struct SimOptions {
     /// Skip SigV4 verification: only for measuring a client that cannot sign (the load
     /// benchmark's direct baseline). Never on by default.
     pub accept_unsigned: bool,
+    /// How long the credentials its STS endpoint hands out live; short ones make a caller's
+    /// refreshes observable in a test.
+    pub sts_session: Duration,
 }
 
 impl SimOptions {
@@ -87,6 +93,7 @@ impl SimOptions {
             faults: Faults::default(),
             workers: DEFAULT_WORKERS,
             accept_unsigned: false,
+            sts_session: STS_SESSION,
         }
     }
 }

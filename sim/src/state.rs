@@ -1,6 +1,7 @@
 //! State shared by the simulator's workers and its handle.
 
 use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use super::faults::Faults;
 use super::stats::Stats;
@@ -13,6 +14,8 @@ pub struct SimState {
     keys: RwLock<Vec<SimKey>>,
     pub stats: Stats,
     pub accept_unsigned: bool,
+    /// Lifetime of the credentials its STS endpoint hands out.
+    pub sts_session: Duration,
     /// The faults and how many model requests they have seen, so `fail_every_nth` counts from a reset.
     faults: Mutex<(Faults, u64)>,
 }
@@ -24,6 +27,7 @@ impl SimState {
             keys: RwLock::new(opts.keys.clone()),
             stats: Stats::new(&opts.region),
             accept_unsigned: opts.accept_unsigned,
+            sts_session: opts.sts_session,
             faults: Mutex::new((opts.faults.clone(), 0)),
         }
     }

@@ -17,6 +17,8 @@ pub struct StatsSnapshot {
     pub errors_injected: u64,
     /// Temporary credentials handed out by the STS endpoint.
     pub assumed_roles: u64,
+    /// The same, by the caller's `RoleSessionName`.
+    pub assumed_roles_by_session: BTreeMap<String, u64>,
     /// All headers of the last verified model request, names lower-cased.
     pub last_request_headers: BTreeMap<String, String>,
 }
@@ -53,8 +55,13 @@ impl Stats {
         self.with(|s| s.bad_signatures += 1);
     }
 
-    pub fn assumed_role(&self) {
-        self.with(|s| s.assumed_roles += 1);
+    pub fn assumed_role(&self, session_name: &str) {
+        self.with(|s| {
+            s.assumed_roles += 1;
+            *s.assumed_roles_by_session
+                .entry(session_name.to_owned())
+                .or_default() += 1;
+        });
     }
 
     pub fn error_injected(&self) {

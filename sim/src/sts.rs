@@ -15,8 +15,6 @@ use sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
 /// STS's signing name.
 const SERVICE: &str = "sts";
-/// How long the handed-out credentials live (STS's default for AssumeRole).
-const SESSION_SECONDS: i64 = 3_600;
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 pub async fn assume_role(
@@ -60,7 +58,7 @@ pub async fn assume_role(
         secret_access_key: format!("{:032x}", fastrand::u128(..)),
         session_token: Some(format!("sim-session-{:032x}", fastrand::u128(..))),
     };
-    let expiration = (OffsetDateTime::now_utc() + time::Duration::seconds(SESSION_SECONDS))
+    let expiration = (OffsetDateTime::now_utc() + state.sts_session)
         .replace_nanosecond(0)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -83,7 +81,7 @@ pub async fn assume_role(
         fastrand::u128(..),
     );
     state.add_key(key);
-    state.stats.assumed_role();
+    state.stats.assumed_role(session_name);
     HttpResponse::Ok().content_type("text/xml").body(xml)
 }
 

@@ -135,12 +135,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let rosters: Vec<_> = gateway
         .routes()
         .iter()
-        .map(|route| {
-            (
-                route.name.as_str(),
-                arc_swap::Guard::into_inner(route.balancer.roster()),
-            )
-        })
+        .map(|route| (route.name.as_str(), route.balancer.roster()))
         .collect();
     let mut remaining = Vec::new();
     for (_, roster) in &rosters {

@@ -42,7 +42,7 @@ impl AppState {
 
     /// Validates the new config whole and swaps it in atomically; on any problem the running
     /// config stays. Requests in flight finish on the gateway they started with (they hold an
-    /// `Arc` to it), and targets that remain keep their state.
+    /// `Arc` to it), targets that remain keep their state, and targets that left are stopped.
     pub fn reload(&self) -> Result<usize, Vec<String>> {
         let loader = self
             .loader
@@ -59,9 +59,11 @@ impl AppState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let current = self.gateway();
-        let next = Gateway::start(config, Some(&current)).map_err(|e| vec![e])?;
+        let next = Arc::new(Gateway::start(config, Some(&current)).map_err(|e| vec![e])?);
         let routes = next.routes().len();
-        self.gateway.store(Arc::new(next));
+        self.gateway.store(Arc::clone(&next));
+        // Still under the lock, so the route actors learn of reloads in the order they happened.
+        current.hand_over(&next);
         Ok(routes)
     }
 

@@ -1,6 +1,11 @@
 //! `TargetActor`: owns one target's slow-changing state (circuit breaker, throttle cooldown,
 //! credentials) and publishes it to [`TargetState`] atomics. The request path never waits on it:
 //! outcomes arrive with `try_send`, credentials are fetched on the actor's own time.
+//!
+//! Messages: [`Report`] (an attempt's outcome, from the request path's lease) and [`Stop`] (the
+//! target left the config, from its route's `BalancerActor`). Stopping drops the actor's pending
+//! credential refresh with it. Requests still in flight on a stopped target keep what it last
+//! published (credentials, health) and their reports are discarded: the target no longer serves.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +20,7 @@ use super::state::TargetState;
 use crate::aws::credentials::{CredentialSource, refresh_after};
 use crate::clock;
 use crate::limits::Meter;
+use crate::metrics;
 
 /// Outcomes from many workers can burst; a full mailbox drops reports rather than block a request.
 const MAILBOX_CAPACITY: usize = 4096;
@@ -108,7 +114,26 @@ impl Actor for TargetActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        metrics::target_actors(1);
         self.refresh_credentials(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        metrics::target_actors(-1);
+        tracing::debug!(target_id = %self.label, "target actor stopped");
+    }
+}
+
+/// The target left the config: end the actor and its credential refreshes.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for TargetActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
@@ -157,8 +182,23 @@ impl TargetHandle {
 
     /// Never blocks: a full mailbox loses this report, which is logged.
     pub fn report(&self, outcome: Outcome) {
-        if let Err(error) = self.0.try_send(Report(outcome)) {
-            tracing::warn!(%error, "target actor mailbox full; outcome dropped");
+        match self.0.try_send(Report(outcome)) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => {
+                tracing::warn!("target actor mailbox full; outcome dropped");
+            }
+            // A reload removed the target while this request ran; its health no longer matters.
+            Err(SendError::Closed(_)) => {}
         }
+    }
+
+    #[cfg(test)]
+    pub fn is_running(&self) -> bool {
+        self.0.connected()
+    }
+
+    /// Queued past the mailbox bound, so a burst of reports cannot make it miss the stop.
+    pub fn stop(&self) {
+        self.0.do_send(Stop);
     }
 }

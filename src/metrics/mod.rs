@@ -86,6 +86,7 @@ pub struct Metrics {
     ewma_latency: GaugeVec,
     limit_remaining: IntGaugeVec,
     rate_limit_fallback: IntGauge,
+    target_actors: IntGauge,
     reload_success: IntCounter,
     reload_failure: IntCounter,
 }
@@ -281,6 +282,10 @@ impl Metrics {
                 "rate_limit_fallback",
                 "1 while Redis is unreachable and rate limits use this replica's local share"
             ))?),
+            target_actors: reg!(IntGauge::with_opts(opts(
+                "target_actors",
+                "Target actors running; after a reload settles, the number of configured targets"
+            ))?),
             reload_success: reloads.with_label_values(&["success"]),
             reload_failure: reloads.with_label_values(&["failure"]),
             registry,
@@ -397,6 +402,13 @@ impl Metrics {
 pub fn rate_limit_fallback(active: bool) {
     if let Some(m) = metrics() {
         m.rate_limit_fallback.set(i64::from(active));
+    }
+}
+
+/// A target actor started (`1`) or stopped (`-1`).
+pub fn target_actors(delta: i64) {
+    if let Some(m) = metrics() {
+        m.target_actors.add(delta);
     }
 }
 
