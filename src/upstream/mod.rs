@@ -1,6 +1,7 @@
 //! Everything between a picked target and Bedrock: credentials, signing, forwarding, classifying.
 
 pub mod backoff;
+pub mod body;
 pub mod classify;
 pub mod client;
 pub mod credentials;
@@ -9,3 +10,4 @@ pub mod operation;
 pub mod retry_budget;
 pub mod sign;
 pub mod stream;
+pub mod timeouts;
