@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use actix_web::HttpMessage;
-use actix_web::http::header::CONTENT_LENGTH;
 use awc::error::PayloadError;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
+
+use crate::body_limit::{Uncollected, collect, declared_length};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -17,7 +18,7 @@ pub enum BodyError {
     #[error("larger than {0} bytes")]
     TooLarge(usize),
     #[error(transparent)]
-    Broken(#[from] PayloadError),
+    Broken(PayloadError),
 }
 
 pub async fn read_body(
@@ -25,31 +26,20 @@ pub async fn read_body(
     max: usize,
     read_timeout: Duration,
 ) -> Result<Bytes, BodyError> {
-    let announced = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if announced.is_some_and(|len| len > max) {
-        return Err(BodyError::TooLarge(max));
-    }
-    let mut payload = response.take_payload();
-    let mut body = BytesMut::with_capacity(announced.unwrap_or(0));
-    loop {
-        let chunk = tokio::time::timeout(read_timeout, payload.next())
-            .await
-            .map_err(|_| BodyError::Idle(read_timeout))?;
-        match chunk {
-            None => return Ok(body.freeze()),
-            Some(chunk) => {
-                let chunk = chunk?;
-                if body.len() + chunk.len() > max {
-                    return Err(BodyError::TooLarge(max));
-                }
-                body.extend_from_slice(&chunk);
-            }
-        }
-    }
+    let declared = declared_length(response.headers());
+    let chunks =
+        futures_util::stream::unfold(response.take_payload(), move |mut payload| async move {
+            let item = match tokio::time::timeout(read_timeout, payload.next()).await {
+                Ok(None) => return None,
+                Ok(Some(chunk)) => chunk.map_err(BodyError::Broken),
+                Err(_) => Err(BodyError::Idle(read_timeout)),
+            };
+            Some((item, payload))
+        });
+    collect(declared, max, chunks).await.map_err(|e| match e {
+        Uncollected::TooLarge => BodyError::TooLarge(max),
+        Uncollected::Failed(e) => e,
+    })
 }
 
 #[cfg(test)]
