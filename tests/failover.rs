@@ -98,16 +98,18 @@ async fn post(h: &Harness, route: &str, operation: &str) -> Answer {
     }
 }
 
-#[actix_rt::test]
-async fn a_silent_region_is_left_after_read_timeout_not_write_plus_read() {
-    let h = tiers(
-        2,
-        "failover_criteria: [error, timeout, non_idempotent]",
-        &["read_timeout: 1000"],
-    )
-    .await;
+/// A Converse call to a route with `read_timeout: 1000` whose first region answers 20 s late.
+async fn post_to_a_silent_first_region(criteria: &str) -> (Harness, Answer) {
+    let h = tiers(2, criteria, &["read_timeout: 1000"]).await;
     h.fault(0, slow_head());
     let answer = post(&h, "tiers", "converse").await;
+    (h, answer)
+}
+
+#[actix_rt::test]
+async fn a_silent_region_is_left_after_read_timeout_not_write_plus_read() {
+    let (h, answer) =
+        post_to_a_silent_first_region("failover_criteria: [error, timeout, non_idempotent]").await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     assert_eq!(answer.attempts.as_deref(), Some("2"));
     assert_eq!(h.counts("converse"), vec![1, 1]);
@@ -117,14 +119,7 @@ async fn a_silent_region_is_left_after_read_timeout_not_write_plus_read() {
 
 #[actix_rt::test]
 async fn a_timed_out_post_goes_to_a_second_region_only_with_non_idempotent() {
-    let h = tiers(
-        2,
-        "failover_criteria: [error, timeout]",
-        &["read_timeout: 1000"],
-    )
-    .await;
-    h.fault(0, slow_head());
-    let answer = post(&h, "tiers", "converse").await;
+    let (h, answer) = post_to_a_silent_first_region("failover_criteria: [error, timeout]").await;
     assert_eq!(answer.status, 504, "{:?}", answer.body);
     assert!(
         String::from_utf8_lossy(&answer.body).contains("no response head"),

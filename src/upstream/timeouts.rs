@@ -193,35 +193,23 @@ pub(super) mod tests {
     #[actix_rt::test]
     async fn a_silent_upstream_times_out_after_the_read_timeout_not_write_plus_read() {
         let url = server(read_and_hold);
-        let started = Instant::now();
-        let result = send(
-            client().post(&url),
-            Bytes::from_static(b"{}"),
-            timeouts(LONG, LONG, Duration::from_millis(300)),
-        )
-        .await;
-        assert!(
-            matches!(result, Err(SendFailure::TimedOut(Phase::AwaitingHead))),
-            "{result:?}"
-        );
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(300), "{took:?}");
-        assert!(took < Duration::from_secs(10), "{took:?}");
-    }
-
-    #[actix_rt::test]
-    async fn an_empty_body_is_also_written_before_the_head_wait() {
-        let url = server(read_and_hold);
-        let result = send(
-            client().post(&url),
-            Bytes::new(),
-            timeouts(LONG, LONG, Duration::from_millis(300)),
-        )
-        .await;
-        assert!(
-            matches!(result, Err(SendFailure::TimedOut(Phase::AwaitingHead))),
-            "{result:?}"
-        );
+        // An empty body too, which awc would not ask for were it sized: the end of writing shows.
+        for body in [Bytes::from_static(b"{}"), Bytes::new()] {
+            let started = Instant::now();
+            let result = send(
+                client().post(&url),
+                body,
+                timeouts(LONG, LONG, Duration::from_millis(300)),
+            )
+            .await;
+            assert!(
+                matches!(result, Err(SendFailure::TimedOut(Phase::AwaitingHead))),
+                "{result:?}"
+            );
+            let took = started.elapsed();
+            assert!(took >= Duration::from_millis(300), "{took:?}");
+            assert!(took < Duration::from_secs(10), "{took:?}");
+        }
     }
 
     #[actix_rt::test]
