@@ -6,6 +6,7 @@ pub mod auth;
 pub mod aws;
 pub mod backend;
 pub mod balance;
+pub mod body_limit;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -2,13 +2,16 @@
 //! shutdown timeout complete; a longer one ends with an exception frame; the process exits in time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bedrock_balancer::eventstream::{Decoder, Frame};
+use bedrock_balancer::eventstream::Frame;
 use bedrock_balancer_sim::{self as sim, Faults, SimOptions};
+use common::decode_frames;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bedrock-balancer");
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -25,17 +28,6 @@ fn route(name: &str, region: &str, url: &str) -> String {
           options: {{ bedrock: {{ aws_region: {region} }}, upstream_url: {url} }}
         auth: {{ aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }}"#
     )
-}
-
-fn frames(body: &[u8]) -> Vec<Frame> {
-    let mut decoder = Decoder::new();
-    decoder.push(body);
-    let mut out = Vec::new();
-    while let Some(raw) = decoder.next_frame().unwrap() {
-        out.push(raw.frame);
-    }
-    decoder.finish().unwrap();
-    out
 }
 
 #[actix_rt::test]
@@ -94,7 +86,7 @@ async fn sigterm_with_streams_in_flight() {
         async move {
             let mut resp = request.send_body(body).await.unwrap();
             assert_eq!(resp.status(), 200);
-            frames(&resp.body().limit(1 << 20).await.unwrap())
+            decode_frames(&resp.body().limit(1 << 20).await.unwrap())
         }
     };
     let mut streams: Vec<_> = (0..50).map(|_| actix_rt::spawn(send("short"))).collect();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use bedrock_balancer::eventstream::{Decoder, Frame};
+use bedrock_balancer::eventstream::Frame;
 use bedrock_balancer_sim::Faults;
 use common::*;
 
@@ -192,7 +192,7 @@ async fn streams_pass_through_and_a_broken_stream_ends_in_an_exception_not_a_han
         headers.get("content-type").unwrap(),
         "application/vnd.amazon.eventstream"
     );
-    let events = decode(&body);
+    let events = decode_frames(&body);
     assert!(
         events
             .iter()
@@ -217,7 +217,7 @@ async fn streams_pass_through_and_a_broken_stream_ends_in_an_exception_not_a_han
     .await;
     assert_eq!(status, 200);
     assert!(started.elapsed() < Duration::from_secs(10));
-    let events = decode(&body);
+    let events = decode_frames(&body);
     assert!(
         matches!(events.last(), Some(Frame::Exception { .. })),
         "{events:?}"
@@ -257,15 +257,4 @@ async fn client_credentials_never_reach_the_upstream() {
     assert!(!seen.values().any(|v| v.contains("CLIENTKEY")
         || v.contains("client-session-token")
         || v.contains("client-trace")));
-}
-
-fn decode(body: &[u8]) -> Vec<Frame> {
-    let mut decoder = Decoder::new();
-    decoder.push(body);
-    let mut frames = Vec::new();
-    while let Some(raw) = decoder.next_frame().unwrap() {
-        frames.push(raw.frame);
-    }
-    decoder.finish().unwrap();
-    frames
 }

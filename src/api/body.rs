@@ -4,12 +4,11 @@
 //! soon as it crosses the limit.
 
 use actix_web::HttpRequest;
-use actix_web::http::header::CONTENT_LENGTH;
-use actix_web::web::{BytesMut, Payload};
+use actix_web::web::Payload;
 use bytes::Bytes;
-use futures_util::StreamExt;
 
 use crate::auth::Caller;
+use crate::body_limit::{Uncollected, collect, declared_length};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -47,26 +46,15 @@ async fn read_body(
 
 async fn read_limited(
     req: &HttpRequest,
-    mut payload: Payload,
+    payload: Payload,
     limit: usize,
 ) -> Result<Bytes, GatewayError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(GatewayError::PayloadTooLarge { limit });
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            GatewayError::bad_request(format!("could not read the request body: {e}"))
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(GatewayError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+    collect(declared_length(req.headers()), limit, payload)
+        .await
+        .map_err(|e| match e {
+            Uncollected::TooLarge => GatewayError::PayloadTooLarge { limit },
+            Uncollected::Failed(e) => {
+                GatewayError::bad_request(format!("could not read the request body: {e}"))
+            }
+        })
 }

@@ -3,10 +3,6 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-/// awc's default total timeout is 5 s, which kills ordinary LLM calls; every request sets its own
-/// from the route, so this only bounds a request that somehow did not.
-const FALLBACK_TIMEOUT: Duration = Duration::from_secs(600);
-
 #[derive(Default)]
 pub struct UpstreamClients {
     clients: RefCell<Vec<(Duration, awc::Client)>>,
@@ -25,7 +21,9 @@ impl UpstreamClients {
         let client = awc::Client::builder()
             .connector(connector)
             .disable_redirects()
-            .timeout(FALLBACK_TIMEOUT)
+            // awc's one timeout spans connect, send and head (5 s by default, which kills
+            // ordinary LLM calls); each phase is bounded by its own timeout instead (timeouts.rs).
+            .disable_timeout()
             .finish();
         clients.push((connect_timeout, client.clone()));
         client

@@ -7,17 +7,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
+use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 
 use super::backoff;
+use super::body::{BodyError, read_body};
 use super::classify::{error_name, outcome_for_status, parse_retry_after};
 use super::operation::Operation;
+use super::timeouts::{self, Phase, SendFailure, Timeouts};
 use crate::aws::sign::{PATH_LABEL, Unsigned};
 use crate::backend::{Health, Outcome, TargetRuntime};
 use crate::balance::Lease;
 use crate::clock;
-use crate::config::FailoverCriterion;
+use crate::config::{FailoverCriteria, FailoverCriterion};
 use crate::error::{GatewayError, LimitScope};
 use crate::gateway::RouteRuntime;
 use crate::limits::estimate::{BodyTokens, DEFAULT_MAX_TOKENS};
@@ -76,10 +79,19 @@ impl From<GatewayError> for ProxyError {
 }
 
 /// Why an attempt failed before a response head arrived.
-enum AttemptFailure {
-    Connect(String),
-    Timeout(String),
-    InvalidHeader(String),
+struct AttemptFailure {
+    kind: FailureKind,
+    /// Some of the request may have reached the target, which may be generating (and billing) it.
+    sent: bool,
+    detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// No connection, or it broke (`error`).
+    Error,
+    Timeout,
+    InvalidHeader,
 }
 
 enum LastFailure {
@@ -97,7 +109,9 @@ pub async fn forward(
     let config = &route.balancer_config;
     let criteria = config.failover_criteria;
     let max_attempts = config.retries.saturating_add(1);
-    // Every attempt, backoff included, fits in one attempt's worth of time from the start.
+    // No retry starts later than one attempt's worth of time (each phase's timeout) from the
+    // start, so slow failures are not repeated `retries` times; a started attempt keeps its own
+    // timeouts, as in Kong.
     let deadline =
         Instant::now() + config.connect_timeout + config.write_timeout + config.read_timeout;
     route.retry_budget.deposit();
@@ -108,18 +122,16 @@ pub async fn forward(
     // The most hopeful refusal by a target's limits: the soonest wait, else the largest cap.
     let mut refused: Option<Refusal> = None;
     while attempts < max_attempts {
-        let mut _retry_permit = None;
         if attempts > 0 {
             if tried.iter().all(|t| *t) {
                 // Every target has had its try: nothing to spend the budget or a backoff on.
                 break;
             }
-            let Some(permit) = route.retry_budget.try_withdraw() else {
+            if !route.retry_budget.try_withdraw() {
                 metrics::retry_budget_exhausted(&route.name);
                 tracing::debug!(route = %route.name, "retry budget spent; not retrying");
                 break;
-            };
-            _retry_permit = Some(permit);
+            }
             let pause = backoff::before_retry(attempts, fastrand::f64());
             if Instant::now() + pause >= deadline {
                 break;
@@ -182,7 +194,7 @@ pub async fn forward(
                 });
             }
             Ok(mut response) => {
-                let error = read_error(&mut response, &target, attempts).await;
+                let error = read_error(&mut response, &target, attempts, config.read_timeout).await;
                 obs.upstream_time(&target, sent_at.elapsed());
                 metrics::upstream_error(
                     &target.label,
@@ -193,9 +205,8 @@ pub async fn forward(
                     &error.error_type,
                     error.retry_after,
                 ));
-                let may_fail_over = criteria.contains(FailoverCriterion::NonIdempotent)
-                    && FailoverCriterion::for_status(error.status.as_u16())
-                        .is_some_and(|c| criteria.contains(c));
+                let may_fail_over = FailoverCriterion::for_status(error.status.as_u16())
+                    .is_some_and(|c| may_fail_over(criteria, c, true));
                 tracing::debug!(target_id = %target.label, status = error.status.as_u16(), may_fail_over, "upstream error");
                 if !may_fail_over {
                     return Err(ProxyError::Upstream(error));
@@ -205,14 +216,9 @@ pub async fn forward(
             Err(failure) => {
                 lease.set_outcome(Outcome::Failure);
                 obs.upstream_time(&target, sent_at.elapsed());
-                let (criterion, kind) = match &failure {
-                    AttemptFailure::Connect(_) => (FailoverCriterion::Error, "connect"),
-                    AttemptFailure::Timeout(_) => (FailoverCriterion::Timeout, "timeout"),
-                    AttemptFailure::InvalidHeader(_) => (FailoverCriterion::InvalidHeader, "other"),
-                };
-                metrics::upstream_error(&target.label, kind);
-                tracing::debug!(target_id = %target.label, error = failure.describe(), "upstream attempt failed");
-                let may_fail_over = criteria.contains(criterion);
+                metrics::upstream_error(&target.label, failure.kind.metric());
+                let may_fail_over = may_fail_over(criteria, failure.kind.criterion(), failure.sent);
+                tracing::debug!(target_id = %target.label, error = failure.describe(), sent = failure.sent, may_fail_over, "upstream attempt failed");
                 last = Some(LastFailure::Attempt(failure));
                 if !may_fail_over {
                     break;
@@ -226,8 +232,8 @@ pub async fn forward(
             route: route.name.clone(),
         }),
         (Some(LastFailure::Status(error)), _) => ProxyError::Upstream(error),
-        (Some(LastFailure::Attempt(AttemptFailure::Timeout(what))), _) => {
-            ProxyError::Gateway(GatewayError::UpstreamTimeout(what))
+        (Some(LastFailure::Attempt(failure)), _) if failure.kind == FailureKind::Timeout => {
+            ProxyError::Gateway(GatewayError::UpstreamTimeout(failure.detail))
         }
         (Some(LastFailure::Attempt(failure)), _) => {
             ProxyError::Gateway(GatewayError::AllTargetsFailed {
@@ -256,12 +262,75 @@ async fn admit_target(
         .map(|r| Some(Arc::new(r)))
 }
 
+/// Whether an attempt that failed by `criterion` may go on to another target. Every Bedrock call
+/// is a POST: once any of it was sent, only `non_idempotent` allows that, as nginx's
+/// `proxy_next_upstream` (a timed-out generation is likely still running, and billed).
+fn may_fail_over(criteria: FailoverCriteria, criterion: FailoverCriterion, sent: bool) -> bool {
+    criteria.contains(criterion) && (!sent || criteria.contains(FailoverCriterion::NonIdempotent))
+}
+
 impl AttemptFailure {
+    /// A failure before anything was sent.
+    fn unsent(kind: FailureKind, detail: String) -> Self {
+        Self {
+            kind,
+            sent: false,
+            detail,
+        }
+    }
+
+    fn of(failure: SendFailure, target: &str) -> Self {
+        let (kind, phase, detail) = match failure {
+            SendFailure::TimedOut(phase) => {
+                let what = match phase {
+                    Phase::Connecting => "connecting to",
+                    Phase::Writing => "sending the request to",
+                    Phase::AwaitingHead => "no response head from",
+                };
+                (FailureKind::Timeout, phase, format!("{what} {target}"))
+            }
+            SendFailure::Failed(_, SendRequestError::Connect(ConnectError::Timeout)) => (
+                FailureKind::Timeout,
+                Phase::Connecting,
+                format!("connecting to {target}"),
+            ),
+            SendFailure::Failed(phase, SendRequestError::Response(e)) => {
+                (FailureKind::InvalidHeader, phase, e.to_string())
+            }
+            SendFailure::Failed(phase, e) => (FailureKind::Error, phase, e.to_string()),
+        };
+        Self {
+            kind,
+            sent: phase.sent(),
+            detail,
+        }
+    }
+
     fn describe(&self) -> String {
+        let what = match self.kind {
+            FailureKind::Error => "connection failed",
+            FailureKind::Timeout => "timed out",
+            FailureKind::InvalidHeader => "invalid response head",
+        };
+        format!("{what}: {}", self.detail)
+    }
+}
+
+impl FailureKind {
+    fn criterion(self) -> FailoverCriterion {
         match self {
-            Self::Connect(e) => format!("connection failed: {e}"),
-            Self::Timeout(e) => format!("timed out: {e}"),
-            Self::InvalidHeader(e) => format!("invalid response head: {e}"),
+            Self::Error => FailoverCriterion::Error,
+            Self::Timeout => FailoverCriterion::Timeout,
+            Self::InvalidHeader => FailoverCriterion::InvalidHeader,
+        }
+    }
+
+    /// The `kind` label of `upstream_errors_total`.
+    fn metric(self) -> &'static str {
+        match self {
+            Self::Error => "connect",
+            Self::Timeout => "timeout",
+            Self::InvalidHeader => "other",
         }
     }
 }
@@ -282,11 +351,9 @@ async fn send_once(
     request: &ProxyRequest,
     config: &crate::config::BalancerConfig,
 ) -> Result<awc::ClientResponse, AttemptFailure> {
-    let credentials = target
-        .state
-        .credentials
-        .load_full()
-        .ok_or_else(|| AttemptFailure::Connect("no credentials loaded yet".to_owned()))?;
+    let credentials = target.state.credentials.load_full().ok_or_else(|| {
+        AttemptFailure::unsent(FailureKind::Error, "no credentials loaded yet".to_owned())
+    })?;
     let url = upstream_url(target, request.operation);
     // The upstream URL is an origin (checked by the config), so the path is what follows it.
     let path = &url[target.config.upstream_url.len()..];
@@ -306,30 +373,22 @@ async fn send_once(
             &credentials,
             SystemTime::now(),
         )
-        .map_err(|e| AttemptFailure::InvalidHeader(e.to_string()))?;
+        .map_err(|e| AttemptFailure::unsent(FailureKind::InvalidHeader, e.to_string()))?;
     let mut upstream = client
         .post(&url)
-        .timeout(config.write_timeout + config.read_timeout)
         .insert_header((CONTENT_TYPE, request.content_type.as_str()))
         .insert_header((ACCEPT, request.accept.as_str()));
     for (name, value) in signed.headers() {
         upstream = upstream.insert_header((name, value));
     }
-    upstream
-        .send_body(request.body.clone())
+    let timeouts = Timeouts {
+        connect: config.connect_timeout,
+        write: config.write_timeout,
+        read: config.read_timeout,
+    };
+    timeouts::send(upstream, request.body.clone(), timeouts)
         .await
-        .map_err(|e| match e {
-            awc::error::SendRequestError::Timeout => {
-                AttemptFailure::Timeout(format!("no response head from {}", target.label))
-            }
-            awc::error::SendRequestError::Connect(awc::error::ConnectError::Timeout) => {
-                AttemptFailure::Timeout(format!("connecting to {}", target.label))
-            }
-            awc::error::SendRequestError::Response(e) => {
-                AttemptFailure::InvalidHeader(e.to_string())
-            }
-            other => AttemptFailure::Connect(other.to_string()),
-        })
+        .map_err(|failure| AttemptFailure::of(failure, &target.label))
 }
 
 /// Error bodies are small JSON documents; anything larger is cut, never buffered whole.
@@ -339,6 +398,7 @@ async fn read_error(
     response: &mut awc::ClientResponse,
     target: &TargetRuntime,
     attempts: u32,
+    read_timeout: Duration,
 ) -> UpstreamError {
     let header = |name: &str| {
         response
@@ -351,9 +411,7 @@ async fn read_error(
         .map(|v| error_name(&v))
         .unwrap_or_default();
     let retry_after = parse_retry_after(header("retry-after").as_deref());
-    let body = response
-        .body()
-        .limit(MAX_ERROR_BODY)
+    let body = read_body(response, MAX_ERROR_BODY, read_timeout)
         .await
         .unwrap_or_else(|_| {
             Bytes::from_static(b"{\"message\":\"upstream error body unreadable\"}")
@@ -368,7 +426,8 @@ async fn read_error(
     }
 }
 
-/// Reads a successful non-streaming body, bounded in size and time, and settles the lease.
+/// Reads a successful non-streaming body, bounded in size and in silence between chunks, and
+/// settles the lease.
 pub async fn read_success_body(
     delivered: &mut Delivered,
     read_timeout: Duration,
@@ -376,22 +435,24 @@ pub async fn read_success_body(
     obs: &Obs,
 ) -> Result<Bytes, ProxyError> {
     let label = delivered.lease.target().label.clone();
-    let body = tokio::time::timeout(read_timeout, delivered.response.body().limit(max_body)).await;
+    let body = read_body(&mut delivered.response, max_body, read_timeout).await;
     obs.upstream_time(delivered.lease.target(), delivered.sent_at.elapsed());
-    if !matches!(body, Ok(Ok(_))) {
-        let kind = if body.is_err() { "timeout" } else { "other" };
-        metrics::upstream_error(&delivered.lease.target().label, kind);
-    }
     let failure = match body {
-        Ok(Ok(body)) => {
+        Ok(body) => {
             delivered.lease.set_outcome(Outcome::Success);
             return Ok(body);
         }
-        Ok(Err(e)) => GatewayError::BadUpstreamResponse {
-            target: label,
-            message: format!("reading the body: {e}"),
-        },
-        Err(_) => GatewayError::UpstreamTimeout(format!("response body from {label}")),
+        Err(BodyError::Idle(_)) => {
+            metrics::upstream_error(&delivered.lease.target().label, "timeout");
+            GatewayError::UpstreamTimeout(format!("response body from {label}"))
+        }
+        Err(e @ (BodyError::TooLarge(_) | BodyError::Broken(_))) => {
+            metrics::upstream_error(&delivered.lease.target().label, "other");
+            GatewayError::BadUpstreamResponse {
+                target: label,
+                message: format!("reading the body: {e}"),
+            }
+        }
     };
     delivered.lease.set_outcome(Outcome::Failure);
     Err(ProxyError::Gateway(failure))

@@ -1,8 +1,10 @@
 //! Everything between a picked target and Bedrock: forwarding one attempt, failing over, classifying.
 
 pub mod backoff;
+pub mod body;
 pub mod classify;
 pub mod client;
 pub mod forward;
 pub mod operation;
 pub mod stream;
+pub mod timeouts;

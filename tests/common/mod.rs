@@ -127,6 +127,18 @@ pub fn converse_body(text: &str) -> String {
     serde_json::json!({"messages": [{"role": "user", "content": [{"text": text}]}]}).to_string()
 }
 
+/// Every frame of a whole AWS event-stream body.
+pub fn decode_frames(body: &[u8]) -> Vec<bedrock_balancer::eventstream::Frame> {
+    let mut decoder = bedrock_balancer::eventstream::Decoder::new();
+    decoder.push(body);
+    let mut frames = Vec::new();
+    while let Some(raw) = decoder.next_frame().unwrap() {
+        frames.push(raw.frame);
+    }
+    decoder.finish().unwrap();
+    frames
+}
+
 /// The headers an AWS SDK adds to sign a JSON POST of `body` to `url` (aws-sigv4's general signer,
 /// independent of the gateway's own signer and of the hand-written verifiers).
 pub fn sdk_signed_headers(
