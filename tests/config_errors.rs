@@ -14,7 +14,7 @@ fn env(name: &str) -> Option<String> {
         "TEAM_A_KEY" => Some("team-a-secret-key".to_owned()),
         "AWS_KEY_ID" => Some("AKIAEXAMPLE".to_owned()),
         "AWS_SECRET" => Some("wJalrXUtnFEMI/K7MDENG".to_owned()),
-        "READ_TIMEOUT" => Some("\"90s\"".to_owned()),
+        "READ_TIMEOUT" => Some("90s".to_owned()),
         _ => None,
     }
 }
