@@ -20,6 +20,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// SHA-256 of `server.admin_token`: when set, `/admin/*` needs it as a Bearer token.
+    pub admin_token_sha256: Option<[u8; 32]>,
     pub max_request_body_size: NonZeroUsize,
     /// Largest non-streaming upstream response the gateway will buffer.
     pub max_response_body_size: NonZeroUsize,
