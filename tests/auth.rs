@@ -223,6 +223,26 @@ async fn good_credentials_pass_and_only_the_targets_key_goes_upstream() {
     assert_eq!(h.sims[0].stats().by_operation.values().sum::<u64>(), 3);
 }
 
+/// A gateway started from the config file at `path`, which `POST /admin/reload` reads again;
+/// `${VAR}` comes from `env`.
+async fn start_reloadable(
+    path: &std::path::Path,
+    sims: Vec<bedrock_balancer::sim::SimHandle>,
+    env: fn(&str) -> Option<String>,
+) -> Harness {
+    let loader_path = path.to_owned();
+    let running = app::start(
+        config::load_with_env(path, &env).unwrap(),
+        Some(Box::new(move || config::load_with_env(&loader_path, &env))),
+    )
+    .unwrap();
+    wait_until_ready(&running).await;
+    Harness {
+        sims,
+        gateway: running,
+    }
+}
+
 #[actix_rt::test]
 async fn a_reload_rotates_keys() {
     let sims = start_sims(&["us-east-1"]).await;
@@ -230,17 +250,7 @@ async fn a_reload_rotates_keys() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let path = file.path().to_owned();
     std::fs::write(&path, yaml("sk-old", &sim_url)).unwrap();
-    let loader_path = path.clone();
-    let running = app::start(
-        config::load(&path).unwrap(),
-        Some(Box::new(move || config::load(&loader_path))),
-    )
-    .unwrap();
-    wait_until_ready(&running).await;
-    let h = Harness {
-        sims,
-        gateway: running,
-    };
+    let h = start_reloadable(&path, sims, |_| None).await;
     let chat = h.url("/v1/chat/completions");
     assert_eq!(
         post(&chat, &bearer("sk-old"), &chat_body()).await.status,
@@ -313,18 +323,8 @@ async fn the_admin_token_guards_reload_and_targets_but_not_probes_or_metrics() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let path = file.path().to_owned();
     std::fs::write(&path, admin_yaml("ADMIN_TOKEN", &sim_url)).unwrap();
-    let loader_path = path.clone();
-    let running = app::start(
-        config::load_with_env(&path, &env).unwrap(),
-        Some(Box::new(move || config::load_with_env(&loader_path, &env))),
-    )
-    .unwrap();
     // Waits on /readyz, which needs no token.
-    wait_until_ready(&running).await;
-    let h = Harness {
-        sims,
-        gateway: running,
-    };
+    let h = start_reloadable(&path, sims, env).await;
     let get = |path: &str, headers: Vec<(&'static str, String)>| {
         let url = h.admin_url(path);
         async move { send(awc::http::Method::GET, &url, &headers, "").await }

@@ -66,16 +66,20 @@ fn check_config_accepts_the_demo_config() {
     );
 }
 
-/// Reads the `listening on` line (bounded) and returns (public, admin) URLs.
-fn wait_for_listening(child: &mut Child) -> (String, String) {
-    let stdout = child.stdout.take().unwrap();
+/// The lines of a child's output as they come, read by a thread so the pipe never fills.
+fn lines(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(output).lines() {
             let _ = tx.send(line.unwrap_or_default());
         }
     });
-    let line = rx
+    rx
+}
+
+/// Reads the `listening on` line (bounded) and returns (public, admin) URLs.
+fn wait_for_listening(child: &mut Child) -> (String, String) {
+    let line = lines(child.stdout.take().unwrap())
         .recv_timeout(Duration::from_secs(30))
         .expect("gateway announced itself");
     let rest = line.strip_prefix("bedrock-balancer listening on ").unwrap();
@@ -269,20 +273,14 @@ routes:
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let _ = tx.send(line.unwrap_or_default());
-        }
-    });
+    let log_lines = lines(child.stderr.take().unwrap());
     let (_, admin) = wait_for_listening(&mut child);
     let admin = admin.trim_start_matches("http://").to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut log = String::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
+        let line = log_lines
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("no admin server start logged:\n{log}"));
         log.push_str(&line);
