@@ -16,11 +16,10 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
-use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use time::OffsetDateTime;
 
-use crate::config::Consumer;
+use crate::config::{Consumer, key_digest};
 use crate::error::GatewayError;
 use crate::sigv4_verify::{self as sigv4, AuthError, HeadChecked, RegionPolicy, SigningKey};
 
@@ -300,11 +299,6 @@ impl PendingAuth<'_> {
             }
         }
     }
-}
-
-/// SHA-256 of a key or token: the only form the gateway keeps them in, and the one compared.
-pub fn key_digest(key: &[u8]) -> [u8; 32] {
-    Sha256::digest(key).into()
 }
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme in any case).

@@ -40,6 +40,13 @@ pub struct ServerConfig {
     pub log_payloads: bool,
 }
 
+/// SHA-256 of a key or token: the only form the config keeps API keys and the admin token in, and
+/// the one requests are compared against.
+pub fn key_digest(key: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key).into()
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Consumer {
     pub name: String,

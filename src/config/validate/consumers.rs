@@ -108,7 +108,7 @@ fn consumer(
             None
         }
         (Some(key), None) => Some(Some(KeyOrigin {
-            digest: crate::auth::key_digest(key.0.as_bytes()),
+            digest: key_digest(key.0.as_bytes()),
             field: "api_key",
         })),
         (None, Some(hex_digest)) => {

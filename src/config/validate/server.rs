@@ -34,7 +34,7 @@ pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Optio
             ));
             None
         }
-        token => Some(token.map(|t| crate::auth::key_digest(t.0.as_bytes()))),
+        token => Some(token.map(|t| key_digest(t.0.as_bytes()))),
     };
     let usize_max = i64::try_from(usize::MAX).unwrap_or(i64::MAX);
     let body =
