@@ -255,12 +255,9 @@ fn startup_log(listen: &str) -> String {
         r#"
 server: {{ listen: "{listen}", admin_listen: 127.0.0.1:0, workers: 1 }}
 routes:
-  - name: claude
+  - name: unused
     targets:
-      - model:
-          provider: bedrock
-          name: anthropic.claude-3-haiku-20240307-v1:0
-          options: {{ bedrock: {{ aws_region: us-west-2 }}, upstream_url: "http://127.0.0.1:1" }}
+      - model: {{ provider: bedrock, name: m, options: {{ bedrock: {{ aws_region: us-west-2 }} }} }}
         auth: {{ aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: example-secret }}
 "#
     ));
