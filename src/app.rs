@@ -26,6 +26,12 @@ pub struct Running {
     servers: actix_rt::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// A data listener others can reach, with no consumers to tell callers apart: every request is
+/// served, and billed to the gateway's AWS credentials.
+fn open_to_anyone(config: &Config) -> bool {
+    !config.server.listen.ip().to_canonical().is_loopback() && config.consumers.is_empty()
+}
+
 /// Streams write a response head and then small frames; with Nagle's algorithm on, the first frame
 /// waits for the client's delayed ACK of the head (up to 40 ms on Linux).
 fn disable_nagle(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
@@ -43,6 +49,13 @@ fn install_crypto_provider() {
 /// the config again on reload (SIGHUP, `POST /admin/reload`, or a watched file).
 pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, String> {
     install_crypto_provider();
+    if open_to_anyone(&config) {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "server.listen is not a loopback address and no consumers are configured: anyone who \
+             reaches it spends the configured AWS credentials; add consumers or listen on 127.0.0.1"
+        );
+    }
     let server = config.server.clone();
     let gateway = Gateway::start(config, None)?;
     let state = web::Data::new(AppState::new(gateway, loader));
@@ -79,8 +92,12 @@ pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, St
             .app_data(admin_state.clone())
             .route("/healthz", web::get().to(admin::healthz))
             .route("/readyz", web::get().to(admin::readyz))
-            .route("/admin/targets", web::get().to(admin::targets))
-            .route("/admin/reload", web::post().to(admin::reload))
+            .service(
+                web::scope("/admin")
+                    .wrap(from_fn(admin::require_token))
+                    .route("/targets", web::get().to(admin::targets))
+                    .route("/reload", web::post().to(admin::reload)),
+            )
             .route("/metrics", web::get().to(admin::metrics))
             .default_service(web::to(fallback::not_found))
     })
@@ -232,5 +249,33 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config(listen: &str, consumers: &str) -> Config {
+        crate::config::parse(
+            &format!(
+                "server: {{ listen: \"{listen}\" }}\n{consumers}routes:\n  - name: r\n    targets:\n      - model: {{ provider: bedrock, name: m, options: {{ bedrock: {{ aws_region: us-east-1 }} }} }}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_reachable_listener_without_consumers_is_open_to_anyone() {
+        let consumers = "consumers: [{ name: a, api_key: k }]\n";
+        assert!(open_to_anyone(&config("0.0.0.0:8080", "")));
+        assert!(open_to_anyone(&config("[::]:8080", "")));
+        assert!(open_to_anyone(&config("10.0.0.5:8080", "")));
+        assert!(!open_to_anyone(&config("127.0.0.1:8080", "")));
+        assert!(!open_to_anyone(&config("[::1]:8080", "")));
+        assert!(!open_to_anyone(&config("[::ffff:127.0.0.1]:8080", "")));
+        assert!(!open_to_anyone(&config("0.0.0.0:8080", consumers)));
     }
 }

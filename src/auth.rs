@@ -16,11 +16,10 @@ use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
-use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use time::OffsetDateTime;
 
-use crate::config::Consumer;
+use crate::config::{Consumer, key_digest};
 use crate::error::{AuthReason, GatewayError};
 use sigv4_verify::{self as sigv4, AuthError, HeadChecked, RegionPolicy, SigningKey};
 
@@ -185,11 +184,9 @@ impl Authenticator {
         if sigv4::is_sigv4(authorization) {
             return self.signature_head(req, now);
         }
-        match authorization.get(..BEARER.len()) {
-            Some(scheme) if scheme.eq_ignore_ascii_case(BEARER) => {
-                self.api_key(authorization[BEARER.len()..].trim().as_bytes())
-            }
-            _ => Err(refuse(AuthReason::Malformed, None)),
+        match bearer_token(authorization) {
+            Some(key) => self.api_key(key.as_bytes()),
+            None => Err(refuse(AuthReason::Malformed, None)),
         }
     }
 
@@ -203,7 +200,7 @@ impl Authenticator {
     /// Compares the key's digest with every consumer's, without stopping at a match, so the time
     /// taken says neither whether nor which consumer matched.
     fn consumer_for_key(&self, key: &[u8]) -> Option<&Arc<str>> {
-        let digest: [u8; 32] = Sha256::digest(key).into();
+        let digest = key_digest(key);
         let mut matched = Choice::from(0);
         let mut index = 0u64;
         for (i, entry) in self.api_keys.iter().enumerate() {
@@ -262,6 +259,24 @@ impl PendingAuth<'_> {
             }
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme in any case).
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let scheme = authorization.get(..BEARER.len())?;
+    scheme
+        .eq_ignore_ascii_case(BEARER)
+        .then(|| authorization[BEARER.len()..].trim())
+}
+
+/// Whether the request's `Authorization: Bearer` token has the digest `expected` (the admin
+/// token), compared in constant time as consumer keys are.
+pub fn bearer_matches(req: &HttpRequest, expected: &[u8; 32]) -> bool {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
+        .is_some_and(|token| bool::from(key_digest(token.as_bytes())[..].ct_eq(&expected[..])))
 }
 
 /// Counts and logs a refusal. Only the reason and, when the access key id named one, the

@@ -93,6 +93,10 @@ pub enum GatewayError {
     BodyTimeout { secs: f64 },
     #[error("{0}")]
     Unauthorized(AuthReason),
+    #[error(
+        "the admin API needs the admin token (server.admin_token) as Authorization: Bearer <token>"
+    )]
+    AdminUnauthorized,
     #[error("no target of route '{route}' is available")]
     NoTarget { route: String },
     #[error("every target of route '{route}' failed; last error: {last}")]
@@ -138,7 +142,7 @@ impl GatewayError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -159,6 +163,7 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::Unauthorized(_) => "unauthorized",
+            Self::AdminUnauthorized => "admin_unauthorized",
             Self::RateLimited { .. } => "rate_limited",
             Self::ExceedsTokenLimit { .. } => "exceeds_token_limit",
             Self::NoTarget { .. } => "no_target",
@@ -182,9 +187,8 @@ impl GatewayError {
             | Self::ExceedsTokenLimit { .. } => "ValidationException",
             Self::RateLimited { .. } => "ThrottlingException",
             Self::Unauthorized(AuthReason::Missing) => "MissingAuthenticationTokenException",
-            Self::Unauthorized(AuthReason::InvalidKey | AuthReason::UnknownAccessKey) => {
-                "UnrecognizedClientException"
-            }
+            Self::Unauthorized(AuthReason::InvalidKey | AuthReason::UnknownAccessKey)
+            | Self::AdminUnauthorized => "UnrecognizedClientException",
             Self::Unauthorized(
                 AuthReason::BadSignature | AuthReason::Expired | AuthReason::Malformed,
             ) => "InvalidSignatureException",
@@ -207,7 +211,9 @@ impl GatewayError {
             Self::BadRequest { .. } => ("invalid_request_error", "invalid_request"),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             Self::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
-            Self::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
+            Self::Unauthorized(_) | Self::AdminUnauthorized => {
+                ("authentication_error", "invalid_api_key")
+            }
             Self::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             Self::ExceedsTokenLimit { .. } => ("invalid_request_error", "exceeds_token_limit"),
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
@@ -238,7 +244,7 @@ impl GatewayError {
         if let Some(secs) = self.retry_after_secs() {
             builder.insert_header((RETRY_AFTER, secs.to_string()));
         }
-        if let Self::Unauthorized(_) = self {
+        if let Self::Unauthorized(_) | Self::AdminUnauthorized = self {
             // RFC 9110 asks every 401 to name a scheme the client can use.
             builder.insert_header((WWW_AUTHENTICATE, "Bearer"));
         }

@@ -223,6 +223,26 @@ async fn good_credentials_pass_and_only_the_targets_key_goes_upstream() {
     assert_eq!(h.sims[0].stats().by_operation.values().sum::<u64>(), 3);
 }
 
+/// A gateway started from the config file at `path`, which `POST /admin/reload` reads again;
+/// `${VAR}` comes from `env`.
+async fn start_reloadable(
+    path: &std::path::Path,
+    sims: Vec<bedrock_balancer_sim::SimHandle>,
+    env: fn(&str) -> Option<String>,
+) -> Harness {
+    let loader_path = path.to_owned();
+    let running = app::start(
+        config::load_with_env(path, &env).unwrap(),
+        Some(Box::new(move || config::load_with_env(&loader_path, &env))),
+    )
+    .unwrap();
+    wait_until_ready(&running).await;
+    Harness {
+        sims,
+        gateway: running,
+    }
+}
+
 #[actix_rt::test]
 async fn a_reload_rotates_keys() {
     let sims = start_sims(&["us-east-1"]).await;
@@ -230,17 +250,7 @@ async fn a_reload_rotates_keys() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let path = file.path().to_owned();
     std::fs::write(&path, yaml("sk-old", &sim_url)).unwrap();
-    let loader_path = path.clone();
-    let running = app::start(
-        config::load(&path).unwrap(),
-        Some(Box::new(move || config::load(&loader_path))),
-    )
-    .unwrap();
-    wait_until_ready(&running).await;
-    let h = Harness {
-        sims,
-        gateway: running,
-    };
+    let h = start_reloadable(&path, sims, |_| None).await;
     let chat = h.url("/v1/chat/completions");
     assert_eq!(
         post(&chat, &bearer("sk-old"), &chat_body()).await.status,
@@ -286,4 +296,76 @@ async fn consumer_limits_apply_to_the_authenticated_consumer_only() {
     assert_eq!(post(&converse, &bearer(TEAM_KEY), &body).await.status, 200);
     let signed = sigv4(&converse, &body, BATCH_KEY_ID, BATCH_SECRET);
     assert_eq!(post(&converse, &signed, &body).await.status, 200);
+}
+
+/// One route, with `server.admin_token` taken from the variable `token_var`.
+fn admin_yaml(token_var: &str, sim_url: &str) -> String {
+    config_yaml_with_server(
+        &format!("  admin_token: ${{{token_var}}}"),
+        "claude",
+        "      retries: 0",
+        &[target_yaml(MODEL, "us-east-1", sim_url, 100)],
+    )
+}
+
+#[actix_rt::test]
+async fn the_admin_token_guards_reload_and_targets_but_not_probes_or_metrics() {
+    // A token with YAML metacharacters: it is data, whatever it holds.
+    const TOKEN: &str = "adm#n: 't0ken\" {x}";
+    const NEXT_TOKEN: &str = "rotated-admin-token";
+    let env = |name: &str| match name {
+        "ADMIN_TOKEN" => Some(TOKEN.to_owned()),
+        "NEXT_ADMIN_TOKEN" => Some(NEXT_TOKEN.to_owned()),
+        _ => None,
+    };
+    let sims = start_sims(&["us-east-1"]).await;
+    let sim_url = sims[0].url();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let path = file.path().to_owned();
+    std::fs::write(&path, admin_yaml("ADMIN_TOKEN", &sim_url)).unwrap();
+    // Waits on /readyz, which needs no token.
+    let h = start_reloadable(&path, sims, env).await;
+    let get = |path: &str, headers: Vec<(&'static str, String)>| {
+        let url = h.admin_url(path);
+        async move { send(awc::http::Method::GET, &url, &headers, "").await }
+    };
+    let reload = |headers: Vec<(&'static str, String)>| {
+        let url = h.admin_url("/admin/reload");
+        async move { post(&url, &headers, "").await }
+    };
+
+    for refused in [
+        reload(vec![]).await,
+        reload(bearer("wrong")).await,
+        reload(vec![("authorization", TOKEN.to_owned())]).await,
+        get("/admin/targets", vec![]).await,
+        get("/admin/targets", bearer(&format!("{TOKEN}x"))).await,
+    ] {
+        assert_bedrock_401(&refused, "UnrecognizedClientException");
+        assert_eq!(refused.headers.get("www-authenticate").unwrap(), "Bearer");
+        assert!(
+            refused.json["message"]
+                .as_str()
+                .unwrap()
+                .contains("server.admin_token"),
+            "{}",
+            refused.json
+        );
+        assert!(!refused.json.to_string().contains("t0ken"));
+    }
+
+    let targets = get("/admin/targets", bearer(TOKEN)).await;
+    assert_eq!(targets.status, 200, "{}", targets.json);
+    assert_eq!(targets.json["targets"][0]["region"], "us-east-1");
+    assert_eq!(get("/metrics", vec![]).await.status, 200);
+    assert_eq!(get("/healthz", vec![]).await.status, 200);
+    assert_eq!(get("/readyz", vec![]).await.status, 200);
+
+    // A reload reads the token again: the new one opens /admin/*, the old one no longer does.
+    std::fs::write(&path, admin_yaml("NEXT_ADMIN_TOKEN", &sim_url)).unwrap();
+    let reloaded = reload(bearer(TOKEN)).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.json);
+    assert_bedrock_401(&reload(bearer(TOKEN)).await, "UnrecognizedClientException");
+    assert_eq!(reload(bearer(NEXT_TOKEN)).await.status, 200);
+    assert_eq!(get("/admin/targets", bearer(NEXT_TOKEN)).await.status, 200);
 }

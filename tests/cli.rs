@@ -66,16 +66,20 @@ fn check_config_accepts_the_demo_config() {
     );
 }
 
-/// Reads the `listening on` line (bounded) and returns (public, admin) URLs.
-fn wait_for_listening(child: &mut Child) -> (String, String) {
-    let stdout = child.stdout.take().unwrap();
+/// The lines of a child's output as they come, read by a thread so the pipe never fills.
+fn lines(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(output).lines() {
             let _ = tx.send(line.unwrap_or_default());
         }
     });
-    let line = rx
+    rx
+}
+
+/// Reads the `listening on` line (bounded) and returns (public, admin) URLs.
+fn wait_for_listening(child: &mut Child) -> (String, String) {
+    let line = lines(child.stdout.take().unwrap())
         .recv_timeout(Duration::from_secs(30))
         .expect("gateway announced itself");
     let rest = line.strip_prefix("bedrock-balancer listening on ").unwrap();
@@ -381,4 +385,56 @@ async fn twenty_reloads_leave_only_the_current_targets_actors_and_their_credenti
         "{by_session:?}"
     );
     assert_eq!(sim.stats().bad_signatures, 0);
+}
+
+/// Starts `serve` listening on `listen` with no consumers and returns its log up to the admin
+/// server's start, the last line of start-up (lines are written in order by one thread).
+fn startup_log(listen: &str) -> String {
+    let config = write_config(&format!(
+        r#"
+server: {{ listen: "{listen}", admin_listen: 127.0.0.1:0, workers: 1 }}
+routes:
+  - name: unused
+    targets:
+      - model: {{ provider: bedrock, name: m, options: {{ bedrock: {{ aws_region: us-west-2 }} }} }}
+        auth: {{ aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: example-secret }}
+"#
+    ));
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "text", "serve", "--config"])
+        .arg(config.path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log_lines = lines(child.stderr.take().unwrap());
+    let (_, admin) = wait_for_listening(&mut child);
+    let admin = admin.trim_start_matches("http://").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = log_lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no admin server start logged:\n{log}"));
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("starting service") && line.contains(&admin) {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    log
+}
+
+#[test]
+fn an_open_data_listener_without_consumers_warns_once_at_start() {
+    const WARNING: &str = "anyone who reaches it spends the configured AWS credentials";
+    let open = startup_log("0.0.0.0:0");
+    assert_eq!(open.matches(WARNING).count(), 1, "{open}");
+    let local = startup_log("127.0.0.1:0");
+    assert_eq!(local.matches(WARNING).count(), 0, "{local}");
 }

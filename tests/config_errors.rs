@@ -14,7 +14,7 @@ fn env(name: &str) -> Option<String> {
         "TEAM_A_KEY" => Some("team-a-secret-key".to_owned()),
         "AWS_KEY_ID" => Some("AKIAEXAMPLE".to_owned()),
         "AWS_SECRET" => Some("wJalrXUtnFEMI/K7MDENG".to_owned()),
-        "READ_TIMEOUT" => Some("\"90s\"".to_owned()),
+        "READ_TIMEOUT" => Some("90s".to_owned()),
         _ => None,
     }
 }
@@ -441,7 +441,8 @@ fn defaults_are_kongs() {
     assert!(config.consumers.is_empty());
     let s = &config.server;
     assert_eq!(s.listen, "0.0.0.0:8080".parse().unwrap());
-    assert_eq!(s.admin_listen, "0.0.0.0:9090".parse().unwrap());
+    assert_eq!(s.admin_listen, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(s.admin_token_sha256, None);
     assert_eq!(
         s.max_request_body_size,
         NonZeroUsize::new(1_048_576).unwrap()
@@ -497,7 +498,7 @@ fn gateway_example_is_valid() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.yaml"))
         .unwrap();
     let vars = |name: &str| match name {
-        "TEAM_A_API_KEY" | "BATCH_ACCESS_KEY_ID" | "BATCH_SECRET_ACCESS_KEY" => {
+        "ADMIN_TOKEN" | "TEAM_A_API_KEY" | "BATCH_ACCESS_KEY_ID" | "BATCH_SECRET_ACCESS_KEY" => {
             Some(format!("{name}-value"))
         }
         "TEAM_B_API_KEY_SHA256" => Some(sha256_hex("team-b-key")),
@@ -526,7 +527,8 @@ fn gateway_example_is_valid() {
     let err = config::parse(&text, &|_| None).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "consumers[0].api_key: environment variable TEAM_A_API_KEY is not set
+        "server.admin_token: environment variable ADMIN_TOKEN is not set
+consumers[0].api_key: environment variable TEAM_A_API_KEY is not set
 consumers[1].api_key_sha256: environment variable TEAM_B_API_KEY_SHA256 is not set
 consumers[2].aws_access_key_id: environment variable BATCH_ACCESS_KEY_ID is not set
 consumers[2].aws_secret_access_key: environment variable BATCH_SECRET_ACCESS_KEY is not set
@@ -549,5 +551,24 @@ fn escaped_reference_stays_literal() {
     assert_eq!(
         errors(&MINIMAL.replace("name: claude", "name: \"$${X}\"")),
         "routes[0].name: invalid route name \"${X}\"; use only letters, digits, _ . : / -"
+    );
+}
+
+#[test]
+fn admin_token_empty_or_not_a_string() {
+    assert_eq!(
+        errors(&format!("server: {{ admin_token: \"\" }}\n{MINIMAL}")),
+        "server.admin_token: must not be empty (leave it out to keep /admin/* open on admin_listen)"
+    );
+    assert_eq!(
+        errors(&format!("server: {{ admin_token: 123456 }}\n{MINIMAL}")),
+        "server.admin_token: must be a string (quote the value)"
+    );
+    let config = ok(&format!(
+        "server: {{ admin_token: \"${{TEAM_A_KEY}}\" }}\n{MINIMAL}"
+    ));
+    assert_eq!(
+        config.server.admin_token_sha256.map(hex::encode),
+        Some(sha256_hex("team-a-secret-key"))
     );
 }

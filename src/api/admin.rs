@@ -1,7 +1,11 @@
-//! The admin port: probes for the load balancer and orchestrator, and the live target view.
+//! The admin port: probes for the load balancer and orchestrator, metrics, and `/admin/*` (the
+//! live target view and reload), which `server.admin_token` guards when set.
 
 use std::num::NonZeroU32;
 
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
@@ -10,7 +14,31 @@ use super::state::AppState;
 use crate::backend::{Health, TargetRuntime};
 use crate::clock;
 use crate::config::TokensCountStrategy;
+use crate::error::{ApiFormat, GatewayError};
 use crate::metrics::{LimitRow, TargetRow};
+
+/// Lets `/admin/*` through only with the admin token, when one is configured. The token comes
+/// from the live config, so a reload rotates it. Probes and metrics are not behind this: an
+/// orchestrator and a scraper must reach them without a secret.
+pub async fn require_token(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let expected = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.gateway().config.server.admin_token_sha256);
+    match expected {
+        Some(digest) if !crate::auth::bearer_matches(req.request(), &digest) => {
+            tracing::warn!(
+                path = req.path(),
+                "admin request refused: missing or wrong admin token"
+            );
+            let response = GatewayError::AdminUnauthorized.respond(ApiFormat::Bedrock);
+            Ok(req.into_response(response))
+        }
+        _ => next.call(req).await,
+    }
+}
 
 /// Alive: the process answers. Deliberately checks nothing else, so a restart is never triggered
 /// by an upstream outage.

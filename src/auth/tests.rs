@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use actix_web::test::TestRequest;
 use aws_credential_types::Credentials;
+use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::aws::sign::tests::sdk_sign;

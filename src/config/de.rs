@@ -1,12 +1,11 @@
 //! From the parsed YAML document to raw types, one section or list element at a time, so that two
 //! bad targets give two messages instead of serde stopping at the first. Also the document-side
-//! helpers: paths, locating unset-variable placeholders, and document order for problems.
+//! helpers: paths and document order for problems.
 
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use serde_yaml_ng::{Mapping, Value};
 
-use super::env::UnsetVar;
 use super::error::ConfigProblem;
 
 /// The path reported for problems with the document as a whole.
@@ -101,42 +100,8 @@ fn shape_message(message: &str) -> String {
     shaped
 }
 
-/// Finds each unset variable's placeholder in the document and reports it at the path where it
-/// ended up. Placeholders that are nowhere (they were in comments) are not problems.
-pub fn locate_unset(doc: &Value, unset: &[UnsetVar]) -> Vec<ConfigProblem> {
-    let mut problems = Vec::new();
-    if unset.is_empty() {
-        return problems;
-    }
-    walk_strings(doc, ROOT, &mut |path, text| {
-        for var in unset.iter().filter(|var| text.contains(&var.placeholder)) {
-            problems.push(ConfigProblem::new(path, var.message()));
-        }
-    });
-    problems
-}
-
-fn walk_strings(value: &Value, path: &str, visit: &mut dyn FnMut(&str, &str)) {
-    match value {
-        Value::String(text) => visit(path, text),
-        Value::Sequence(items) => {
-            for (i, item) in items.iter().enumerate() {
-                walk_strings(item, &index(path, i), visit);
-            }
-        }
-        Value::Mapping(map) => {
-            for (key, item) in map {
-                // A placeholder in a key belongs to the mapping holding it.
-                walk_strings(key, path, visit);
-                walk_strings(item, &field(path, &key_text(key)), visit);
-            }
-        }
-        Value::Tagged(tagged) => walk_strings(&tagged.value, path, visit),
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
-fn key_text(key: &Value) -> String {
+/// A mapping key as it appears in a path.
+pub fn key_text(key: &Value) -> String {
     match key {
         Value::String(s) => s.clone(),
         other => serde_yaml_ng::to_string(other)

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 /// Conventional HTTP port, the one container platforms probe by default.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
-/// A separate port keeps metrics and admin endpoints off the public listener.
-pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
+/// A separate port keeps metrics and admin endpoints off the public listener, and loopback keeps
+/// reload and the target view off the network until a deployment opens it on purpose.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// 1 MiB holds a long chat history; larger bodies are usually images and should be a choice.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 1024 * 1024;
 /// 16 MiB covers large embedding batches while bounding memory per buffered response.

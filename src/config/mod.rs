@@ -1,4 +1,4 @@
-//! Configuration: YAML with `${VAR}` substitution, deserialized into raw serde types and validated
+//! Configuration: YAML with `${VAR}` values from the environment, deserialized into raw serde types and validated
 //! into [`model::Config`], reporting every problem with its path.
 
 mod de;
@@ -36,21 +36,22 @@ pub fn load_with_env(
     parse(&text, env)
 }
 
-/// Substitutes `${VAR}` through `env`, parses and validates config text.
+/// Parses config text, puts `${VAR}` values (looked up through `env`) into its scalars, and
+/// validates it.
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-    let substituted = env::substitute(text, env)?;
-    let mut doc: Value = serde_yaml_ng::from_str(&substituted.text)
-        .map_err(|err| ConfigErrors::from(syntax_problems(&err, &substituted.unset)))?;
+    let marked = env::mark(text, env)?;
+    let mut doc: Value = serde_yaml_ng::from_str(&marked.text)
+        .map_err(|err| ConfigErrors::from(syntax_problems(&err, &marked)))?;
     doc.apply_merge()
         .map_err(|err| ConfigErrors::from(vec![ConfigProblem::new(de::ROOT, err.to_string())]))?;
 
-    let unset = de::locate_unset(&doc, &substituted.unset);
     let mut problems = Vec::new();
+    let unset = marked.resolve(&mut doc, &mut problems);
     let config = validate::config(doc.clone(), &mut problems);
     // Where a variable is unset its value is unknown, so whatever was said about the
-    // placeholder standing in for it is noise.
+    // token standing in for it is noise.
     problems.retain(|problem| {
-        !problem.message.contains(env::PLACEHOLDER_PREFIX)
+        !problem.message.contains(env::TOKEN_PREFIX)
             && !unset.iter().any(|u| is_within(&problem.path, &u.path))
     });
     problems.extend(unset);
@@ -69,11 +70,8 @@ fn is_within(path: &str, ancestor: &str) -> bool {
 }
 
 /// A YAML syntax error at its line and column; unset variables can only be placed by line too.
-fn syntax_problems(err: &serde_yaml_ng::Error, unset: &[env::UnsetVar]) -> Vec<ConfigProblem> {
-    let mut problems: Vec<ConfigProblem> = unset
-        .iter()
-        .map(|u| ConfigProblem::new(format!("line {} column {}", u.line, u.column), u.message()))
-        .collect();
+fn syntax_problems(err: &serde_yaml_ng::Error, marked: &env::Marked) -> Vec<ConfigProblem> {
+    let mut problems = marked.unset_by_line();
     let message = err.to_string();
     let problem = match err.location() {
         Some(at) => {

@@ -20,6 +20,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// SHA-256 of `server.admin_token`: when set, `/admin/*` needs it as a Bearer token.
+    pub admin_token_sha256: Option<[u8; 32]>,
     pub max_request_body_size: NonZeroUsize,
     /// Largest non-streaming upstream response the gateway will buffer.
     pub max_response_body_size: NonZeroUsize,
@@ -36,6 +38,13 @@ pub struct ServerConfig {
     pub client_body_timeout: Duration,
     /// Log request and response payloads (with secrets redacted). Off by default.
     pub log_payloads: bool,
+}
+
+/// SHA-256 of a key or token: the only form the config keeps API keys and the admin token in, and
+/// the one requests are compared against.
+pub fn key_digest(key: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key).into()
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -24,6 +24,7 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
+    pub admin_token: Option<Secret>,
     pub max_request_body_size: Option<i64>,
     pub max_response_body_size: Option<i64>,
     pub workers: Option<i64>,

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use serde_yaml_ng::Value;
-use sha2::{Digest, Sha256};
 
 use super::checks::*;
 use crate::config::de::{self, field, index};
@@ -109,7 +108,7 @@ fn consumer(
             None
         }
         (Some(key), None) => Some(Some(KeyOrigin {
-            digest: Sha256::digest(key.0.as_bytes()).into(),
+            digest: key_digest(key.0.as_bytes()),
             field: "api_key",
         })),
         (None, Some(hex_digest)) => {

@@ -26,6 +26,16 @@ pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Optio
             ));
         }
     }
+    let admin_token_sha256 = match raw.admin_token {
+        Some(token) if token.0.is_empty() => {
+            problems.push(ConfigProblem::new(
+                "server.admin_token",
+                "must not be empty (leave it out to keep /admin/* open on admin_listen)",
+            ));
+            None
+        }
+        token => Some(token.map(|t| key_digest(t.0.as_bytes()))),
+    };
     let usize_max = i64::try_from(usize::MAX).unwrap_or(i64::MAX);
     let body =
         |v: Option<i64>, default: usize, path: &str, problems: &mut Vec<ConfigProblem>| match v {
@@ -87,6 +97,7 @@ pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Optio
     Some(ServerConfig {
         listen: listen?,
         admin_listen: admin_listen?,
+        admin_token_sha256: admin_token_sha256?,
         max_request_body_size: max_request_body_size?,
         max_response_body_size: max_response_body_size?,
         workers: workers?,
