@@ -76,6 +76,15 @@ pub enum GatewayError {
         requested: u32,
         cap: u32,
     },
+    #[error(
+        "this request makes {requested} upstream calls (one per embedding input for Titan), more than the {} limit of {cap} requests per minute allows; send fewer inputs per request",
+        scope.as_str()
+    )]
+    ExceedsRequestLimit {
+        scope: LimitScope,
+        requested: u32,
+        cap: u32,
+    },
     #[error("the gateway is at its concurrency limit; retry shortly")]
     Overloaded { retry_after_secs: u64 },
     #[error("the gateway is shutting down")]
@@ -95,7 +104,9 @@ impl GatewayError {
     pub const fn status(&self) -> StatusCode {
         match self {
             Self::PathNotFound { .. } | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
-            Self::BadRequest { .. } | Self::ExceedsTokenLimit { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. }
+            | Self::ExceedsTokenLimit { .. }
+            | Self::ExceedsRequestLimit { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -122,6 +133,7 @@ impl GatewayError {
             Self::Unauthorized(_) => "unauthorized",
             Self::RateLimited { .. } => "rate_limited",
             Self::ExceedsTokenLimit { .. } => "exceeds_token_limit",
+            Self::ExceedsRequestLimit { .. } => "exceeds_request_limit",
             Self::NoTarget { .. } => "no_target",
             Self::AllTargetsFailed { .. } => "all_targets_failed",
             Self::BadUpstreamResponse { .. } => "bad_upstream_response",
@@ -140,7 +152,8 @@ impl GatewayError {
             Self::BadRequest { .. }
             | Self::PayloadTooLarge { .. }
             | Self::BodyTimeout { .. }
-            | Self::ExceedsTokenLimit { .. } => "ValidationException",
+            | Self::ExceedsTokenLimit { .. }
+            | Self::ExceedsRequestLimit { .. } => "ValidationException",
             Self::RateLimited { .. } => "ThrottlingException",
             Self::Unauthorized(Reason::Missing) => "MissingAuthenticationTokenException",
             Self::Unauthorized(Reason::InvalidKey | Reason::UnknownAccessKey) => {
@@ -171,6 +184,7 @@ impl GatewayError {
             Self::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
             Self::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             Self::ExceedsTokenLimit { .. } => ("invalid_request_error", "exceeds_token_limit"),
+            Self::ExceedsRequestLimit { .. } => ("invalid_request_error", "exceeds_request_limit"),
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 ("service_unavailable", "service_unavailable")
             }
@@ -205,9 +219,9 @@ impl GatewayError {
         }
         let message = self.to_string();
         let scope = match self {
-            Self::RateLimited { scope, .. } | Self::ExceedsTokenLimit { scope, .. } => {
-                Some(scope.as_str())
-            }
+            Self::RateLimited { scope, .. }
+            | Self::ExceedsTokenLimit { scope, .. }
+            | Self::ExceedsRequestLimit { scope, .. } => Some(scope.as_str()),
             _ => None,
         };
         match format {

@@ -23,7 +23,7 @@ use super::error::TranslateError;
 use super::inference::StrCow;
 use super::usage::Usage;
 
-/// OpenAI's own cap on inputs per request; also bounds the upstream fan-out for Titan.
+/// OpenAI's own cap on inputs per request: the most `server.max_embedding_inputs` may allow.
 pub const MAX_INPUTS: usize = 2048;
 /// Cohere Embed on Bedrock accepts at most 96 texts per call.
 pub const COHERE_MAX_BATCH: usize = 96;
@@ -40,6 +40,14 @@ pub enum EmbeddingFamily {
 }
 
 impl EmbeddingFamily {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TitanV1 => "Titan v1",
+            Self::TitanV2 => "Titan v2",
+            Self::Cohere => "Cohere",
+        }
+    }
+
     /// Detects the family from a Bedrock model id, inference-profile id (`us.cohere.embed-v4:0`)
     /// or ARN; `None` for models this module cannot drive.
     pub fn from_model_id(model_id: &str) -> Option<Self> {
@@ -80,13 +88,15 @@ pub fn embeddings_model(body: &[u8]) -> Result<String, TranslateError> {
     Body::parse(body)?.take_model()
 }
 
+/// `max_inputs` bounds the upstream fan-out: Titan makes one call per input.
 pub fn embeddings_request(
     body: &[u8],
     family: EmbeddingFamily,
+    max_inputs: usize,
 ) -> Result<EmbeddingsRequest, TranslateError> {
     let mut body = Body::parse(body)?;
     let model = body.take_model()?;
-    let inputs = take_input(&mut body)?;
+    let inputs = take_input(&mut body, max_inputs)?;
     let encoding_format = match body.take::<Cow<'_, str>>("encoding_format")?.as_deref() {
         None | Some("float") => EncodingFormat::Float,
         Some("base64") => EncodingFormat::Base64,
@@ -179,7 +189,10 @@ pub fn embeddings_request(
     })
 }
 
-fn take_input<'a>(body: &mut Body<'a>) -> Result<Vec<Cow<'a, str>>, TranslateError> {
+fn take_input<'a>(
+    body: &mut Body<'a>,
+    max_inputs: usize,
+) -> Result<Vec<Cow<'a, str>>, TranslateError> {
     let raw = body
         .take_raw("input")
         .ok_or_else(|| TranslateError::invalid("input", "is required"))?;
@@ -208,11 +221,12 @@ fn take_input<'a>(body: &mut Body<'a>) -> Result<Vec<Cow<'a, str>>, TranslateErr
     if inputs.is_empty() {
         return Err(TranslateError::invalid("input", "must not be empty"));
     }
-    if inputs.len() > MAX_INPUTS {
+    if inputs.len() > max_inputs {
         return Err(TranslateError::invalid(
             "input",
             format!(
-                "{} inputs is more than the {MAX_INPUTS} allowed per request",
+                "{} inputs is more than the {max_inputs} allowed per request \
+                 (server.max_embedding_inputs); split the batch",
                 inputs.len()
             ),
         ));
@@ -399,7 +413,7 @@ mod tests {
         body: Value,
         family: EmbeddingFamily,
     ) -> Result<(EmbeddingsRequest, Vec<Value>), TranslateError> {
-        let r = embeddings_request(body.to_string().as_bytes(), family)?;
+        let r = embeddings_request(body.to_string().as_bytes(), family, MAX_INPUTS)?;
         let bodies = r
             .upstream_bodies
             .iter()
@@ -580,6 +594,13 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("2048"), "{e}");
+        let three = json!({"model": "t", "input": ["a", "b", "c"]}).to_string();
+        let e = embeddings_request(three.as_bytes(), EmbeddingFamily::TitanV2, 2)
+            .err()
+            .unwrap();
+        assert_eq!(e.param(), Some("input"));
+        assert!(e.to_string().contains("more than the 2 allowed"), "{e}");
+        assert!(embeddings_request(three.as_bytes(), EmbeddingFamily::TitanV2, 3).is_ok());
         assert!(
             request(
                 json!({"model": "t", "input": vec!["x"; MAX_INPUTS]}),
