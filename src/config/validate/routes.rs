@@ -69,6 +69,15 @@ fn name_char(c: char) -> bool {
 /// one route; a name two routes claim would serve one of them silently.
 fn claims(routes: &[Option<Route>], problems: &mut Vec<ConfigProblem>) {
     let mut owners: HashMap<&str, (usize, String)> = HashMap::new();
+    // Route names first (their duplicates are reported already), so a clash is reported at the
+    // alias or model id, naming the route it collides with.
+    for (i, route) in routes.iter().enumerate() {
+        if let Some(route) = route {
+            owners
+                .entry(route.name.as_str())
+                .or_insert_with(|| (i, field(&index("routes", i), "name")));
+        }
+    }
     for (i, route) in routes.iter().enumerate() {
         let Some(route) = route else { continue };
         let path = index("routes", i);
@@ -83,7 +92,6 @@ fn claims(routes: &[Option<Route>], problems: &mut Vec<ConfigProblem>) {
                 field(&index(&field(&path, "targets"), k), "model.name"),
             )
         });
-        // The route's name is checked for duplicates among route names already.
         for (claimed, claim_path) in aliases.chain(model_ids) {
             match owners.get(claimed) {
                 Some((owner, first)) if *owner != i => problems.push(ConfigProblem::new(
@@ -98,22 +106,6 @@ fn claims(routes: &[Option<Route>], problems: &mut Vec<ConfigProblem>) {
                     owners.insert(claimed, (i, claim_path));
                 }
             }
-        }
-    }
-    // Route names last, so a clash with another route's alias or model id names both sides.
-    for (i, route) in routes.iter().enumerate() {
-        let Some(route) = route else { continue };
-        if let Some((owner, first)) = owners.get(route.name.as_str())
-            && *owner != i
-        {
-            problems.push(ConfigProblem::new(
-                field(&index("routes", i), "name"),
-                format!(
-                    "{:?} is already claimed by {first}; a route name, model alias or model id \
-                     must select one route",
-                    route.name
-                ),
-            ));
         }
     }
 }
