@@ -28,7 +28,8 @@ struct Subset {
     model_id: String,
     /// Roster indices; the strategy's index `i` is `members[i]`.
     members: Vec<usize>,
-    strategy: Box<dyn Strategy>,
+    /// `None` for a single target: there is nothing to choose.
+    strategy: Option<Box<dyn Strategy>>,
 }
 
 /// What a strategy is built from: one entry per target, in roster order.
@@ -128,18 +129,23 @@ impl Roster {
         now_ms: u64,
         hash_key: Option<&[u8]>,
     ) -> Option<usize> {
-        match model.and_then(|m| self.subsets.iter().find(|s| s.model_id == m)) {
-            Some(subset) => self
-                .pick_by(
-                    &*subset.strategy,
-                    |i| subset.members[i],
-                    tried,
-                    now_ms,
-                    hash_key,
-                )
+        let Some(subset) = model.and_then(|m| self.subsets.iter().find(|s| s.model_id == m)) else {
+            return self.pick_by(&*self.strategy, |i| i, tried, now_ms, hash_key);
+        };
+        match &subset.strategy {
+            Some(strategy) => self
+                .pick_by(&**strategy, |i| subset.members[i], tried, now_ms, hash_key)
                 .map(|i| subset.members[i]),
-            None => self.pick_by(&*self.strategy, |i| i, tried, now_ms, hash_key),
+            None => subset
+                .members
+                .first()
+                .copied()
+                .filter(|&i| self.admit_untried(tried, i, now_ms)),
         }
+    }
+
+    fn admit_untried(&self, tried: &[bool], i: usize, now_ms: u64) -> bool {
+        !tried.get(i).copied().unwrap_or(true) && self.targets[i].state.try_admit(now_ms)
     }
 
     /// Runs `strategy`, whose index `i` is roster index `member(i)`; returns the strategy's index.
@@ -156,10 +162,7 @@ impl Roster {
             hash_key,
             load: &load,
         };
-        strategy.pick(&ctx, &mut |i| {
-            let i = member(i);
-            !tried.get(i).copied().unwrap_or(true) && self.targets[i].state.try_admit(now_ms)
-        })
+        strategy.pick(&ctx, &mut |i| self.admit_untried(tried, member(i), now_ms))
     }
 }
 
@@ -187,7 +190,7 @@ fn subsets(
             let own: Vec<Member> = indices.iter().map(|&i| members[i].clone()).collect();
             Subset {
                 model_id: model_id.to_owned(),
-                strategy: build_strategy(balancer, &own),
+                strategy: (own.len() > 1).then(|| build_strategy(balancer, &own)),
                 members: indices,
             }
         })
