@@ -211,18 +211,7 @@ fn model_aliases(
         .enumerate()
         .map(|(j, alias)| {
             let at = index(&list_path, j);
-            if alias.is_empty() {
-                problems.push(ConfigProblem::new(at, "must not be empty"));
-                None
-            } else if !alias.chars().all(name_char) {
-                problems.push(ConfigProblem::new(
-                    at,
-                    format!("invalid model alias {alias:?}; use only {NAME_CHARS}"),
-                ));
-                None
-            } else {
-                Some(alias)
-            }
+            identifier(alias, "model alias", &at, problems, name_char, NAME_CHARS)
         })
         .collect();
     checked.into_iter().collect()
