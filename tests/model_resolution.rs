@@ -16,9 +16,9 @@ const OTHER: &str = "us.anthropic.claude-3-haiku-20240307-v1:0";
 const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
 const CONVERSE: &str = "converse";
 
-/// Route `claude` (alias `claude-any`, round-robin): `PINNED` in the first two regions, `OTHER`
-/// in the third.
-async fn mixed_route(balancer: &str) -> Harness {
+/// Route `claude` (round-robin, with `aliases`): `PINNED` in the first two regions, `OTHER` in
+/// the third.
+async fn route_with_aliases(aliases: &str, balancer: &str) -> Harness {
     let sims = start_sims(&REGIONS).await;
     let targets: String = sims
         .iter()
@@ -31,12 +31,16 @@ async fn mixed_route(balancer: &str) -> Harness {
 server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 2 }}
 routes:
   - name: claude
-    model_aliases: [claude-any]
+    model_aliases: [{aliases}]
     balancer: {{ algorithm: round-robin, {balancer} }}
     targets:{targets}
 "#
     );
     start_gateway(&yaml, sims).await
+}
+
+async fn mixed_route(balancer: &str) -> Harness {
+    route_with_aliases("claude-any", balancer).await
 }
 
 fn client() -> awc::Client {
@@ -111,4 +115,16 @@ async fn failover_stays_among_the_model_ids_targets() {
     let (statuses, seen) = converse_n(&h, OTHER, 3).await;
     assert_eq!(statuses, vec![503; 3]);
     assert_eq!(seen, vec![0, 0, 3]);
+}
+
+#[actix_rt::test]
+async fn an_alias_naming_a_model_id_spreads_it_over_the_whole_route() {
+    // A client stuck on one model id (an SDK default) is spread over every target.
+    let h = route_with_aliases(&format!("claude-any, \"{PINNED}\""), "retries: 0").await;
+    let (statuses, seen) = converse_n(&h, PINNED, 9).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(seen, vec![3, 3, 3]);
+    // The route's other model id stays pinned.
+    let (_, seen) = converse_n(&h, OTHER, 2).await;
+    assert_eq!(seen, vec![0, 0, 2]);
 }
