@@ -65,6 +65,8 @@ fn name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-')
 }
 
+const NAME_CHARS: &str = "letters, digits, _ . : / -";
+
 /// Every name a client may send as its model (route name, alias, target model id) must select
 /// one route; a name two routes claim would serve one of them silently.
 fn claims(routes: &[Option<Route>], problems: &mut Vec<ConfigProblem>) {
@@ -196,8 +198,6 @@ fn one_embedding_family(targets: &[Target], path: &str, problems: &mut Vec<Confi
         }
     }
 }
-
-const NAME_CHARS: &str = "letters, digits, _ . : / -";
 
 fn model_aliases(
     raw: Option<Vec<String>>,
