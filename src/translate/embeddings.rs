@@ -22,49 +22,14 @@ use super::body::{Body, first_byte, parse_raw};
 use super::error::TranslateError;
 use super::inference::StrCow;
 use super::usage::Usage;
+pub use crate::config::EmbeddingFamily;
 
-/// OpenAI's own cap on inputs per request: the most `server.max_embedding_inputs` may allow.
-pub const MAX_INPUTS: usize = 2048;
 /// Cohere Embed on Bedrock accepts at most 96 texts per call.
 pub const COHERE_MAX_BATCH: usize = 96;
 /// Cohere's `input_type` when the client names none: embedding documents is the common case.
 pub const DEFAULT_COHERE_INPUT_TYPE: &str = "search_document";
 const TITAN_V2_DIMENSIONS: [u32; 3] = [256, 512, 1024];
 const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmbeddingFamily {
-    TitanV1,
-    TitanV2,
-    Cohere,
-}
-
-impl EmbeddingFamily {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::TitanV1 => "Titan v1",
-            Self::TitanV2 => "Titan v2",
-            Self::Cohere => "Cohere",
-        }
-    }
-
-    /// Detects the family from a Bedrock model id, inference-profile id (`us.cohere.embed-v4:0`)
-    /// or ARN; `None` for models this module cannot drive.
-    pub fn from_model_id(model_id: &str) -> Option<Self> {
-        let id = model_id.rsplit('/').next().unwrap_or(model_id);
-        if id.contains("amazon.titan-embed-text-v2") {
-            Some(Self::TitanV2)
-        } else if id.contains("amazon.titan-embed-text-v1")
-            || id.contains("amazon.titan-embed-g1-text")
-        {
-            Some(Self::TitanV1)
-        } else if id.contains("cohere.embed-") {
-            Some(Self::Cohere)
-        } else {
-            None
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EncodingFormat {
@@ -407,6 +372,7 @@ enum Embedding {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::config::defaults::MAX_EMBEDDING_INPUTS as MAX_INPUTS;
     use serde_json::{Value, json};
 
     fn request(
@@ -420,27 +386,6 @@ mod tests {
             .map(|b| serde_json::from_slice(b).unwrap())
             .collect();
         Ok((r, bodies))
-    }
-
-    #[test]
-    fn family_detection() {
-        use EmbeddingFamily::*;
-        for (id, want) in [
-            ("amazon.titan-embed-text-v1", Some(TitanV1)),
-            ("amazon.titan-embed-g1-text-02", Some(TitanV1)),
-            ("amazon.titan-embed-text-v2:0", Some(TitanV2)),
-            ("cohere.embed-english-v3", Some(Cohere)),
-            ("cohere.embed-multilingual-v3", Some(Cohere)),
-            ("us.cohere.embed-v4:0", Some(Cohere)),
-            (
-                "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0",
-                Some(TitanV2),
-            ),
-            ("amazon.titan-embed-image-v1", None),
-            ("anthropic.claude-3-haiku", None),
-        ] {
-            assert_eq!(EmbeddingFamily::from_model_id(id), want, "{id}");
-        }
     }
 
     #[test]

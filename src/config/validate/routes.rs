@@ -7,12 +7,12 @@ use serde_yaml_ng::Value;
 
 use super::checks::*;
 use super::targets::targets;
+use crate::config::EmbeddingFamily;
 use crate::config::de::{self, field, index};
 use crate::config::defaults::*;
 use crate::config::error::ConfigProblem;
 use crate::config::model::*;
 use crate::config::raw::*;
-use crate::translate::EmbeddingFamily;
 
 const ROUTE_TYPES: [RouteType; 3] = [
     RouteType::Chat,

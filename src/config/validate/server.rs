@@ -8,7 +8,6 @@ use crate::config::defaults::*;
 use crate::config::error::ConfigProblem;
 use crate::config::model::*;
 use crate::config::raw::*;
-use crate::translate::embeddings::MAX_INPUTS;
 
 pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Option<ServerConfig> {
     let listen = socket_addr(raw.listen, DEFAULT_LISTEN, "server.listen", problems);
@@ -56,7 +55,7 @@ pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Optio
         Some(v) => in_range(
             v,
             1,
-            i64::try_from(MAX_INPUTS).unwrap_or(i64::MAX),
+            i64::try_from(MAX_EMBEDDING_INPUTS).unwrap_or(i64::MAX),
             "server.max_embedding_inputs",
             problems,
         )
