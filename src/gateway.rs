@@ -28,6 +28,8 @@ pub struct Gateway {
     pub backend: Backend,
     pub consumer_limits: Arc<ConsumerLimits>,
     routes: Vec<RouteRuntime>,
+    /// Route names alone: what a reload carries state over by (an alias must not match there).
+    by_name: HashMap<String, usize>,
     /// Every name a client may send as its model: route names, `model_aliases`, model ids.
     names: HashMap<String, Named>,
 }
@@ -55,6 +57,7 @@ impl Gateway {
             previous.map(|p| p.consumer_limits.as_ref()),
         );
         let mut routes = Vec::with_capacity(config.routes.len());
+        let mut by_name = HashMap::new();
         let mut names = HashMap::new();
         for (index, route) in config.routes.iter().enumerate() {
             let targets: Vec<Arc<TargetRuntime>> = route
@@ -82,6 +85,7 @@ impl Gateway {
             for name in route.model_aliases.iter().chain([&route.name]) {
                 names.insert(name.clone(), (index, None));
             }
+            by_name.insert(route.name.clone(), index);
             let token_limited = targets.iter().any(|t| t.config.limits.tpm.is_some());
             routes.push(RouteRuntime {
                 token_limited,
@@ -98,6 +102,7 @@ impl Gateway {
             backend,
             consumer_limits,
             routes,
+            by_name,
             names,
         })
     }
@@ -117,7 +122,7 @@ impl Gateway {
         target: &crate::config::Target,
         balancer: &BalancerConfig,
     ) -> Option<Arc<TargetRuntime>> {
-        let old = self.routes.iter().find(|r| r.name == route)?;
+        let old = self.by_name.get(route).map(|&i| &self.routes[i])?;
         let breaker_same = old.balancer_config.max_fails == balancer.max_fails
             && old.balancer_config.fail_timeout == balancer.fail_timeout;
         if !breaker_same {
