@@ -70,7 +70,7 @@ fn pick(c: &mut Criterion) {
             let roster = roster(&system, targets, algorithm);
             let tried = vec![false; targets];
             c.bench_function(&format!("pick/{algorithm}/{targets}"), |b| {
-                b.iter(|| black_box(roster.pick(&tried, 1, Some(b"session-42"))))
+                b.iter(|| black_box(roster.pick(None, &tried, 1, Some(b"session-42"))))
             });
         }
     }

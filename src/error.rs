@@ -119,6 +119,15 @@ pub enum GatewayError {
         requested: u32,
         cap: u32,
     },
+    #[error(
+        "this request makes {requested} upstream calls (one per embedding input for Titan), more than the {} limit of {cap} requests per minute allows; send fewer inputs per request",
+        scope.as_str()
+    )]
+    ExceedsRequestLimit {
+        scope: LimitScope,
+        requested: u32,
+        cap: u32,
+    },
     #[error("the gateway is at its concurrency limit; retry shortly")]
     Overloaded { retry_after_secs: u64 },
     #[error("the gateway is shutting down")]
@@ -138,7 +147,9 @@ impl GatewayError {
     pub const fn status(&self) -> StatusCode {
         match self {
             Self::PathNotFound { .. } | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
-            Self::BadRequest { .. } | Self::ExceedsTokenLimit { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. }
+            | Self::ExceedsTokenLimit { .. }
+            | Self::ExceedsRequestLimit { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -166,6 +177,7 @@ impl GatewayError {
             Self::AdminUnauthorized => "admin_unauthorized",
             Self::RateLimited { .. } => "rate_limited",
             Self::ExceedsTokenLimit { .. } => "exceeds_token_limit",
+            Self::ExceedsRequestLimit { .. } => "exceeds_request_limit",
             Self::NoTarget { .. } => "no_target",
             Self::AllTargetsFailed { .. } => "all_targets_failed",
             Self::BadUpstreamResponse { .. } => "bad_upstream_response",
@@ -184,7 +196,8 @@ impl GatewayError {
             Self::BadRequest { .. }
             | Self::PayloadTooLarge { .. }
             | Self::BodyTimeout { .. }
-            | Self::ExceedsTokenLimit { .. } => "ValidationException",
+            | Self::ExceedsTokenLimit { .. }
+            | Self::ExceedsRequestLimit { .. } => "ValidationException",
             Self::RateLimited { .. } => "ThrottlingException",
             Self::Unauthorized(AuthReason::Missing) => "MissingAuthenticationTokenException",
             Self::Unauthorized(AuthReason::InvalidKey | AuthReason::UnknownAccessKey)
@@ -216,6 +229,7 @@ impl GatewayError {
             }
             Self::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
             Self::ExceedsTokenLimit { .. } => ("invalid_request_error", "exceeds_token_limit"),
+            Self::ExceedsRequestLimit { .. } => ("invalid_request_error", "exceeds_request_limit"),
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 ("service_unavailable", "service_unavailable")
             }
@@ -250,9 +264,9 @@ impl GatewayError {
         }
         let message = self.to_string();
         let scope = match self {
-            Self::RateLimited { scope, .. } | Self::ExceedsTokenLimit { scope, .. } => {
-                Some(scope.as_str())
-            }
+            Self::RateLimited { scope, .. }
+            | Self::ExceedsTokenLimit { scope, .. }
+            | Self::ExceedsRequestLimit { scope, .. } => Some(scope.as_str()),
             _ => None,
         };
         match format {

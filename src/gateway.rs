@@ -28,9 +28,20 @@ pub struct Gateway {
     pub backend: Backend,
     pub consumer_limits: Arc<ConsumerLimits>,
     routes: Vec<RouteRuntime>,
+    /// Route names alone: what a reload carries state over by (an alias must not match there).
     by_name: HashMap<String, usize>,
-    /// Any target's own model id also names its route.
-    by_model: HashMap<String, usize>,
+    /// Every name a client may send as its model: route names, `model_aliases`, model ids.
+    names: HashMap<String, Named>,
+}
+
+/// A route, and the model id a request is pinned to when only some of its targets serve it.
+type Named = (usize, Option<Arc<str>>);
+
+/// What a client's model name selects.
+pub struct Selection<'g> {
+    pub route: &'g RouteRuntime,
+    /// A model id served by only some of the route's targets: the request goes to those alone.
+    pub pinned_model: Option<Arc<str>>,
 }
 
 impl Gateway {
@@ -48,7 +59,7 @@ impl Gateway {
         );
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut by_name = HashMap::new();
-        let mut by_model = HashMap::new();
+        let mut names = HashMap::new();
         for (index, route) in config.routes.iter().enumerate() {
             let targets: Vec<Arc<TargetRuntime>> = route
                 .targets
@@ -62,8 +73,18 @@ impl Gateway {
                         })
                 })
                 .collect();
+            let whole_route = route
+                .targets
+                .iter()
+                .all(|t| t.model_id == route.targets[0].model_id);
             for target in &route.targets {
-                by_model.entry(target.model_id.clone()).or_insert(index);
+                let pin = (!whole_route).then(|| Arc::from(target.model_id.as_str()));
+                names.insert(target.model_id.clone(), (index, pin));
+            }
+            // After the model ids: an alias may be one of them, to spread a client with a fixed
+            // model id over the whole route. The config gives each name to one route.
+            for name in route.model_aliases.iter().chain([&route.name]) {
+                names.insert(name.clone(), (index, None));
             }
             by_name.insert(route.name.clone(), index);
             let token_limited = targets.iter().any(|t| t.config.limits.tpm.is_some());
@@ -88,16 +109,17 @@ impl Gateway {
             consumer_limits,
             routes,
             by_name,
-            by_model,
+            names,
         })
     }
 
-    /// A route by its name, else by one of its targets' model ids.
-    pub fn resolve(&self, model: &str) -> Option<&RouteRuntime> {
-        self.by_name
-            .get(model)
-            .or_else(|| self.by_model.get(model))
-            .map(|&i| &self.routes[i])
+    /// A route by its name or one of its `model_aliases` (all its targets), or by a target's
+    /// model id (only the targets of that id).
+    pub fn resolve(&self, model: &str) -> Option<Selection<'_>> {
+        self.names.get(model).map(|(i, pin)| Selection {
+            route: &self.routes[*i],
+            pinned_model: pin.clone(),
+        })
     }
 
     /// Called on the gateway a reload replaced, once `next` is live: each route's actor takes

@@ -251,11 +251,29 @@ routes:
 /// A target that assumes a role through the simulator's STS under its own session name, so the
 /// simulator counts its credential fetches apart from the others'.
 fn assume_role_target(session: &str, region: &str, weight: u16, sim_url: &str) -> String {
+    assume_role_model_target(
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        session,
+        region,
+        weight,
+        sim_url,
+    )
+}
+
+/// As [`assume_role_target`], for `model` (a model id selects one route, so a second route needs
+/// its own).
+fn assume_role_model_target(
+    model: &str,
+    session: &str,
+    region: &str,
+    weight: u16,
+    sim_url: &str,
+) -> String {
     format!(
         r#"
       - model:
           provider: bedrock
-          name: anthropic.claude-3-haiku-20240307-v1:0
+          name: {model}
           options:
             bedrock:
               aws_region: {region}
@@ -282,7 +300,8 @@ fn reload_step(i: u16, sim_url: &str) -> String {
     );
     if !i.is_multiple_of(2) {
         text.push_str("  - name: extra\n    targets:");
-        text.push_str(&assume_role_target(
+        text.push_str(&assume_role_model_target(
+            "us.anthropic.claude-3-haiku-20240307-v1:0",
             &format!("extra-{i}"),
             "eu-central-1",
             1,

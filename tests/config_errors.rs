@@ -123,7 +123,9 @@ fn duplicate_route_names() {
     let yaml = format!("{MINIMAL}{}", MINIMAL.trim_start_matches("routes:\n"));
     assert_eq!(
         errors(&yaml),
-        "routes[1].name: duplicate route name \"claude\" (also routes[0])"
+        "routes[1].name: duplicate route name \"claude\" (also routes[0])
+routes[1].targets[0].model.name: \"anthropic.claude\" is already claimed by \
+         routes[0].targets[0].model.name; a route name, model alias or model id must select one route"
     );
 }
 
@@ -570,5 +572,120 @@ fn admin_token_empty_or_not_a_string() {
     assert_eq!(
         config.server.admin_token_sha256.map(hex::encode),
         Some(sha256_hex("team-a-secret-key"))
+    );
+}
+
+/// Two routes: `claude` over `anthropic.claude`, and `other` (with `aliases`) over `model`.
+fn two_routes(aliases: &str, model: &str) -> String {
+    format!(
+        "{MINIMAL}  - name: other
+    model_aliases: {aliases}
+    targets:
+      - model:
+          provider: bedrock
+          name: {model}
+          options: {{ bedrock: {{ aws_region: us-west-2 }} }}
+"
+    )
+}
+
+#[test]
+fn a_model_id_served_by_two_routes() {
+    assert_eq!(
+        errors(&two_routes("[]", "anthropic.claude")),
+        "routes[1].targets[0].model.name: \"anthropic.claude\" is already claimed by \
+         routes[0].targets[0].model.name; a route name, model alias or model id must select one route"
+    );
+}
+
+#[test]
+fn an_alias_claimed_by_another_route() {
+    assert_eq!(
+        errors(&two_routes("[fast, claude, anthropic.claude]", "meta.llama3")),
+        "routes[1].model_aliases[1]: \"claude\" is already claimed by routes[0].name; a route name, \
+         model alias or model id must select one route
+routes[1].model_aliases[2]: \"anthropic.claude\" is already claimed by \
+         routes[0].targets[0].model.name; a route name, model alias or model id must select one route"
+    );
+    // An alias may repeat its own route's name; another route's alias may not.
+    let yaml = two_routes("[claude-2]", "meta.llama3").replace("name: other", "name: claude-2");
+    assert!(ok(&yaml).routes[1].model_aliases == ["claude-2"]);
+    let yaml = two_routes("[fast]", "meta.llama3")
+        .replacen("name: claude", "name: fast", 1)
+        .replace("name: other", "name: slow");
+    assert_eq!(
+        errors(&yaml),
+        "routes[1].model_aliases[0]: \"fast\" is already claimed by routes[0].name; a route name, \
+         model alias or model id must select one route"
+    );
+}
+
+#[test]
+fn an_alias_may_name_the_routes_own_model_id() {
+    let config = ok(&two_routes("[meta.llama3, llama]", "meta.llama3"));
+    assert_eq!(config.routes[1].model_aliases, ["meta.llama3", "llama"]);
+    assert_eq!(
+        errors(&two_routes("[\"\", \"bad alias\"]", "meta.llama3")),
+        "routes[1].model_aliases[0]: must not be empty
+routes[1].model_aliases[1]: invalid model alias \"bad alias\"; use only letters, digits, _ . : / -"
+    );
+}
+
+#[test]
+fn an_embeddings_route_serves_one_family() {
+    let embeddings = |second: &str| {
+        format!(
+            "routes:
+  - name: embed
+    route_type: llm/v1/embeddings
+    targets:
+      - model:
+          provider: bedrock
+          name: amazon.titan-embed-text-v2:0
+          options: {{ bedrock: {{ aws_region: us-east-1 }} }}
+      - model:
+          provider: bedrock
+          name: {second}
+          options: {{ bedrock: {{ aws_region: us-west-2 }} }}
+"
+        )
+    };
+    assert_eq!(
+        errors(&embeddings("cohere.embed-english-v3")),
+        "routes[0].targets[1].model.name: is a Cohere model but routes[0].targets[0] is Titan v2; \
+         an embeddings route serves one family (request bodies and vectors differ), so give each \
+         its own route"
+    );
+    assert_eq!(
+        errors(&embeddings("anthropic.claude")),
+        "routes[0].targets[1].model.name: \"anthropic.claude\" is not a Titan or Cohere text \
+         embedding model, which a llm/v1/embeddings route needs"
+    );
+    assert_eq!(
+        ok(&embeddings("amazon.titan-embed-text-v2:0")).routes[0]
+            .targets
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn max_embedding_inputs_default_and_range() {
+    assert_eq!(
+        ok(MINIMAL).server.max_embedding_inputs,
+        NonZeroUsize::new(256).unwrap()
+    );
+    let with = |n: i64| format!("server: {{ max_embedding_inputs: {n} }}\n{MINIMAL}");
+    assert_eq!(
+        ok(&with(2048)).server.max_embedding_inputs,
+        NonZeroUsize::new(2048).unwrap()
+    );
+    assert_eq!(
+        errors(&with(2049)),
+        "server.max_embedding_inputs: must be 1..=2048, got 2049"
+    );
+    assert_eq!(
+        errors(&with(0)),
+        "server.max_embedding_inputs: must be 1..=2048, got 0"
     );
 }

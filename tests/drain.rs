@@ -15,8 +15,10 @@ use common::decode_frames;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bedrock-balancer");
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+/// The same model through its US inference profile: a model id selects one route.
+const PROFILE: &str = "us.anthropic.claude-3-haiku-20240307-v1:0";
 
-fn route(name: &str, region: &str, url: &str) -> String {
+fn route(name: &str, model: &str, region: &str, url: &str) -> String {
     format!(
         r#"
   - name: {name}
@@ -24,7 +26,7 @@ fn route(name: &str, region: &str, url: &str) -> String {
     targets:
       - model:
           provider: bedrock
-          name: "{MODEL}"
+          name: "{model}"
           options: {{ bedrock: {{ aws_region: {region} }}, upstream_url: {url} }}
         auth: {{ aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }}"#
     )
@@ -50,8 +52,8 @@ async fn sigterm_with_streams_in_flight() {
     write!(
         config,
         "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 2, drain_grace: 1s, shutdown_timeout: 3s }}\nroutes:{}{}\n",
-        route("short", "us-east-1", &short.url()),
-        route("long", "us-west-2", &long.url())
+        route("short", MODEL, "us-east-1", &short.url()),
+        route("long", PROFILE, "us-west-2", &long.url())
     )
     .unwrap();
     let mut child = Command::new(BIN)

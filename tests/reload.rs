@@ -12,6 +12,9 @@ use bedrock_balancer::{app, config};
 use common::*;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+/// The same model through its US inference profile, for a second route (a model id selects one
+/// route).
+const PROFILE: &str = "us.anthropic.claude-3-haiku-20240307-v1:0";
 
 fn yaml(urls: &[(&str, String)], retries: u32) -> String {
     let targets: Vec<String> = urls
@@ -173,6 +176,7 @@ async fn ten_reloads_under_load_lose_no_request() {
 /// `busy`, which carries the load during the reload.
 fn two_routes(sims: &[bedrock_balancer_sim::SimHandle], regions: &[usize]) -> String {
     let target = |i: usize, region: &str| target_yaml(MODEL, region, &sims[i].url(), 1);
+    let busy = target_yaml(PROFILE, "us-west-2", &sims[1].url(), 1);
     let claude: Vec<String> = regions
         .iter()
         .map(|&i| target(i, ["us-east-1", "us-west-2", "eu-west-1"][i]))
@@ -187,7 +191,7 @@ routes:
     targets:{}
 ",
         claude.concat(),
-        target(1, "us-west-2"),
+        busy,
     )
 }
 

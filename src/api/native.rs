@@ -15,6 +15,7 @@ use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
+use crate::gateway::Selection;
 use crate::observe::{self, Obs};
 use crate::shutdown::AbortSignal;
 use crate::upstream::client::UpstreamClients;
@@ -83,7 +84,10 @@ async fn proxy(
             method: req.method().to_string(),
             path: req.path().to_owned(),
         })?;
-    let route = gateway
+    let Selection {
+        route,
+        pinned_model,
+    } = gateway
         .resolve(&model)
         .ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
     obs.set_route(&route.name);
@@ -99,6 +103,7 @@ async fn proxy(
     let consumer_reservation = quota.admit_consumer([tokens]).await?;
     let request = ProxyRequest {
         hash_key: hash_key(req, route),
+        pinned_model,
         operation,
         tokens,
         consumer_reservation,

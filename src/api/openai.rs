@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::config::RouteType;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::Frame;
-use crate::gateway::{Gateway, RouteRuntime};
+use crate::gateway::{Gateway, RouteRuntime, Selection};
 use crate::observe::{self, Obs};
 use crate::shutdown::AbortSignal;
 use crate::translate::{
@@ -145,10 +145,11 @@ fn route_for<'g>(
     gateway: &'g Gateway,
     model: &str,
     expected: RouteType,
-) -> Result<&'g RouteRuntime, GatewayError> {
-    let route = gateway
+) -> Result<Selection<'g>, GatewayError> {
+    let selection = gateway
         .resolve(model)
         .ok_or_else(|| GatewayError::UnknownModel(model.to_owned()))?;
+    let route = selection.route;
     if route.route_type != expected {
         return Err(GatewayError::BadRequest {
             message: format!(
@@ -159,7 +160,7 @@ fn route_for<'g>(
             param: Some("model".to_owned()),
         });
     }
-    Ok(route)
+    Ok(selection)
 }
 
 fn client_for(req: &HttpRequest, route: &RouteRuntime) -> Result<awc::Client, GatewayError> {
@@ -172,15 +173,17 @@ async fn converse_request(
     req: &HttpRequest,
     gateway: &Gateway,
     caller: &Caller,
-    route: &RouteRuntime,
+    selection: &Selection<'_>,
     body: Vec<u8>,
     stream: bool,
 ) -> Result<ProxyRequest, GatewayError> {
+    let route = selection.route;
     let quota = Quota::for_request(gateway, route, caller.consumer());
     let tokens = quota.tokens(&body);
     let consumer_reservation = quota.admit_consumer([tokens]).await?;
     Ok(ProxyRequest {
         hash_key: hash_key(req, route),
+        pinned_model: selection.pinned_model.clone(),
         tokens,
         consumer_reservation,
         operation: if stream {
@@ -325,12 +328,20 @@ async fn converse_surface(
     let (caller, body) = read_authenticated(req, payload, &gateway).await?;
     obs.set_consumer(caller.consumer());
     let mut parsed = surface.parse(&body)?;
-    let route = route_for(&gateway, &parsed.model, surface.route_type())?;
+    let selection = route_for(&gateway, &parsed.model, surface.route_type())?;
+    let route = selection.route;
     obs.set_route(&route.name);
     let client = client_for(req, route)?;
     let converse_body = std::mem::take(&mut parsed.converse_body);
-    let request =
-        converse_request(req, &gateway, &caller, route, converse_body, parsed.stream).await?;
+    let request = converse_request(
+        req,
+        &gateway,
+        &caller,
+        &selection,
+        converse_body,
+        parsed.stream,
+    )
+    .await?;
     let mut delivered = forward(route, &client, &request, obs).await?;
     let id = response_id(surface.id_prefix());
     let created = unix_now();
@@ -473,7 +484,10 @@ async fn embeddings_inner(
     let (caller, body) = read_authenticated(req, payload, &gateway).await?;
     obs.set_consumer(caller.consumer());
     let model = translate::embeddings_model(&body)?;
-    let route = route_for(&gateway, &model, RouteType::Embeddings)?;
+    let Selection {
+        route,
+        pinned_model,
+    } = route_for(&gateway, &model, RouteType::Embeddings)?;
     obs.set_route(&route.name);
     let family = route
         .balancer
@@ -485,7 +499,8 @@ async fn embeddings_inner(
             message: format!("route '{model}' has no Titan or Cohere embedding model"),
             param: Some("model".to_owned()),
         })?;
-    let request = translate::embeddings_request(&body, family)?;
+    let max_inputs = gateway.config.server.max_embedding_inputs.get();
+    let request = translate::embeddings_request(&body, family, max_inputs)?;
     let quota = Quota::for_request(&gateway, route, caller.consumer());
     let tokens: Vec<_> = request
         .upstream_bodies
@@ -504,10 +519,12 @@ async fn embeddings_inner(
         .map(|(body, tokens)| {
             let client = client.clone();
             let hash_key = key.clone();
+            let pinned_model = pinned_model.clone();
             let consumer_reservation = consumer_reservation.clone();
             async move {
                 let request = ProxyRequest {
                     hash_key,
+                    pinned_model,
                     tokens,
                     consumer_reservation,
                     operation: Operation::Invoke,

@@ -65,9 +65,9 @@ impl Quota {
         tokens
     }
 
-    /// Takes the consumer's request cell and token reservation for the whole client request
-    /// (`tokens`: every upstream call it makes), or refuses it with a 429 or, when it can never
-    /// fit, a 400.
+    /// Takes the consumer's request cells (one per upstream call) and token reservation for the
+    /// whole client request (`tokens`: one per upstream call it makes), or refuses it with a 429
+    /// or, when it can never fit, a 400.
     pub async fn admit_consumer(
         &self,
         tokens: impl IntoIterator<Item = BodyTokens>,
@@ -75,12 +75,14 @@ impl Quota {
         let Some(meter) = &self.consumer else {
             return Ok(None);
         };
-        let wanted = tokens
-            .into_iter()
-            .map(|t| t.reservation(self.default_max))
-            .fold(0u32, u32::saturating_add);
+        let (calls, wanted) = tokens.into_iter().fold((0u32, 0u32), |(calls, wanted), t| {
+            (
+                calls.saturating_add(1),
+                wanted.saturating_add(t.reservation(self.default_max)),
+            )
+        });
         meter
-            .admit(wanted)
+            .admit(calls, wanted)
             .await
             .map(|reservation| Some(Arc::new(reservation)))
             .map_err(|refusal| limits::refused(LimitScope::Consumer, refusal))

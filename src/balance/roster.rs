@@ -16,8 +16,20 @@ use crate::config::{Algorithm, BalancerConfig, LatencyStrategy, TokensCountStrat
 pub struct Roster {
     pub targets: Vec<Arc<TargetRuntime>>,
     strategy: Box<dyn Strategy>,
+    /// One per model id that only some targets serve, for requests pinned to it.
+    subsets: Vec<Subset>,
     latency_strategy: LatencyStrategy,
     tokens_count_strategy: TokensCountStrategy,
+}
+
+/// The targets of one model id, with a strategy of their own: its round-robin counter, hash
+/// ring and priority tiers cover only them, so pinned requests spread over the whole subset.
+struct Subset {
+    model_id: String,
+    /// Roster indices; the strategy's index `i` is `members[i]`.
+    members: Vec<usize>,
+    /// `None` for a single target: there is nothing to choose.
+    strategy: Option<Box<dyn Strategy>>,
 }
 
 /// What a strategy is built from: one entry per target, in roster order.
@@ -66,6 +78,7 @@ impl Roster {
             .collect();
         Self {
             strategy: build_strategy(balancer, &members),
+            subsets: subsets(&targets, &members, balancer),
             targets,
             latency_strategy: balancer.latency_strategy,
             tokens_count_strategy: balancer.tokens_count_strategy,
@@ -83,8 +96,6 @@ impl Roster {
             })
     }
 
-    /// Picks a target not yet tried that is ready now (claiming a half-open trial if it is one).
-    /// `hash_key` is the value of the route's `hash_on_header` header, if the client sent it.
     /// When no untried target is ready: the one that will be ready soonest (circuit or cooldown
     /// ending first), so a route never fails without trying. Targets without credentials are
     /// skipped: they cannot even sign.
@@ -99,16 +110,91 @@ impl Roster {
             .map(|(i, _)| i)
     }
 
-    pub fn pick(&self, tried: &[bool], now_ms: u64, hash_key: Option<&[u8]>) -> Option<usize> {
-        let load = |i: usize| self.load(i);
+    /// The `tried` vector a request starts from: pinned to `model`, the targets of other model
+    /// ids count as tried, so neither a pick, [`Self::least_bad`] nor a failover leaves it.
+    pub fn untried(&self, model: Option<&str>) -> Vec<bool> {
+        self.targets
+            .iter()
+            .map(|t| model.is_some_and(|m| t.config.model_id != m))
+            .collect()
+    }
+
+    /// Picks a target not yet tried that is ready now (claiming a half-open trial if it is one).
+    /// `hash_key` is the value of the route's `hash_on_header` header, if the client sent it.
+    /// Pinned to `model`, by the strategy of that model id's own targets when only some serve it.
+    pub fn pick(
+        &self,
+        model: Option<&str>,
+        tried: &[bool],
+        now_ms: u64,
+        hash_key: Option<&[u8]>,
+    ) -> Option<usize> {
+        let Some(subset) = model.and_then(|m| self.subsets.iter().find(|s| s.model_id == m)) else {
+            return self.pick_by(&*self.strategy, |i| i, tried, now_ms, hash_key);
+        };
+        match &subset.strategy {
+            Some(strategy) => self
+                .pick_by(&**strategy, |i| subset.members[i], tried, now_ms, hash_key)
+                .map(|i| subset.members[i]),
+            None => subset
+                .members
+                .first()
+                .copied()
+                .filter(|&i| self.admit_untried(tried, i, now_ms)),
+        }
+    }
+
+    fn admit_untried(&self, tried: &[bool], i: usize, now_ms: u64) -> bool {
+        !tried.get(i).copied().unwrap_or(true) && self.targets[i].state.try_admit(now_ms)
+    }
+
+    /// Runs `strategy`, whose index `i` is roster index `member(i)`; returns the strategy's index.
+    fn pick_by(
+        &self,
+        strategy: &dyn Strategy,
+        member: impl Fn(usize) -> usize,
+        tried: &[bool],
+        now_ms: u64,
+        hash_key: Option<&[u8]>,
+    ) -> Option<usize> {
+        let load = |i: usize| self.load(member(i));
         let ctx = PickContext {
             hash_key,
             load: &load,
         };
-        self.strategy.pick(&ctx, &mut |i| {
-            !tried.get(i).copied().unwrap_or(true) && self.targets[i].state.try_admit(now_ms)
-        })
+        strategy.pick(&ctx, &mut |i| self.admit_untried(tried, member(i), now_ms))
     }
+}
+
+/// A subset per model id, when the route's targets serve more than one.
+fn subsets(
+    targets: &[Arc<TargetRuntime>],
+    members: &[Member],
+    balancer: &BalancerConfig,
+) -> Vec<Subset> {
+    let mut model_ids: Vec<&str> = Vec::new();
+    for t in targets {
+        if !model_ids.contains(&t.config.model_id.as_str()) {
+            model_ids.push(&t.config.model_id);
+        }
+    }
+    if model_ids.len() < 2 {
+        return Vec::new();
+    }
+    model_ids
+        .into_iter()
+        .map(|model_id| {
+            let indices: Vec<usize> = (0..targets.len())
+                .filter(|&i| targets[i].config.model_id == model_id)
+                .collect();
+            let own: Vec<Member> = indices.iter().map(|&i| members[i].clone()).collect();
+            Subset {
+                model_id: model_id.to_owned(),
+                strategy: (own.len() > 1).then(|| build_strategy(balancer, &own)),
+                members: indices,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

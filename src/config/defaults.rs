@@ -12,6 +12,9 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 1024 * 1024;
 /// 16 MiB covers large embedding batches while bounding memory per buffered response.
 pub const DEFAULT_MAX_RESPONSE_BODY_SIZE: usize = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_EMBEDDING_INPUTS: usize = 256;
+/// OpenAI's own cap on inputs per embeddings request: the most `max_embedding_inputs` may allow.
+pub const MAX_EMBEDDING_INPUTS: usize = 2048;
 /// Long enough for a cloud load balancer to notice a failing readiness probe and stop sending.
 pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// Kubernetes' default termination grace period; streams still running after it are cut.

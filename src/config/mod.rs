@@ -4,6 +4,7 @@
 mod de;
 pub mod defaults;
 mod duration;
+mod embedding;
 mod env;
 mod error;
 pub mod model;
@@ -14,6 +15,7 @@ use std::path::Path;
 
 use serde_yaml_ng::Value;
 
+pub use embedding::EmbeddingFamily;
 pub use error::{ConfigErrors, ConfigProblem};
 pub use model::*;
 

@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub max_request_body_size: NonZeroUsize,
     /// Largest non-streaming upstream response the gateway will buffer.
     pub max_response_body_size: NonZeroUsize,
+    /// Inputs one `/v1/embeddings` request may carry (Titan makes one upstream call per input).
+    pub max_embedding_inputs: NonZeroUsize,
     /// `None`: one worker per core.
     pub workers: Option<NonZeroUsize>,
     pub max_concurrent_requests: Option<NonZeroUsize>,
@@ -94,6 +96,8 @@ pub enum RateLimitBackend {
 pub struct Route {
     pub name: String,
     pub route_type: RouteType,
+    /// Extra names that, like the route's own, spread a request over all its targets.
+    pub model_aliases: Vec<String>,
     pub balancer: BalancerConfig,
     /// Never empty.
     pub targets: Vec<Target>,

@@ -27,6 +27,7 @@ pub struct RawServer {
     pub admin_token: Option<Secret>,
     pub max_request_body_size: Option<i64>,
     pub max_response_body_size: Option<i64>,
+    pub max_embedding_inputs: Option<i64>,
     pub workers: Option<i64>,
     pub max_concurrent_requests: Option<i64>,
     pub drain_grace: Option<RawDuration>,
@@ -66,6 +67,7 @@ pub struct RawRateLimits {
 pub struct RawRoute {
     pub name: Option<String>,
     pub route_type: Option<String>,
+    pub model_aliases: Option<Vec<String>>,
     pub balancer: Option<RawBalancer>,
     pub targets: Option<Vec<RawTarget>>,
 }

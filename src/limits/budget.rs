@@ -19,13 +19,25 @@ use governor::nanos::Nanos;
 use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
+/// What a budget's cells are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Upstream calls (`rpm`).
+    Requests,
+    Tokens,
+}
+
 /// Why a reservation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Not now; this much later it would fit.
     Wait(Duration),
     /// Never: the request is larger than the whole per-minute quota.
-    TooLarge { cap: u32, requested: u32 },
+    TooLarge {
+        unit: Unit,
+        cap: u32,
+        requested: u32,
+    },
 }
 
 impl Refusal {
@@ -98,16 +110,17 @@ pub struct Budget<C: Clock = QuantaClock> {
     /// Nanoseconds one cell is worth.
     cell_ns: u64,
     per_minute: NonZeroU32,
+    unit: Unit,
 }
 
 impl Budget<QuantaClock> {
-    pub fn per_minute(per_minute: NonZeroU32) -> Self {
-        Self::with_clock(per_minute, QuantaClock::default())
+    pub fn per_minute(per_minute: NonZeroU32, unit: Unit) -> Self {
+        Self::with_clock(per_minute, unit, QuantaClock::default())
     }
 }
 
 impl<C: Clock + Clone> Budget<C> {
-    pub fn with_clock(per_minute: NonZeroU32, clock: C) -> Self {
+    pub fn with_clock(per_minute: NonZeroU32, unit: Unit, clock: C) -> Self {
         let quota = Quota::per_minute(per_minute);
         let tat = SharedTat::default();
         let start = clock.now();
@@ -122,6 +135,7 @@ impl<C: Clock + Clone> Budget<C> {
             start,
             cell_ns,
             per_minute,
+            unit,
         }
     }
 
@@ -138,6 +152,7 @@ impl<C: Clock + Clone> Budget<C> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(Refusal::Wait(not_until.wait_time_from(self.clock.now()))),
             Err(insufficient) => Err(Refusal::TooLarge {
+                unit: self.unit,
                 cap: insufficient.0,
                 requested: n.get(),
             }),
@@ -194,7 +209,11 @@ mod tests {
 
     fn budget(per_minute: u32) -> (Budget<FakeRelativeClock>, FakeRelativeClock) {
         let clock = FakeRelativeClock::default();
-        let budget = Budget::with_clock(NonZeroU32::new(per_minute).unwrap(), clock.clone());
+        let budget = Budget::with_clock(
+            NonZeroU32::new(per_minute).unwrap(),
+            Unit::Tokens,
+            clock.clone(),
+        );
         (budget, clock)
     }
 
@@ -235,6 +254,7 @@ mod tests {
         assert_eq!(
             b.reserve(1001),
             Err(Refusal::TooLarge {
+                unit: Unit::Tokens,
                 cap: 1000,
                 requested: 1001
             })

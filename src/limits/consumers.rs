@@ -123,7 +123,7 @@ mod tests {
         );
         let a = limits.meter(&Arc::from("a")).unwrap();
         assert_eq!(limits.len(), 1);
-        let held = a.admit(0).await.unwrap();
+        let held = a.admit(1, 0).await.unwrap();
         drop(a);
         limits.prune();
         assert_eq!(limits.len(), 1, "a meter with a spent cell is kept");
@@ -136,7 +136,7 @@ mod tests {
         let _spent = first
             .meter(&Arc::from("a"))
             .unwrap()
-            .admit(0)
+            .admit(1, 0)
             .await
             .unwrap();
         let second = ConsumerLimits::start(&[consumer("a", Some(1))], Backend::Local, Some(&first));
@@ -144,11 +144,18 @@ mod tests {
             second
                 .meter(&Arc::from("a"))
                 .unwrap()
-                .admit(0)
+                .admit(1, 0)
                 .await
                 .is_err()
         );
         let third = ConsumerLimits::start(&[consumer("a", Some(5))], Backend::Local, Some(&first));
-        assert!(third.meter(&Arc::from("a")).unwrap().admit(0).await.is_ok());
+        assert!(
+            third
+                .meter(&Arc::from("a"))
+                .unwrap()
+                .admit(1, 0)
+                .await
+                .is_ok()
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::budget::{Budget, Refusal};
+use super::budget::{Budget, Refusal, Unit};
 use super::shared::{Remaining, SharedLimits};
 use crate::config::Limits;
 
@@ -26,23 +26,26 @@ pub struct LocalPair {
 impl LocalPair {
     /// `divide_by` > 1 gives this replica its share of a quota that several replicas share.
     fn new(limits: Limits, divide_by: u32) -> Self {
-        let share = |quota: NonZeroU32| {
-            Budget::per_minute(
-                NonZeroU32::new(quota.get() / divide_by.max(1)).unwrap_or(NonZeroU32::MIN),
-            )
+        let share = |unit: Unit| {
+            move |quota: NonZeroU32| {
+                Budget::per_minute(
+                    NonZeroU32::new(quota.get() / divide_by.max(1)).unwrap_or(NonZeroU32::MIN),
+                    unit,
+                )
+            }
         };
         Self {
-            rpm: limits.rpm.map(share),
-            tpm: limits.tpm.map(share),
+            rpm: limits.rpm.map(share(Unit::Requests)),
+            tpm: limits.tpm.map(share(Unit::Tokens)),
         }
     }
 
-    fn admit(&self, tokens: u32) -> Result<(), Refusal> {
+    fn admit(&self, requests: u32, tokens: u32) -> Result<(), Refusal> {
         if let Some(tpm) = &self.tpm {
             tpm.reserve(tokens)?;
         }
         if let Some(rpm) = &self.rpm
-            && let Err(refusal) = rpm.reserve(1)
+            && let Err(refusal) = rpm.reserve(requests)
         {
             if let Some(tpm) = &self.tpm {
                 tpm.refund(tokens);
@@ -137,33 +140,39 @@ impl Meter {
         self.limits.tpm.map(NonZeroU32::get)
     }
 
-    /// One request and `tokens` tokens, now, or why not.
-    pub async fn admit(&self, tokens: u32) -> Result<Reservation, Refusal> {
-        if let Some(cap) = self.token_cap()
-            && tokens > cap
-        {
-            return Err(Refusal::TooLarge {
-                cap,
-                requested: tokens,
-            });
+    /// `requests` upstream calls and `tokens` tokens, now, or why not.
+    pub async fn admit(&self, requests: u32, tokens: u32) -> Result<Reservation, Refusal> {
+        for (unit, limit, wanted) in [
+            (Unit::Requests, self.limits.rpm, requests),
+            (Unit::Tokens, self.limits.tpm, tokens),
+        ] {
+            if let Some(cap) = limit.map(NonZeroU32::get)
+                && wanted > cap
+            {
+                return Err(Refusal::TooLarge {
+                    unit,
+                    cap,
+                    requested: wanted,
+                });
+            }
         }
         let granted = match &self.store {
             Store::Local(pair) => {
-                pair.admit(tokens)?;
+                pair.admit(requests, tokens)?;
                 Granted::Local(Arc::clone(pair))
             }
             Store::Shared {
                 redis,
                 key_prefix,
                 fallback,
-            } => match redis.admit(key_prefix, self.limits, tokens).await {
+            } => match redis.admit(key_prefix, self.limits, requests, tokens).await {
                 Some(result) => {
                     result?;
                     Granted::Redis(Arc::clone(redis), key_prefix.clone())
                 }
                 None => {
                     let pair = self.fallback_pair(redis, fallback);
-                    pair.admit(tokens)?;
+                    pair.admit(requests, tokens)?;
                     Granted::Local(pair)
                 }
             },
@@ -300,10 +309,10 @@ mod tests {
     #[actix_rt::test]
     async fn a_request_takes_both_limits_or_neither() {
         let meter = Meter::local(limits(2, 1000));
-        let _a = meter.admit(400).await.unwrap();
-        let _b = meter.admit(400).await.unwrap();
+        let _a = meter.admit(1, 400).await.unwrap();
+        let _b = meter.admit(1, 400).await.unwrap();
         // rpm is spent: the tokens this third request reserved first are given back.
-        assert!(matches!(meter.admit(100).await, Err(Refusal::Wait(_))));
+        assert!(matches!(meter.admit(1, 100).await, Err(Refusal::Wait(_))));
         let left = meter.remaining().await;
         assert_eq!((left.rpm, left.tpm), (Some(0), Some(200)));
     }
@@ -311,13 +320,13 @@ mod tests {
     #[actix_rt::test]
     async fn unsettled_reservations_return_their_tokens_unless_kept() {
         let meter = Meter::local(limits(100, 1000));
-        drop(meter.admit(300).await.unwrap());
+        drop(meter.admit(1, 300).await.unwrap());
         assert_eq!(meter.remaining().await.tpm, Some(1000));
-        let kept = meter.admit(300).await.unwrap();
+        let kept = meter.admit(1, 300).await.unwrap();
         kept.mark_delivered();
         drop(kept);
         assert_eq!(meter.remaining().await.tpm, Some(700));
-        let settled = meter.admit(300).await.unwrap();
+        let settled = meter.admit(1, 300).await.unwrap();
         settled.mark_delivered();
         settled.record_spent(30);
         settled.record_spent(20);
@@ -326,11 +335,28 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_request_takes_one_cell_per_upstream_call() {
+        let meter = Meter::local(limits(5, 0));
+        let _calls = meter.admit(3, 0).await.unwrap();
+        assert_eq!(meter.remaining().await.rpm, Some(2));
+        assert!(matches!(meter.admit(3, 0).await, Err(Refusal::Wait(_))));
+        assert_eq!(
+            meter.admit(6, 0).await.err(),
+            Some(Refusal::TooLarge {
+                unit: Unit::Requests,
+                cap: 5,
+                requested: 6
+            })
+        );
+    }
+
+    #[actix_rt::test]
     async fn a_reservation_over_the_quota_is_refused_for_good() {
         let meter = Meter::local(limits(0, 1000));
         assert_eq!(
-            meter.admit(1001).await.err(),
+            meter.admit(1, 1001).await.err(),
             Some(Refusal::TooLarge {
+                unit: Unit::Tokens,
                 cap: 1000,
                 requested: 1001
             })

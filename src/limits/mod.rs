@@ -9,7 +9,7 @@ pub mod shared;
 
 use std::sync::Arc;
 
-pub use budget::Refusal;
+pub use budget::{Refusal, Unit};
 pub use consumers::ConsumerLimits;
 pub use meter::{Meter, Reservation};
 pub use shared::{Remaining, SharedLimits};
@@ -34,7 +34,20 @@ pub fn refused(scope: LimitScope, refusal: Refusal) -> GatewayError {
                 retry_after_secs: retry_after_secs(wait),
             }
         }
-        Refusal::TooLarge { cap, requested } => GatewayError::ExceedsTokenLimit {
+        Refusal::TooLarge {
+            unit: Unit::Tokens,
+            cap,
+            requested,
+        } => GatewayError::ExceedsTokenLimit {
+            scope,
+            requested,
+            cap,
+        },
+        Refusal::TooLarge {
+            unit: Unit::Requests,
+            cap,
+            requested,
+        } => GatewayError::ExceedsRequestLimit {
             scope,
             requested,
             cap,

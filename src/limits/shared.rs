@@ -55,15 +55,15 @@ local function left(key, quota)
 end
 ";
 
-/// KEYS: rpm, tpm, cooldown. ARGV: rpm quota, tpm quota (0 = none), tokens.
+/// KEYS: rpm, tpm, cooldown. ARGV: rpm quota, tpm quota (0 = none), tokens, requests.
 /// Returns {admitted, wait_ms}: both cells or neither, and no admission while cooling down.
 const ADMIT: &str = r"
-local rq, tq, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rq, tq, n, r = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local cool = tonumber(redis.call('GET', KEYS[3]) or '0')
 if cool > now then return {0, math.ceil((cool - now) / 1000)} end
 local wait, next_r, next_t = 0, 0, 0
 if rq > 0 then
-  next_r = tat_of(KEYS[1]) + cell(rq)
+  next_r = tat_of(KEYS[1]) + r * cell(rq)
   wait = math.max(wait, next_r - now - rq * cell(rq))
 end
 if tq > 0 then
@@ -185,6 +185,7 @@ impl SharedLimits {
         &self,
         prefix: &str,
         limits: Limits,
+        requests: u32,
         tokens: u32,
     ) -> Option<Result<(), Refusal>> {
         let mut invocation = self.scripts.admit.prepare_invoke();
@@ -194,7 +195,8 @@ impl SharedLimits {
             .key(format!("{prefix}cooldown"))
             .arg(quota(limits.rpm))
             .arg(quota(limits.tpm))
-            .arg(tokens);
+            .arg(tokens)
+            .arg(requests);
         let (admitted, wait_ms): (i64, i64) = self.call(&invocation).await?;
         Some(if admitted == 1 {
             Ok(())

@@ -22,41 +22,14 @@ use super::body::{Body, first_byte, parse_raw};
 use super::error::TranslateError;
 use super::inference::StrCow;
 use super::usage::Usage;
+pub use crate::config::EmbeddingFamily;
 
-/// OpenAI's own cap on inputs per request; also bounds the upstream fan-out for Titan.
-pub const MAX_INPUTS: usize = 2048;
 /// Cohere Embed on Bedrock accepts at most 96 texts per call.
 pub const COHERE_MAX_BATCH: usize = 96;
 /// Cohere's `input_type` when the client names none: embedding documents is the common case.
 pub const DEFAULT_COHERE_INPUT_TYPE: &str = "search_document";
 const TITAN_V2_DIMENSIONS: [u32; 3] = [256, 512, 1024];
 const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmbeddingFamily {
-    TitanV1,
-    TitanV2,
-    Cohere,
-}
-
-impl EmbeddingFamily {
-    /// Detects the family from a Bedrock model id, inference-profile id (`us.cohere.embed-v4:0`)
-    /// or ARN; `None` for models this module cannot drive.
-    pub fn from_model_id(model_id: &str) -> Option<Self> {
-        let id = model_id.rsplit('/').next().unwrap_or(model_id);
-        if id.contains("amazon.titan-embed-text-v2") {
-            Some(Self::TitanV2)
-        } else if id.contains("amazon.titan-embed-text-v1")
-            || id.contains("amazon.titan-embed-g1-text")
-        {
-            Some(Self::TitanV1)
-        } else if id.contains("cohere.embed-") {
-            Some(Self::Cohere)
-        } else {
-            None
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EncodingFormat {
@@ -80,13 +53,15 @@ pub fn embeddings_model(body: &[u8]) -> Result<String, TranslateError> {
     Body::parse(body)?.take_model()
 }
 
+/// `max_inputs` bounds the upstream fan-out: Titan makes one call per input.
 pub fn embeddings_request(
     body: &[u8],
     family: EmbeddingFamily,
+    max_inputs: usize,
 ) -> Result<EmbeddingsRequest, TranslateError> {
     let mut body = Body::parse(body)?;
     let model = body.take_model()?;
-    let inputs = take_input(&mut body)?;
+    let inputs = take_input(&mut body, max_inputs)?;
     let encoding_format = match body.take::<Cow<'_, str>>("encoding_format")?.as_deref() {
         None | Some("float") => EncodingFormat::Float,
         Some("base64") => EncodingFormat::Base64,
@@ -179,7 +154,10 @@ pub fn embeddings_request(
     })
 }
 
-fn take_input<'a>(body: &mut Body<'a>) -> Result<Vec<Cow<'a, str>>, TranslateError> {
+fn take_input<'a>(
+    body: &mut Body<'a>,
+    max_inputs: usize,
+) -> Result<Vec<Cow<'a, str>>, TranslateError> {
     let raw = body
         .take_raw("input")
         .ok_or_else(|| TranslateError::invalid("input", "is required"))?;
@@ -208,11 +186,12 @@ fn take_input<'a>(body: &mut Body<'a>) -> Result<Vec<Cow<'a, str>>, TranslateErr
     if inputs.is_empty() {
         return Err(TranslateError::invalid("input", "must not be empty"));
     }
-    if inputs.len() > MAX_INPUTS {
+    if inputs.len() > max_inputs {
         return Err(TranslateError::invalid(
             "input",
             format!(
-                "{} inputs is more than the {MAX_INPUTS} allowed per request",
+                "{} inputs is more than the {max_inputs} allowed per request \
+                 (server.max_embedding_inputs); split the batch",
                 inputs.len()
             ),
         ));
@@ -393,40 +372,20 @@ enum Embedding {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::config::defaults::MAX_EMBEDDING_INPUTS as MAX_INPUTS;
     use serde_json::{Value, json};
 
     fn request(
         body: Value,
         family: EmbeddingFamily,
     ) -> Result<(EmbeddingsRequest, Vec<Value>), TranslateError> {
-        let r = embeddings_request(body.to_string().as_bytes(), family)?;
+        let r = embeddings_request(body.to_string().as_bytes(), family, MAX_INPUTS)?;
         let bodies = r
             .upstream_bodies
             .iter()
             .map(|b| serde_json::from_slice(b).unwrap())
             .collect();
         Ok((r, bodies))
-    }
-
-    #[test]
-    fn family_detection() {
-        use EmbeddingFamily::*;
-        for (id, want) in [
-            ("amazon.titan-embed-text-v1", Some(TitanV1)),
-            ("amazon.titan-embed-g1-text-02", Some(TitanV1)),
-            ("amazon.titan-embed-text-v2:0", Some(TitanV2)),
-            ("cohere.embed-english-v3", Some(Cohere)),
-            ("cohere.embed-multilingual-v3", Some(Cohere)),
-            ("us.cohere.embed-v4:0", Some(Cohere)),
-            (
-                "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0",
-                Some(TitanV2),
-            ),
-            ("amazon.titan-embed-image-v1", None),
-            ("anthropic.claude-3-haiku", None),
-        ] {
-            assert_eq!(EmbeddingFamily::from_model_id(id), want, "{id}");
-        }
     }
 
     #[test]
@@ -580,6 +539,13 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("2048"), "{e}");
+        let three = json!({"model": "t", "input": ["a", "b", "c"]}).to_string();
+        let e = embeddings_request(three.as_bytes(), EmbeddingFamily::TitanV2, 2)
+            .err()
+            .unwrap();
+        assert_eq!(e.param(), Some("input"));
+        assert!(e.to_string().contains("more than the 2 allowed"), "{e}");
+        assert!(embeddings_request(three.as_bytes(), EmbeddingFamily::TitanV2, 3).is_ok());
         assert!(
             request(
                 json!({"model": "t", "input": vec!["x"; MAX_INPUTS]}),

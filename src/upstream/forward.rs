@@ -38,6 +38,8 @@ pub struct ProxyRequest {
     pub consumer_reservation: Option<Arc<Reservation>>,
     /// The value of the route's `hash_on_header`, for consistent hashing.
     pub hash_key: Option<String>,
+    /// The client named this model id: only the route's targets of that id may serve it.
+    pub pinned_model: Option<Arc<str>>,
     pub body: Bytes,
     pub content_type: String,
     pub accept: String,
@@ -115,7 +117,8 @@ pub async fn forward(
     let deadline =
         Instant::now() + config.connect_timeout + config.write_timeout + config.read_timeout;
     route.retry_budget.deposit();
-    let mut tried = vec![false; roster.targets.len()];
+    let pinned = request.pinned_model.as_deref();
+    let mut tried = roster.untried(pinned);
     let mut last: Option<LastFailure> = None;
     let mut attempts = 0u32;
     let mut previous: Option<Arc<TargetRuntime>> = None;
@@ -140,7 +143,7 @@ pub async fn forward(
         }
         let hash_key = request.hash_key.as_deref().map(str::as_bytes);
         let picked = loop {
-            let candidate = roster.pick(&tried, clock::now_ms(), hash_key).or_else(|| {
+            let candidate = roster.pick(pinned, &tried, clock::now_ms(), hash_key).or_else(|| {
                 // Never fail a request without trying: with nothing ready, take the least-bad
                 // target. Not when targets are only at their limits: that is a 429, not an outage.
                 let forced = (attempts == 0 && refused.is_none())
@@ -257,7 +260,7 @@ async fn admit_target(
         .max_tokens
         .map_or(DEFAULT_MAX_TOKENS, std::num::NonZeroU32::get);
     meter
-        .admit(tokens.reservation(default_max))
+        .admit(1, tokens.reservation(default_max))
         .await
         .map(|r| Some(Arc::new(r)))
 }

@@ -23,18 +23,37 @@ pub(super) fn name(
             problems.push(ConfigProblem::new(path, "required"));
             None
         }
-        Some(name) if name.is_empty() => {
-            problems.push(ConfigProblem::new(path, "must not be empty"));
-            None
-        }
-        Some(name) if !name.chars().all(allowed) => {
-            problems.push(ConfigProblem::new(
-                path,
-                format!("invalid {what} name {name:?}; use only {allowed_text}"),
-            ));
-            None
-        }
-        Some(name) => Some(name),
+        Some(name) => identifier(
+            name,
+            &format!("{what} name"),
+            &path,
+            problems,
+            allowed,
+            allowed_text,
+        ),
+    }
+}
+
+/// A non-empty string of `allowed` characters; `what` names it in the error.
+pub(super) fn identifier(
+    value: String,
+    what: &str,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+    allowed: impl Fn(char) -> bool,
+    allowed_text: &str,
+) -> Option<String> {
+    if value.is_empty() {
+        problems.push(ConfigProblem::new(path, "must not be empty"));
+        None
+    } else if !value.chars().all(allowed) {
+        problems.push(ConfigProblem::new(
+            path,
+            format!("invalid {what} {value:?}; use only {allowed_text}"),
+        ));
+        None
+    } else {
+        Some(value)
     }
 }
 

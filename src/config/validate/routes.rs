@@ -7,6 +7,7 @@ use serde_yaml_ng::Value;
 
 use super::checks::*;
 use super::targets::targets;
+use crate::config::EmbeddingFamily;
 use crate::config::de::{self, field, index};
 use crate::config::defaults::*;
 use crate::config::error::ConfigProblem;
@@ -55,7 +56,60 @@ pub(super) fn routes(value: Value, problems: &mut Vec<ConfigProblem>) -> Option<
         }
         out.push(route);
     }
+    claims(&out, problems);
     out.into_iter().collect()
+}
+
+/// Characters of a route name or alias: those of model ids and inference-profile ARNs.
+fn name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-')
+}
+
+const NAME_CHARS: &str = "letters, digits, _ . : / -";
+
+/// Every name a client may send as its model (route name, alias, target model id) must select
+/// one route; a name two routes claim would serve one of them silently.
+fn claims(routes: &[Option<Route>], problems: &mut Vec<ConfigProblem>) {
+    let mut owners: HashMap<&str, (usize, String)> = HashMap::new();
+    // Route names first (their duplicates are reported already), so a clash is reported at the
+    // alias or model id, naming the route it collides with.
+    for (i, route) in routes.iter().enumerate() {
+        if let Some(route) = route {
+            owners
+                .entry(route.name.as_str())
+                .or_insert_with(|| (i, field(&index("routes", i), "name")));
+        }
+    }
+    for (i, route) in routes.iter().enumerate() {
+        let Some(route) = route else { continue };
+        let path = index("routes", i);
+        let aliases = route
+            .model_aliases
+            .iter()
+            .enumerate()
+            .map(|(j, alias)| (alias.as_str(), index(&field(&path, "model_aliases"), j)));
+        let model_ids = route.targets.iter().enumerate().map(|(k, target)| {
+            (
+                target.model_id.as_str(),
+                field(&index(&field(&path, "targets"), k), "model.name"),
+            )
+        });
+        for (claimed, claim_path) in aliases.chain(model_ids) {
+            match owners.get(claimed) {
+                Some((owner, first)) if *owner != i => problems.push(ConfigProblem::new(
+                    claim_path,
+                    format!(
+                        "{claimed:?} is already claimed by {first}; a route name, model alias or \
+                         model id must select one route"
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    owners.insert(claimed, (i, claim_path));
+                }
+            }
+        }
+    }
 }
 
 fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<Route> {
@@ -74,16 +128,10 @@ fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<
     let targets_value = de::take(&mut map, "targets");
     let raw = de::deserialize::<RawRoute>(Value::Mapping(map), path, problems);
 
-    let (name, route_type) = match raw {
+    let (name, route_type, model_aliases) = match raw {
         Some(raw) => {
-            let name = name(
-                raw.name,
-                "route",
-                path,
-                problems,
-                |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-'),
-                "letters, digits, _ . : / -",
-            );
+            let name = name(raw.name, "route", path, problems, name_char, NAME_CHARS);
+            let model_aliases = model_aliases(raw.model_aliases, path, problems);
             let route_type = one_of(
                 raw.route_type.as_deref().unwrap_or(DEFAULT_ROUTE_TYPE),
                 "route type",
@@ -91,9 +139,9 @@ fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<
                 &field(path, "route_type"),
                 problems,
             );
-            (name, route_type)
+            (name, route_type, model_aliases)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
 
     let balancer_path = field(path, "balancer");
@@ -104,13 +152,69 @@ fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<
     };
 
     let targets = targets(targets_value, &field(path, "targets"), problems);
+    if let (Some(RouteType::Embeddings), Some(targets)) = (route_type, &targets) {
+        one_embedding_family(targets, &field(path, "targets"), problems);
+    }
 
     Some(Route {
         name: name?,
         route_type: route_type?,
+        model_aliases: model_aliases?,
         balancer: balancer?,
         targets: targets?,
     })
+}
+
+/// An embeddings route's targets must be models the gateway can drive, all of one family: the
+/// request is translated into that family's bodies before a target is picked (Titan makes one
+/// call per input, Cohere one per 96), and vectors of different models are not comparable.
+fn one_embedding_family(targets: &[Target], path: &str, problems: &mut Vec<ConfigProblem>) {
+    let mut first: Option<(EmbeddingFamily, usize)> = None;
+    for (k, target) in targets.iter().enumerate() {
+        let at = field(&index(path, k), "model.name");
+        match (EmbeddingFamily::from_model_id(&target.model_id), first) {
+            (None, _) => problems.push(ConfigProblem::new(
+                at,
+                format!(
+                    "{:?} is not a Titan or Cohere text embedding model, which a {} route needs",
+                    target.model_id,
+                    RouteType::Embeddings.as_str()
+                ),
+            )),
+            (Some(family), None) => first = Some((family, k)),
+            (Some(family), Some((expected, j))) if family != expected => {
+                problems.push(ConfigProblem::new(
+                    at,
+                    format!(
+                        "is a {} model but {} is {}; an embeddings route serves one family \
+                         (request bodies and vectors differ), so give each its own route",
+                        family.as_str(),
+                        index(path, j),
+                        expected.as_str()
+                    ),
+                ));
+            }
+            (Some(_), Some(_)) => {}
+        }
+    }
+}
+
+fn model_aliases(
+    raw: Option<Vec<String>>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Vec<String>> {
+    let list_path = field(path, "model_aliases");
+    let checked: Vec<Option<String>> = raw
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(j, alias)| {
+            let at = index(&list_path, j);
+            identifier(alias, "model alias", &at, problems, name_char, NAME_CHARS)
+        })
+        .collect();
+    checked.into_iter().collect()
 }
 
 fn balancer(

@@ -60,6 +60,17 @@ pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Optio
         "server.max_response_body_size",
         problems,
     );
+    let max_embedding_inputs = match raw.max_embedding_inputs {
+        None => NonZeroUsize::new(DEFAULT_MAX_EMBEDDING_INPUTS),
+        Some(v) => in_range(
+            v,
+            1,
+            i64::try_from(MAX_EMBEDDING_INPUTS).unwrap_or(i64::MAX),
+            "server.max_embedding_inputs",
+            problems,
+        )
+        .and_then(to_non_zero_usize),
+    };
     let workers = optional_count(raw.workers, "server.workers", problems);
     let max_concurrent_requests = optional_count(
         raw.max_concurrent_requests,
@@ -100,6 +111,7 @@ pub(super) fn server(raw: RawServer, problems: &mut Vec<ConfigProblem>) -> Optio
         admin_token_sha256: admin_token_sha256?,
         max_request_body_size: max_request_body_size?,
         max_response_body_size: max_response_body_size?,
+        max_embedding_inputs: max_embedding_inputs?,
         workers: workers?,
         max_concurrent_requests: max_concurrent_requests?,
         drain_grace: drain_grace?,
