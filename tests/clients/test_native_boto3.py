@@ -105,11 +105,16 @@ def test_invoke_model_with_response_stream(stack):
 
 def test_client_signature_headers_do_not_reach_upstream(stack):
     gateway, sims = stack
-    client(gateway).converse(modelId="claude", messages=[{"role": "user", "content": [{"text": "x"}]}])
-    seen = [harness.sim_stats(s.url)["last_request_headers"] for s in sims]
-    for headers in seen:
-        for value in headers.values():
-            assert "CLIENTKEYID" not in value
+    before = converse_counts(sims)
+    out = client(gateway).converse(modelId="claude", messages=[{"role": "user", "content": [{"text": "x"}]}])
+    region = out["ResponseMetadata"]["HTTPHeaders"]["x-bedrock-balancer-target"].split("/")[0]
+    served = REGIONS.index(region)
+    # The request the served region saw last is this one: exactly it counted one more Converse.
+    assert [a - b for a, b in zip(converse_counts(sims), before)] == [int(i == served) for i in range(3)]
+    headers = harness.sim_stats(sims[served].url)["last_request_headers"]
+    assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={harness.KEY_ID}/"), headers
+    for value in headers.values():
+        assert "CLIENTKEYID" not in value, headers
 
 
 def test_unknown_model_is_a_resource_not_found(stack):
