@@ -50,17 +50,12 @@ def converse_counts(sims):
     return [harness.sim_stats(s.url)["by_operation"].get("converse", 0) for s in sims]
 
 
-def test_converse_balances_by_weight_exactly(stack):
-    gateway, sims = stack
-    bedrock = client(gateway)
-    before = converse_counts(sims)
-    for i in range(40):
-        out = bedrock.converse(modelId="claude", messages=[{"role": "user", "content": [{"text": f"hi {i}"}]}])
-        assert out["stopReason"] == "end_turn"
-        assert "Hello from" in out["output"]["message"]["content"][0]["text"]
-    after = converse_counts(sims)
-    assert [a - b for a, b in zip(after, before)] == [20, 10, 10]
-    assert sum(harness.sim_stats(s.url)["bad_signatures"] for s in sims) == 0
+def test_converse_by_route_name(stack):
+    # The weighted shares themselves are checked in tests/native.rs.
+    gateway, _ = stack
+    out = client(gateway).converse(modelId="claude", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    assert out["stopReason"] == "end_turn"
+    assert "Hello from" in out["output"]["message"]["content"][0]["text"]
 
 
 def test_converse_stream_reassembles(stack):
@@ -118,9 +113,12 @@ def test_client_signature_headers_do_not_reach_upstream(stack):
 
 
 def test_unknown_model_is_a_resource_not_found(stack):
-    gateway, _ = stack
-    with pytest.raises(client(gateway).exceptions.ResourceNotFoundException):
+    gateway, sims = stack
+    before = converse_counts(sims)
+    with pytest.raises(client(gateway).exceptions.ResourceNotFoundException) as err:
         client(gateway).converse(modelId="no-such-model", messages=[{"role": "user", "content": [{"text": "x"}]}])
+    assert "no-such-model" in err.value.response["Error"]["Message"]
+    assert converse_counts(sims) == before
 
 
 def test_stream_exception_mid_stream_reaches_boto3(stack):
