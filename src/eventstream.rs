@@ -179,10 +179,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/eventstream"
-        ))
+        crate::fixtures_dir().join("eventstream")
     }
 
     fn manifest() -> Vec<serde_json::Value> {

@@ -20,3 +20,9 @@ pub mod observe;
 pub mod shutdown;
 pub mod translate;
 pub mod upstream;
+
+/// Third-party test inputs kept in the repository (`tests/fixtures/README.md` names their sources).
+#[cfg(test)]
+fn fixtures_dir() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+}

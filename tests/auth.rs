@@ -87,7 +87,12 @@ fn sigv4(url: &str, body: &str, key_id: &str, secret: &str) -> Vec<(String, Stri
 fn assert_bedrock_401(reply: &Reply, error_type: &str) {
     assert_eq!(reply.status, 401, "{}", reply.json);
     assert_eq!(reply.headers.get("x-amzn-errortype").unwrap(), error_type);
-    assert!(reply.json["message"].is_string(), "{}", reply.json);
+    let body = reply.json.as_object().unwrap();
+    assert!(
+        body.len() == 1 && body["message"].is_string(),
+        "{}",
+        reply.json
+    );
 }
 
 fn assert_openai_401(reply: &Reply) {

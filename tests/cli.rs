@@ -149,7 +149,7 @@ async fn serve_signs_with_the_credential_chain_and_drains_on_sigterm() {
     let sim = sim::start(options).await.unwrap();
     let config = write_config(&format!(
         r#"
-server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 1s, shutdown_timeout: 5s }}
+server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 3s, shutdown_timeout: 5s }}
 routes:
   - name: claude
     targets:
@@ -182,7 +182,8 @@ routes:
         .status()
         .unwrap();
     assert!(killed.success());
-    // During the grace period the gateway still answers, but tells the load balancer to go.
+    // During the grace period the gateway still answers, but tells the load balancer to go. The
+    // grace (3 s) is a window the poll must not miss on a loaded machine.
     let deadline = Instant::now() + Duration::from_secs(5);
     while status(&format!("{admin}/readyz")).await != Some(503) {
         assert!(Instant::now() < deadline, "readyz never turned 503");

@@ -11,6 +11,9 @@ use bedrock_balancer_sim::{Faults, SimHandle};
 use common::*;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+/// The same model through its US inference profile, for a second route (a model id selects one
+/// route).
+const PROFILE: &str = "us.anthropic.claude-3-haiku-20240307-v1:0";
 const REGIONS: [&str; 5] = [
     "us-east-1",
     "us-west-2",
@@ -198,7 +201,7 @@ async fn a_503_storm_on_every_region_stays_within_a_fifth_more_plus_the_floor() 
     let criteria = "failover_criteria: [error, timeout, http_503, non_idempotent]";
     let storm_targets: Vec<String> = located[..3]
         .iter()
-        .map(|(url, region)| target_yaml(MODEL, region, url, 100))
+        .map(|(url, region)| target_yaml(PROFILE, region, url, 100))
         .collect();
     // A second, quiet route on two other regions, the first of which also answers 503.
     let yaml = format!(

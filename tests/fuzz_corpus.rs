@@ -1,4 +1,4 @@
-//! Replays the fuzzers' saved corpora (and the shared event-stream fixtures) as ordinary tests, so
+//! Replays the fuzzers' saved corpora (and the event-stream fixtures in `tests/fixtures/`) as ordinary tests, so
 //! every input a fuzzer once found interesting keeps being checked without nightly Rust.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,7 +32,7 @@ fn corpus(target: &str) -> Vec<PathBuf> {
 fn eventstream_decoder_corpus_replays_clean() {
     let mut inputs = corpus("eventstream_decoder");
     inputs.extend(files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/eventstream"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eventstream"),
     ));
     assert!(inputs.len() >= 20, "{} inputs", inputs.len());
     for path in inputs {

@@ -22,19 +22,17 @@ async fn gateway(server: &str) -> Harness {
     .await
 }
 
-/// Sends raw bytes and returns whatever the server answered before closing (bounded).
-fn raw_exchange(addr: std::net::SocketAddr, parts: &[&[u8]], pause: Duration) -> String {
+/// Sends the start of a request and never the rest; returns what the server answered, and
+/// whether it closed the connection (rather than the 30 s read bound running out).
+fn send_and_stall(addr: std::net::SocketAddr, start: &[u8]) -> (String, bool) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    for part in parts {
-        stream.write_all(part).unwrap();
-        std::thread::sleep(pause);
-    }
+    stream.write_all(start).unwrap();
     let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
+    let closed = stream.read_to_end(&mut answer).is_ok();
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
 }
 
 #[actix_rt::test]
@@ -74,19 +72,12 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     let h = gateway("  client_request_timeout: 1s\n  client_body_timeout: 1s").await;
     let addr = h.gateway.listen;
     let slow_body = std::thread::spawn(move || {
-        let started = Instant::now();
-        let answer = raw_exchange(
+        send_and_stall(
             addr,
-            &[b"POST /model/claude/converse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mess"],
-            Duration::ZERO,
-        );
-        (answer, started.elapsed())
+            b"POST /model/claude/converse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mess",
+        )
     });
-    let slow_head = std::thread::spawn(move || {
-        let started = Instant::now();
-        let answer = raw_exchange(addr, &[b"POST /model/claude/conv"], Duration::ZERO);
-        (answer, started.elapsed())
-    });
+    let slow_head = std::thread::spawn(move || send_and_stall(addr, b"POST /model/claude/conv"));
     // Meanwhile a normal request is served.
     let mut resp = awc::Client::default()
         .post(h.url("/model/claude/converse"))
@@ -96,26 +87,28 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
         .unwrap();
     assert_eq!(resp.status(), 200, "{:?}", resp.body().await);
 
-    let (answer, took) = slow_body.join().unwrap();
+    let (answer, closed) = slow_body.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("did not arrive within 1 s"), "{answer}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
-    let (answer, took) = slow_head.join().unwrap();
+    assert!(closed, "the gateway let a stalled body hold the connection");
+    let (answer, closed) = slow_head.join().unwrap();
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
     );
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(closed, "the gateway let a stalled head hold the connection");
     assert_eq!(h.counts("converse"), vec![1]);
 }
 
 #[actix_rt::test]
 async fn over_the_cap_requests_are_shed_fast_and_service_recovers() {
     let h = gateway("  max_concurrent_requests: 2").await;
+    // The two requests that fill the cap stay upstream this long: the overflow must be answered
+    // before either comes back, which is what shedding without queueing means.
     h.fault(
         0,
         Faults {
-            latency_ms: 600,
+            latency_ms: 5_000,
             ..Faults::default()
         },
     );
@@ -123,7 +116,6 @@ async fn over_the_cap_requests_are_shed_fast_and_service_recovers() {
         .timeout(Duration::from_secs(20))
         .finish();
     let send = |client: awc::Client, url: String| async move {
-        let started = Instant::now();
         let resp = client
             .post(url)
             .insert_header(("content-type", "application/json"))
@@ -134,7 +126,7 @@ async fn over_the_cap_requests_are_shed_fast_and_service_recovers() {
             .headers()
             .get("retry-after")
             .map(|v| v.to_str().unwrap().to_owned());
-        (resp.status().as_u16(), retry_after, started.elapsed())
+        (resp.status().as_u16(), retry_after)
     };
     let first: Vec<_> = (0..2)
         .map(|_| actix_rt::spawn(send(client.clone(), h.url("/model/claude/converse"))))
@@ -145,16 +137,15 @@ async fn over_the_cap_requests_are_shed_fast_and_service_recovers() {
         assert!(Instant::now() < deadline);
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
-    for _ in 0..4 {
-        let (status, retry_after, took) =
-            send(client.clone(), h.url("/model/claude/converse")).await;
+    let overflow = (0..4).map(|_| send(client.clone(), h.url("/model/claude/converse")));
+    for (status, retry_after) in futures_util::future::join_all(overflow).await {
         assert_eq!(status, 503);
         assert_eq!(retry_after.as_deref(), Some("1"));
-        assert!(
-            took < Duration::from_millis(500),
-            "shedding must not queue: {took:?}"
-        );
     }
+    assert!(
+        first.iter().all(|handle| !handle.is_finished()),
+        "shedding must not queue behind the requests in flight"
+    );
     for handle in first {
         assert_eq!(handle.await.unwrap().0, 200);
     }

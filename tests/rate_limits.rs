@@ -97,14 +97,17 @@ async fn a_target_at_its_rpm_sends_the_rest_to_the_other_region() {
         counts[0]
     );
     let targets = admin_targets(&h).await;
+    // Read later than `elapsed`: count the seconds until this reading.
+    let refilled = started.elapsed().as_secs();
     assert_eq!(targets[0]["limits"]["rpm"], 60);
-    assert!(targets[0]["limits"]["remaining_rpm"].as_u64().unwrap() <= extra + 1);
+    assert!(targets[0]["limits"]["remaining_rpm"].as_u64().unwrap() <= refilled + 1);
     assert!(targets[1]["limits"].is_null());
 }
 
 #[actix_rt::test]
 async fn when_every_target_is_at_its_limit_the_client_gets_429_with_retry_after() {
     let h = two_regions(("{ rpm: 2 }", 1), ("{ rpm: 2 }", 1)).await;
+    let started = Instant::now();
     for _ in 0..4 {
         assert_eq!(converse(&h, &hello(None)).await.0, 200);
     }
@@ -112,7 +115,9 @@ async fn when_every_target_is_at_its_limit_the_client_gets_429_with_retry_after(
     let (status, retry_after, body) = converse(&h, &hello(None)).await;
     assert_eq!(status, 429);
     let secs: u64 = retry_after.unwrap().parse().unwrap();
-    assert!((29..=30).contains(&secs), "Retry-After {secs}");
+    // Less whatever time the five requests took.
+    let least = 29u64.saturating_sub(started.elapsed().as_secs());
+    assert!((least..=30).contains(&secs), "Retry-After {secs}");
     assert_eq!(body["scope"], "targets");
     assert_eq!(h.counts(CONVERSE), vec![2, 2], "nothing more went upstream");
 
@@ -134,13 +139,15 @@ async fn tokens_are_reserved_while_in_flight_then_settled_to_real_usage() {
     // 60,000 tpm: 1,000 tokens a second come back, so readings are taken quickly and compared
     // with that refill in mind.
     let h = two_regions(("{ tpm: 60000 }", 1000), ("{ tpm: 60000 }", 1)).await;
+    // Long enough for the reading below to catch the request in flight on a loaded machine.
     h.fault(
         0,
         Faults {
-            latency_ms: 1_500,
+            latency_ms: 3_000,
             ..Faults::default()
         },
     );
+    let started = Instant::now();
     let slow = {
         let url = h.url("/model/claude/converse");
         actix_rt::spawn(async move {
@@ -154,14 +161,27 @@ async fn tokens_are_reserved_while_in_flight_then_settled_to_real_usage() {
             body
         })
     };
-    actix_rt::time::sleep(Duration::from_millis(500)).await;
-    let during = admin_targets(&h).await[0]["limits"]["remaining_tpm"]
-        .as_u64()
-        .unwrap();
-    // Reserved: 20,000 of max_tokens plus a few input tokens; at most 500 ms of refill since.
+    // Settled usage is under 200 tokens, so a reading 1,000 down is the reservation in flight.
+    let deadline = started + Duration::from_secs(20);
+    let during = loop {
+        let remaining = admin_targets(&h).await[0]["limits"]["remaining_tpm"]
+            .as_u64()
+            .unwrap();
+        if remaining < 60_000 - 1_000 {
+            break remaining;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reservation seen: {remaining}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Reserved: 20,000 of max_tokens plus a few input tokens, less the refill (a token a
+    // millisecond) since the request started.
+    let refill = u64::try_from(started.elapsed().as_millis()).unwrap();
     assert!(
-        (60_000 - 20_100..=60_000 - 20_000 + 600).contains(&during),
-        "remaining while in flight: {during}"
+        (60_000 - 20_100..=60_000 - 20_000 + refill).contains(&during),
+        "remaining while in flight: {during}, {refill} ms after the start"
     );
     let body = slow.await.unwrap();
     let used = body["usage"]["totalTokens"].as_u64().unwrap();

@@ -426,3 +426,9 @@ fn collapse_spaces(value: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The test data copied into the repository (`tests/fixtures/`, with its licence notes).
+#[cfg(test)]
+fn fixtures_dir() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"))
+}

@@ -1,4 +1,4 @@
-//! The verifier against the AWS SigV4 test suite (`shared/fixtures/sigv4/v4`).
+//! The verifier against the AWS SigV4 test suite (`tests/fixtures/sigv4/v4`).
 //!
 //! Each case's `header-signed-request.txt` is fed to the verifier as a received request; the canonical
 //! request, string to sign and signature must equal the suite's. The suite's signer is given the
@@ -15,11 +15,7 @@ use super::*;
 use std::path::{Path, PathBuf};
 
 fn suite() -> PathBuf {
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/sigv4/v4"
-    ))
-    .to_path_buf()
+    crate::fixtures_dir().join("sigv4/v4")
 }
 
 struct Parsed {

@@ -68,10 +68,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../shared/fixtures/eventstream/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = crate::fixtures_dir().join("eventstream").join(name);
         std::fs::read(path).unwrap()
     }
 

@@ -186,3 +186,9 @@ pub async fn run(args: SimArgs) -> io::Result<()> {
     handle.stop().await;
     Ok(())
 }
+
+/// The test data copied into the repository (`tests/fixtures/`, with its licence notes).
+#[cfg(test)]
+fn fixtures_dir() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"))
+}

@@ -2,8 +2,8 @@
 with a consumer's key pair (SigV4 over plain HTTP). A refused request must reach no region.
 
 botocore's own Bearer support (`AWS_BEARER_TOKEN_BEDROCK`) refuses plain-HTTP endpoints
-("Bearer authorization requires an HTTPS endpoint"), so the Bedrock-native Bearer path is tested
-with raw HTTP here."""
+("Bearer authorization requires an HTTPS endpoint"), so no SDK sends a Bearer key to the
+Bedrock-native routes here: `tests/auth.rs` covers that path."""
 
 import json
 import urllib.error
@@ -135,21 +135,6 @@ def native_post(gateway, headers):
             return r.status, dict(r.headers), json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), json.loads(e.read())
-
-
-def test_bearer_key_on_the_native_route(stack):
-    gateway, sim = stack
-    status, _, body = native_post(gateway, {"authorization": f"Bearer {API_KEY}"})
-    assert status == 200, body
-    before = reached_sim(sim)
-    status, headers, body = native_post(gateway, {"authorization": f"Bearer {WRONG_KEY}"})
-    assert status == 401
-    assert headers["x-amzn-errortype"] == "UnrecognizedClientException"
-    assert set(body) == {"message"}
-    status, headers, _ = native_post(gateway, {})
-    assert status == 401
-    assert headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
-    assert reached_sim(sim) == before
 
 
 def test_refusals_are_logged_without_credentials(stack):

@@ -1,5 +1,6 @@
-"""A known secret used as the target's AWS secret key and session token, and as the client's API key,
-appears in no log line (JSON, debug level), no metric and no response body over a whole run."""
+"""A known secret used as the target's AWS secret key and session token, as a consumer's API key (with
+which every request authenticates), and as a key that fails to authenticate, appears in no log line
+(JSON, debug level), no metric and no response body over a whole run."""
 
 import os
 import tempfile
@@ -11,7 +12,9 @@ KEY_ID = "AKIDLEAKCANARY7Q3Z"
 SECRET = "s3cr3t-LEAK-CANARY-wJalrXUtnFEMI-K7MDENG"
 TOKEN = "t0ken-LEAK-CANARY-FwoGZXIvYXdzEJr"
 CLIENT_KEY = "sk-client-LEAK-CANARY-9f8e7d6c"
-CANARIES = [SECRET, TOKEN, CLIENT_KEY, "LEAK-CANARY"]
+WRONG_KEY = "sk-wrong-LEAK-CANARY-1a2b3c4d"
+CONSUMER = "canary-team"
+CANARIES = [SECRET, TOKEN, CLIENT_KEY, WRONG_KEY, "LEAK-CANARY"]
 
 
 def test_secrets_reach_no_log_metric_or_error_body():
@@ -24,6 +27,7 @@ def test_secrets_reach_no_log_metric_or_error_body():
     fd, path = tempfile.mkstemp(suffix=".yaml")
     with os.fdopen(fd, "w") as f:
         f.write(o.config([o.target("us-east-1", sim.url, KEY_ID, SECRET, TOKEN)]))
+        f.write(f'consumers:\n  - name: {CONSUMER}\n    api_key: "{CLIENT_KEY}"\n')
     os.environ["RUST_LOG"] = "debug"
     try:
         gw = harness.Process(["--log-format", "json", "serve", "--config", path],
@@ -52,6 +56,11 @@ def test_secrets_reach_no_log_metric_or_error_body():
             statuses.append(status)
             bodies.append(data.decode(errors="replace"))
             bodies.append(repr(headers))
+        for wrong in ({"authorization": f"Bearer {WRONG_KEY}"}, {"x-api-key": WRONG_KEY}):
+            status, headers, data = o.post(gw.url, "/model/claude/converse", o.CHAT, wrong)
+            assert status == 401, (status, data)
+            bodies.append(data.decode(errors="replace"))
+            bodies.append(repr(headers))
         harness.set_faults(sim.url, {"status": 503})
         status, headers, data = o.post(gw.url, "/model/claude/converse", o.CHAT, client)
         statuses.append(status)
@@ -64,7 +73,10 @@ def test_secrets_reach_no_log_metric_or_error_body():
         sim.stop()
         os.unlink(path)
     logs = "".join(gw.stderr_lines)
-    assert '"message":"request"' in logs.replace(" ", ""), logs[-2000:]
+    compact = logs.replace(" ", "")
+    assert '"message":"request"' in compact, logs[-2000:]
+    # The canary key really went through authentication: the request lines name its consumer.
+    assert f'"consumer":"{CONSUMER}"' in compact, logs[-2000:]
     for canary in CANARIES:
         assert canary not in logs, f"{canary} leaked into the gateway's log"
         assert canary not in metrics, f"{canary} leaked into /metrics"

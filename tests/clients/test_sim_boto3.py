@@ -25,8 +25,12 @@ def test_converse(client, sim, model_id):
     assert text == f"Hello from us-east-1 ({model_id}). You said: hello there"
     assert out["stopReason"] == "end_turn"
     assert out["usage"] == {"inputTokens": 2, "outputTokens": 8, "totalTokens": 10}
+    assert out["ResponseMetadata"]["RequestId"], "x-amzn-requestid"
     stats = control(sim, "GET", "/_sim/stats")
     assert stats["by_model"] == {model_id: {"converse": 1}}
+    assert stats["by_operation"] == {"converse": 1}
+    auth = stats["last_request_headers"]["authorization"]
+    assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), auth
 
 
 def test_converse_tool_use(client):
@@ -58,6 +62,8 @@ def test_converse_tool_use(client):
 
 def test_converse_stream(client):
     out = client.converse_stream(modelId=HAIKU, messages=user("stream this"))
+    content_type = out["ResponseMetadata"]["HTTPHeaders"]["content-type"]
+    assert content_type == "application/vnd.amazon.eventstream"
     text, metadata, stop = "", None, None
     for event in out["stream"]:
         if "contentBlockDelta" in event:
@@ -94,9 +100,10 @@ def test_invoke_anthropic(client):
 
 
 def test_invoke_titan_v2(client):
-    _, body = invoke(
+    out, body = invoke(
         client, "amazon.titan-embed-text-v2:0", {"inputText": "a b c", "dimensions": 512}
     )
+    assert out["ResponseMetadata"]["HTTPHeaders"]["x-amzn-bedrock-input-token-count"] == "3"
     assert len(body["embedding"]) == 512
     assert abs(sum(v * v for v in body["embedding"]) - 1.0) < 1e-6
     assert body["inputTextTokenCount"] == 3
@@ -159,6 +166,18 @@ def test_wrong_secret_is_refused(sim):
     with pytest.raises(ClientError) as error:
         client.converse(modelId=HAIKU, messages=user("hi"))
     assert error.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    stats = control(sim, "GET", "/_sim/stats")
+    assert (stats["bad_signatures"], stats["requests_total"]) == (1, 1)
+
+
+def test_unknown_model_is_not_found(client, sim):
+    with pytest.raises(ClientError) as error:
+        client.converse(modelId="acme.unknown-v1:0", messages=user("hi"))
+    assert error.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    stats = control(sim, "GET", "/_sim/stats")
+    assert (stats["bad_signatures"], stats["requests_total"]) == (0, 1)
 
 
 def test_injected_throttling(client, sim):

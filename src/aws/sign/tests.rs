@@ -1,4 +1,4 @@
-//! The signer against the AWS SigV4 test suite (`shared/fixtures/sigv4/v4`), against aws-sigv4's
+//! The signer against the AWS SigV4 test suite (`tests/fixtures/sigv4/v4`), against aws-sigv4's
 //! general signer on Bedrock-shaped requests, and its key cache across rotation and midnight.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn suite() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/sigv4/v4"
-    ))
+    crate::fixtures_dir().join("sigv4/v4")
 }
 
 struct Case {
