@@ -123,6 +123,7 @@ async fn proxy(
         body,
         content_type: header(CONTENT_TYPE, "application/json"),
         accept: header(ACCEPT, "application/json"),
+        per_target: None,
     };
     let clients = req
         .app_data::<UpstreamClients>()

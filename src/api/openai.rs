@@ -195,6 +195,7 @@ async fn converse_request(
         } else {
             "application/json".to_owned()
         },
+        per_target: None,
     })
 }
 
@@ -514,6 +515,7 @@ async fn embeddings_inner(
                     body: Bytes::from(body),
                     content_type: "application/json".to_owned(),
                     accept: "application/json".to_owned(),
+                    per_target: None,
                 };
                 let mut delivered = forward(route, &client, &request, obs).await?;
                 let input_tokens = delivered
