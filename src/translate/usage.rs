@@ -17,13 +17,13 @@ pub struct Usage {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct BedrockUsage {
     #[serde(default)]
-    input_tokens: u64,
+    pub(crate) input_tokens: u64,
     #[serde(default)]
-    output_tokens: u64,
+    pub(crate) output_tokens: u64,
     #[serde(default)]
-    cache_read_input_tokens: u64,
+    pub(crate) cache_read_input_tokens: u64,
     #[serde(default)]
-    cache_write_input_tokens: u64,
+    pub(crate) cache_write_input_tokens: u64,
 }
 
 impl From<&BedrockUsage> for Usage {
