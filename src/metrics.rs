@@ -71,6 +71,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     rate_limited: IntCounterVec,
     auth_failures: IntCounterVec,
+    betas_dropped: IntCounterVec,
     target_state: IntGaugeVec,
     target_cooldown: IntGaugeVec,
     in_flight: IntGaugeVec,
@@ -195,7 +196,7 @@ impl Metrics {
             cost: reg!(prometheus::CounterVec::new(
                 opts(
                     "cost_total",
-                    "Spend in the config's currency: tokens x input_cost/output_cost per 1M"
+                    "Spend in the config's currency: tokens x input/output/cache_read/cache_write_cost per 1M"
                 ),
                 &["target"]
             )?),
@@ -236,6 +237,13 @@ impl Metrics {
             )?),
             rate_limited,
             auth_failures,
+            betas_dropped: reg!(IntCounterVec::new(
+                opts(
+                    "anthropic_betas_dropped_total",
+                    "Beta flags a client asked for that the target's anthropic_betas does not allow, by target"
+                ),
+                &["target"]
+            )?),
             target_state: reg!(IntGaugeVec::new(
                 opts(
                     "target_state",
@@ -398,6 +406,15 @@ pub fn upstream_error(target: &TargetRuntime, kind: &'static str) {
     }
 }
 
+/// Beta flags dropped for a target (labelled by the target, never by the client's flag).
+pub fn betas_dropped(target_label: &str, count: u64) {
+    if let Some(m) = metrics() {
+        m.betas_dropped
+            .with_label_values(&[target_label])
+            .inc_by(count);
+    }
+}
+
 /// A request refused with 401.
 pub fn auth_failure(reason: crate::auth::Reason) {
     if let Some(m) = metrics() {
@@ -437,6 +454,8 @@ pub struct Obs {
     /// Streams: overhead measured when the head was sent.
     head_overhead: Cell<Option<Duration>>,
     error_kind: Cell<Option<&'static str>>,
+    /// Prompt tokens read from and written to Bedrock's prompt cache (part of the input).
+    cache: Cell<(u64, u64)>,
     finished: Cell<bool>,
 }
 
@@ -474,6 +493,7 @@ impl Obs {
             stream_sent_at: Cell::new(None),
             head_overhead: Cell::new(None),
             error_kind: Cell::new(None),
+            cache: Cell::new((0, 0)),
             finished: Cell::new(false),
         })
     }
@@ -489,6 +509,11 @@ impl Obs {
 
     pub fn set_error_kind(&self, kind: &'static str) {
         self.error_kind.set(Some(kind));
+    }
+
+    /// The part of the usage's input that Bedrock read from and wrote to its prompt cache.
+    pub fn cache_tokens(&self, read: u64, write: u64) {
+        self.cache.set((read, write));
     }
 
     /// Attempt `nth` (1-based, within one `forward` call) begins on `target`; a later attempt
@@ -591,8 +616,17 @@ impl Obs {
                 m.tokens
                     .with_label_values(&[label, "completion"])
                     .inc_by(output);
-                let cost = (input as f64 * t.config.input_cost
-                    + output as f64 * t.config.output_cost)
+                let (read, write) = self.cache.get();
+                m.tokens.with_label_values(&[label, "cache_read"]).inc_by(read);
+                m.tokens
+                    .with_label_values(&[label, "cache_write"])
+                    .inc_by(write);
+                let c = &t.config;
+                let uncached = input.saturating_sub(read + write);
+                let cost = (uncached as f64 * c.input_cost
+                    + read as f64 * c.cache_read_cost
+                    + write as f64 * c.cache_write_cost
+                    + output as f64 * c.output_cost)
                     / TOKENS_PER_PRICE_UNIT;
                 m.cost.with_label_values(&[label]).inc_by(cost);
                 if let Some(per_token) =

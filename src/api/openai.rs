@@ -352,11 +352,12 @@ async fn converse_surface(
     )
     .await?;
     let translated = surface.respond(&upstream, &parsed, &id, created)?;
-    let usage = (
-        translated.usage.input_tokens,
-        translated.usage.output_tokens,
-    );
-    delivered.lease.record_usage_u64(usage.0, usage.1);
+    let tokens = translated.usage;
+    let usage = (tokens.input_tokens, tokens.output_tokens);
+    delivered
+        .lease
+        .record_usage_u64(tokens.quota_input(), tokens.output_tokens);
+    obs.cache_tokens(tokens.cache_read_tokens, tokens.cache_write_tokens);
     let response = success_head(&delivered)
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(translated.body);

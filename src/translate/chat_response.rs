@@ -262,7 +262,8 @@ mod tests {
             Usage {
                 input_tokens: 12,
                 output_tokens: 7,
-                cache_read_tokens: 0
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
             }
         );
         assert_eq!(r.finish_reason, FinishReason::Stop);

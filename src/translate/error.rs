@@ -79,6 +79,17 @@ impl TranslateError {
         }
     }
 
+    /// The complete Anthropic error body for this error (the message names the parameter).
+    pub fn to_anthropic_body(&self) -> Vec<u8> {
+        let error_type = match self {
+            Self::Json { .. } | Self::Invalid { .. } | Self::Unsupported { .. } => {
+                "invalid_request_error"
+            }
+            Self::Upstream { .. } => "api_error",
+        };
+        super::anthropic::error_body(error_type, &self.to_string())
+    }
+
     /// The complete OpenAI error body for this error.
     pub fn to_openai_body(&self) -> Vec<u8> {
         let (error_type, code) = match self {

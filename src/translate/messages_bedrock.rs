@@ -186,27 +186,10 @@ pub fn response_usage(body: &[u8]) -> Option<MessagesUsage> {
         .map(|w| w.usage)
 }
 
-/// Bedrock's accounting on the last stream event.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvocationMetrics {
-    #[serde(default)]
-    pub input_token_count: u64,
-    #[serde(default)]
-    pub output_token_count: u64,
-    #[serde(default)]
-    pub cache_read_input_token_count: u64,
-    #[serde(default)]
-    pub cache_write_input_token_count: u64,
-}
-
 /// Re-frames one `chunk` event payload (`{"bytes": base64}`) as an SSE record, `event: <type>`
-/// then the event's JSON, without Bedrock's invocation metrics. Returns those metrics when this
-/// was the last event.
-pub fn chunk_to_sse(
-    payload: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<Option<InvocationMetrics>, TranslateError> {
+/// then the event's JSON, without Bedrock's invocation metrics (the stream reader takes usage
+/// from them on its own).
+pub fn chunk_to_sse(payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
     #[derive(Deserialize)]
     struct Chunk<'a> {
         #[serde(borrow)]
@@ -225,12 +208,10 @@ pub fn chunk_to_sse(
         .flatten()
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         .ok_or_else(|| TranslateError::upstream("chunk event without a valid type"))?;
-    let Some(metrics) = fields.take_raw(INVOCATION_METRICS) else {
+    if fields.take_raw(INVOCATION_METRICS).is_none() {
         sse::write_event(out, &name, &event);
-        return Ok(None);
-    };
-    let metrics: InvocationMetrics = serde_json::from_str(metrics.get())
-        .map_err(|e| TranslateError::upstream(format!("{INVOCATION_METRICS}: {e}")))?;
+        return Ok(());
+    }
     // Rebuilt from the raw fields, `type` first as Anthropic sends it.
     let mut json = Vec::with_capacity(event.len());
     json.extend_from_slice(b"{\"type\":");
@@ -242,7 +223,7 @@ pub fn chunk_to_sse(
     }
     json.push(b'}');
     sse::write_event(out, &name, &json);
-    Ok(Some(metrics))
+    Ok(())
 }
 
 /// Anthropic's `event: error` record.
@@ -380,13 +361,11 @@ mod tests {
     fn chunks_become_named_events_and_metrics_stay_home() {
         let mut out = Vec::new();
         let delta = json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi\n\ndata: x"}});
-        assert_eq!(chunk_to_sse(&chunk(&delta), &mut out).unwrap(), None);
+        chunk_to_sse(&chunk(&delta), &mut out).unwrap();
         let stop = json!({"type":"message_stop","amazon-bedrock-invocationMetrics":{
             "inputTokenCount":7,"outputTokenCount":3,"invocationLatency":10,"firstByteLatency":5,
             "cacheReadInputTokenCount":100,"cacheWriteInputTokenCount":0}});
-        let metrics = chunk_to_sse(&chunk(&stop), &mut out).unwrap().unwrap();
-        assert_eq!(metrics.input_token_count, 7);
-        assert_eq!(metrics.cache_read_input_token_count, 100);
+        chunk_to_sse(&chunk(&stop), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let records: Vec<&str> = text.split("\n\n").filter(|r| !r.is_empty()).collect();
         assert_eq!(records.len(), 2);
