@@ -355,9 +355,21 @@ mod tests {
             json!({"type": "error", "error": {"type": "authentication_error", "message": "the API key is not valid"}})
         );
         for (err, status, kind) in [
-            (GatewayError::UnknownModel("x".into()), 404, "not_found_error"),
-            (GatewayError::bad_request("no"), 400, "invalid_request_error"),
-            (GatewayError::PayloadTooLarge { limit: 1 }, 413, "request_too_large"),
+            (
+                GatewayError::UnknownModel("x".into()),
+                404,
+                "not_found_error",
+            ),
+            (
+                GatewayError::bad_request("no"),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                GatewayError::PayloadTooLarge { limit: 1 },
+                413,
+                "request_too_large",
+            ),
             (
                 GatewayError::RateLimited {
                     scope: LimitScope::Consumer,
@@ -366,7 +378,11 @@ mod tests {
                 429,
                 "rate_limit_error",
             ),
-            (GatewayError::NoTarget { route: "r".into() }, 503, "overloaded_error"),
+            (
+                GatewayError::NoTarget { route: "r".into() },
+                503,
+                "overloaded_error",
+            ),
             (GatewayError::Internal("bug".into()), 500, "api_error"),
         ] {
             let resp = err.respond(ApiFormat::Anthropic);

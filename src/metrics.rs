@@ -617,7 +617,9 @@ impl Obs {
                     .with_label_values(&[label, "completion"])
                     .inc_by(output);
                 let (read, write) = self.cache.get();
-                m.tokens.with_label_values(&[label, "cache_read"]).inc_by(read);
+                m.tokens
+                    .with_label_values(&[label, "cache_read"])
+                    .inc_by(read);
                 m.tokens
                     .with_label_values(&[label, "cache_write"])
                     .inc_by(write);

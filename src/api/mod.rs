@@ -1,7 +1,9 @@
-//! HTTP surfaces: the Bedrock-native API, the admin endpoints, and the shared request plumbing.
+//! HTTP surfaces: the Bedrock-native, OpenAI and Anthropic APIs, the admin endpoints, and the
+//! shared request plumbing.
 
 pub mod admin;
 pub mod admission;
+pub mod anthropic;
 pub mod body;
 pub mod fallback;
 pub mod native;

@@ -120,7 +120,7 @@ fn reply(obs: &Obs, result: Result<Reply, Failure>) -> HttpResponse {
     response
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(body)
@@ -133,7 +133,7 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn response_id(prefix: &str) -> String {
+pub(crate) fn response_id(prefix: &str) -> String {
     format!(
         "{prefix}-{:016x}{:016x}",
         fastrand::u64(..),
@@ -141,7 +141,7 @@ fn response_id(prefix: &str) -> String {
     )
 }
 
-fn route_for<'g>(
+pub(crate) fn route_for<'g>(
     gateway: &'g Gateway,
     model: &str,
     expected: RouteType,
@@ -162,7 +162,10 @@ fn route_for<'g>(
     Ok(route)
 }
 
-fn client_for(req: &HttpRequest, route: &RouteRuntime) -> Result<awc::Client, GatewayError> {
+pub(crate) fn client_for(
+    req: &HttpRequest,
+    route: &RouteRuntime,
+) -> Result<awc::Client, GatewayError> {
     req.app_data::<UpstreamClients>()
         .map(|c| c.get(route.balancer_config.connect_timeout))
         .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))
@@ -199,7 +202,7 @@ async fn converse_request(
     })
 }
 
-fn success_head(delivered: &Delivered) -> HttpResponseBuilder {
+pub(crate) fn success_head(delivered: &Delivered) -> HttpResponseBuilder {
     let mut builder = HttpResponse::Ok();
     builder.insert_header((TARGET_HEADER, delivered.lease.target().label.as_str()));
     builder.insert_header((ATTEMPTS_HEADER, delivered.attempts.to_string()));
@@ -560,12 +563,22 @@ async fn embeddings_inner(
     Ok(Reply::Full(response, Some((input_tokens, 0))))
 }
 
-/// `GET /v1/models`: the routes, in OpenAI's list shape.
+/// `GET /v1/models`: the routes, in OpenAI's list shape, or Anthropic's for a client that sends
+/// `anthropic-version` (Claude Code reads it).
 pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let gateway = state.gateway();
+    let anthropic = req.headers().contains_key(super::anthropic::VERSION_HEADER);
+    let format = if anthropic {
+        ApiFormat::Anthropic
+    } else {
+        ApiFormat::OpenAi
+    };
     // A GET has no body; a signature, if any, covers the empty one.
     if let Err(e) = gateway.auth.check_head(&req).and_then(|p| p.verify(&[])) {
-        return e.respond(ApiFormat::OpenAi);
+        return e.respond(format);
+    }
+    if anthropic {
+        return super::anthropic::models_page(&gateway);
     }
     let data: Vec<_> = gateway
         .routes()

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum TranslateError {
     /// The request body is not JSON, or not a JSON object; the message carries serde's line and
     /// column.
