@@ -599,7 +599,7 @@ mod tests {
             Some(Usage {
                 input_tokens: 5,
                 output_tokens: 2,
-                cache_read_tokens: 0
+                ..Usage::default()
             })
         );
         let mut out = Vec::new();

@@ -176,7 +176,7 @@ fn push_message<'a>(
     Ok(has_tools)
 }
 
-fn required<'a, T>(v: Option<T>, at: &str, field: &str) -> Result<T, TranslateError> {
+fn required<T>(v: Option<T>, at: &str, field: &str) -> Result<T, TranslateError> {
     v.ok_or_else(|| TranslateError::invalid(format!("{at}.{field}"), "is required"))
 }
 
