@@ -9,127 +9,38 @@
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use futures_util::stream;
 use serde_json::json;
 
 use super::body::read_authenticated;
-use super::native::{Reply, TARGET_HEADER, hash_key, stream_end};
-use super::openai::{client_for, json_response, response_id, route_for, success_head};
+use super::failure::{Failure, reply};
+use super::native::{Reply, hash_key};
+use super::openai::{client_for, response_id, route_for, success_head};
 use super::quota::Quota;
+use super::sse::{EventTranslator, sse_response};
 use super::state::AppState;
 use crate::config::{RouteType, Target};
 use crate::error::{ApiFormat, GatewayError};
-use crate::eventstream::Frame;
 use crate::gateway::Gateway;
 use crate::limits::estimate::BodyTokens;
 use crate::metrics::{self, Obs};
-use crate::shutdown::AbortSignal;
-use crate::translate::anthropic::{MessagesUsage, error_body};
+use crate::translate::TranslateError;
+use crate::translate::anthropic::MessagesUsage;
 use crate::translate::messages_bedrock::{
-    self, MessagesHead, count_tokens_body, messages_head, split_betas, write_stream_error,
+    self, MessagesHead, count_tokens_body, messages_head, split_betas,
 };
 use crate::translate::messages_converse::{converse_request, messages_response};
 use crate::translate::messages_stream::{self, MessagesStreamTranslator};
-use crate::translate::{self, TranslateError};
-use crate::upstream::forward::{
-    Delivered, PerTarget, ProxyError, ProxyRequest, forward, read_success_body,
-};
+use crate::upstream::forward::{Delivered, PerTarget, ProxyRequest, forward, read_success_body};
 use crate::upstream::operation::Operation;
-use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
 /// The header Anthropic clients send their beta flags in.
 const BETA_HEADER: &str = "anthropic-beta";
 /// The header every Anthropic client sends; its presence asks `GET /v1/models` for Anthropic's
 /// list shape.
 pub const VERSION_HEADER: &str = "anthropic-version";
-
-/// Everything that can end a Messages request early, rendered in Anthropic's error shape.
-enum Failure {
-    Translate(TranslateError),
-    Proxy(ProxyError),
-}
-
-impl From<TranslateError> for Failure {
-    fn from(e: TranslateError) -> Self {
-        Self::Translate(e)
-    }
-}
-
-impl From<ProxyError> for Failure {
-    fn from(e: ProxyError) -> Self {
-        Self::Proxy(e)
-    }
-}
-
-impl From<GatewayError> for Failure {
-    fn from(e: GatewayError) -> Self {
-        Self::Proxy(ProxyError::Gateway(e))
-    }
-}
-
-impl Failure {
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::Translate(_) => "bad_request",
-            Self::Proxy(ProxyError::Gateway(e)) => e.kind(),
-            Self::Proxy(ProxyError::Upstream(_)) => "upstream",
-        }
-    }
-
-    fn respond(self) -> HttpResponse {
-        match self {
-            Self::Translate(e) => json_response(
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                e.to_anthropic_body(),
-            ),
-            Self::Proxy(ProxyError::Gateway(e)) => e.respond(ApiFormat::Anthropic),
-            Self::Proxy(ProxyError::Upstream(e)) => {
-                let message = translate::bedrock_error_message(&e.body)
-                    .unwrap_or_else(|| format!("upstream returned {}", e.status));
-                let (status, error_type) =
-                    translate::anthropic_error_for_bedrock(e.status.as_u16(), Some(&e.error_type));
-                let mut response = json_response(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-                    error_body(error_type, &message),
-                );
-                let headers = response.headers_mut();
-                if let Some(after) = e.retry_after
-                    && let Ok(value) = after.as_secs().to_string().parse()
-                {
-                    headers.insert(RETRY_AFTER, value);
-                }
-                if let Ok(value) = e.target.parse() {
-                    headers.insert(
-                        actix_web::http::header::HeaderName::from_static(TARGET_HEADER),
-                        value,
-                    );
-                }
-                response
-            }
-        }
-    }
-}
-
-fn reply(obs: &Obs, result: Result<Reply, Failure>) -> HttpResponse {
-    let (mut response, usage) = match result {
-        Ok(Reply::Full(response, usage)) => (response, usage),
-        Ok(Reply::Stream(mut response)) => {
-            metrics::stamp(&mut response, &obs.id, obs.head_sent());
-            return response;
-        }
-        Err(failure) => {
-            obs.set_error_kind(failure.kind());
-            (failure.respond(), None)
-        }
-    };
-    metrics::stamp(&mut response, &obs.id, obs.overhead());
-    obs.finish(response.status().as_u16(), usage);
-    response
-}
 
 /// What a Messages request becomes for each kind of target.
 struct MessagesShape {
@@ -219,7 +130,7 @@ pub async fn messages(
 ) -> HttpResponse {
     let obs = Obs::start(&req);
     let result = messages_inner(&req, payload, &state, &obs, false).await;
-    reply(&obs, result)
+    reply(&obs, ApiFormat::Anthropic, result)
 }
 
 /// `POST /v1/messages/count_tokens`: Bedrock's CountTokens, never counted against token limits.
@@ -230,7 +141,7 @@ pub async fn count_tokens(
 ) -> HttpResponse {
     let obs = Obs::start(&req);
     let result = messages_inner(&req, payload, &state, &obs, true).await;
-    reply(&obs, result)
+    reply(&obs, ApiFormat::Anthropic, result)
 }
 
 async fn messages_inner(
@@ -347,7 +258,7 @@ enum Events {
     Converse(MessagesStreamTranslator),
 }
 
-impl Events {
+impl EventTranslator for Events {
     fn on_event(
         &mut self,
         event_type: &str,
@@ -361,87 +272,13 @@ impl Events {
             Self::Converse(t) => t.on_event(event_type, payload, out),
         }
     }
-}
 
-/// Streams Anthropic SSE as each upstream frame arrives. An upstream exception, break or timeout
-/// ends the stream with Anthropic's `event: error`, never a torn connection.
-fn sse_response(
-    delivered: Delivered,
-    read_timeout: std::time::Duration,
-    events: Events,
-    obs: Rc<Obs>,
-    abort: AbortSignal,
-) -> HttpResponse {
-    let mut builder = success_head(&delivered);
-    builder
-        .insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"));
-    let sent_at = delivered.sent_at;
-    obs.streaming_from(sent_at);
-    let reader = FrameReader::new(delivered.response, delivered.lease, read_timeout, abort);
-    let state = Some((reader, events, obs));
-    let body = stream::unfold(state, move |mut state| async move {
-        // Borrowed in place, not moved out: see `openai::sse_response`.
-        let (reader, events, obs) = state.as_mut()?;
-        let mut out = Vec::new();
-        loop {
-            let item = reader.next().await;
-            let ended = |reader: &FrameReader, obs: &Obs, error: bool| {
-                if error {
-                    obs.set_error_kind("stream_error");
-                }
-                stream_end(reader, obs, sent_at);
-            };
-            match item {
-                Some(StreamItem::Frame(raw)) => {
-                    obs.first_token(sent_at.elapsed());
-                    match raw.frame {
-                        Frame::Event {
-                            event_type,
-                            payload,
-                        } => {
-                            if let Err(e) = events.on_event(&event_type, &payload, &mut out) {
-                                ended(reader, obs, true);
-                                write_stream_error(&mut out, "api_error", &e.to_string());
-                                return Some((
-                                    Ok::<Bytes, actix_web::Error>(Bytes::from(out)),
-                                    None,
-                                ));
-                            }
-                        }
-                        Frame::Exception {
-                            exception_type,
-                            payload,
-                        } => {
-                            let message = translate::bedrock_error_message(&payload)
-                                .unwrap_or_else(|| exception_type.clone());
-                            messages_stream::on_exception(&exception_type, &message, &mut out);
-                            ended(reader, obs, true);
-                            return Some((Ok(Bytes::from(out)), None));
-                        }
-                        Frame::Error { code, message } => {
-                            messages_stream::on_exception(&code, &message, &mut out);
-                            ended(reader, obs, true);
-                            return Some((Ok(Bytes::from(out)), None));
-                        }
-                    }
-                }
-                Some(StreamItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
-                    ended(reader, obs, true);
-                    write_stream_error(&mut out, "api_error", &m);
-                    return Some((Ok(Bytes::from(out)), None));
-                }
-                None => {
-                    ended(reader, obs, false);
-                    return None;
-                }
-            }
-            if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), state));
-            }
-        }
-    });
-    builder.streaming(body)
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        messages_stream::on_exception(exception_type, message, out);
+    }
+
+    /// Both kinds of stream end with their own `message_stop`.
+    fn finish(&mut self, _: &mut Vec<u8>) {}
 }
 
 /// `GET /v1/models` for a client that sent `anthropic-version`: the routes in Anthropic's list

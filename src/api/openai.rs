@@ -6,119 +6,33 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 
 use super::body::read_authenticated;
-use super::native::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
+use super::failure::{Failure, reply};
+use super::native::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key};
 use super::quota::Quota;
+use super::sse::sse_response;
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::config::RouteType;
 use crate::error::{ApiFormat, GatewayError};
-use crate::eventstream::Frame;
 use crate::gateway::{Gateway, RouteRuntime};
-use crate::metrics::{self, Obs};
-use crate::shutdown::AbortSignal;
+use crate::metrics::Obs;
 use crate::translate::{
     self, ChatStreamTranslator, EmbeddingFamily, TranslateError, UpstreamEmbedding,
 };
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, forward, read_success_body};
 use crate::upstream::operation::Operation;
-use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
 /// Upstream embedding calls a single request may have in flight at once (Titan takes one text per
 /// call, so a batch of inputs fans out).
 const EMBEDDING_FAN_OUT: usize = 8;
-
-/// Everything that can end an OpenAI request early, rendered in OpenAI's error shape.
-enum Failure {
-    Translate(TranslateError),
-    Proxy(ProxyError),
-}
-
-impl From<TranslateError> for Failure {
-    fn from(e: TranslateError) -> Self {
-        Self::Translate(e)
-    }
-}
-
-impl From<ProxyError> for Failure {
-    fn from(e: ProxyError) -> Self {
-        Self::Proxy(e)
-    }
-}
-
-impl From<GatewayError> for Failure {
-    fn from(e: GatewayError) -> Self {
-        Self::Proxy(ProxyError::Gateway(e))
-    }
-}
-
-impl Failure {
-    fn respond(self) -> HttpResponse {
-        match self {
-            Self::Translate(e) => json_response(
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                e.to_openai_body(),
-            ),
-            Self::Proxy(ProxyError::Gateway(e)) => e.respond(ApiFormat::OpenAi),
-            Self::Proxy(ProxyError::Upstream(e)) => {
-                let message = translate::bedrock_error_message(&e.body)
-                    .unwrap_or_else(|| format!("upstream returned {}", e.status));
-                let (status, body) = translate::openai_error_for_bedrock(
-                    e.status.as_u16(),
-                    Some(&e.error_type),
-                    &message,
-                );
-                let mut response = json_response(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-                    body,
-                );
-                let headers = response.headers_mut();
-                if let Some(after) = e.retry_after
-                    && let Ok(value) = after.as_secs().to_string().parse()
-                {
-                    headers.insert(RETRY_AFTER, value);
-                }
-                if let Ok(value) = e.target.parse() {
-                    headers.insert(
-                        actix_web::http::header::HeaderName::from_static(TARGET_HEADER),
-                        value,
-                    );
-                }
-                response
-            }
-        }
-    }
-}
-
-/// Renders the handler's result, stamps the request id and overhead, and records the request
-/// (a stream records itself when it ends).
-fn reply(obs: &Obs, result: Result<Reply, Failure>) -> HttpResponse {
-    let (mut response, usage) = match result {
-        Ok(Reply::Full(response, usage)) => (response, usage),
-        Ok(Reply::Stream(mut response)) => {
-            metrics::stamp(&mut response, &obs.id, obs.head_sent());
-            return response;
-        }
-        Err(failure) => {
-            obs.set_error_kind(match &failure {
-                Failure::Translate(_) => "bad_request",
-                Failure::Proxy(ProxyError::Gateway(e)) => e.kind(),
-                Failure::Proxy(ProxyError::Upstream(_)) => "upstream",
-            });
-            (failure.respond(), None)
-        }
-    };
-    metrics::stamp(&mut response, &obs.id, obs.overhead());
-    obs.finish(response.status().as_u16(), usage);
-    response
-}
 
 pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
@@ -217,7 +131,7 @@ pub async fn chat(
 ) -> HttpResponse {
     let obs = Obs::start(&req);
     let result = converse_surface(&req, payload, &state, &obs, Surface::Chat).await;
-    reply(&obs, result)
+    reply(&obs, ApiFormat::OpenAi, result)
 }
 
 /// `POST /v1/completions` (legacy).
@@ -228,7 +142,7 @@ pub async fn completions(
 ) -> HttpResponse {
     let obs = Obs::start(&req);
     let result = converse_surface(&req, payload, &state, &obs, Surface::Completions).await;
-    reply(&obs, result)
+    reply(&obs, ApiFormat::OpenAi, result)
 }
 
 /// The two OpenAI surfaces served by Converse: they differ only in their translation.
@@ -341,7 +255,7 @@ async fn converse_surface(
     if parsed.stream {
         return Ok(Reply::Stream(sse_response(
             delivered,
-            route,
+            route.balancer_config.read_timeout,
             surface.translator(parsed, id, created),
             Rc::clone(obs),
             state.abort_signal(),
@@ -367,96 +281,6 @@ async fn converse_surface(
     Ok(Reply::Full(response, Some(usage)))
 }
 
-/// Translates ConverseStream frames to SSE as each arrives; every upstream event is flushed at
-/// once. An upstream exception, break or timeout becomes an SSE `error` record, then the stream
-/// ends (no `[DONE]`, so clients cannot mistake it for a complete answer).
-fn sse_response(
-    delivered: Delivered,
-    route: &RouteRuntime,
-    translator: ChatStreamTranslator,
-    obs: Rc<Obs>,
-    abort: AbortSignal,
-) -> HttpResponse {
-    let mut builder = success_head(&delivered);
-    builder
-        .insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"));
-    let sent_at = delivered.sent_at;
-    obs.streaming_from(sent_at);
-    let reader = FrameReader::new(
-        delivered.response,
-        delivered.lease,
-        route.balancer_config.read_timeout,
-        abort,
-    );
-    let state = Some((reader, translator, obs));
-    let body = stream::unfold(state, move |mut state| async move {
-        // Borrowed in place, not moved out: a moved-out copy would be a second slot for the whole
-        // state in this future, which every open stream holds.
-        let (reader, translator, obs) = state.as_mut()?;
-        let mut out = Vec::new();
-        loop {
-            let item = reader.next().await;
-            match &item {
-                Some(StreamItem::Frame(_)) => obs.first_token(sent_at.elapsed()),
-                Some(StreamItem::Failed(_)) => {
-                    obs.set_error_kind("stream_error");
-                    stream_end(reader, obs, sent_at);
-                }
-                None => stream_end(reader, obs, sent_at),
-            }
-            match item {
-                Some(StreamItem::Frame(raw)) => match raw.frame {
-                    Frame::Event {
-                        event_type,
-                        payload,
-                    } => {
-                        if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
-                            obs.set_error_kind("stream_error");
-                            stream_end(reader, obs, sent_at);
-                            translator.on_exception(
-                                "internalServerException",
-                                &e.to_string(),
-                                &mut out,
-                            );
-                            return Some((Ok::<Bytes, actix_web::Error>(Bytes::from(out)), None));
-                        }
-                    }
-                    Frame::Exception {
-                        exception_type,
-                        payload,
-                    } => {
-                        let message = translate::bedrock_error_message(&payload)
-                            .unwrap_or_else(|| exception_type.clone());
-                        translator.on_exception(&exception_type, &message, &mut out);
-                        obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
-                        return Some((Ok(Bytes::from(out)), None));
-                    }
-                    Frame::Error { code, message } => {
-                        translator.on_exception(&code, &message, &mut out);
-                        obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
-                        return Some((Ok(Bytes::from(out)), None));
-                    }
-                },
-                Some(StreamItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
-                    translator.on_exception("internalServerException", &m, &mut out);
-                    return Some((Ok(Bytes::from(out)), None));
-                }
-                None => {
-                    translator.finish(&mut out);
-                    return Some((Ok(Bytes::from(out)), None));
-                }
-            }
-            if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), state));
-            }
-        }
-    });
-    builder.streaming(body)
-}
-
 /// `POST /v1/embeddings`: one or more InvokeModel calls, each balanced on its own.
 pub async fn embeddings(
     req: HttpRequest,
@@ -465,7 +289,7 @@ pub async fn embeddings(
 ) -> HttpResponse {
     let obs = Obs::start(&req);
     let result = embeddings_inner(&req, payload, &state, &obs).await;
-    reply(&obs, result)
+    reply(&obs, ApiFormat::OpenAi, result)
 }
 
 async fn embeddings_inner(

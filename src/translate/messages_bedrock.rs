@@ -226,15 +226,6 @@ pub fn chunk_to_sse(payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateEr
     Ok(())
 }
 
-/// Anthropic's `event: error` record.
-pub fn write_stream_error(out: &mut Vec<u8>, error_type: &str, message: &str) {
-    sse::write_event(
-        out,
-        "error",
-        &super::anthropic::error_body(error_type, message),
-    );
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

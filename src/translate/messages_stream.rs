@@ -13,7 +13,6 @@ use super::anthropic::{self, MessagesUsage, OutMessage};
 use super::chat_stream::{BlockDelta, BlockStart, ExceptionPayload, MessageStop, Metadata, parse};
 use super::error::TranslateError;
 use super::error_map::anthropic_error_for_bedrock;
-use super::messages_bedrock::write_stream_error;
 use super::messages_converse::messages_usage;
 use super::sse;
 
@@ -190,7 +189,7 @@ impl MessagesStreamTranslator {
 /// Writes Anthropic's `event: error` for a Bedrock exception; the stream ends after it.
 pub fn on_exception(exception_type: &str, message: &str, out: &mut Vec<u8>) {
     let (_, error_type) = anthropic_error_for_bedrock(0, Some(exception_type));
-    write_stream_error(out, error_type, message);
+    sse::write_event(out, "error", &anthropic::error_body(error_type, message));
 }
 
 fn write<T: Serialize>(out: &mut Vec<u8>, name: &str, event: &T) -> Result<(), TranslateError> {
