@@ -125,17 +125,17 @@ impl Content {
             .filter(move |b| b.get("type").and_then(Value::as_str) == Some(kind))
     }
 
-    /// The text the user typed: the string, or its text blocks joined.
+    /// The text the user typed: the string, or the last text block (clients such as Claude Code
+    /// put context blocks before it).
     fn text(&self) -> String {
         match self {
             Self::Text(text) => text.clone(),
-            Self::Blocks(_) => {
-                let texts: Vec<&str> = self
-                    .of_type("text")
-                    .filter_map(|b| b.get("text").and_then(Value::as_str))
-                    .collect();
-                texts.join(" ")
-            }
+            Self::Blocks(_) => self
+                .of_type("text")
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .last()
+                .unwrap_or_default()
+                .to_owned(),
         }
     }
 }

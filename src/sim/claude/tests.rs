@@ -58,6 +58,24 @@ fn a_minimal_body_answers_text_with_usage() {
 }
 
 #[test]
+fn the_reply_echoes_the_last_text_block_of_the_last_user_turn() {
+    let body = with(
+        base(),
+        "messages",
+        json!([{ "role": "user", "content": [
+            { "type": "text", "text": "<system-reminder>context</system-reminder>" },
+            { "type": "text", "text": "say hi", "cache_control": { "type": "ephemeral" } },
+        ] }]),
+    );
+    assert_eq!(
+        answer_of(&body).blocks,
+        vec![Block::Text(format!(
+            "Hello from us-east-1 ({MODEL}). You said: say hi"
+        ))]
+    );
+}
+
+#[test]
 fn model_and_stream_are_extraneous_keys() {
     let body = with(
         with(base(), "model", json!("claude")),
