@@ -167,7 +167,7 @@ enum Thinking {
 /// A request that passed Bedrock's checks.
 #[derive(Debug)]
 pub struct Request {
-    raw: Map<String, Value>,
+    raw: Value,
     body: Body,
 }
 
@@ -203,8 +203,8 @@ impl Request {
                 shown.unwrap_or_default()
             )));
         }
-        let body: Body = serde_json::from_value(Value::Object(raw.clone()))
-            .map_err(|e| SimError::malformed(format!("#: {e}")))?;
+        let raw = Value::Object(raw);
+        let body = Body::deserialize(&raw).map_err(|e| SimError::malformed(format!("#: {e}")))?;
         if body
             .anthropic_beta
             .iter()

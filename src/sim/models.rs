@@ -11,6 +11,9 @@ const PROFILE_PREFIXES: [&str; 4] = ["us.", "eu.", "apac.", "global."];
 /// Tool-call input is streamed in about this many pieces, as Bedrock splits partial JSON.
 pub const TOOL_INPUT_FRAGMENTS: usize = 3;
 
+/// The resource type in an application inference profile's ARN.
+const APPLICATION_PROFILE: &str = ":application-inference-profile/";
+
 /// Words of the user's text echoed back, enough to check routing without huge replies.
 const ECHO_WORDS: usize = 12;
 
@@ -27,6 +30,10 @@ pub enum Family {
 
 impl Family {
     pub fn of(model_id: &str) -> Result<Self, SimError> {
+        // An application inference profile's id names no model; the simulator's all wrap Claude.
+        if model_id.contains(APPLICATION_PROFILE) {
+            return Ok(Self::Anthropic);
+        }
         let base = model_id.rsplit('/').next().unwrap_or(model_id);
         let base = PROFILE_PREFIXES
             .iter()
@@ -268,6 +275,13 @@ mod tests {
         assert_eq!(
             Family::of("eu.amazon.nova-pro-v1:0").unwrap(),
             Family::GenericChat
+        );
+        assert_eq!(
+            Family::of(
+                "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
+            )
+            .unwrap(),
+            Family::Anthropic
         );
         assert_eq!(
             Family::of("openai.gpt-9").unwrap_err().name,
