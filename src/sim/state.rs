@@ -3,6 +3,7 @@
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use super::faults::Faults;
+use super::prompt_cache::PromptCache;
 use super::stats::Stats;
 use super::{SimKey, SimOptions};
 
@@ -13,6 +14,8 @@ pub struct SimState {
     keys: RwLock<Vec<SimKey>>,
     pub stats: Stats,
     pub accept_unsigned: bool,
+    /// Claude prompt prefixes cached by this region.
+    pub prompt_cache: PromptCache,
     /// The faults and how many model requests they have seen, so `fail_every_nth` counts from a reset.
     faults: Mutex<(Faults, u64)>,
 }
@@ -24,6 +27,7 @@ impl SimState {
             keys: RwLock::new(opts.keys.clone()),
             stats: Stats::new(&opts.region),
             accept_unsigned: opts.accept_unsigned,
+            prompt_cache: PromptCache::default(),
             faults: Mutex::new((opts.faults.clone(), 0)),
         }
     }
