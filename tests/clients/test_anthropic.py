@@ -10,6 +10,8 @@ import harness
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "amazon.nova-lite-v1:0"
+# A cross-region profile on one simulator: prompt caches and records live per simulator.
+SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 REGIONS = ["us-east-1", "us-west-2"]
 CONSUMER_KEY = "sk-team-a-0123456789"
 # Bounds every SDK call, so a hung stream fails the test instead of stalling the suite.
@@ -44,6 +46,8 @@ routes:
     targets:{targets(CLAUDE, sims)}
   - name: nova
     targets:{targets(NOVA, sims)}
+  - name: sonnet
+    targets:{harness.target_yaml(SONNET, REGIONS[0], sims[0].url)}
 """
         gw = harness.start_gateway(config)
         try:
@@ -195,7 +199,7 @@ def test_unknown_model_and_bad_body_are_typed_errors(client, stack):
 def test_models_list_in_anthropic_shape(client):
     page = client.models.list()
     ids = [m.id for m in page.data]
-    assert ids == ["claude", "nova"]
+    assert ids == ["claude", "nova", "sonnet"]
     assert all(m.type == "model" for m in page.data)
 
 
@@ -265,3 +269,131 @@ def test_a_mid_stream_failure_ends_with_an_error_event(faulty_sim):
         assert e.value.body["error"]["type"] == "overloaded_error"
     finally:
         gw.stop()
+
+
+def claude_requests(sim):
+    return harness.sim_stats(sim.url)["claude_requests"]
+
+
+def metric(gw, name, **labels):
+    with urllib.request.urlopen(gw.admin + "/metrics", timeout=TIMEOUT) as r:
+        text = r.read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(f"bedrock_balancer_{name}{{") and want in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_claude_bodies_reach_bedrock_valid(stack, client):
+    gw, sims = stack
+    client.messages.create(model="sonnet", max_tokens=50, messages=[{"role": "user", "content": "one"}])
+    with client.messages.stream(model="sonnet", max_tokens=50, messages=[{"role": "user", "content": "two"}]) as s:
+        s.get_final_message()
+    records = claude_requests(sims[0])[-2:]
+    assert [r["operation"] for r in records] == ["invoke", "invoke-with-response-stream"]
+    for r in records:
+        assert r["model"] == SONNET
+        assert "model" not in r["keys"] and "stream" not in r["keys"]
+        assert r["anthropic_version"] == "bedrock-2023-05-31"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_thinking_blocks_replay_byte_for_byte(stack, client, streamed):
+    _, sims = stack
+    verified = harness.sim_stats(sims[0].url)["thinking_signatures_verified"]
+    kwargs = dict(
+        model="sonnet",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "think about caching"}],
+    )
+    if streamed:
+        with client.messages.stream(**kwargs) as s:
+            first = s.get_final_message()
+    else:
+        first = client.messages.create(**kwargs)
+    thinking = [b for b in first.content if b.type == "thinking"]
+    assert thinking and thinking[0].signature
+    second_kwargs = dict(kwargs)
+    second_kwargs["messages"] = kwargs["messages"] + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": "and now?"},
+    ]
+    if streamed:
+        with client.messages.stream(**second_kwargs) as s:
+            second = s.get_final_message()
+    else:
+        second = client.messages.create(**second_kwargs)
+    assert "and now?" in "".join(b.text for b in second.content if b.type == "text")
+    assert harness.sim_stats(sims[0].url)["thinking_signatures_verified"] > verified
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_tool_use_round_trip_on_claude(client, streamed):
+    tool = dict(WEATHER_TOOL)
+    messages = [{"role": "user", "content": "use the tool for Paris"}]
+    kwargs = dict(model="sonnet", max_tokens=200, tools=[tool], messages=messages)
+    if streamed:
+        with client.messages.stream(**kwargs) as s:
+            first = s.get_final_message()
+    else:
+        first = client.messages.create(**kwargs)
+    assert first.stop_reason == "tool_use"
+    call = next(b for b in first.content if b.type == "tool_use")
+    assert call.name == "get_weather" and isinstance(call.input, dict)
+    messages += [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "rainy, 12C"}]},
+    ]
+    second = client.messages.create(model="sonnet", max_tokens=200, tools=[tool], messages=messages)
+    assert second.stop_reason == "end_turn"
+    assert "rainy, 12C" in second.content[0].text
+
+
+def test_a_repeated_cached_prefix_reports_cache_reads(stack, client):
+    gw, _ = stack
+    target = f"{REGIONS[0]}/{SONNET}"
+    reads_before = metric(gw, "tokens_total", target=target, token_type="cache_read")
+    system = [{"type": "text", "text": "You are the cache test. " * 20, "cache_control": {"type": "ephemeral"}}]
+    ask = [{"role": "user", "content": "cached question"}]
+    first = client.messages.create(model="sonnet", max_tokens=50, system=system, messages=ask)
+    with client.messages.stream(model="sonnet", max_tokens=50, system=system, messages=ask) as s:
+        second = s.get_final_message()
+    assert first.usage.cache_creation_input_tokens > 0
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert metric(gw, "tokens_total", target=target, token_type="cache_read") - reads_before == (
+        second.usage.cache_read_input_tokens
+    )
+
+
+def test_unsupported_betas_are_dropped_and_supported_ones_reach_bedrock(stack, client):
+    gw, sims = stack
+    target = f"{REGIONS[0]}/{SONNET}"
+    dropped = metric(gw, "anthropic_betas_dropped_total", target=target)
+    msg = client.beta.messages.create(
+        model="sonnet",
+        max_tokens=50,
+        betas=["claude-code-20250219", "interleaved-thinking-2025-05-14"],
+        messages=[{"role": "user", "content": "beta"}],
+    )
+    assert msg.content[0].text
+    record = claude_requests(sims[0])[-1]
+    assert record["anthropic_beta"] == ["interleaved-thinking-2025-05-14"]
+    assert metric(gw, "anthropic_betas_dropped_total", target=target) == dropped + 1
+
+
+def test_count_tokens_goes_to_bedrock_count_tokens(stack, client):
+    _, sims = stack
+    counted = client.messages.count_tokens(
+        model="sonnet",
+        system="count me",
+        messages=[{"role": "user", "content": "one two three four"}],
+    )
+    assert counted.input_tokens >= 6
+    record = claude_requests(sims[0])[-1]
+    assert record["operation"] == "count-tokens"
+    # CountTokens takes the foundation model, not the cross-region profile.
+    assert record["model"] == SONNET.removeprefix("us.")
+    assert "model" not in record["keys"] and record["anthropic_version"] == "bedrock-2023-05-31"
