@@ -90,15 +90,27 @@ def sim(stack):
     return sim
 
 
-def claude(base_url, **auth):
-    """Runs `claude -p PROMPT` in Bedrock mode against `base_url`; returns the finished process."""
+def bedrock_mode(base_url):
+    return {
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "ANTHROPIC_BEDROCK_BASE_URL": base_url,
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def messages_mode(base_url, api_key):
+    """Claude Code speaking Anthropic's Messages API to the gateway, as it would to api.anthropic.com."""
+    return {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": api_key}
+
+
+def claude(base_url, mode=None, **auth):
+    """Runs `claude -p PROMPT` against `base_url` (Bedrock mode unless `mode` says otherwise);
+    returns the finished process."""
     with tempfile.TemporaryDirectory() as home:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": home,
-            "CLAUDE_CODE_USE_BEDROCK": "1",
-            "ANTHROPIC_BEDROCK_BASE_URL": base_url,
-            "AWS_REGION": "us-east-1",
+            **(mode if mode is not None else bedrock_mode(base_url)),
             "ANTHROPIC_MODEL": SONNET,
             "ANTHROPIC_SMALL_FAST_MODEL": HAIKU,
             "ANTHROPIC_DEFAULT_HAIKU_MODEL": HAIKU,
@@ -184,3 +196,32 @@ def test_an_unreachable_gateway_fails_at_once(stack):
     done = claude(f"http://127.0.0.1:{closed_port}", CLAUDE_CODE_SKIP_BEDROCK_AUTH="1")
     assert done.returncode != 0
     assert "Unable to connect" in done.stdout + done.stderr
+
+
+def test_messages_mode_prints_the_simulators_answer(stack, sim):
+    _, gateway, _ = stack
+    done = claude(gateway.url, messages_mode(gateway.url, "unused-without-consumers"))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.strip() == ANSWER
+    stats, [record] = streamed_bodies(sim)
+    assert record["model"] == SONNET
+    assert_bedrock_valid(record)
+    # Claude Code's Anthropic-API-only beta flags were dropped, its body otherwise kept.
+    assert record["body"]["thinking"]["type"] == "enabled"
+
+
+def test_messages_mode_with_a_consumer_key(stack, sim):
+    _, _, gateway = stack
+    done = claude(gateway.url, messages_mode(gateway.url, API_KEY))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.strip() == ANSWER
+    stats, [record] = streamed_bodies(sim)
+    assert_bedrock_valid(record)
+    assert API_KEY not in str(stats)
+
+
+def test_messages_mode_with_a_wrong_key_is_refused_before_any_region(stack, sim):
+    _, _, gateway = stack
+    done = claude(gateway.url, messages_mode(gateway.url, API_KEY + "-wrong"))
+    assert done.returncode != 0
+    assert harness.sim_stats(sim.url)["requests_total"] == 0
