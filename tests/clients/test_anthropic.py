@@ -12,6 +12,9 @@ CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "amazon.nova-lite-v1:0"
 # A cross-region profile on one simulator: prompt caches and records live per simulator.
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+# A route of one Claude and one non-Claude target, on models no other route uses.
+MIXED_CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+MIXED_OTHER = "mistral.mistral-large-2407-v1:0"
 REGIONS = ["us-east-1", "us-west-2"]
 CONSUMER_KEY = "sk-team-a-0123456789"
 # Bounds every SDK call, so a hung stream fails the test instead of stalling the suite.
@@ -48,6 +51,8 @@ routes:
     targets:{targets(NOVA, sims)}
   - name: sonnet
     targets:{harness.target_yaml(SONNET, REGIONS[0], sims[0].url)}
+  - name: mixed
+    targets:{harness.target_yaml(MIXED_CLAUDE, REGIONS[0], sims[0].url)}{harness.target_yaml(MIXED_OTHER, REGIONS[1], sims[1].url)}
 """
         gw = harness.start_gateway(config)
         try:
@@ -199,7 +204,7 @@ def test_unknown_model_and_bad_body_are_typed_errors(client, stack):
 def test_models_list_in_anthropic_shape(client):
     page = client.models.list()
     ids = [m.id for m in page.data]
-    assert ids == ["claude", "nova", "sonnet"]
+    assert ids == ["claude", "nova", "sonnet", "mixed"]
     assert all(m.type == "model" for m in page.data)
 
 
@@ -397,3 +402,22 @@ def test_count_tokens_goes_to_bedrock_count_tokens(stack, client):
     # CountTokens takes the foundation model, not the cross-region profile.
     assert record["model"] == SONNET.removeprefix("us.")
     assert "model" not in record["keys"] and record["anthropic_version"] == "bedrock-2023-05-31"
+
+
+def test_a_mixed_route_sends_what_only_claude_can_serve_to_claude(stack, client):
+    _, sims = stack
+    plain = [client.messages.create(model="mixed", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+             for _ in range(4)]
+    assert all(m.content[0].text for m in plain)
+    assert operations(sims, MIXED_OTHER).get("converse", 0) >= 1, "round-robin never reached the other model"
+    before = operations(sims, MIXED_CLAUDE).get("invoke", 0)
+    for _ in range(4):
+        msg = client.messages.create(
+            model="mixed",
+            max_tokens=2048,
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            messages=[{"role": "user", "content": "think"}],
+        )
+        assert msg.content[0].type == "thinking"
+    assert operations(sims, MIXED_CLAUDE).get("invoke", 0) == before + 4
+    assert client.messages.count_tokens(model="mixed", messages=[{"role": "user", "content": "a b"}]).input_tokens > 0
