@@ -9,7 +9,6 @@
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde_json::json;
@@ -17,7 +16,7 @@ use serde_json::json;
 use super::body::read_authenticated;
 use super::failure::{Failure, reply};
 use super::native::{Reply, hash_key};
-use super::openai::{client_for, response_id, route_for, success_head};
+use super::openai::{client_for, json_success, response_id, route_for};
 use super::quota::Quota;
 use super::sse::{EventTranslator, sse_response};
 use super::state::AppState;
@@ -220,10 +219,7 @@ async fn messages_inner(
     .await?;
     if count {
         let body = messages_bedrock::count_tokens_response(&upstream)?;
-        let response = success_head(&delivered)
-            .insert_header((CONTENT_TYPE, "application/json"))
-            .body(body);
-        return Ok(Reply::Full(response, None));
+        return Ok(Reply::Full(json_success(&delivered, body), None));
     }
     let (body, usage) = if claude {
         let usage = messages_bedrock::response_usage(&upstream).unwrap_or_default();
@@ -233,10 +229,7 @@ async fn messages_inner(
         (Bytes::from(body), usage)
     };
     let recorded = record_usage(&mut delivered, obs, usage);
-    let response = success_head(&delivered)
-        .insert_header((CONTENT_TYPE, "application/json"))
-        .body(body);
-    Ok(Reply::Full(response, Some(recorded)))
+    Ok(Reply::Full(json_success(&delivered, body), Some(recorded)))
 }
 
 /// Settles limits and tells the request record; returns (prompt tokens with cache, output).

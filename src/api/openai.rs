@@ -116,6 +116,13 @@ async fn converse_request(
     })
 }
 
+/// A whole JSON answer from the target that delivered it.
+pub(crate) fn json_success(delivered: &Delivered, body: impl Into<Bytes>) -> HttpResponse {
+    success_head(delivered)
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(body.into())
+}
+
 pub(crate) fn success_head(delivered: &Delivered) -> HttpResponseBuilder {
     let mut builder = HttpResponse::Ok();
     builder.insert_header((TARGET_HEADER, delivered.lease.target().label.as_str()));
@@ -275,10 +282,10 @@ async fn converse_surface(
         .lease
         .record_usage_u64(tokens.quota_input(), tokens.output_tokens);
     obs.cache_tokens(tokens.cache_read_tokens, tokens.cache_write_tokens);
-    let response = success_head(&delivered)
-        .insert_header((CONTENT_TYPE, "application/json"))
-        .body(translated.body);
-    Ok(Reply::Full(response, Some(usage)))
+    Ok(Reply::Full(
+        json_success(&delivered, translated.body),
+        Some(usage),
+    ))
 }
 
 /// `POST /v1/embeddings`: one or more InvokeModel calls, each balanced on its own.

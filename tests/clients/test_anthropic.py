@@ -159,27 +159,6 @@ def test_a_route_without_claude_is_answered_through_converse(stack, client):
     assert after.get("converse-stream", 0) == before.get("converse-stream", 0) + 1
 
 
-@pytest.mark.parametrize("streamed", [False, True])
-def test_tool_use_round_trip_through_converse(client, streamed):
-    messages = [{"role": "user", "content": "weather in Paris?"}]
-    kwargs = dict(model="nova", max_tokens=200, tools=[WEATHER_TOOL], messages=messages)
-    if streamed:
-        with client.messages.stream(**kwargs) as s:
-            first = s.get_final_message()
-    else:
-        first = client.messages.create(**kwargs)
-    assert first.stop_reason == "tool_use"
-    call = next(b for b in first.content if b.type == "tool_use")
-    assert call.name == "get_weather" and isinstance(call.input, dict)
-    messages += [
-        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21C"}]},
-    ]
-    second = client.messages.create(model="nova", max_tokens=200, tools=[WEATHER_TOOL], messages=messages)
-    assert second.stop_reason == "end_turn"
-    assert "sunny, 21C" in second.content[0].text
-
-
 def test_what_converse_cannot_express_is_a_typed_400(client):
     with pytest.raises(anthropic.BadRequestError) as e:
         client.messages.create(
@@ -335,11 +314,12 @@ def test_thinking_blocks_replay_byte_for_byte(stack, client, streamed):
     assert harness.sim_stats(sims[0].url)["thinking_signatures_verified"] > verified
 
 
+@pytest.mark.parametrize("route", ["sonnet", "nova"])
 @pytest.mark.parametrize("streamed", [False, True])
-def test_tool_use_round_trip_on_claude(client, streamed):
-    tool = dict(WEATHER_TOOL)
+def test_tool_use_round_trip(client, route, streamed):
+    """On Claude (InvokeModel) and through Converse (Nova)."""
     messages = [{"role": "user", "content": "use the tool for Paris"}]
-    kwargs = dict(model="sonnet", max_tokens=200, tools=[tool], messages=messages)
+    kwargs = dict(model=route, max_tokens=200, tools=[WEATHER_TOOL], messages=messages)
     if streamed:
         with client.messages.stream(**kwargs) as s:
             first = s.get_final_message()
@@ -352,7 +332,7 @@ def test_tool_use_round_trip_on_claude(client, streamed):
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "rainy, 12C"}]},
     ]
-    second = client.messages.create(model="sonnet", max_tokens=200, tools=[tool], messages=messages)
+    second = client.messages.create(model=route, max_tokens=200, tools=[WEATHER_TOOL], messages=messages)
     assert second.stop_reason == "end_turn"
     assert "rainy, 12C" in second.content[0].text
 
