@@ -401,3 +401,28 @@ def test_a_mixed_route_sends_what_only_claude_can_serve_to_claude(stack, client)
         assert msg.content[0].type == "thinking"
     assert operations(sims, MIXED_CLAUDE).get("invoke", 0) == before + 4
     assert client.messages.count_tokens(model="mixed", messages=[{"role": "user", "content": "a b"}]).input_tokens > 0
+
+
+def test_native_invoke_counts_cache_tokens_too(stack):
+    """Claude Code in Bedrock mode uses the native routes; their cache tokens are metered as well."""
+    gw, _ = stack
+    target = f"{REGIONS[0]}/{SONNET}"
+    body = json.dumps({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 20,
+        "system": [{"type": "text", "text": "Native cache prefix. " * 10, "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "native"}],
+    }).encode()
+    reads_before = metric(gw, "tokens_total", target=target, token_type="cache_read")
+    headers = []
+    for _ in range(2):
+        req = urllib.request.Request(
+            gw.url + "/model/sonnet/invoke",
+            data=body,
+            headers={"content-type": "application/json", "authorization": f"Bearer {CONSUMER_KEY}"},
+        )
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+            headers.append(r.headers)
+    read = int(headers[1]["x-amzn-bedrock-cache-read-input-token-count"])
+    assert read > 0
+    assert metric(gw, "tokens_total", target=target, token_type="cache_read") - reads_before == read
