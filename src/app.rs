@@ -8,7 +8,7 @@ use actix_web::{App, HttpServer, web};
 use crate::api::state::{AppState, ConfigLoader};
 use actix_web::middleware::from_fn;
 
-use crate::api::{admin, admission, fallback, native, openai};
+use crate::api::{admin, admission, anthropic, fallback, native, openai};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::upstream::client::UpstreamClients;
@@ -70,6 +70,11 @@ pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, St
             .route("/v1/chat/completions", web::post().to(openai::chat))
             .route("/v1/completions", web::post().to(openai::completions))
             .route("/v1/embeddings", web::post().to(openai::embeddings))
+            .route("/v1/messages", web::post().to(anthropic::messages))
+            .route(
+                "/v1/messages/count_tokens",
+                web::post().to(anthropic::count_tokens),
+            )
             .route("/v1/models", web::get().to(openai::models))
             .default_service(web::to(fallback::not_found))
     })

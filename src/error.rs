@@ -56,6 +56,8 @@ pub enum ApiFormat {
     Bedrock,
     /// OpenAI: `{"error":{"message","type","param","code"}}`.
     OpenAi,
+    /// Anthropic: `{"type":"error","error":{"type","message"}}`.
+    Anthropic,
 }
 
 /// Which limit refused a request, named in a 429's body so a client knows whose quota it hit.
@@ -241,6 +243,27 @@ impl GatewayError {
         }
     }
 
+    /// Anthropic's error `type` for this error (its SDKs pick the exception class by status).
+    const fn anthropic_type(&self) -> &'static str {
+        match self {
+            Self::PathNotFound { .. } | Self::UnknownModel(_) => "not_found_error",
+            Self::BadRequest { .. }
+            | Self::BodyTimeout { .. }
+            | Self::ExceedsTokenLimit { .. }
+            | Self::ExceedsRequestLimit { .. } => "invalid_request_error",
+            Self::PayloadTooLarge { .. } => "request_too_large",
+            Self::Unauthorized(_) | Self::AdminUnauthorized => "authentication_error",
+            Self::RateLimited { .. } => "rate_limit_error",
+            Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
+                "overloaded_error"
+            }
+            Self::AllTargetsFailed { .. }
+            | Self::BadUpstreamResponse { .. }
+            | Self::UpstreamTimeout(_)
+            | Self::Internal(_) => "api_error",
+        }
+    }
+
     const fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::Overloaded { retry_after_secs }
@@ -285,6 +308,13 @@ impl GatewayError {
                     _ => None,
                 };
                 let mut body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+                if let Some(scope) = scope {
+                    body["error"]["scope"] = json!(scope);
+                }
+                builder.body(body.to_string())
+            }
+            ApiFormat::Anthropic => {
+                let mut body = json!({"type": "error", "error": {"type": self.anthropic_type(), "message": message}});
                 if let Some(scope) = scope {
                     body["error"]["scope"] = json!(scope);
                 }
@@ -377,6 +407,57 @@ mod tests {
             "ThrottlingException"
         );
         assert_eq!(body_json(resp)["scope"], "targets");
+    }
+
+    #[test]
+    fn anthropic_shape_types_each_error() {
+        let resp = GatewayError::Unauthorized(AuthReason::InvalidKey).respond(ApiFormat::Anthropic);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            body_json(resp),
+            json!({"type": "error", "error": {"type": "authentication_error", "message": "the API key is not valid"}})
+        );
+        for (err, status, kind) in [
+            (
+                GatewayError::UnknownModel("x".into()),
+                404,
+                "not_found_error",
+            ),
+            (
+                GatewayError::bad_request("no"),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                GatewayError::PayloadTooLarge { limit: 1 },
+                413,
+                "request_too_large",
+            ),
+            (
+                GatewayError::RateLimited {
+                    scope: LimitScope::Consumer,
+                    retry_after_secs: 2,
+                },
+                429,
+                "rate_limit_error",
+            ),
+            (
+                GatewayError::NoTarget { route: "r".into() },
+                503,
+                "overloaded_error",
+            ),
+            (GatewayError::Internal("bug".into()), 500, "api_error"),
+        ] {
+            let resp = err.respond(ApiFormat::Anthropic);
+            assert_eq!(resp.status().as_u16(), status);
+            let retry = resp.headers().get(RETRY_AFTER).cloned();
+            let body = body_json(resp);
+            assert_eq!(body["type"], "error");
+            assert_eq!(body["error"]["type"], kind);
+            if kind == "rate_limit_error" {
+                assert_eq!(retry.unwrap(), "2");
+            }
+        }
     }
 
     #[test]

@@ -150,6 +150,48 @@ fn bad_region() {
 }
 
 #[test]
+fn bad_model_family_betas_and_cache_prices() {
+    let yaml = MINIMAL.replace(
+        "options: { bedrock: { aws_region: us-east-1 } }",
+        "options: { bedrock: { aws_region: us-east-1, model_family: llama }, cache_read_cost: -1, \
+         anthropic_betas: [\"a,b\", ok-2025-01-01] }",
+    );
+    assert_eq!(
+        errors(&yaml),
+        "routes[0].targets[0].model.options.bedrock.model_family: unsupported model_family \
+         \"llama\"; the only value is \"anthropic\" (other models are reached through Converse \
+         and need none)\n\
+         routes[0].targets[0].model.options.cache_read_cost: must be a finite number >= 0, got -1\n\
+         routes[0].targets[0].model.options.anthropic_betas: beta flags must be non-empty and \
+         hold no comma or space, got [\"a,b\"]"
+    );
+}
+
+#[test]
+fn anthropic_options() {
+    let arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
+    let config = ok(&MINIMAL.replace("anthropic.claude", arn).replace(
+        "options: { bedrock: { aws_region: us-east-1 } }",
+        "options: { bedrock: { aws_region: us-east-1, model_family: anthropic }, \
+             cache_read_cost: 0.3, cache_write_cost: 3.75, anthropic_betas: [] }",
+    ));
+    let t = &config.routes[0].targets[0];
+    assert!(t.speaks_anthropic());
+    assert_eq!((t.cache_read_cost, t.cache_write_cost), (0.3, 3.75));
+    assert!(t.anthropic_betas.is_empty());
+    let default = &ok(MINIMAL).routes[0].targets[0];
+    assert!(default.speaks_anthropic());
+    assert!(
+        default
+            .anthropic_betas
+            .contains(&"interleaved-thinking-2025-05-14".to_owned())
+    );
+    let nova =
+        &ok(&MINIMAL.replace("anthropic.claude", "amazon.nova-lite-v1:0")).routes[0].targets[0];
+    assert!(!nova.speaks_anthropic());
+}
+
+#[test]
 fn weight_zero_and_too_large() {
     assert_eq!(
         errors(&route_with("", "weight: 0")),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of bedrock-balancer on a fresh machine: installs what is missing, then the Rust
-# suites (unit + integration), lint checks, and the Python client tests (official boto3 / openai).
+# suites (unit + integration), lint checks, and the client tests (official boto3 / openai, the
+# Claude Code CLI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 log "installing Python client libraries"
 .venv/bin/pip install -q --disable-pip-version-check -r tests/clients/requirements.txt
+# The Claude Code CLI for tests/clients/test_claude_code.py, into a git-ignored folder. The package
+# installs a native binary (its `engines` asks for a newer Node than the machine's 20, but only its
+# install script runs on Node).
+if [ ! -x tests/.claude-code/node_modules/.bin/claude ]; then
+  log "installing the Claude Code CLI"
+  npm install --prefix tests/.claude-code --no-audit --no-fund @anthropic-ai/claude-code
+fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

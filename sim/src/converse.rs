@@ -3,16 +3,14 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::errors::SimError;
 use super::eventstream::event_frame;
 use super::models::{
-    Reply, Role, StopReason, count_words, limit, reply_text, stable_id, word_deltas,
+    Reply, Role, StopReason, TOOL_INPUT_FRAGMENTS, count_words, fragments, limit, reply_text,
+    sample_input, stable_id, word_deltas,
 };
-
-/// Tool-call input is streamed in about this many pieces, as Bedrock splits partial JSON.
-const TOOL_INPUT_FRAGMENTS: usize = 3;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -122,17 +120,7 @@ pub fn plan(body: &[u8], region: &str, model_id: &str) -> Result<Outcome, SimErr
         .rev()
         .find(|m| m.role == Role::User)
         .ok_or_else(|| SimError::validation("A conversation must start with a user message."))?;
-    let input_tokens = req
-        .system
-        .iter()
-        .map(|b| count_words(&block_text(b)))
-        .sum::<u64>()
-        + req
-            .messages
-            .iter()
-            .flat_map(|m| &m.content)
-            .map(|b| count_words(&block_text(b)))
-            .sum::<u64>();
+    let input_tokens = input_tokens(&req);
 
     let tool_result: Vec<String> = last_user
         .content
@@ -176,6 +164,21 @@ pub fn plan(body: &[u8], region: &str, model_id: &str) -> Result<Outcome, SimErr
         answer: Answer::Text(reply),
         input_tokens,
     })
+}
+
+fn input_tokens(req: &Request) -> u64 {
+    req.system
+        .iter()
+        .chain(req.messages.iter().flat_map(|m| &m.content))
+        .map(|b| count_words(&block_text(b)))
+        .sum()
+}
+
+/// CountTokens for a Converse input: what `plan` would report as input tokens.
+pub fn count_tokens(input: Value) -> Result<u64, SimError> {
+    let req: Request = serde_json::from_value(input)
+        .map_err(|e| SimError::validation(format!("Malformed input request: {e}")))?;
+    Ok(input_tokens(&req))
 }
 
 fn chosen_tool(config: &ToolConfig) -> Result<Option<&ToolSpec>, SimError> {
@@ -224,35 +227,6 @@ fn tool_result_text(result: &Value) -> String {
         })
         .collect();
     parts.join(" ")
-}
-
-/// An input object with every declared or required property set to a fixed value of its type.
-fn sample_input(schema: &Value) -> Value {
-    let mut input = Map::new();
-    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-        for (name, property) in properties {
-            let value = match property.get("type").and_then(Value::as_str) {
-                Some("number" | "integer") => json!(1),
-                Some("boolean") => json!(true),
-                Some("array") => json!([]),
-                Some("object") => json!({}),
-                _ => json!("sample"),
-            };
-            input.insert(name.clone(), value);
-        }
-    }
-    for name in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        input
-            .entry(name.to_owned())
-            .or_insert_with(|| json!("sample"));
-    }
-    Value::Object(input)
 }
 
 pub fn response(outcome: &Outcome, latency_ms: u64) -> Value {
@@ -311,13 +285,6 @@ pub fn stream_frames(outcome: &Outcome, latency_ms: u64) -> Vec<Bytes> {
         &json!({ "usage": outcome.usage(), "metrics": { "latencyMs": latency_ms } }),
     ));
     frames
-}
-
-/// Splits text into up to `n` non-empty pieces on character boundaries.
-fn fragments(text: &str, n: usize) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let size = chars.len().div_ceil(n).max(1);
-    chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
 
 #[cfg(test)]
@@ -433,13 +400,5 @@ mod tests {
         assert_eq!(count("contentBlockDelta"), TOOL_INPUT_FRAGMENTS);
         assert_eq!(count("\"stopReason\":\"tool_use\""), 1);
         assert_eq!(frames.len(), 1 + 1 + TOOL_INPUT_FRAGMENTS + 3);
-    }
-
-    #[test]
-    fn fragments_rejoin() {
-        let text = r#"{"city":"sample"}"#;
-        let parts = fragments(text, 3);
-        assert_eq!(parts.len(), 3);
-        assert_eq!(parts.concat(), text);
     }
 }

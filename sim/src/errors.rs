@@ -115,6 +115,18 @@ impl SimError {
         Self::new(ErrorKind::Validation, message)
     }
 
+    /// Bedrock's answer to a body its schema for the model refuses.
+    pub fn malformed(detail: impl std::fmt::Display) -> Self {
+        Self::validation(format!(
+            "Malformed input request: {detail}, please reformat your input and try again."
+        ))
+    }
+
+    /// Bedrock's answer when the model itself refuses the request, quoting the model's reason.
+    pub fn model_refused(detail: impl std::fmt::Display) -> Self {
+        Self::validation(format!("The model returned the following errors: {detail}"))
+    }
+
     /// An injected error keeps the status asked for even when its name is overridden.
     pub fn injected(status: StatusCode, name: String, message: String) -> Self {
         Self {

@@ -1,4 +1,5 @@
-//! InvokeModel and InvokeModelWithResponseStream: each family's native body in, its native body out.
+//! InvokeModel and InvokeModelWithResponseStream for Llama and the embedding models: each family's
+//! native body in, its native body out. Claude's Messages body is `claude`'s.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -10,8 +11,7 @@ use serde_json::{Value, json};
 use super::errors::SimError;
 use super::eventstream::event_frame;
 use super::models::{
-    Family, Reply, Role, StopReason, count_words, embedding, limit, reply_text, stable_id,
-    word_deltas,
+    Family, Reply, StopReason, count_words, embedding, limit, reply_text, stable_id, word_deltas,
 };
 
 const TITAN_V1_DIMENSIONS: usize = 1536;
@@ -26,23 +26,6 @@ const COHERE_INPUT_TYPES: [&str; 4] = [
     "classification",
     "clustering",
 ];
-
-#[derive(Debug, Deserialize)]
-struct AnthropicRequest {
-    #[serde(rename = "anthropic_version")]
-    _anthropic_version: String,
-    max_tokens: u64,
-    messages: Vec<AnthropicMessage>,
-    system: Option<Value>,
-    #[serde(default)]
-    stop_sequences: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct AnthropicMessage {
-    role: Role,
-    content: Value,
-}
 
 #[derive(Debug, Deserialize)]
 struct LlamaRequest {
@@ -79,21 +62,15 @@ pub struct Invoked {
     pub output_tokens: Option<u64>,
 }
 
-/// A chat answer, before it is rendered as a whole body or as chunks.
+/// A Llama answer, before it is rendered as a whole body or as chunks.
 #[derive(Debug, Clone, PartialEq)]
 struct Chat {
-    family: Family,
     reply: Reply,
     input_tokens: u64,
-    id: String,
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, SimError> {
-    serde_json::from_slice(body).map_err(|e| {
-        SimError::validation(format!(
-            "Malformed input request: {e}, please reformat your input and try again."
-        ))
-    })
+    serde_json::from_slice(body).map_err(SimError::malformed)
 }
 
 fn unsupported() -> SimError {
@@ -107,9 +84,7 @@ pub fn invoke(
     model_id: &str,
 ) -> Result<Invoked, SimError> {
     match family {
-        Family::Anthropic | Family::Llama => {
-            Ok(chat_body(&chat(family, body, region, model_id)?, model_id))
-        }
+        Family::Llama => Ok(llama_body(&llama(body, region, model_id)?)),
         Family::TitanEmbedV1 => {
             let req: TitanV1Request = parse(body)?;
             Ok(titan(&req.input_text, TITAN_V1_DIMENSIONS, false))
@@ -129,69 +104,22 @@ pub fn invoke(
             ))
         }
         Family::CohereEmbed => cohere(parse(body)?),
-        Family::GenericChat => Err(unsupported()),
+        // Claude has its own module (`claude`); the others only answer Converse.
+        Family::Anthropic | Family::GenericChat => Err(unsupported()),
     }
 }
 
-fn chat(family: Family, body: &[u8], region: &str, model_id: &str) -> Result<Chat, SimError> {
-    let (user_text, input_tokens, max_tokens, stop_sequences) = match family {
-        Family::Anthropic => {
-            let req: AnthropicRequest = parse(body)?;
-            let last_user = req
-                .messages
-                .iter()
-                .rev()
-                .find(|m| m.role == Role::User)
-                .ok_or_else(|| {
-                    SimError::validation("messages: at least one user message is required")
-                })?;
-            let system = req.system.as_ref().map(content_text).unwrap_or_default();
-            let input = count_words(&system)
-                + req
-                    .messages
-                    .iter()
-                    .map(|m| count_words(&content_text(&m.content)))
-                    .sum::<u64>();
-            (
-                content_text(&last_user.content),
-                input,
-                Some(req.max_tokens),
-                req.stop_sequences,
-            )
-        }
-        Family::Llama => {
-            let req: LlamaRequest = parse(body)?;
-            let input = count_words(&req.prompt);
-            (req.prompt, input, req.max_gen_len, Vec::new())
-        }
-        Family::TitanEmbedV1 | Family::TitanEmbedV2 | Family::CohereEmbed | Family::GenericChat => {
-            return Err(unsupported());
-        }
-    };
+fn llama(body: &[u8], region: &str, model_id: &str) -> Result<Chat, SimError> {
+    let req: LlamaRequest = parse(body)?;
     let reply = limit(
-        &reply_text(region, model_id, &user_text),
-        max_tokens,
-        &stop_sequences,
+        &reply_text(region, model_id, &req.prompt),
+        req.max_gen_len,
+        &[],
     );
     Ok(Chat {
-        family,
-        id: stable_id(&[model_id, &user_text], 24),
         reply,
-        input_tokens,
+        input_tokens: count_words(&req.prompt),
     })
-}
-
-/// Anthropic content is a string or a list of blocks; only text blocks count.
-fn content_text(content: &Value) -> String {
-    match content {
-        Value::String(text) => text.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    }
 }
 
 fn llama_stop(stop: StopReason) -> &'static str {
@@ -201,29 +129,15 @@ fn llama_stop(stop: StopReason) -> &'static str {
     }
 }
 
-fn chat_body(chat: &Chat, model_id: &str) -> Invoked {
+fn llama_body(chat: &Chat) -> Invoked {
     let output = chat.reply.words();
-    let body = match chat.family {
-        Family::Llama => json!({
+    Invoked {
+        body: json!({
             "generation": chat.reply.text,
             "prompt_token_count": chat.input_tokens,
             "generation_token_count": output,
             "stop_reason": llama_stop(chat.reply.stop),
         }),
-        // Anthropic spells its stop reasons the way Converse does.
-        _ => json!({
-            "id": format!("msg_bdrk_{}", chat.id),
-            "type": "message",
-            "role": "assistant",
-            "model": model_id,
-            "content": [{ "type": "text", "text": chat.reply.text }],
-            "stop_reason": chat.reply.stop.converse(),
-            "stop_sequence": chat.reply.stop_sequence,
-            "usage": { "input_tokens": chat.input_tokens, "output_tokens": output },
-        }),
-    };
-    Invoked {
-        body,
         input_tokens: chat.input_tokens,
         output_tokens: Some(output),
     }
@@ -280,7 +194,7 @@ fn cohere(req: CohereRequest) -> Result<Invoked, SimError> {
     })
 }
 
-/// The `chunk` events of InvokeModelWithResponseStream, each wrapping a base64 native event.
+/// Llama's InvokeModelWithResponseStream events: one per word, the last with Bedrock's metrics.
 pub fn stream_frames(
     family: Family,
     body: &[u8],
@@ -288,63 +202,43 @@ pub fn stream_frames(
     model_id: &str,
     latency_ms: u64,
 ) -> Result<Vec<Bytes>, SimError> {
-    let chat = chat(family, body, region, model_id)?;
+    if family != Family::Llama {
+        return Err(unsupported());
+    }
+    let chat = llama(body, region, model_id)?;
     let output = chat.reply.words();
-    let metrics = json!({
-        "inputTokenCount": chat.input_tokens,
-        "outputTokenCount": output,
-        "invocationLatency": latency_ms,
-        "firstByteLatency": latency_ms,
-    });
     let deltas = word_deltas(&chat.reply.text);
-    let events: Vec<Value> = match family {
-        Family::Llama => {
-            let last = deltas.len().saturating_sub(1);
-            deltas
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    let mut event = json!({
-                        "generation": d,
-                        "prompt_token_count": if i == 0 { Some(chat.input_tokens) } else { None },
-                        "generation_token_count": i + 1,
-                        "stop_reason": if i == last { Some(llama_stop(chat.reply.stop)) } else { None },
-                    });
-                    if i == last {
-                        event["amazon-bedrock-invocationMetrics"] = metrics.clone();
-                    }
-                    event
-                })
-                .collect()
-        }
-        _ => {
-            let mut events = vec![
-                json!({ "type": "message_start", "message": {
-                    "id": format!("msg_bdrk_{}", chat.id), "type": "message", "role": "assistant",
-                    "model": model_id, "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": { "input_tokens": chat.input_tokens, "output_tokens": 1 },
-                } }),
-                json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
-            ];
-            events.extend(deltas.iter().map(|d| {
-                json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": d } })
-            }));
-            events.push(json!({ "type": "content_block_stop", "index": 0 }));
-            events.push(json!({
-                "type": "message_delta",
-                "delta": { "stop_reason": chat.reply.stop.converse(), "stop_sequence": chat.reply.stop_sequence },
-                "usage": { "output_tokens": output },
-            }));
-            events.push(
-                json!({ "type": "message_stop", "amazon-bedrock-invocationMetrics": metrics }),
-            );
-            events
-        }
-    };
-    Ok(events
+    let last = deltas.len().saturating_sub(1);
+    let events: Vec<Value> = deltas
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut event = json!({
+                "generation": d,
+                "prompt_token_count": if i == 0 { Some(chat.input_tokens) } else { None },
+                "generation_token_count": i + 1,
+                "stop_reason": if i == last { Some(llama_stop(chat.reply.stop)) } else { None },
+            });
+            if i == last {
+                event["amazon-bedrock-invocationMetrics"] = json!({
+                    "inputTokenCount": chat.input_tokens,
+                    "outputTokenCount": output,
+                    "invocationLatency": latency_ms,
+                    "firstByteLatency": latency_ms,
+                });
+            }
+            event
+        })
+        .collect();
+    Ok(chunk_frames(&events))
+}
+
+/// Native events as InvokeModelWithResponseStream's `chunk` frames, each event base64 JSON.
+pub fn chunk_frames(events: &[Value]) -> Vec<Bytes> {
+    events
         .iter()
         .map(|e| event_frame("chunk", &json!({ "bytes": STANDARD.encode(e.to_string()) })))
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -354,21 +248,6 @@ mod tests {
 
     fn call(family: Family, body: Value) -> Result<Invoked, SimError> {
         invoke(family, body.to_string().as_bytes(), "us-east-1", "model")
-    }
-
-    #[test]
-    fn anthropic_messages_round_trip() {
-        let out = call(
-            Family::Anthropic,
-            json!({ "anthropic_version": "bedrock-2023-05-31", "max_tokens": 100,
-                    "messages": [{ "role": "user", "content": "hello there" }] }),
-        )
-        .unwrap();
-        assert_eq!(out.body["type"], "message");
-        assert_eq!(out.body["stop_reason"], "end_turn");
-        assert_eq!(out.body["usage"]["input_tokens"], 2);
-        assert_eq!(out.output_tokens, Some(8));
-        assert!(call(Family::Anthropic, json!({ "messages": [] })).is_err());
     }
 
     #[test]

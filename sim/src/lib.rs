@@ -1,6 +1,7 @@
 //! The Bedrock Runtime simulator: a local stand-in for `bedrock-runtime.REGION.amazonaws.com` that
-//! verifies SigV4, answers Converse, ConverseStream, InvokeModel and InvokeModelWithResponseStream
-//! deterministically, and injects faults on demand.
+//! verifies SigV4, answers Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream and
+//! CountTokens deterministically (Claude by Bedrock's rules for the Anthropic Messages body), and
+//! injects faults on demand.
 //!
 //! It shares no code with the gateway's signing, translation or event-stream encoding: it exists to
 //! check what the gateway produces, so a shared bug would cancel out. Its SigV4 verifier
@@ -8,17 +9,22 @@
 //! gateway uses the same verifier for its own clients.
 
 mod args;
+mod claude;
+mod claude_stream;
 mod converse;
+mod count_tokens;
 mod errors;
 mod eventstream;
 mod faults;
 mod invoke;
 mod models;
+mod prompt_cache;
 mod server;
 mod state;
 mod stats;
 mod stream;
 mod sts;
+mod thinking;
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,7 +37,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 pub use args::SimArgs;
 pub use faults::Faults;
-pub use stats::StatsSnapshot;
+pub use stats::{ClaudeRequest, StatsSnapshot};
 
 use state::SimState;
 

@@ -1,11 +1,18 @@
 //! Model ids, families and the deterministic replies every operation is built from.
 
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::errors::{ErrorKind, SimError};
 
 /// Cross-region inference profile prefixes, which route but do not change the model.
 const PROFILE_PREFIXES: [&str; 4] = ["us.", "eu.", "apac.", "global."];
+
+/// Tool-call input is streamed in about this many pieces, as Bedrock splits partial JSON.
+pub const TOOL_INPUT_FRAGMENTS: usize = 3;
+
+/// The resource type in an application inference profile's ARN.
+const APPLICATION_PROFILE: &str = ":application-inference-profile/";
 
 /// Words of the user's text echoed back, enough to check routing without huge replies.
 const ECHO_WORDS: usize = 12;
@@ -23,6 +30,10 @@ pub enum Family {
 
 impl Family {
     pub fn of(model_id: &str) -> Result<Self, SimError> {
+        // An application inference profile's id names no model; the simulator's all wrap Claude.
+        if model_id.contains(APPLICATION_PROFILE) {
+            return Ok(Self::Anthropic);
+        }
         let base = model_id.rsplit('/').next().unwrap_or(model_id);
         let base = PROFILE_PREFIXES
             .iter()
@@ -116,11 +127,16 @@ impl Reply {
 
 /// The reply text: names region and model so a test can see where a request landed.
 pub fn reply_text(region: &str, model_id: &str, user_text: &str) -> String {
-    let echo: Vec<&str> = user_text.split_whitespace().take(ECHO_WORDS).collect();
     format!(
         "Hello from {region} ({model_id}). You said: {}",
-        echo.join(" ")
+        echo(user_text)
     )
+}
+
+/// The first words of the user's text, single-spaced.
+pub fn echo(user_text: &str) -> String {
+    let words: Vec<&str> = user_text.split_whitespace().take(ECHO_WORDS).collect();
+    words.join(" ")
 }
 
 /// Cuts `text` at the first stop sequence, else at `max_tokens` words.
@@ -195,6 +211,42 @@ pub fn embedding(text: &str, dimensions: usize, normalize: bool) -> Vec<f64> {
     values
 }
 
+/// An input object with every declared or required property set to a fixed value of its type.
+pub fn sample_input(schema: &Value) -> Value {
+    let mut input = Map::new();
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        for (name, property) in properties {
+            let value = match property.get("type").and_then(Value::as_str) {
+                Some("number" | "integer") => json!(1),
+                Some("boolean") => json!(true),
+                Some("array") => json!([]),
+                Some("object") => json!({}),
+                _ => json!("sample"),
+            };
+            input.insert(name.clone(), value);
+        }
+    }
+    for name in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        input
+            .entry(name.to_owned())
+            .or_insert_with(|| json!("sample"));
+    }
+    Value::Object(input)
+}
+
+/// Splits text into up to `n` non-empty pieces on character boundaries.
+pub fn fragments(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(n).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -223,6 +275,13 @@ mod tests {
         assert_eq!(
             Family::of("eu.amazon.nova-pro-v1:0").unwrap(),
             Family::GenericChat
+        );
+        assert_eq!(
+            Family::of(
+                "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
+            )
+            .unwrap(),
+            Family::Anthropic
         );
         assert_eq!(
             Family::of("openai.gpt-9").unwrap_err().name,
@@ -280,5 +339,13 @@ mod tests {
         assert_ne!(a, embedding("hello!", 256, true));
         let norm: f64 = a.iter().map(|v| v * v).sum::<f64>().sqrt();
         assert!((norm - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fragments_rejoin() {
+        let text = r#"{"city":"sample"}"#;
+        let parts = fragments(text, 3);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.concat(), text);
     }
 }

@@ -1,4 +1,4 @@
-//! The actix-web surface: Bedrock Runtime's four model operations behind SigV4, STS
+//! The actix-web surface: Bedrock Runtime's model operations behind SigV4, STS
 //! `AssumeRole` at `/` (for targets that assume a role), and `/_sim/*` control endpoints for
 //! faults and stats.
 
@@ -18,7 +18,7 @@ use super::faults::Faults;
 use super::models::{Family, parse_model_path};
 use super::state::SimState;
 use super::stream::{EVENT_STREAM, event_stream, silence};
-use super::{converse, invoke, sts};
+use super::{claude, claude_stream, converse, count_tokens, invoke, sts};
 use sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
 /// Request bodies up to this size are accepted; Bedrock allows large multimodal prompts.
@@ -30,6 +30,7 @@ enum Operation {
     ConverseStream,
     Invoke,
     InvokeStream,
+    CountTokens,
 }
 
 impl Operation {
@@ -39,6 +40,7 @@ impl Operation {
             "converse-stream" => Some(Self::ConverseStream),
             "invoke" => Some(Self::Invoke),
             "invoke-with-response-stream" => Some(Self::InvokeStream),
+            "count-tokens" => Some(Self::CountTokens),
             _ => None,
         }
     }
@@ -49,6 +51,7 @@ impl Operation {
             Self::ConverseStream => "converse-stream",
             Self::Invoke => "invoke",
             Self::InvokeStream => "invoke-with-response-stream",
+            Self::CountTokens => "count-tokens",
         }
     }
 
@@ -155,7 +158,7 @@ async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>)
         }
         return res;
     }
-    match operate(op, &model_id, &body, &state.region, &faults, started) {
+    match operate(op, &model_id, &body, &state, &faults, started) {
         Ok(res) => res,
         Err(e) => e.response(),
     }
@@ -165,14 +168,15 @@ fn operate(
     op: Operation,
     model_id: &str,
     body: &[u8],
-    region: &str,
+    state: &SimState,
     faults: &Faults,
     started: Instant,
 ) -> Result<HttpResponse, SimError> {
     let family = Family::of(model_id)?;
+    let region = state.region.as_str();
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    match op {
-        Operation::Converse | Operation::ConverseStream => {
+    match (op, family) {
+        (Operation::Converse | Operation::ConverseStream, _) => {
             if !family.is_chat() {
                 return Err(SimError::validation(
                     "This action doesn't support the model that you provided. Try again with a supported text or chat model.",
@@ -185,7 +189,12 @@ fn operate(
                 event_stream(converse::stream_frames(&outcome, latency_ms), faults)
             })
         }
-        Operation::Invoke => {
+        (
+            Operation::Invoke | Operation::InvokeStream | Operation::CountTokens,
+            Family::Anthropic,
+        ) => claude_operation(op, model_id, body, state, faults, latency_ms),
+        (Operation::CountTokens, _) => Err(count_tokens::unsupported_model()),
+        (Operation::Invoke, _) => {
             let invoked = invoke::invoke(family, body, region, model_id)?;
             let mut res = HttpResponse::Ok();
             res.insert_header(("x-amzn-bedrock-input-token-count", invoked.input_tokens))
@@ -195,11 +204,71 @@ fn operate(
             }
             Ok(res.json(invoked.body))
         }
-        Operation::InvokeStream => {
+        (Operation::InvokeStream, _) => {
             let frames = invoke::stream_frames(family, body, region, model_id, latency_ms)?;
             Ok(event_stream(frames, faults))
         }
     }
+}
+
+/// Claude's InvokeModel, InvokeModelWithResponseStream and CountTokens: the body is recorded as it
+/// arrived, then held to Bedrock's rules, then answered.
+fn claude_operation(
+    op: Operation,
+    model_id: &str,
+    body: &[u8],
+    state: &SimState,
+    faults: &Faults,
+    latency_ms: u64,
+) -> Result<HttpResponse, SimError> {
+    let decoded;
+    let body = if op == Operation::CountTokens {
+        match count_tokens::parse(body)? {
+            count_tokens::Input::Converse(input) => {
+                return Ok(counted(converse::count_tokens(input)?));
+            }
+            count_tokens::Input::InvokeModel(invoke) => {
+                decoded = invoke.decoded()?;
+                decoded.as_slice()
+            }
+        }
+    } else {
+        body
+    };
+    let object = claude::parse_object(body)?;
+    state.stats.claude_request(model_id, op.name(), &object);
+    let request = claude::Request::check(object)?;
+    if op == Operation::CountTokens {
+        return Ok(counted(request.prompt().tokens));
+    }
+    let verified = request.verify_replayed_thinking();
+    state
+        .stats
+        .thinking_checked(*verified.as_ref().unwrap_or(&0), verified.is_err());
+    verified?;
+    let answer = claude::answer(
+        &request,
+        &state.region,
+        model_id,
+        &state.prompt_cache,
+        Instant::now(),
+    )?;
+    Ok(if op == Operation::InvokeStream {
+        event_stream(
+            claude_stream::stream_frames(&answer, model_id, latency_ms),
+            faults,
+        )
+    } else {
+        let mut res = HttpResponse::Ok();
+        for header in claude_stream::headers(&answer, latency_ms) {
+            res.insert_header(header);
+        }
+        res.json(claude_stream::body(&answer, model_id))
+    })
+}
+
+fn counted(input_tokens: u64) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "inputTokens": input_tokens }))
 }
 
 fn auth_error(error: &AuthError) -> SimError {

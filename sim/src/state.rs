@@ -4,6 +4,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use super::faults::Faults;
+use super::prompt_cache::PromptCache;
 use super::stats::Stats;
 use super::{SimKey, SimOptions};
 
@@ -16,6 +17,8 @@ pub struct SimState {
     pub accept_unsigned: bool,
     /// Lifetime of the credentials its STS endpoint hands out.
     pub sts_session: Duration,
+    /// Claude prompt prefixes cached by this region.
+    pub prompt_cache: PromptCache,
     /// The faults and how many model requests they have seen, so `fail_every_nth` counts from a reset.
     faults: Mutex<(Faults, u64)>,
 }
@@ -28,6 +31,7 @@ impl SimState {
             stats: Stats::new(&opts.region),
             accept_unsigned: opts.accept_unsigned,
             sts_session: opts.sts_session,
+            prompt_cache: PromptCache::default(),
             faults: Mutex::new((opts.faults.clone(), 0)),
         }
     }

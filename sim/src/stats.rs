@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Claude bodies kept for inspection, the newest last; older ones are dropped.
+const CLAUDE_RECORDS: usize = 32;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {
@@ -21,6 +25,25 @@ pub struct StatsSnapshot {
     pub assumed_roles_by_session: BTreeMap<String, u64>,
     /// All headers of the last verified model request, names lower-cased.
     pub last_request_headers: BTreeMap<String, String>,
+    /// The latest Claude InvokeModel / InvokeModelWithResponseStream / CountTokens bodies as they
+    /// arrived (decoded from base64 for CountTokens), before any of Bedrock's rules was applied.
+    pub claude_requests: Vec<ClaudeRequest>,
+    /// Replayed `thinking` / `redacted_thinking` blocks whose signature or data was checked and held.
+    pub thinking_signatures_verified: u64,
+    /// Requests refused because a replayed thinking block had been altered.
+    pub thinking_signatures_rejected: u64,
+}
+
+/// One Claude body, with the facts tests check most pulled out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaudeRequest {
+    pub model: String,
+    pub operation: String,
+    /// Its top-level keys.
+    pub keys: Vec<String>,
+    pub anthropic_version: Option<Value>,
+    pub anthropic_beta: Option<Value>,
+    pub body: Value,
 }
 
 #[derive(Debug)]
@@ -77,6 +100,30 @@ impl Stats {
                 .or_default() += 1;
             *s.by_operation.entry(op.to_owned()).or_default() += 1;
             s.last_request_headers = headers;
+        });
+    }
+
+    pub fn claude_request(&self, model: &str, op: &str, body: &Map<String, Value>) {
+        let record = ClaudeRequest {
+            model: model.to_owned(),
+            operation: op.to_owned(),
+            keys: body.keys().cloned().collect(),
+            anthropic_version: body.get("anthropic_version").cloned(),
+            anthropic_beta: body.get("anthropic_beta").cloned(),
+            body: Value::Object(body.clone()),
+        };
+        self.with(|s| {
+            if s.claude_requests.len() >= CLAUDE_RECORDS {
+                s.claude_requests.remove(0);
+            }
+            s.claude_requests.push(record);
+        });
+    }
+
+    pub fn thinking_checked(&self, verified: u64, rejected: bool) {
+        self.with(|s| {
+            s.thinking_signatures_verified += verified;
+            s.thinking_signatures_rejected += u64::from(rejected);
         });
     }
 

@@ -18,6 +18,7 @@ use crate::eventstream::exception_frame;
 use crate::gateway::Selection;
 use crate::observe::{self, Obs};
 use crate::shutdown::AbortSignal;
+use crate::translate::usage::{BedrockUsage, Usage};
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{
     Delivered, ProxyError, ProxyRequest, UpstreamError, forward, read_success_body,
@@ -25,11 +26,16 @@ use crate::upstream::forward::{
 use crate::upstream::operation::Operation;
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
+const CACHE_READ_HEADER: &str = "x-amzn-bedrock-cache-read-input-token-count";
+const CACHE_WRITE_HEADER: &str = "x-amzn-bedrock-cache-write-input-token-count";
+
 /// Response headers from Bedrock worth passing on (request id, token counts, model metadata).
-const PASSED_RESPONSE_HEADERS: [&str; 4] = [
+const PASSED_RESPONSE_HEADERS: [&str; 6] = [
     "x-amzn-requestid",
     "x-amzn-bedrock-input-token-count",
     "x-amzn-bedrock-output-token-count",
+    CACHE_READ_HEADER,
+    CACHE_WRITE_HEADER,
     "x-amzn-bedrock-invocation-latency",
 ];
 
@@ -110,6 +116,7 @@ async fn proxy(
         body,
         content_type: header(CONTENT_TYPE, "application/json"),
         accept: header(ACCEPT, "application/json"),
+        per_target: None,
     };
     let clients = req
         .app_data::<UpstreamClients>()
@@ -153,28 +160,29 @@ async fn full_response(
 ) -> Result<Reply, ProxyError> {
     let mut builder = response_head(&delivered);
     let body = read_success_body(&mut delivered, read_timeout, max_body, obs).await?;
-    let usage = usage_of(&delivered, &body);
-    if let Some((input, output)) = usage {
-        delivered.lease.record_usage_u64(input, output);
-    }
+    let usage = usage_of(&delivered, &body).map(|u| {
+        delivered
+            .lease
+            .record_usage_u64(u.quota_input(), u.output_tokens);
+        obs.cache_tokens(u.cache_read_tokens, u.cache_write_tokens);
+        (u.input_tokens, u.output_tokens)
+    });
     Ok(Reply::Full(builder.body(body), usage))
 }
 
-/// Tokens from Bedrock's answer: Converse's `usage`, else InvokeModel's token-count headers.
-fn usage_of(delivered: &Delivered, body: &[u8]) -> Option<(u64, u64)> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Usage {
-        input_tokens: u64,
-        #[serde(default)]
-        output_tokens: u64,
-    }
+/// Tokens from Bedrock's answer: Converse's `usage`, else InvokeModel's token-count headers
+/// (cache reads and writes included in the input, as on the other surfaces).
+fn usage_of(delivered: &Delivered, body: &[u8]) -> Option<Usage> {
+    /// Every field of Bedrock's usage has a default, so a Claude InvokeModel body (whose `usage`
+    /// is spelt in snake case) would parse as zeros; Converse's own `stopReason` tells them apart.
     #[derive(serde::Deserialize)]
     struct WithUsage {
-        usage: Usage,
+        usage: BedrockUsage,
+        #[serde(rename = "stopReason")]
+        _stop_reason: serde::de::IgnoredAny,
     }
-    if let Ok(WithUsage { usage }) = serde_json::from_slice::<WithUsage>(body) {
-        return Some((usage.input_tokens, usage.output_tokens));
+    if let Ok(WithUsage { usage, .. }) = serde_json::from_slice::<WithUsage>(body) {
+        return Some(Usage::from(&usage));
     }
     let count = |name: &str| {
         delivered
@@ -185,10 +193,14 @@ fn usage_of(delivered: &Delivered, body: &[u8]) -> Option<(u64, u64)> {
             .and_then(|v| v.parse::<u64>().ok())
     };
     let input = count("x-amzn-bedrock-input-token-count")?;
-    Some((
-        input,
-        count("x-amzn-bedrock-output-token-count").unwrap_or(0),
-    ))
+    let cache_read_tokens = count(CACHE_READ_HEADER).unwrap_or(0);
+    let cache_write_tokens = count(CACHE_WRITE_HEADER).unwrap_or(0);
+    Some(Usage {
+        input_tokens: input + cache_read_tokens + cache_write_tokens,
+        output_tokens: count("x-amzn-bedrock-output-token-count").unwrap_or(0),
+        cache_read_tokens,
+        cache_write_tokens,
+    })
 }
 
 /// Passes each verified frame on as it arrives. A broken or corrupt upstream ends with an

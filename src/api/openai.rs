@@ -6,121 +6,35 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 
 use super::body::read_authenticated;
+use super::failure::{Failure, reply};
 use super::quota::Quota;
-use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
+use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key};
+use super::sse::sse_response;
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::config::RouteType;
 use crate::error::{ApiFormat, GatewayError};
-use crate::eventstream::Frame;
 use crate::gateway::{Gateway, RouteRuntime, Selection};
-use crate::observe::{self, Obs};
-use crate::shutdown::AbortSignal;
+use crate::observe::Obs;
 use crate::translate::{
     self, ChatStreamTranslator, EmbeddingFamily, TranslateError, UpstreamEmbedding,
 };
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, forward, read_success_body};
 use crate::upstream::operation::Operation;
-use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
 /// Upstream embedding calls a single request may have in flight at once (Titan takes one text per
 /// call, so a batch of inputs fans out).
 const EMBEDDING_FAN_OUT: usize = 8;
 
-/// Everything that can end an OpenAI request early, rendered in OpenAI's error shape.
-enum Failure {
-    Translate(TranslateError),
-    Proxy(ProxyError),
-}
-
-impl From<TranslateError> for Failure {
-    fn from(e: TranslateError) -> Self {
-        Self::Translate(e)
-    }
-}
-
-impl From<ProxyError> for Failure {
-    fn from(e: ProxyError) -> Self {
-        Self::Proxy(e)
-    }
-}
-
-impl From<GatewayError> for Failure {
-    fn from(e: GatewayError) -> Self {
-        Self::Proxy(ProxyError::Gateway(e))
-    }
-}
-
-impl Failure {
-    fn respond(self) -> HttpResponse {
-        match self {
-            Self::Translate(e) => json_response(
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                e.to_openai_body(),
-            ),
-            Self::Proxy(ProxyError::Gateway(e)) => e.respond(ApiFormat::OpenAi),
-            Self::Proxy(ProxyError::Upstream(e)) => {
-                let message = translate::bedrock_error_message(&e.body)
-                    .unwrap_or_else(|| format!("upstream returned {}", e.status));
-                let (status, body) = translate::openai_error_for_bedrock(
-                    e.status.as_u16(),
-                    Some(&e.error_type),
-                    &message,
-                );
-                let mut response = json_response(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-                    body,
-                );
-                let headers = response.headers_mut();
-                if let Some(after) = e.retry_after
-                    && let Ok(value) = after.as_secs().to_string().parse()
-                {
-                    headers.insert(RETRY_AFTER, value);
-                }
-                if let Ok(value) = e.target.parse() {
-                    headers.insert(
-                        actix_web::http::header::HeaderName::from_static(TARGET_HEADER),
-                        value,
-                    );
-                }
-                response
-            }
-        }
-    }
-}
-
-/// Renders the handler's result, stamps the request id and overhead, and records the request
-/// (a stream records itself when it ends).
-fn reply(obs: &Obs, result: Result<Reply, Failure>) -> HttpResponse {
-    let (mut response, usage) = match result {
-        Ok(Reply::Full(response, usage)) => (response, usage),
-        Ok(Reply::Stream(mut response)) => {
-            observe::stamp(&mut response, &obs.id, obs.head_sent());
-            return response;
-        }
-        Err(failure) => {
-            obs.set_error_kind(match &failure {
-                Failure::Translate(_) => "bad_request",
-                Failure::Proxy(ProxyError::Gateway(e)) => e.kind(),
-                Failure::Proxy(ProxyError::Upstream(_)) => "upstream",
-            });
-            (failure.respond(), None)
-        }
-    };
-    observe::stamp(&mut response, &obs.id, obs.overhead());
-    obs.finish(response.status().as_u16(), usage);
-    response
-}
-
-fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(body)
@@ -133,7 +47,7 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn response_id(prefix: &str) -> String {
+pub(crate) fn response_id(prefix: &str) -> String {
     format!(
         "{prefix}-{:016x}{:016x}",
         fastrand::u64(..),
@@ -141,7 +55,7 @@ fn response_id(prefix: &str) -> String {
     )
 }
 
-fn route_for<'g>(
+pub(crate) fn route_for<'g>(
     gateway: &'g Gateway,
     model: &str,
     expected: RouteType,
@@ -163,7 +77,10 @@ fn route_for<'g>(
     Ok(selection)
 }
 
-fn client_for(req: &HttpRequest, route: &RouteRuntime) -> Result<awc::Client, GatewayError> {
+pub(crate) fn client_for(
+    req: &HttpRequest,
+    route: &RouteRuntime,
+) -> Result<awc::Client, GatewayError> {
     req.app_data::<UpstreamClients>()
         .map(|c| c.get(route.balancer_config.connect_timeout))
         .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))
@@ -198,10 +115,18 @@ async fn converse_request(
         } else {
             "application/json".to_owned()
         },
+        per_target: None,
     })
 }
 
-fn success_head(delivered: &Delivered) -> HttpResponseBuilder {
+/// A whole JSON answer from the target that delivered it.
+pub(crate) fn json_success(delivered: &Delivered, body: impl Into<Bytes>) -> HttpResponse {
+    success_head(delivered)
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(body.into())
+}
+
+pub(crate) fn success_head(delivered: &Delivered) -> HttpResponseBuilder {
     let mut builder = HttpResponse::Ok();
     builder.insert_header((TARGET_HEADER, delivered.lease.target().label.as_str()));
     builder.insert_header((ATTEMPTS_HEADER, delivered.attempts.to_string()));
@@ -216,7 +141,7 @@ pub async fn chat(
 ) -> HttpResponse {
     let obs = Obs::start(&req);
     let result = converse_surface(&req, payload, &state, &obs, Surface::Chat).await;
-    reply(&obs, result)
+    reply(&obs, ApiFormat::OpenAi, result)
 }
 
 /// `POST /v1/completions` (legacy).
@@ -227,7 +152,7 @@ pub async fn completions(
 ) -> HttpResponse {
     let obs = Obs::start(&req);
     let result = converse_surface(&req, payload, &state, &obs, Surface::Completions).await;
-    reply(&obs, result)
+    reply(&obs, ApiFormat::OpenAi, result)
 }
 
 /// The two OpenAI surfaces served by Converse: they differ only in their translation.
@@ -348,7 +273,7 @@ async fn converse_surface(
     if parsed.stream {
         return Ok(Reply::Stream(sse_response(
             delivered,
-            route,
+            route.balancer_config.read_timeout,
             surface.translator(parsed, id, created),
             Rc::clone(obs),
             state.abort_signal(),
@@ -362,105 +287,16 @@ async fn converse_surface(
     )
     .await?;
     let translated = surface.respond(&upstream, &parsed, &id, created)?;
-    let usage = (
-        translated.usage.input_tokens,
-        translated.usage.output_tokens,
-    );
-    delivered.lease.record_usage_u64(usage.0, usage.1);
-    let response = success_head(&delivered)
-        .insert_header((CONTENT_TYPE, "application/json"))
-        .body(translated.body);
-    Ok(Reply::Full(response, Some(usage)))
-}
-
-/// Translates ConverseStream frames to SSE as each arrives; every upstream event is flushed at
-/// once. An upstream exception, break or timeout becomes an SSE `error` record, then the stream
-/// ends (no `[DONE]`, so clients cannot mistake it for a complete answer).
-fn sse_response(
-    delivered: Delivered,
-    route: &RouteRuntime,
-    translator: ChatStreamTranslator,
-    obs: Rc<Obs>,
-    abort: AbortSignal,
-) -> HttpResponse {
-    let mut builder = success_head(&delivered);
-    builder
-        .insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"));
-    let sent_at = delivered.sent_at;
-    obs.streaming_from(sent_at);
-    let reader = FrameReader::new(
-        delivered.response,
-        delivered.lease,
-        route.balancer_config.read_timeout,
-        abort,
-    );
-    let state = Some((reader, translator, obs));
-    let body = stream::unfold(state, move |mut state| async move {
-        // Borrowed in place, not moved out: a moved-out copy would be a second slot for the whole
-        // state in this future, which every open stream holds.
-        let (reader, translator, obs) = state.as_mut()?;
-        let mut out = Vec::new();
-        loop {
-            let item = reader.next().await;
-            match &item {
-                Some(StreamItem::Frame(_)) => obs.first_token(sent_at.elapsed()),
-                Some(StreamItem::Failed(_)) => {
-                    obs.set_error_kind("stream_error");
-                    stream_end(reader, obs, sent_at);
-                }
-                None => stream_end(reader, obs, sent_at),
-            }
-            match item {
-                Some(StreamItem::Frame(raw)) => match raw.frame {
-                    Frame::Event {
-                        event_type,
-                        payload,
-                    } => {
-                        if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
-                            obs.set_error_kind("stream_error");
-                            stream_end(reader, obs, sent_at);
-                            translator.on_exception(
-                                "internalServerException",
-                                &e.to_string(),
-                                &mut out,
-                            );
-                            return Some((Ok::<Bytes, actix_web::Error>(Bytes::from(out)), None));
-                        }
-                    }
-                    Frame::Exception {
-                        exception_type,
-                        payload,
-                    } => {
-                        let message = translate::bedrock_error_message(&payload)
-                            .unwrap_or_else(|| exception_type.clone());
-                        translator.on_exception(&exception_type, &message, &mut out);
-                        obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
-                        return Some((Ok(Bytes::from(out)), None));
-                    }
-                    Frame::Error { code, message } => {
-                        translator.on_exception(&code, &message, &mut out);
-                        obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
-                        return Some((Ok(Bytes::from(out)), None));
-                    }
-                },
-                Some(StreamItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
-                    translator.on_exception("internalServerException", &m, &mut out);
-                    return Some((Ok(Bytes::from(out)), None));
-                }
-                None => {
-                    translator.finish(&mut out);
-                    return Some((Ok(Bytes::from(out)), None));
-                }
-            }
-            if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), state));
-            }
-        }
-    });
-    builder.streaming(body)
+    let tokens = translated.usage;
+    let usage = (tokens.input_tokens, tokens.output_tokens);
+    delivered
+        .lease
+        .record_usage_u64(tokens.quota_input(), tokens.output_tokens);
+    obs.cache_tokens(tokens.cache_read_tokens, tokens.cache_write_tokens);
+    Ok(Reply::Full(
+        json_success(&delivered, translated.body),
+        Some(usage),
+    ))
 }
 
 /// `POST /v1/embeddings`: one or more InvokeModel calls, each balanced on its own.
@@ -471,7 +307,7 @@ pub async fn embeddings(
 ) -> HttpResponse {
     let obs = Obs::start(&req);
     let result = embeddings_inner(&req, payload, &state, &obs).await;
-    reply(&obs, result)
+    reply(&obs, ApiFormat::OpenAi, result)
 }
 
 async fn embeddings_inner(
@@ -531,6 +367,7 @@ async fn embeddings_inner(
                     body: Bytes::from(body),
                     content_type: "application/json".to_owned(),
                     accept: "application/json".to_owned(),
+                    per_target: None,
                 };
                 let mut delivered = forward(route, &client, &request, obs).await?;
                 let input_tokens = delivered
@@ -574,12 +411,22 @@ async fn embeddings_inner(
     Ok(Reply::Full(response, Some((input_tokens, 0))))
 }
 
-/// `GET /v1/models`: the routes, in OpenAI's list shape.
+/// `GET /v1/models`: the routes, in OpenAI's list shape, or Anthropic's for a client that sends
+/// `anthropic-version` (Claude Code reads it).
 pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let gateway = state.gateway();
+    let anthropic = req.headers().contains_key(super::anthropic::VERSION_HEADER);
+    let format = if anthropic {
+        ApiFormat::Anthropic
+    } else {
+        ApiFormat::OpenAi
+    };
     // A GET has no body; a signature, if any, covers the empty one.
     if let Err(e) = gateway.auth.check_head(&req).and_then(|p| p.verify(&[])) {
-        return e.respond(ApiFormat::OpenAi);
+        return e.respond(format);
+    }
+    if anthropic {
+        return super::anthropic::models_page(&gateway);
     }
     let data: Vec<_> = gateway
         .routes()

@@ -29,5 +29,6 @@ pub(crate) enum Reply {
 pub fn stream_end(reader: &FrameReader, obs: &Obs, sent_at: std::time::Instant) {
     obs.upstream_time(reader.lease().target(), sent_at.elapsed());
     let summary = &reader.summary;
+    obs.cache_tokens(summary.cache_read_tokens, summary.cache_write_tokens);
     obs.finish(200, Some((summary.input_tokens, summary.output_tokens)));
 }

@@ -39,7 +39,8 @@ pub struct TargetActor {
 
 /// The source is built asynchronously (the AWS chain probes its providers), so it starts empty.
 enum CredentialSourceSlot {
-    Pending(crate::config::Target),
+    /// Boxed: a target's config is several times the size of a ready source.
+    Pending(Box<crate::config::Target>),
     Ready(CredentialSource),
 }
 
@@ -57,7 +58,7 @@ impl TargetActor {
             state,
             breaker: Breaker::new(max_fails, clock::as_ms(fail_timeout)),
             cooldown: Cooldown::default(),
-            credentials: CredentialSourceSlot::Pending(target),
+            credentials: CredentialSourceSlot::Pending(Box::new(target)),
             limits,
         }
     }
@@ -73,7 +74,7 @@ impl TargetActor {
         let label = self.label.clone();
         let fut = match &self.credentials {
             CredentialSourceSlot::Pending(target) => {
-                let target = target.clone();
+                let target = target.as_ref().clone();
                 async move {
                     let source = CredentialSource::for_target(&target).await;
                     let fetched = source.fetch().await;

@@ -62,3 +62,19 @@ pub const DEFAULT_WEIGHT: u16 = 100;
 pub const DEFAULT_ROLE_SESSION_NAME: &str = "bedrock-balancer";
 /// Costs are only for metrics and `tokens_count_strategy: cost`; zero means "not priced".
 pub const DEFAULT_COST: f64 = 0.0;
+/// Beta flags Bedrock's Claude models take in `anthropic_beta` today (Anthropic-API-only flags such
+/// as `claude-code-20250219` make Bedrock answer `invalid beta flag`, so they are dropped).
+pub const DEFAULT_ANTHROPIC_BETAS: [&str; 12] = [
+    "interleaved-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "tool-search-tool-2025-10-19",
+    "fine-grained-tool-streaming-2025-05-14",
+    "token-efficient-tools-2025-02-19",
+    "output-128k-2025-02-19",
+    "dev-full-thinking-2025-05-14",
+    "context-management-2025-06-27",
+    "effort-2025-11-24",
+    "tool-examples-2025-10-29",
+    "computer-use-2025-01-24",
+    "computer-use-2024-10-22",
+];

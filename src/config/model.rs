@@ -300,6 +300,14 @@ pub struct Target {
     pub input_cost: f64,
     /// Price per million output tokens.
     pub output_cost: f64,
+    /// Price per million input tokens read from Bedrock's prompt cache.
+    pub cache_read_cost: f64,
+    /// Price per million input tokens written to Bedrock's prompt cache.
+    pub cache_write_cost: f64,
+    /// Set when the model id alone does not say (an application inference profile ARN).
+    pub model_family: Option<ModelFamily>,
+    /// Beta flags passed on to Claude as `anthropic_beta`; others are dropped.
+    pub anthropic_betas: Vec<String>,
     /// Default `max_tokens` when the client sends none (used for token-budget reservations).
     pub max_tokens: Option<NonZeroU32>,
     pub weight: NonZeroU16,
@@ -308,7 +316,18 @@ pub struct Target {
     pub limits: Limits,
 }
 
+/// A model family whose native API the gateway speaks (`options.bedrock.model_family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelFamily {
+    Anthropic,
+}
+
 impl Target {
+    /// Whether the target is a Claude model, which takes Anthropic's Messages body on InvokeModel.
+    pub fn speaks_anthropic(&self) -> bool {
+        self.model_family == Some(ModelFamily::Anthropic) || self.model_id.contains("anthropic.")
+    }
+
     /// A stable, human-readable id used in logs, metrics labels and response headers.
     pub fn label(&self) -> String {
         format!("{}/{}", self.region, self.model_id)

@@ -114,7 +114,10 @@ pub struct RawModelOptions {
     pub upstream_url: Option<String>,
     pub input_cost: Option<f64>,
     pub output_cost: Option<f64>,
+    pub cache_read_cost: Option<f64>,
+    pub cache_write_cost: Option<f64>,
     pub max_tokens: Option<i64>,
+    pub anthropic_betas: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -124,6 +127,7 @@ pub struct RawBedrockOptions {
     pub aws_assume_role_arn: Option<String>,
     pub aws_role_session_name: Option<String>,
     pub aws_sts_endpoint_url: Option<String>,
+    pub model_family: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -55,6 +55,15 @@ pub struct TargetRow<'a> {
     pub ewma_latency_secs: f64,
 }
 
+/// The tokens of one request, as `tokens_total` counts them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
 /// What is left of one target's quota (`None`: no such limit).
 #[derive(Debug, Clone, Copy)]
 pub struct LimitRow<'a> {
@@ -80,6 +89,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     rate_limited: IntCounterVec,
     auth_failures: IntCounterVec,
+    betas_dropped: IntCounterVec,
     target_state: IntGaugeVec,
     target_cooldown: IntGaugeVec,
     in_flight: IntGaugeVec,
@@ -205,7 +215,7 @@ impl Metrics {
             cost: reg!(prometheus::CounterVec::new(
                 opts(
                     "cost_total",
-                    "Spend in the config's currency: tokens x input_cost/output_cost per 1M"
+                    "Spend in the config's currency: tokens x input/output/cache_read/cache_write_cost per 1M"
                 ),
                 &["target"]
             )?),
@@ -246,6 +256,13 @@ impl Metrics {
             )?),
             rate_limited,
             auth_failures,
+            betas_dropped: reg!(IntCounterVec::new(
+                opts(
+                    "anthropic_betas_dropped_total",
+                    "Beta flags a client asked for that the target's anthropic_betas does not allow, by target"
+                ),
+                &["target"]
+            )?),
             target_state: reg!(IntGaugeVec::new(
                 opts(
                     "target_state",
@@ -350,14 +367,17 @@ impl Metrics {
         self.overhead.observe(overhead.as_secs_f64());
     }
 
-    /// Tokens a target reported for one request, and what they cost.
-    pub fn usage(&self, target: &str, input: u64, output: u64, cost: f64) {
-        self.tokens
-            .with_label_values(&[target, "prompt"])
-            .inc_by(input);
-        self.tokens
-            .with_label_values(&[target, "completion"])
-            .inc_by(output);
+    /// Tokens a target reported for one request (the prompt-cache reads and writes among the
+    /// input as well), and what they cost.
+    pub fn usage(&self, target: &str, tokens: TokenCounts, cost: f64) {
+        for (kind, count) in [
+            ("prompt", tokens.input),
+            ("completion", tokens.output),
+            ("cache_read", tokens.cache_read),
+            ("cache_write", tokens.cache_write),
+        ] {
+            self.tokens.with_label_values(&[target, kind]).inc_by(count);
+        }
         self.cost.with_label_values(&[target]).inc_by(cost);
     }
 
@@ -461,6 +481,15 @@ pub fn bounded<'a>(value: &'a str, known: impl IntoIterator<Item = &'a str>) -> 
 pub fn upstream_error(target: &str, kind: &'static str) {
     if let Some(m) = metrics() {
         m.upstream_errors.with_label_values(&[target, kind]).inc();
+    }
+}
+
+/// Beta flags dropped for a target (labelled by the target, never by the client's flag).
+pub fn betas_dropped(target_label: &str, count: u64) {
+    if let Some(m) = metrics() {
+        m.betas_dropped
+            .with_label_values(&[target_label])
+            .inc_by(count);
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::REQUEST_ID_HEADER;
 use super::access_log::{self, AccessRecord};
 use crate::backend::TargetRuntime;
-use crate::metrics::{NONE, OTHER, metrics};
+use crate::metrics::{NONE, OTHER, TokenCounts, metrics};
 
 /// Dollars per million tokens is how Bedrock prices are written (and how `input_cost` is set).
 const TOKENS_PER_PRICE_UNIT: f64 = 1_000_000.0;
@@ -33,6 +33,8 @@ pub struct Obs {
     /// Streams: overhead measured when the head was sent.
     head_overhead: Cell<Option<Duration>>,
     error_kind: Cell<Option<&'static str>>,
+    /// Prompt tokens read from and written to Bedrock's prompt cache (part of the input).
+    cache: Cell<(u64, u64)>,
     finished: Cell<bool>,
 }
 
@@ -70,6 +72,7 @@ impl Obs {
             stream_sent_at: Cell::new(None),
             head_overhead: Cell::new(None),
             error_kind: Cell::new(None),
+            cache: Cell::new((0, 0)),
             finished: Cell::new(false),
         })
     }
@@ -85,6 +88,11 @@ impl Obs {
 
     pub fn set_error_kind(&self, kind: &'static str) {
         self.error_kind.set(Some(kind));
+    }
+
+    /// The part of the usage's input that Bedrock read from and wrote to its prompt cache.
+    pub fn cache_tokens(&self, read: u64, write: u64) {
+        self.cache.set((read, write));
     }
 
     /// Attempt `nth` (1-based, within one `forward` call) begins on `target`; a later attempt
@@ -170,10 +178,21 @@ impl Obs {
                 m.time_to_first_token(&t.label, ttft);
             }
             if let Some(t) = target.as_ref().filter(|_| usage.is_some()) {
-                let cost = (input as f64 * t.config.input_cost
-                    + output as f64 * t.config.output_cost)
+                let (read, write) = self.cache.get();
+                let c = &t.config;
+                let uncached = input.saturating_sub(read + write);
+                let cost = (uncached as f64 * c.input_cost
+                    + read as f64 * c.cache_read_cost
+                    + write as f64 * c.cache_write_cost
+                    + output as f64 * c.output_cost)
                     / TOKENS_PER_PRICE_UNIT;
-                m.usage(&t.label, input, output, cost);
+                let tokens = TokenCounts {
+                    input,
+                    output,
+                    cache_read: read,
+                    cache_write: write,
+                };
+                m.usage(&t.label, tokens, cost);
                 if let Some(per_token) =
                     per_output_token(self.upstream.get(), self.ttft.get(), output)
                 {

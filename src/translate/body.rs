@@ -57,6 +57,11 @@ impl<'a> Body<'a> {
         }
     }
 
+    /// The fields not taken yet, in the client's order (duplicates included).
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&str, &'a RawValue)> {
+        self.fields.iter().map(|(k, v)| (k.as_ref(), *v))
+    }
+
     /// Fails on the first field nobody took: OpenAI itself rejects unknown parameters, and
     /// ignoring one could change the output behind the client's back.
     pub(crate) fn reject_rest(self) -> Result<(), TranslateError> {

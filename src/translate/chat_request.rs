@@ -27,6 +27,7 @@ use super::body::{Body, first_byte, parse_raw, strip_position};
 use super::converse::{
     ContentBlock, ConverseBody, Empty, Image, ImageSource, InputSchema, Role, SpecificTool,
     SystemBlock, Tool, ToolChoice, ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
+    image_format,
 };
 use super::error::TranslateError;
 use super::inference::{StrCow, take_common, take_max_tokens};
@@ -332,6 +333,7 @@ fn push_message<'a>(
                 [ContentBlock::ToolResult(ToolResult {
                     tool_use_id,
                     content,
+                    status: None,
                 })],
             );
             Ok(true)
@@ -497,26 +499,7 @@ fn image_block<'a>(url: Cow<'a, str>, param: &str) -> Result<ContentBlock<'a>, T
             "url must be a base64 data URL (data:image/png;base64,...)",
         ));
     };
-    let format = match mime.to_ascii_lowercase().as_str() {
-        "image/png" => "png",
-        "image/jpeg" | "image/jpg" => "jpeg",
-        "image/gif" => "gif",
-        "image/webp" => "webp",
-        _ => {
-            return Err(TranslateError::unsupported(
-                param,
-                format!("image type \"{mime}\" is not supported; use png, jpeg, gif or webp"),
-            ));
-        }
-    };
-    // A cheap alphabet check: decoding here would copy the image only to throw it away.
-    let is_base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
-    if data.is_empty() || !data.bytes().all(is_base64) {
-        return Err(TranslateError::invalid(
-            param,
-            "the data URL does not hold valid base64",
-        ));
-    }
+    let format = image_format(mime, data, param)?;
     let start = url.len() - data.len();
     // Borrowed unless the client escaped a character (some encoders write `\/`).
     let bytes = match url {

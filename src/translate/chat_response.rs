@@ -27,43 +27,43 @@ pub struct TranslatedResponse {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ConverseResponse<'a> {
     #[serde(borrow)]
-    output: Output<'a>,
+    pub(crate) output: Output<'a>,
     #[serde(borrow)]
-    stop_reason: Cow<'a, str>,
+    pub(crate) stop_reason: Cow<'a, str>,
     #[serde(default)]
-    usage: Option<BedrockUsage>,
+    pub(crate) usage: Option<BedrockUsage>,
 }
 
 #[derive(Deserialize)]
-struct Output<'a> {
+pub(crate) struct Output<'a> {
     #[serde(borrow, default)]
-    message: Option<OutputMessage<'a>>,
+    pub(crate) message: Option<OutputMessage<'a>>,
 }
 
 #[derive(Deserialize)]
-struct OutputMessage<'a> {
+pub(crate) struct OutputMessage<'a> {
     #[serde(borrow, default)]
-    content: Vec<OutputBlock<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OutputBlock<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_use: Option<OutputToolUse<'a>>,
+    pub(crate) content: Vec<OutputBlock<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct OutputToolUse<'a> {
+pub(crate) struct OutputBlock<'a> {
+    #[serde(borrow, default)]
+    pub(crate) text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) tool_use: Option<OutputToolUse<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OutputToolUse<'a> {
     #[serde(borrow)]
-    tool_use_id: Cow<'a, str>,
+    pub(crate) tool_use_id: Cow<'a, str>,
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
     #[serde(borrow)]
-    input: &'a RawValue,
+    pub(crate) input: &'a RawValue,
 }
 
 /// What a Converse response says, flattened for either OpenAI object.
@@ -262,7 +262,8 @@ mod tests {
             Usage {
                 input_tokens: 12,
                 output_tokens: 7,
-                cache_read_tokens: 0
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
             }
         );
         assert_eq!(r.finish_reason, FinishReason::Stop);

@@ -376,75 +376,78 @@ impl ChatStreamTranslator {
     }
 }
 
-fn parse<'a, T: Deserialize<'a>>(event_type: &str, payload: &'a [u8]) -> Result<T, TranslateError> {
+pub(crate) fn parse<'a, T: Deserialize<'a>>(
+    event_type: &str,
+    payload: &'a [u8],
+) -> Result<T, TranslateError> {
     serde_json::from_slice(payload)
         .map_err(|e| TranslateError::upstream(format!("{event_type} event: {e}")))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct BlockStart<'a> {
-    content_block_index: u32,
+pub(crate) struct BlockStart<'a> {
+    pub(crate) content_block_index: u32,
     #[serde(borrow)]
-    start: BlockStartUnion<'a>,
+    pub(crate) start: BlockStartUnion<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct BlockStartUnion<'a> {
+pub(crate) struct BlockStartUnion<'a> {
     #[serde(borrow, default)]
-    tool_use: Option<ToolUseStart<'a>>,
+    pub(crate) tool_use: Option<ToolUseStart<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ToolUseStart<'a> {
+pub(crate) struct ToolUseStart<'a> {
     #[serde(borrow)]
-    tool_use_id: Cow<'a, str>,
+    pub(crate) tool_use_id: Cow<'a, str>,
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct BlockDelta<'a> {
-    content_block_index: u32,
+pub(crate) struct BlockDelta<'a> {
+    pub(crate) content_block_index: u32,
     #[serde(borrow)]
-    delta: DeltaUnion<'a>,
+    pub(crate) delta: DeltaUnion<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DeltaUnion<'a> {
+pub(crate) struct DeltaUnion<'a> {
     #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+    pub(crate) text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    tool_use: Option<ToolUseDelta<'a>>,
+    pub(crate) tool_use: Option<ToolUseDelta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ToolUseDelta<'a> {
+pub(crate) struct ToolUseDelta<'a> {
     #[serde(borrow, default)]
-    input: Cow<'a, str>,
+    pub(crate) input: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MessageStop<'a> {
+pub(crate) struct MessageStop<'a> {
     #[serde(borrow)]
-    stop_reason: Cow<'a, str>,
+    pub(crate) stop_reason: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct Metadata {
+pub(crate) struct Metadata {
     #[serde(default)]
-    usage: Option<BedrockUsage>,
+    pub(crate) usage: Option<BedrockUsage>,
 }
 
 #[derive(Deserialize)]
-struct ExceptionPayload<'a> {
+pub(crate) struct ExceptionPayload<'a> {
     #[serde(borrow, default, alias = "Message")]
-    message: Option<Cow<'a, str>>,
+    pub(crate) message: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -596,7 +599,7 @@ mod tests {
             Some(Usage {
                 input_tokens: 5,
                 output_tokens: 2,
-                cache_read_tokens: 0
+                ..Usage::default()
             })
         );
         let mut out = Vec::new();

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::error::TranslateError;
+
 #[derive(Debug, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ConverseBody<'a> {
@@ -91,12 +93,44 @@ pub(crate) struct ToolUse<'a> {
 pub(crate) struct ToolResult<'a> {
     pub(crate) tool_use_id: Cow<'a, str>,
     pub(crate) content: Vec<ToolResultContent<'a>>,
+    /// `error` when the tool failed; absent means success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) status: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) enum ToolResultContent<'a> {
     #[serde(rename = "text")]
     Text(Cow<'a, str>),
+}
+
+/// Converse's image `format` for a MIME type, once the base64 `data` passed a cheap alphabet
+/// check (decoding here would copy the image only to throw it away).
+pub(crate) fn image_format(
+    mime: &str,
+    data: &str,
+    param: &str,
+) -> Result<&'static str, TranslateError> {
+    let format = match mime.to_ascii_lowercase().as_str() {
+        "image/png" => "png",
+        "image/jpeg" | "image/jpg" => "jpeg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        _ => {
+            return Err(TranslateError::unsupported(
+                param,
+                format!("image type \"{mime}\" is not supported; use png, jpeg, gif or webp"),
+            ));
+        }
+    };
+    let is_base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+    if data.is_empty() || !data.bytes().all(is_base64) {
+        return Err(TranslateError::invalid(
+            param,
+            "the image data is not valid base64",
+        ));
+    }
+    Ok(format)
 }
 
 #[derive(Debug, Serialize, Default)]

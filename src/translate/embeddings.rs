@@ -314,8 +314,7 @@ pub fn embeddings_response(
         .collect();
     let usage = Usage {
         input_tokens: tokens,
-        output_tokens: 0,
-        cache_read_tokens: 0,
+        ..Usage::default()
     };
     let list = EmbeddingList {
         object: "list",

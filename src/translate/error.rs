@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum TranslateError {
     /// The request body is not JSON, or not a JSON object; the message carries serde's line and
     /// column.
@@ -77,6 +77,17 @@ impl TranslateError {
             Self::Invalid { .. } => "invalid",
             Self::Upstream { .. } => "upstream",
         }
+    }
+
+    /// The complete Anthropic error body for this error (the message names the parameter).
+    pub fn to_anthropic_body(&self) -> Vec<u8> {
+        let error_type = match self {
+            Self::Json { .. } | Self::Invalid { .. } | Self::Unsupported { .. } => {
+                "invalid_request_error"
+            }
+            Self::Upstream { .. } => "api_error",
+        };
+        super::anthropic::error_body(error_type, &self.to_string())
     }
 
     /// The complete OpenAI error body for this error.

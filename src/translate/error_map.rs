@@ -90,6 +90,42 @@ fn by_name(name: &str) -> Option<OpenAiErrorKind> {
     }
 }
 
+/// Anthropic's status and error `type` for a Bedrock error, as Anthropic's SDKs expect them:
+/// 529 `overloaded_error` when Bedrock has no capacity (their retry and backoff key on it), 429
+/// `rate_limit_error` for throttling. `status` 0 means unknown (a stream exception).
+pub fn anthropic_error_for_bedrock(status: u16, error_type: Option<&str>) -> (u16, &'static str) {
+    let name = error_type.map(normalize).unwrap_or_default();
+    let eq = |expected: &str| name.eq_ignore_ascii_case(expected);
+    if eq("ValidationException") || eq("ConflictException") {
+        (400, "invalid_request_error")
+    } else if eq("AccessDeniedException") {
+        (403, "permission_error")
+    } else if eq("ResourceNotFoundException") {
+        (404, "not_found_error")
+    } else if eq("ThrottlingException") || eq("ServiceQuotaExceededException") {
+        (429, "rate_limit_error")
+    } else if eq("ServiceUnavailableException") || eq("ModelNotReadyException") {
+        (529, "overloaded_error")
+    } else if eq("ModelTimeoutException")
+        || eq("ModelErrorException")
+        || eq("ModelStreamErrorException")
+        || eq("InternalServerException")
+    {
+        (500, "api_error")
+    } else {
+        match status {
+            401 => (401, "authentication_error"),
+            403 => (403, "permission_error"),
+            404 => (404, "not_found_error"),
+            413 => (413, "request_too_large"),
+            429 => (429, "rate_limit_error"),
+            400..=499 => (400, "invalid_request_error"),
+            503 => (529, "overloaded_error"),
+            _ => (500, "api_error"),
+        }
+    }
+}
+
 /// The OpenAI status and body for a Bedrock error.
 pub fn openai_error_for_bedrock(
     status: u16,
@@ -219,6 +255,38 @@ mod tests {
         assert_eq!(map(503, None).0, 503);
         assert_eq!(map(0, None).0, 502);
         assert_eq!(map(0, Some("")).0, 502);
+    }
+
+    #[test]
+    fn anthropic_table() {
+        for (status, name, want) in [
+            (400, "ValidationException", (400, "invalid_request_error")),
+            (403, "AccessDeniedException", (403, "permission_error")),
+            (404, "ResourceNotFoundException", (404, "not_found_error")),
+            (429, "ThrottlingException", (429, "rate_limit_error")),
+            (
+                400,
+                "ServiceQuotaExceededException",
+                (429, "rate_limit_error"),
+            ),
+            (
+                503,
+                "ServiceUnavailableException",
+                (529, "overloaded_error"),
+            ),
+            (429, "ModelNotReadyException", (529, "overloaded_error")),
+            (0, "modelStreamErrorException", (500, "api_error")),
+            (500, "InternalServerException", (500, "api_error")),
+            (413, "", (413, "request_too_large")),
+            (418, "TeapotException", (400, "invalid_request_error")),
+            (0, "", (500, "api_error")),
+        ] {
+            assert_eq!(
+                anthropic_error_for_bedrock(status, Some(name)),
+                want,
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub(crate) fn take_max_tokens(
     }
 }
 
-fn take_finite(body: &mut Body<'_>, name: &str) -> Result<Option<f32>, TranslateError> {
+pub(crate) fn take_finite(body: &mut Body<'_>, name: &str) -> Result<Option<f32>, TranslateError> {
     match body.take::<f32>(name)? {
         Some(v) if !v.is_finite() => Err(TranslateError::invalid(name, "must be a finite number")),
         other => Ok(other),

@@ -20,6 +20,7 @@ mod body;
 mod converse;
 mod inference;
 
+pub mod anthropic;
 pub mod chat_request;
 pub mod chat_response;
 pub mod chat_stream;
@@ -28,6 +29,9 @@ pub mod embeddings;
 pub mod error;
 pub mod error_map;
 pub mod finish_reason;
+pub mod messages_bedrock;
+pub mod messages_converse;
+pub mod messages_stream;
 pub mod sse;
 pub mod usage;
 
@@ -43,7 +47,8 @@ pub use embeddings::{
 };
 pub use error::TranslateError;
 pub use error_map::{
-    OpenAiErrorKind, bedrock_error_message, classify, openai_error_body, openai_error_for_bedrock,
+    OpenAiErrorKind, anthropic_error_for_bedrock, bedrock_error_message, classify,
+    openai_error_body, openai_error_for_bedrock,
 };
 pub use finish_reason::FinishReason;
 pub use usage::Usage;

@@ -1,4 +1,4 @@
-//! Server-sent-event framing for OpenAI streams.
+//! Server-sent-event framing for OpenAI and Anthropic streams.
 //!
 //! A record is `data: <json>\n\n`. serde_json's compact writer escapes every control character
 //! inside strings, so the JSON can never contain a raw line break and model text such as
@@ -9,6 +9,20 @@ use serde::Serialize;
 use super::error::TranslateError;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Appends one named record, `event: <name>` then `data: <json>`, as Anthropic streams do. JSON
+/// text can hold a line break only as whitespace between tokens (inside strings it is escaped),
+/// so line breaks are blanked rather than allowed to end the record early.
+pub fn write_event(out: &mut Vec<u8>, name: &str, json: &[u8]) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend(
+        json.iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    out.extend_from_slice(b"\n\n");
+}
 
 /// Appends one `data:` record holding `value` as compact JSON.
 pub fn write_json<T: Serialize + ?Sized>(
@@ -50,6 +64,13 @@ mod tests {
         assert!(!inner.contains('\n') && !inner.contains('\r'));
         let v: serde_json::Value = serde_json::from_str(inner).unwrap();
         assert_eq!(v["t"], text);
+    }
+
+    #[test]
+    fn named_events_keep_one_data_line() {
+        let mut out = Vec::new();
+        write_event(&mut out, "ping", b"{\n \"type\": \"ping\"\r\n}");
+        assert_eq!(out, b"event: ping\ndata: {  \"type\": \"ping\"  }\n\n");
     }
 
     #[test]

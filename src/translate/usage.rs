@@ -9,6 +9,15 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Prompt tokens served from Bedrock's prompt cache; already counted in `input_tokens`.
     pub cache_read_tokens: u64,
+    /// Prompt tokens written to Bedrock's prompt cache; already counted in `input_tokens`.
+    pub cache_write_tokens: u64,
+}
+
+impl Usage {
+    /// Prompt tokens as Bedrock's quota settles them: cache reads are released at settlement.
+    pub fn quota_input(&self) -> u64 {
+        self.input_tokens - self.cache_read_tokens
+    }
 }
 
 /// Bedrock's `TokenUsage`. Its `inputTokens` leaves out cache reads and writes, which OpenAI's
@@ -17,13 +26,13 @@ pub struct Usage {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct BedrockUsage {
     #[serde(default)]
-    input_tokens: u64,
+    pub(crate) input_tokens: u64,
     #[serde(default)]
-    output_tokens: u64,
+    pub(crate) output_tokens: u64,
     #[serde(default)]
-    cache_read_input_tokens: u64,
+    pub(crate) cache_read_input_tokens: u64,
     #[serde(default)]
-    cache_write_input_tokens: u64,
+    pub(crate) cache_write_input_tokens: u64,
 }
 
 impl From<&BedrockUsage> for Usage {
@@ -32,6 +41,7 @@ impl From<&BedrockUsage> for Usage {
             input_tokens: u.input_tokens + u.cache_read_input_tokens + u.cache_write_input_tokens,
             output_tokens: u.output_tokens,
             cache_read_tokens: u.cache_read_input_tokens,
+            cache_write_tokens: u.cache_write_input_tokens,
         }
     }
 }
@@ -80,9 +90,11 @@ mod tests {
             Usage {
                 input_tokens: 40,
                 output_tokens: 5,
-                cache_read_tokens: 20
+                cache_read_tokens: 20,
+                cache_write_tokens: 10,
             }
         );
+        assert_eq!(u.quota_input(), 20);
         let v = serde_json::to_value(OpenAiUsage::from(u)).unwrap();
         assert_eq!(
             v,

@@ -20,7 +20,7 @@ use crate::aws::sign::{PATH_LABEL, Unsigned};
 use crate::backend::{Health, Outcome, TargetRuntime};
 use crate::balance::Lease;
 use crate::clock;
-use crate::config::{FailoverCriteria, FailoverCriterion};
+use crate::config::{FailoverCriteria, FailoverCriterion, Target};
 use crate::error::{GatewayError, LimitScope};
 use crate::gateway::RouteRuntime;
 use crate::limits::estimate::{BodyTokens, DEFAULT_MAX_TOKENS};
@@ -43,6 +43,25 @@ pub struct ProxyRequest {
     pub body: Bytes,
     pub content_type: String,
     pub accept: String,
+    /// Set when the operation and body depend on the picked target; `operation` and `body` then
+    /// go only to targets it leaves them to.
+    pub per_target: Option<Box<dyn PerTarget>>,
+}
+
+/// Shapes a request for one target: Anthropic Messages go to Claude as InvokeModel with that
+/// target's betas, to other models as Converse. An error means this target cannot serve the
+/// request (the client asked for something only other models do); another target may.
+pub trait PerTarget {
+    fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError>;
+}
+
+impl ProxyRequest {
+    fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
+        match &self.per_target {
+            Some(shape) => shape.prepare(target),
+            None => Ok((self.operation, self.body.clone())),
+        }
+    }
 }
 
 /// A successful response head from the target that will serve the request.
@@ -124,6 +143,8 @@ pub async fn forward(
     let mut previous: Option<Arc<TargetRuntime>> = None;
     // The most hopeful refusal by a target's limits: the soonest wait, else the largest cap.
     let mut refused: Option<Refusal> = None;
+    // Why a picked target could not take this request at all, if none could.
+    let mut unservable: Option<GatewayError> = None;
     while attempts < max_attempts {
         if attempts > 0 {
             if tried.iter().all(|t| *t) {
@@ -158,8 +179,18 @@ pub async fn forward(
             let Some(index) = candidate else { break None };
             tried[index] = true;
             let target = &roster.targets[index];
+            let prepared = match request.prepare(&target.config) {
+                Ok(prepared) => prepared,
+                Err(why) => {
+                    if target.state.health() == Health::HalfOpen {
+                        target.state.release_trial();
+                    }
+                    unservable = Some(why);
+                    continue;
+                }
+            };
             match admit_target(target, request.tokens).await {
-                Ok(reservation) => break Some((index, reservation)),
+                Ok(reservation) => break Some((index, reservation, prepared)),
                 Err(refusal) => {
                     // The pick may have claimed the target's half-open trial: hand it back.
                     if target.state.health() == Health::HalfOpen {
@@ -171,7 +202,7 @@ pub async fn forward(
                 }
             }
         };
-        let Some((index, reservation)) = picked else {
+        let Some((index, reservation, (operation, body))) = picked else {
             break;
         };
         attempts += 1;
@@ -186,7 +217,7 @@ pub async fn forward(
         obs.attempt(&route.name, &target, attempts, previous.as_deref());
         previous = Some(Arc::clone(&target));
         let sent_at = Instant::now();
-        match send_once(client, &target, request, config).await {
+        match send_once(client, &target, request, operation, body, config).await {
             Ok(response) if response.status().is_success() => {
                 lease.mark_delivered();
                 return Ok(Delivered {
@@ -231,9 +262,9 @@ pub async fn forward(
     }
     Err(match (last, refused) {
         (None, Some(refusal)) => ProxyError::Gateway(limits::refused(LimitScope::Targets, refusal)),
-        (None, None) => ProxyError::Gateway(GatewayError::NoTarget {
+        (None, None) => ProxyError::Gateway(unservable.unwrap_or_else(|| GatewayError::NoTarget {
             route: route.name.clone(),
-        }),
+        })),
         (Some(LastFailure::Status(error)), _) => ProxyError::Upstream(error),
         (Some(LastFailure::Attempt(failure)), _) if failure.kind == FailureKind::Timeout => {
             ProxyError::Gateway(GatewayError::UpstreamTimeout(failure.detail))
@@ -343,7 +374,7 @@ pub fn upstream_url(target: &TargetRuntime, operation: Operation) -> String {
     format!(
         "{}/model/{}/{}",
         target.config.upstream_url,
-        utf8_percent_encode(&target.config.model_id, PATH_LABEL),
+        utf8_percent_encode(operation.model_id(&target.config.model_id), PATH_LABEL),
         operation.path_suffix()
     )
 }
@@ -352,12 +383,14 @@ async fn send_once(
     client: &awc::Client,
     target: &TargetRuntime,
     request: &ProxyRequest,
+    operation: Operation,
+    body: Bytes,
     config: &crate::config::BalancerConfig,
 ) -> Result<awc::ClientResponse, AttemptFailure> {
     let credentials = target.state.credentials.load_full().ok_or_else(|| {
         AttemptFailure::unsent(FailureKind::Error, "no credentials loaded yet".to_owned())
     })?;
-    let url = upstream_url(target, request.operation);
+    let url = upstream_url(target, operation);
     // The upstream URL is an origin (checked by the config), so the path is what follows it.
     let path = &url[target.config.upstream_url.len()..];
     let unsigned_headers = [
@@ -371,7 +404,7 @@ async fn send_once(
                 method: "POST",
                 path,
                 headers: &unsigned_headers,
-                body: &request.body,
+                body: &body,
             },
             &credentials,
             SystemTime::now(),
@@ -389,7 +422,7 @@ async fn send_once(
         write: config.write_timeout,
         read: config.read_timeout,
     };
-    timeouts::send(upstream, request.body.clone(), timeouts)
+    timeouts::send(upstream, body, timeouts)
         .await
         .map_err(|failure| AttemptFailure::of(failure, &target.label))
 }

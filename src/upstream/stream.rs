@@ -20,8 +20,11 @@ use crate::shutdown::AbortSignal;
 /// Tokens and stop reason learned from the stream, for metrics, limits and the request log.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StreamSummary {
+    /// Every prompt token, cache reads and writes included.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
     pub stop_reason: Option<String>,
     pub frames: u64,
 }
@@ -179,9 +182,20 @@ impl FrameReader {
         }
     }
 
+    /// Limits count what Bedrock's quota settles on: cache reads are released at settlement.
     fn record_usage(&mut self) {
-        self.lease
-            .record_usage_u64(self.summary.input_tokens, self.summary.output_tokens);
+        self.lease.record_usage_u64(
+            self.summary.input_tokens - self.summary.cache_read_tokens,
+            self.summary.output_tokens,
+        );
+    }
+
+    fn set_usage(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
+        self.summary.input_tokens = input + cache_read + cache_write;
+        self.summary.output_tokens = output;
+        self.summary.cache_read_tokens = cache_read;
+        self.summary.cache_write_tokens = cache_write;
+        self.record_usage();
     }
 
     fn observe_event(&mut self, event_type: &str, payload: &[u8]) {
@@ -191,10 +205,13 @@ impl FrameReader {
         match event_type {
             "metadata" => {
                 self.complete = true;
-                if let Ok(meta) = serde_json::from_slice::<ConverseMetadata>(payload) {
-                    self.summary.input_tokens = meta.usage.input_tokens;
-                    self.summary.output_tokens = meta.usage.output_tokens;
-                    self.record_usage();
+                if let Ok(ConverseMetadata { usage: u }) = serde_json::from_slice(payload) {
+                    self.set_usage(
+                        u.input_tokens,
+                        u.output_tokens,
+                        u.cache_read_input_tokens,
+                        u.cache_write_input_tokens,
+                    );
                 }
             }
             "messageStop" => {
@@ -219,9 +236,12 @@ impl FrameReader {
         if let Ok(event) = serde_json::from_slice::<InvokeEvent>(&inner) {
             if let Some(metrics) = event.metrics {
                 self.complete = true;
-                self.summary.input_tokens = metrics.input_token_count;
-                self.summary.output_tokens = metrics.output_token_count;
-                self.record_usage();
+                self.set_usage(
+                    metrics.input_token_count,
+                    metrics.output_token_count,
+                    metrics.cache_read_input_token_count,
+                    metrics.cache_write_input_token_count,
+                );
             }
             if let Some(reason) = event
                 .stop_reason
@@ -243,6 +263,10 @@ struct ConverseMetadata {
 struct ConverseUsage {
     input_tokens: u64,
     output_tokens: u64,
+    #[serde(default)]
+    cache_read_input_tokens: u64,
+    #[serde(default)]
+    cache_write_input_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -274,4 +298,8 @@ struct InvokeDelta {
 struct InvocationMetrics {
     input_token_count: u64,
     output_token_count: u64,
+    #[serde(default)]
+    cache_read_input_token_count: u64,
+    #[serde(default)]
+    cache_write_input_token_count: u64,
 }

@@ -64,7 +64,7 @@ def test_random_models_and_keys_do_not_create_series():
     allowed = {
         "route": routes | {"other"}, "target": labels | {"none"}, "from": labels, "to": labels,
         "region": {"us-east-1", "us-west-2"}, "model": {o.MODEL}, "kind": KINDS,
-        "token_type": {"prompt", "completion"}, "scope": {"consumer", "target", "all_targets"},
+        "token_type": {"prompt", "completion", "cache_read", "cache_write"}, "scope": {"consumer", "target", "all_targets"},
         "result": {"success", "failure"}, "limit": {"rpm", "tpm"},
         "reason": {"missing", "invalid_key", "unknown_access_key", "bad_signature", "expired", "malformed"},
     }
@@ -83,7 +83,8 @@ def test_random_models_and_keys_do_not_create_series():
         + r * HISTOGRAM_SERIES              # request_duration_seconds
         + 3 * n_targets * HISTOGRAM_SERIES  # upstream, ttft, per-token histograms
         + HISTOGRAM_SERIES                  # overhead_seconds
-        + 2 * n_targets + n_targets         # tokens_total, cost_total
+        + 4 * n_targets + n_targets         # tokens_total, cost_total
+        + n_targets                         # anthropic_betas_dropped_total
         + r + n_targets * n_targets         # retries_total, failovers_total
         + n_targets * len(KINDS)            # upstream_errors_total
         + 3 + 2                             # rate_limited_total, config_reloads_total

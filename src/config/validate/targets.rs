@@ -91,6 +91,10 @@ fn target(raw: RawTarget, path: &str, problems: &mut Vec<ConfigProblem>) -> Opti
         auth: auth?,
         input_cost: model.input_cost,
         output_cost: model.output_cost,
+        cache_read_cost: model.cache_read_cost,
+        cache_write_cost: model.cache_write_cost,
+        model_family: model.model_family,
+        anthropic_betas: model.anthropic_betas,
         max_tokens: model.max_tokens,
         weight: weight?,
         priority: priority?,
@@ -106,6 +110,10 @@ struct ModelFields {
     assume_role: Option<AssumeRole>,
     input_cost: f64,
     output_cost: f64,
+    cache_read_cost: f64,
+    cache_write_cost: f64,
+    model_family: Option<ModelFamily>,
+    anthropic_betas: Vec<String>,
     max_tokens: Option<NonZeroU32>,
 }
 
@@ -198,6 +206,21 @@ fn model_fields(
         &field(&options_path, "output_cost"),
         problems,
     );
+    let [cache_read_cost, cache_write_cost] = [
+        ("cache_read_cost", options.cache_read_cost),
+        ("cache_write_cost", options.cache_write_cost),
+    ]
+    .map(|(name, v)| cost(v, &field(&options_path, name), problems));
+    let model_family = model_family(
+        bedrock.model_family,
+        &field(&bedrock_path, "model_family"),
+        problems,
+    );
+    let anthropic_betas = anthropic_betas(
+        options.anthropic_betas,
+        &field(&options_path, "anthropic_betas"),
+        problems,
+    );
     let max_tokens = match options.max_tokens {
         None => Some(None),
         Some(v) => optional_non_zero_u32(Some(v), &field(&options_path, "max_tokens"), problems),
@@ -210,8 +233,58 @@ fn model_fields(
         assume_role: assume_role?,
         input_cost: input_cost?,
         output_cost: output_cost?,
+        cache_read_cost: cache_read_cost?,
+        cache_write_cost: cache_write_cost?,
+        model_family: model_family?,
+        anthropic_betas: anthropic_betas?,
         max_tokens: max_tokens?,
     })
+}
+
+fn model_family(
+    v: Option<String>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Option<ModelFamily>> {
+    match v.as_deref() {
+        None => Some(None),
+        Some("anthropic") => Some(Some(ModelFamily::Anthropic)),
+        Some(other) => {
+            problems.push(ConfigProblem::new(
+                path,
+                format!(
+                    "unsupported model_family {other:?}; the only value is \"anthropic\" (other \
+                     models are reached through Converse and need none)"
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// Beta flags are `name-YYYY-MM-DD` tokens; one with a comma or space would split differently
+/// in the `anthropic-beta` header than in the list.
+fn anthropic_betas(
+    v: Option<Vec<String>>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Vec<String>> {
+    let Some(betas) = v else {
+        return Some(DEFAULT_ANTHROPIC_BETAS.map(str::to_owned).to_vec());
+    };
+    let bad: Vec<&String> = betas
+        .iter()
+        .filter(|b| b.is_empty() || b.contains(|c: char| c == ',' || c.is_whitespace()))
+        .collect();
+    if bad.is_empty() {
+        Some(betas)
+    } else {
+        problems.push(ConfigProblem::new(
+            path,
+            format!("beta flags must be non-empty and hold no comma or space, got {bad:?}"),
+        ));
+        None
+    }
 }
 
 fn assume_role(

@@ -1,0 +1,295 @@
+//! The Anthropic Messages surface: `POST /v1/messages` (whole and streamed),
+//! `POST /v1/messages/count_tokens`, and the model list in Anthropic's shape.
+//!
+//! The target picked decides the upstream call: a Claude target gets InvokeModel (or
+//! InvokeModelWithResponseStream, or CountTokens) with the client's body kept as sent, any other
+//! model Converse. Translation is in [`crate::translate`]; this file routes, forwards, streams and
+//! renders errors in Anthropic's shape.
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde_json::json;
+
+use super::body::read_authenticated;
+use super::failure::{Failure, reply};
+use super::openai::{client_for, json_success, response_id, route_for};
+use super::quota::Quota;
+use super::reply::{Reply, hash_key};
+use super::sse::{EventTranslator, sse_response};
+use super::state::AppState;
+use crate::config::{RouteType, Target};
+use crate::error::{ApiFormat, GatewayError};
+use crate::gateway::Gateway;
+use crate::limits::estimate::BodyTokens;
+use crate::metrics;
+use crate::observe::Obs;
+use crate::translate::TranslateError;
+use crate::translate::anthropic::MessagesUsage;
+use crate::translate::messages_bedrock::{
+    self, MessagesHead, count_tokens_body, messages_head, split_betas,
+};
+use crate::translate::messages_converse::{converse_request, messages_response};
+use crate::translate::messages_stream::{self, MessagesStreamTranslator};
+use crate::upstream::forward::{Delivered, PerTarget, ProxyRequest, forward, read_success_body};
+use crate::upstream::operation::Operation;
+
+/// The header Anthropic clients send their beta flags in.
+const BETA_HEADER: &str = "anthropic-beta";
+/// The header every Anthropic client sends; its presence asks `GET /v1/models` for Anthropic's
+/// list shape.
+pub const VERSION_HEADER: &str = "anthropic-version";
+
+/// What a Messages request becomes for each kind of target.
+struct MessagesShape {
+    body: Bytes,
+    head: MessagesHead,
+    /// The `anthropic-beta` header values, as sent.
+    header_betas: Vec<String>,
+    count_tokens: bool,
+    /// Built once, by the first non-Claude target picked.
+    converse: OnceCell<Result<Bytes, TranslateError>>,
+}
+
+impl MessagesShape {
+    fn claude_body(&self, target: &Target) -> Result<Bytes, TranslateError> {
+        let requested = self
+            .header_betas
+            .iter()
+            .chain(&self.head.body_betas)
+            .map(String::as_str);
+        let betas = split_betas(requested, &target.anthropic_betas);
+        if betas.dropped > 0 {
+            metrics::betas_dropped(&target.label(), betas.dropped as u64);
+            tracing::debug!(target_id = %target.label(), dropped = betas.dropped, "beta flags outside the target's anthropic_betas dropped");
+        }
+        let body = if self.count_tokens {
+            count_tokens_body(&self.body, &self.head, &betas.kept)?
+        } else {
+            messages_bedrock::bedrock_body(&self.body, &betas.kept)?
+        };
+        Ok(Bytes::from(body))
+    }
+}
+
+fn bad_request(e: TranslateError) -> GatewayError {
+    GatewayError::BadRequest {
+        param: e.param().map(str::to_owned),
+        message: e.to_string(),
+    }
+}
+
+impl PerTarget for MessagesShape {
+    fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
+        if target.speaks_anthropic() {
+            let operation = match (self.count_tokens, self.head.stream) {
+                (true, _) => Operation::CountTokens,
+                (false, true) => Operation::InvokeWithResponseStream,
+                (false, false) => Operation::Invoke,
+            };
+            return Ok((operation, self.claude_body(target).map_err(bad_request)?));
+        }
+        if self.count_tokens {
+            return Err(GatewayError::BadRequest {
+                message: format!(
+                    "model '{}' cannot count tokens: Bedrock counts tokens for Claude models only",
+                    self.head.model
+                ),
+                param: Some("model".to_owned()),
+            });
+        }
+        let body = self
+            .converse
+            .get_or_init(|| converse_request(&self.body).map(Bytes::from))
+            .clone()
+            .map_err(bad_request)?;
+        let operation = if self.head.stream {
+            Operation::ConverseStream
+        } else {
+            Operation::Converse
+        };
+        Ok((operation, body))
+    }
+}
+
+fn header_values(req: &HttpRequest, name: &str) -> Vec<String> {
+    req.headers()
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `POST /v1/messages`.
+pub async fn messages(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let obs = Obs::start(&req);
+    let result = messages_inner(&req, payload, &state, &obs, false).await;
+    reply(&obs, ApiFormat::Anthropic, result)
+}
+
+/// `POST /v1/messages/count_tokens`: Bedrock's CountTokens, never counted against token limits.
+pub async fn count_tokens(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let obs = Obs::start(&req);
+    let result = messages_inner(&req, payload, &state, &obs, true).await;
+    reply(&obs, ApiFormat::Anthropic, result)
+}
+
+async fn messages_inner(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    obs: &Rc<Obs>,
+    count: bool,
+) -> Result<Reply, Failure> {
+    let gateway = state.gateway();
+    let (caller, body) = read_authenticated(req, payload, &gateway).await?;
+    obs.set_consumer(caller.consumer());
+    let mut head = messages_head(&body)?;
+    if count {
+        // A count answers at once: there is nothing to stream.
+        head.stream = false;
+    }
+    let selection = route_for(&gateway, &head.model, RouteType::Chat)?;
+    let route = selection.route;
+    obs.set_route(&route.name);
+    let client = client_for(req, route)?;
+    let quota = Quota::for_request(&gateway, route, caller.consumer());
+    let tokens = if count {
+        BodyTokens {
+            input: 0,
+            max_output: Some(0),
+        }
+    } else {
+        quota.tokens(&body)
+    };
+    let consumer_reservation = quota.admit_consumer([tokens]).await?;
+    let stream = head.stream;
+    let model = head.model.clone();
+    let request = ProxyRequest {
+        hash_key: hash_key(req, route),
+        pinned_model: selection.pinned_model.clone(),
+        tokens,
+        consumer_reservation,
+        // Every target gets its own shape; these two are never sent as they are.
+        operation: Operation::Invoke,
+        body: Bytes::new(),
+        content_type: "application/json".to_owned(),
+        accept: if stream {
+            "application/vnd.amazon.eventstream".to_owned()
+        } else {
+            "application/json".to_owned()
+        },
+        per_target: Some(Box::new(MessagesShape {
+            body,
+            head,
+            header_betas: header_values(req, BETA_HEADER),
+            count_tokens: count,
+            converse: OnceCell::new(),
+        })),
+    };
+    let mut delivered = forward(route, &client, &request, obs).await?;
+    let claude = delivered.lease.target().config.speaks_anthropic();
+    if stream {
+        let events = if claude {
+            Events::Claude
+        } else {
+            Events::Converse(MessagesStreamTranslator::new(model, response_id("msg")))
+        };
+        return Ok(Reply::Stream(sse_response(
+            delivered,
+            route.balancer_config.read_timeout,
+            events,
+            Rc::clone(obs),
+            state.abort_signal(),
+        )));
+    }
+    let upstream = read_success_body(
+        &mut delivered,
+        route.balancer_config.read_timeout,
+        gateway.config.server.max_response_body_size.get(),
+        obs,
+    )
+    .await?;
+    if count {
+        let body = messages_bedrock::count_tokens_response(&upstream)?;
+        return Ok(Reply::Full(json_success(&delivered, body), None));
+    }
+    let (body, usage) = if claude {
+        let usage = messages_bedrock::response_usage(&upstream).unwrap_or_default();
+        (upstream, usage)
+    } else {
+        let (body, usage) = messages_response(&upstream, &model, &response_id("msg"))?;
+        (Bytes::from(body), usage)
+    };
+    let recorded = record_usage(&mut delivered, obs, usage);
+    Ok(Reply::Full(json_success(&delivered, body), Some(recorded)))
+}
+
+/// Settles limits and tells the request record; returns (prompt tokens with cache, output).
+fn record_usage(delivered: &mut Delivered, obs: &Obs, usage: MessagesUsage) -> (u64, u64) {
+    let read = usage.cache_read_input_tokens;
+    let write = usage.cache_creation_input_tokens;
+    // Bedrock's quota settles without cache reads.
+    delivered
+        .lease
+        .record_usage_u64(usage.input_tokens + write, usage.output_tokens);
+    obs.cache_tokens(read, write);
+    (usage.input_tokens + read + write, usage.output_tokens)
+}
+
+/// How upstream events become Anthropic stream events.
+enum Events {
+    /// Claude's own events, unwrapped from Bedrock's `chunk` frames.
+    Claude,
+    Converse(MessagesStreamTranslator),
+}
+
+impl EventTranslator for Events {
+    fn on_event(
+        &mut self,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        match self {
+            Self::Claude if event_type == "chunk" => messages_bedrock::chunk_to_sse(payload, out),
+            // InvokeModel streams carry nothing else a client needs.
+            Self::Claude => Ok(()),
+            Self::Converse(t) => t.on_event(event_type, payload, out),
+        }
+    }
+
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        messages_stream::on_exception(exception_type, message, out);
+    }
+
+    /// Both kinds of stream end with their own `message_stop`.
+    fn finish(&mut self, _: &mut Vec<u8>) {}
+}
+
+/// `GET /v1/models` for a client that sent `anthropic-version`: the routes in Anthropic's list
+/// shape. Routes are configuration, not releases, so `created_at` is the epoch.
+pub fn models_page(gateway: &Gateway) -> HttpResponse {
+    let data: Vec<_> = gateway
+        .routes()
+        .iter()
+        .map(|r| {
+            json!({"type": "model", "id": r.name, "display_name": r.name,
+                   "created_at": "1970-01-01T00:00:00Z"})
+        })
+        .collect();
+    let first = gateway.routes().first().map(|r| r.name.as_str());
+    let last = gateway.routes().last().map(|r| r.name.as_str());
+    HttpResponse::Ok()
+        .json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
+}

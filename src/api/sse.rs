@@ -1,0 +1,139 @@
+//! Streams an upstream event stream to the client as server-sent events, in the client's format:
+//! the framing, flushing and error endings are the same for OpenAI and Anthropic streams, only
+//! the translation of each event differs.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use bytes::Bytes;
+use futures_util::stream;
+
+use super::openai::success_head;
+use super::reply::stream_end;
+use crate::eventstream::Frame;
+use crate::observe::Obs;
+use crate::shutdown::AbortSignal;
+use crate::translate::{self, ChatStreamTranslator, TranslateError};
+use crate::upstream::forward::Delivered;
+use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
+
+/// One stream's translation from upstream events to the client's SSE records.
+pub(crate) trait EventTranslator {
+    /// Appends the records for one upstream event; on error nothing is appended.
+    fn on_event(
+        &mut self,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError>;
+    /// Appends the error record for a Bedrock exception (or a broken stream); the stream ends.
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>);
+    /// Appends what ends a complete stream.
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+impl EventTranslator for ChatStreamTranslator {
+    fn on_event(
+        &mut self,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        Self::on_event(self, event_type, payload, out).map(|_| ())
+    }
+
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        Self::on_exception(self, exception_type, message, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Self::finish(self, out);
+    }
+}
+
+/// Translates upstream frames to SSE as each arrives; every upstream event is flushed at once.
+/// An upstream exception, break or timeout becomes the format's error record, then the stream
+/// ends (for OpenAI without `[DONE]`, so clients cannot mistake it for a complete answer).
+pub(crate) fn sse_response<T: EventTranslator + 'static>(
+    delivered: Delivered,
+    read_timeout: Duration,
+    translator: T,
+    obs: Rc<Obs>,
+    abort: AbortSignal,
+) -> HttpResponse {
+    let mut builder = success_head(&delivered);
+    builder
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"));
+    let sent_at = delivered.sent_at;
+    obs.streaming_from(sent_at);
+    let reader = FrameReader::new(delivered.response, delivered.lease, read_timeout, abort);
+    let state = Some((reader, translator, obs));
+    let body = stream::unfold(state, move |mut state| async move {
+        // Borrowed in place, not moved out: a moved-out copy would be a second slot for the whole
+        // state in this future, which every open stream holds.
+        let (reader, translator, obs) = state.as_mut()?;
+        let mut out = Vec::new();
+        loop {
+            let item = reader.next().await;
+            match &item {
+                Some(StreamItem::Frame(_)) => obs.first_token(sent_at.elapsed()),
+                Some(StreamItem::Failed(_)) => {
+                    obs.set_error_kind("stream_error");
+                    stream_end(reader, obs, sent_at);
+                }
+                None => stream_end(reader, obs, sent_at),
+            }
+            match item {
+                Some(StreamItem::Frame(raw)) => match raw.frame {
+                    Frame::Event {
+                        event_type,
+                        payload,
+                    } => {
+                        if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
+                            obs.set_error_kind("stream_error");
+                            stream_end(reader, obs, sent_at);
+                            translator.on_exception(
+                                "internalServerException",
+                                &e.to_string(),
+                                &mut out,
+                            );
+                            return Some((Ok::<Bytes, actix_web::Error>(Bytes::from(out)), None));
+                        }
+                    }
+                    Frame::Exception {
+                        exception_type,
+                        payload,
+                    } => {
+                        let message = translate::bedrock_error_message(&payload)
+                            .unwrap_or_else(|| exception_type.clone());
+                        translator.on_exception(&exception_type, &message, &mut out);
+                        obs.set_error_kind("stream_error");
+                        stream_end(reader, obs, sent_at);
+                        return Some((Ok(Bytes::from(out)), None));
+                    }
+                    Frame::Error { code, message } => {
+                        translator.on_exception(&code, &message, &mut out);
+                        obs.set_error_kind("stream_error");
+                        stream_end(reader, obs, sent_at);
+                        return Some((Ok(Bytes::from(out)), None));
+                    }
+                },
+                Some(StreamItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
+                    translator.on_exception("internalServerException", &m, &mut out);
+                    return Some((Ok(Bytes::from(out)), None));
+                }
+                None => {
+                    translator.finish(&mut out);
+                    return Some((Ok(Bytes::from(out)), None));
+                }
+            }
+            if !out.is_empty() {
+                return Some((Ok(Bytes::from(out)), state));
+            }
+        }
+    });
+    builder.streaming(body)
+}

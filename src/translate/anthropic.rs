@@ -1,0 +1,194 @@
+//! Anthropic Messages API wire types: the request's content blocks (as the Converse conversion
+//! reads them), the response message and its usage, stream events, and the error body.
+//!
+//! Claude targets never see these types: their requests and answers pass through as bytes (see
+//! `messages_bedrock`). Only the conversion to and from Converse parses them.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Anthropic's `stop_reason` for a Bedrock (Converse) `stopReason`. Converse already uses
+/// Anthropic's words for the common four; a guardrail or content filter is Anthropic's `refusal`.
+pub fn stop_reason(bedrock: &str) -> &'static str {
+    match bedrock {
+        "max_tokens" => "max_tokens",
+        "stop_sequence" => "stop_sequence",
+        "tool_use" => "tool_use",
+        "guardrail_intervened" | "content_filtered" => "refusal",
+        "model_context_window_exceeded" => "model_context_window_exceeded",
+        _ => "end_turn",
+    }
+}
+
+/// One message of the request.
+#[derive(Deserialize)]
+pub(crate) struct Message<'a> {
+    #[serde(borrow)]
+    pub(crate) role: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) content: &'a RawValue,
+}
+
+/// A content block of the request, by its `type`; the conversion reads only what Converse can
+/// carry and refuses the rest by name.
+#[derive(Deserialize)]
+pub(crate) struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) text: Option<Cow<'a, str>>,
+    /// Parsed by the block type that has one (its shape differs per type).
+    #[serde(borrow, default)]
+    pub(crate) source: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(crate) tool_use_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) content: Option<&'a RawValue>,
+    #[serde(default)]
+    pub(crate) is_error: Option<bool>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ImageSource<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) media_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) data: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ToolDef<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub(crate) kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub(crate) name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) description: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) input_schema: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ToolChoice<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Thinking<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+}
+
+/// Anthropic's `usage`. `input_tokens` leaves out cache reads and writes, as Bedrock's own
+/// `inputTokens` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagesUsage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+}
+
+/// A content block of the response.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum OutBlock<'a> {
+    Text {
+        text: Cow<'a, str>,
+    },
+    ToolUse {
+        id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        input: &'a RawValue,
+    },
+}
+
+/// The response message (and, with empty content and no stop reason, a stream's
+/// `message_start`).
+#[derive(Serialize)]
+pub(crate) struct OutMessage<'a> {
+    pub(crate) id: &'a str,
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    pub(crate) role: &'static str,
+    pub(crate) model: &'a str,
+    pub(crate) content: Vec<OutBlock<'a>>,
+    pub(crate) stop_reason: Option<&'static str>,
+    pub(crate) stop_sequence: Option<()>,
+    pub(crate) usage: MessagesUsage,
+}
+
+/// `{"type":"error","error":{"type","message"}}`.
+pub fn error_body(error_type: &str, message: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Inner<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        message: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Outer<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        error: Inner<'a>,
+    }
+    // Plain strings cannot fail to serialise; the fallback keeps this infallible.
+    serde_json::to_vec(&Outer {
+        kind: "error",
+        error: Inner {
+            kind: error_type,
+            message,
+        },
+    })
+    .unwrap_or_else(|_| {
+        br#"{"type":"error","error":{"type":"api_error","message":"internal error"}}"#.to_vec()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn error_shape() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&error_body("overloaded_error", "busy \"now\"")).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","error":{"type":"overloaded_error","message":"busy \"now\""}})
+        );
+    }
+
+    #[test]
+    fn stop_reasons() {
+        for (bedrock, want) in [
+            ("end_turn", "end_turn"),
+            ("tool_use", "tool_use"),
+            ("max_tokens", "max_tokens"),
+            ("stop_sequence", "stop_sequence"),
+            ("guardrail_intervened", "refusal"),
+            ("content_filtered", "refusal"),
+            ("something_new", "end_turn"),
+        ] {
+            assert_eq!(stop_reason(bedrock), want, "{bedrock}");
+        }
+    }
+}
