@@ -11,7 +11,7 @@ use percent_encoding::percent_decode_str;
 
 use super::body::read_authenticated;
 use super::quota::Quota;
-use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
+use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key, stream_end};
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
@@ -99,6 +99,7 @@ async fn proxy(
     let consumer_reservation = quota.admit_consumer([tokens]).await?;
     let request = ProxyRequest {
         hash_key: hash_key(req, route),
+        session: session_key(req, route),
         operation,
         tokens,
         consumer_reservation,

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::body::read_authenticated;
 use super::quota::Quota;
-use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
+use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key, stream_end};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::config::RouteType;
@@ -181,6 +181,7 @@ async fn converse_request(
     let consumer_reservation = quota.admit_consumer([tokens]).await?;
     Ok(ProxyRequest {
         hash_key: hash_key(req, route),
+        session: session_key(req, route),
         tokens,
         consumer_reservation,
         operation: if stream {
@@ -497,6 +498,7 @@ async fn embeddings_inner(
     let read_timeout = route.balancer_config.read_timeout;
     let max_body = gateway.config.server.max_response_body_size.get();
     let key = hash_key(req, route);
+    let session = session_key(req, route);
     let calls = request
         .upstream_bodies
         .into_iter()
@@ -504,10 +506,12 @@ async fn embeddings_inner(
         .map(|(body, tokens)| {
             let client = client.clone();
             let hash_key = key.clone();
+            let session = session.clone();
             let consumer_reservation = consumer_reservation.clone();
             async move {
                 let request = ProxyRequest {
                     hash_key,
+                    session,
                     tokens,
                     consumer_reservation,
                     operation: Operation::Invoke,

@@ -11,13 +11,17 @@ use super::priority::Priority;
 use super::round_robin::RoundRobin;
 use super::strategy::{Load, PickContext, Strategy};
 use crate::backend::TargetRuntime;
-use crate::config::{Algorithm, BalancerConfig, LatencyStrategy, TokensCountStrategy};
+use crate::config::{
+    Algorithm, BalancerConfig, LatencyStrategy, SessionAffinity, TokensCountStrategy,
+};
 
 pub struct Roster {
     pub targets: Vec<Arc<TargetRuntime>>,
     strategy: Box<dyn Strategy>,
     latency_strategy: LatencyStrategy,
     tokens_count_strategy: TokensCountStrategy,
+    /// The route's session affinity settings; `None` when it is off.
+    pub session_affinity: Option<SessionAffinity>,
 }
 
 /// What a strategy is built from: one entry per target, in roster order.
@@ -69,6 +73,7 @@ impl Roster {
             targets,
             latency_strategy: balancer.latency_strategy,
             tokens_count_strategy: balancer.tokens_count_strategy,
+            session_affinity: balancer.session_affinity.clone(),
         }
     }
 
@@ -105,9 +110,13 @@ impl Roster {
             hash_key,
             load: &load,
         };
-        self.strategy.pick(&ctx, &mut |i| {
-            !tried.get(i).copied().unwrap_or(true) && self.targets[i].state.try_admit(now_ms)
-        })
+        self.strategy
+            .pick(&ctx, &mut |i| self.admit_untried(tried, i, now_ms))
+    }
+
+    /// Whether target `i` is not yet tried and ready now (claiming a half-open trial if it is one).
+    pub fn admit_untried(&self, tried: &[bool], i: usize, now_ms: u64) -> bool {
+        !tried.get(i).copied().unwrap_or(true) && self.targets[i].state.try_admit(now_ms)
     }
 }
 
@@ -133,6 +142,7 @@ mod tests {
             max_fails: 0,
             fail_timeout: Duration::from_secs(1),
             slots: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
+            session_affinity: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct ProxyRequest {
     pub consumer_reservation: Option<Arc<Reservation>>,
     /// The value of the route's `hash_on_header`, for consistent hashing.
     pub hash_key: Option<String>,
+    /// The session the request belongs to, for session affinity.
+    pub session: Option<String>,
     pub body: Bytes,
     pub content_type: String,
     pub accept: String,
@@ -107,6 +109,9 @@ pub async fn forward(
     let mut previous: Option<Arc<TargetRuntime>> = None;
     // The most hopeful refusal by a target's limits: the soonest wait, else the largest cap.
     let mut refused: Option<Refusal> = None;
+    let session = route
+        .balancer
+        .session(request.session.as_deref(), clock::now_ms());
     while attempts < max_attempts {
         let mut _retry_permit = None;
         if attempts > 0 {
@@ -128,7 +133,10 @@ pub async fn forward(
         }
         let hash_key = request.hash_key.as_deref().map(str::as_bytes);
         let picked = loop {
-            let candidate = roster.pick(&tried, clock::now_ms(), hash_key).or_else(|| {
+            // The session's own target first, while it is ready: its prompt cache is there.
+            let pinned = session.pinned_ready(&tried, clock::now_ms());
+            let candidate = pinned.or_else(|| roster.pick(&tried, clock::now_ms(), hash_key));
+            let candidate = candidate.or_else(|| {
                 // Never fail a request without trying: with nothing ready, take the least-bad
                 // target. Not when targets are only at their limits: that is a 429, not an outage.
                 let forced = (attempts == 0 && refused.is_none())
@@ -174,6 +182,7 @@ pub async fn forward(
         match send_once(client, &target, request, config).await {
             Ok(response) if response.status().is_success() => {
                 lease.mark_delivered();
+                session.served_by(&target, clock::now_ms());
                 return Ok(Delivered {
                     lease,
                     response,
