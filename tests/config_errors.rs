@@ -527,6 +527,10 @@ fn session_affinity_settings() {
             max_sessions: NonZeroU32::new(500).unwrap(),
         })
     );
+    // Kong's per-request header never names a session, even when the route spells it out.
+    let kong = ok(&route_with("hash_on_header: X-Kong-LLM-Request-ID", ""));
+    let headers = kong.routes[0].balancer.session_affinity.as_ref().unwrap();
+    assert_eq!(headers.headers, vec!["x-claude-code-session-id".to_owned()]);
     let off = ok(&route_with("session_affinity_ttl: 0", ""));
     assert_eq!(off.routes[0].balancer.session_affinity, None);
 }

@@ -247,9 +247,9 @@ fn balancer(
     })
 }
 
-/// Affinity is on unless `session_affinity_ttl` is 0. A `hash_on_header` the route sets names
-/// sessions too (ahead of Claude Code's header); Kong's default one does not, since Kong gives
-/// every request its own value of it.
+/// Affinity is on unless `session_affinity_ttl` is 0. The route's `hash_on_header` names
+/// sessions too (ahead of Claude Code's header), unless it is Kong's default: Kong gives every
+/// request its own value of that one, so it would only fill the table.
 fn session_affinity(
     raw: &RawBalancer,
     hash_on_header: Option<&str>,
@@ -279,10 +279,8 @@ fn session_affinity(
     if ttl.is_zero() {
         return Some(None);
     }
-    let mut headers: Vec<String> = raw
-        .hash_on_header
-        .as_ref()
-        .and(hash_on_header)
+    let mut headers: Vec<String> = hash_on_header
+        .filter(|h| !h.eq_ignore_ascii_case(DEFAULT_HASH_ON_HEADER))
         .map(str::to_owned)
         .into_iter()
         .collect();
