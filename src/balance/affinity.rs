@@ -74,15 +74,6 @@ impl Sessions {
         }
     }
 
-    /// Sessions held, expired ones included until the next sweep.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The session a request belongs to, over the roster it picks from. Without a session key,
     /// or with affinity off for the route, the session has no pin and records nothing.
     pub fn session<'a>(
@@ -274,7 +265,7 @@ mod tests {
             pinned_index(&sessions, &roster, "s1", 2 * HOUR_MS - 1),
             None
         );
-        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions.entries.len(), 1);
         assert_eq!(
             sessions.sweep(roster.session_affinity.as_ref(), 2 * HOUR_MS - 2),
             1
@@ -305,7 +296,7 @@ mod tests {
         assert_eq!(session.pinned_ready(&[false; 3], 1), None);
         session.served_by(&roster.targets[1], 1);
         assert_eq!(pinned_index(&sessions, &roster, "s", 2), Some(1));
-        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions.entries.len(), 1);
     }
 
     #[actix_rt::test]
@@ -334,7 +325,11 @@ mod tests {
                 .session(&roster, Some(&format!("s{i}")), i)
                 .served_by(target, i);
         }
-        assert_eq!(sessions.len(), 10, "sessions past the cap are not held");
+        assert_eq!(
+            sessions.entries.len(),
+            10,
+            "sessions past the cap are not held"
+        );
         // The ten held are s0..s9; the sweep keeps the 9 seen last.
         assert_eq!(sessions.sweep(roster.session_affinity.as_ref(), 20), 9);
         assert_eq!(pinned_index(&sessions, &roster, "s0", 21), None);
@@ -357,7 +352,7 @@ mod tests {
             .session(&roster, Some("s1"), HOUR_MS)
             .served_by(target, HOUR_MS);
         assert_eq!(pinned_index(&sessions, &roster, "s1", HOUR_MS + 1), Some(0));
-        assert_eq!(sessions.len(), 10);
+        assert_eq!(sessions.entries.len(), 10);
         assert_eq!(
             sessions.sweep(None, HOUR_MS),
             0,
