@@ -35,10 +35,10 @@ struct Pin {
     last_seen_ms: AtomicU64,
 }
 
-impl Pin {
-    fn is_target(&self, target: &Arc<TargetRuntime>) -> bool {
-        std::ptr::eq(self.target.as_ptr(), Arc::as_ptr(target))
-    }
+/// Whether `pinned` names `target`. A `Weak` keeps its allocation, so no other target can have
+/// taken its address while the pin exists.
+fn is_target(pinned: &Weak<TargetRuntime>, target: &Arc<TargetRuntime>) -> bool {
+    std::ptr::eq(pinned.as_ptr(), Arc::as_ptr(target))
 }
 
 /// How a session's request was served, the `result` label of `session_affinity_total`.
@@ -149,7 +149,7 @@ impl Session<'_> {
             .roster
             .targets
             .iter()
-            .position(|t| std::ptr::eq(pinned.as_ptr(), Arc::as_ptr(t)))?;
+            .position(|t| is_target(pinned, t))?;
         self.roster
             .admit_untried(tried, index, now_ms)
             .then_some(index)
@@ -161,14 +161,14 @@ impl Session<'_> {
         let Some(key) = self.key else { return };
         let sessions = self.sessions;
         let served = match &self.pinned {
-            Some(pinned) if std::ptr::eq(pinned.as_ptr(), Arc::as_ptr(target)) => Served::Hit,
+            Some(pinned) if is_target(pinned, target) => Served::Hit,
             Some(_) => Served::Moved,
             None => Served::New,
         };
         metrics::session_affinity(&sessions.route, served.as_str());
         if served == Served::Hit
             && let Some(pin) = sessions.entries.get(&key)
-            && pin.is_target(target)
+            && is_target(&pin.target, target)
         {
             pin.last_seen_ms.store(now_ms, Ordering::Relaxed);
             return;
