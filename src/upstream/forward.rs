@@ -134,8 +134,9 @@ pub async fn forward(
         let hash_key = request.hash_key.as_deref().map(str::as_bytes);
         let picked = loop {
             // The session's own target first, while it is ready: its prompt cache is there.
-            let pinned = session.pinned_ready(&tried, clock::now_ms());
-            let candidate = pinned.or_else(|| roster.pick(&tried, clock::now_ms(), hash_key));
+            let session_target = session.pinned_ready(&tried, clock::now_ms());
+            let candidate =
+                session_target.or_else(|| roster.pick(&tried, clock::now_ms(), hash_key));
             let candidate = candidate.or_else(|| {
                 // Never fail a request without trying: with nothing ready, take the least-bad
                 // target. Not when targets are only at their limits: that is a 429, not an outage.
