@@ -143,7 +143,7 @@ pub struct Session<'a> {
 impl Session<'_> {
     /// The pinned target's roster index if it is in this roster, not yet tried and ready now
     /// (claiming a half-open trial or the like, as a strategy's pick does).
-    pub fn pinned_ready(&self, tried: &[bool], now_ms: u64) -> Option<usize> {
+    pub fn target_ready(&self, tried: &[bool], now_ms: u64) -> Option<usize> {
         let pinned = self.pinned.as_ref()?;
         let index = self
             .roster
@@ -240,7 +240,7 @@ mod tests {
         let tried = vec![false; roster.targets.len()];
         sessions
             .session(roster, Some(key), now_ms)
-            .pinned_ready(&tried, now_ms)
+            .target_ready(&tried, now_ms)
     }
 
     #[actix_rt::test]
@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(pinned_index(&sessions, &roster, "s2", 0), None);
         let tried = vec![false; 3];
         assert_eq!(
-            sessions.session(&roster, None, 0).pinned_ready(&tried, 0),
+            sessions.session(&roster, None, 0).target_ready(&tried, 0),
             None
         );
     }
@@ -291,9 +291,9 @@ mod tests {
             .session(&roster, Some("s"), 0)
             .served_by(&roster.targets[0], 0);
         let session = sessions.session(&roster, Some("s"), 1);
-        assert_eq!(session.pinned_ready(&[true, false, false], 1), None);
+        assert_eq!(session.target_ready(&[true, false, false], 1), None);
         roster.targets[0].state.set_cooldown_until(u64::MAX);
-        assert_eq!(session.pinned_ready(&[false; 3], 1), None);
+        assert_eq!(session.target_ready(&[false; 3], 1), None);
         session.served_by(&roster.targets[1], 1);
         assert_eq!(pinned_index(&sessions, &roster, "s", 2), Some(1));
         assert_eq!(sessions.entries.len(), 1);

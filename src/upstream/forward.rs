@@ -134,7 +134,7 @@ pub async fn forward(
         let hash_key = request.hash_key.as_deref().map(str::as_bytes);
         let picked = loop {
             // The session's own target first, while it is ready: its prompt cache is there.
-            let session_target = session.pinned_ready(&tried, clock::now_ms());
+            let session_target = session.target_ready(&tried, clock::now_ms());
             let candidate =
                 session_target.or_else(|| roster.pick(&tried, clock::now_ms(), hash_key));
             let candidate = candidate.or_else(|| {
