@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bedrock_balancer_sim::Faults;
 use common::*;
 use futures_util::StreamExt;
-use serde_json::Value;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const REGIONS: [&str; 3] = ["us-east-1", "us-west-2", "eu-west-1"];
@@ -76,32 +74,6 @@ fn delta(after: &[u64], before: &[u64]) -> Vec<u64> {
     after.iter().zip(before).map(|(a, b)| a - b).collect()
 }
 
-/// The `/admin/targets` entry of the target in `region`.
-async fn admin_target(h: &Harness, region: &str) -> Value {
-    let json = h.admin_targets().await;
-    json["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["region"] == region)
-        .cloned()
-        .unwrap_or_else(|| panic!("{region} missing from {json}"))
-}
-
-/// Polls `check` every 10 ms until it holds, failing the test after `limit`. Limits are generous:
-/// they only bound a failing run, and this machine may be loaded.
-async fn poll_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn metric(h: &Harness, name: &str, route: &str) -> f64 {
     let mut resp = client().get(h.admin_url("/metrics")).send().await.unwrap();
     let body = resp.body().limit(1 << 22).await.unwrap();
@@ -147,8 +119,8 @@ async fn lowest_latency_avoids_the_slow_region(latency_strategy: &str) {
         got[1] > 60 && got[2] > 60,
         "{latency_strategy}: the fast regions share the rest: {got:?}"
     );
-    let slow = admin_target(&h, REGIONS[0]).await;
-    let fast = admin_target(&h, REGIONS[1]).await;
+    let slow = h.admin_target(REGIONS[0]).await;
+    let fast = h.admin_target(REGIONS[1]).await;
     let field = if latency_strategy == "e2e" {
         "ewma_latency_ms"
     } else {
@@ -196,13 +168,13 @@ async fn a_throttled_region_rests_for_its_cooldown_then_gets_traffic_again() {
     }
     assert_eq!(h.counts(CONVERSE)[1], 1);
     poll_until("the cooldown to show", Duration::from_secs(10), || async {
-        admin_target(&h, REGIONS[1]).await["cooldown_remaining_ms"]
+        h.admin_target(REGIONS[1]).await["cooldown_remaining_ms"]
             .as_u64()
             .unwrap()
             > 0
     })
     .await;
-    let view = admin_target(&h, REGIONS[1]).await;
+    let view = h.admin_target(REGIONS[1]).await;
     assert_eq!(view["ready"], false, "{view}");
     assert_eq!(view["state"], "closed", "cooldown never opens the circuit");
     let before = h.counts(CONVERSE);
@@ -211,7 +183,7 @@ async fn a_throttled_region_rests_for_its_cooldown_then_gets_traffic_again() {
     let got = delta(&h.counts(CONVERSE), &before);
     // Only meaningful if the cooldown (5 s) is still running: it is far longer than 30 calls.
     assert!(
-        admin_target(&h, REGIONS[1]).await["cooldown_remaining_ms"]
+        h.admin_target(REGIONS[1]).await["cooldown_remaining_ms"]
             .as_u64()
             .unwrap()
             > 0
@@ -229,7 +201,7 @@ async fn a_throttled_region_rests_for_its_cooldown_then_gets_traffic_again() {
         },
     )
     .await;
-    let view = admin_target(&h, REGIONS[1]).await;
+    let view = h.admin_target(REGIONS[1]).await;
     assert_eq!(view["cooldown_remaining_ms"], 0, "{view}");
     assert_eq!(view["ready"], true, "{view}");
     let before = h.counts(CONVERSE);
@@ -252,10 +224,10 @@ async fn the_circuit_opens_after_max_fails_admits_one_trial_and_closes_on_succes
     }
     assert_eq!(h.counts(CONVERSE)[1], 3);
     poll_until("the circuit to open", Duration::from_secs(10), || async {
-        admin_target(&h, REGIONS[1]).await["state"] == "open"
+        h.admin_target(REGIONS[1]).await["state"] == "open"
     })
     .await;
-    let view = admin_target(&h, REGIONS[1]).await;
+    let view = h.admin_target(REGIONS[1]).await;
     assert!(view["open_remaining_ms"].as_u64().unwrap() > 0, "{view}");
     assert_eq!(view["ready"], false);
 
@@ -263,7 +235,7 @@ async fn the_circuit_opens_after_max_fails_admits_one_trial_and_closes_on_succes
     let statuses = converse_many(&h, "claude", 20, 4).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert!(
-        admin_target(&h, REGIONS[1]).await["open_remaining_ms"]
+        h.admin_target(REGIONS[1]).await["open_remaining_ms"]
             .as_u64()
             .unwrap()
             > 0
@@ -272,7 +244,7 @@ async fn the_circuit_opens_after_max_fails_admits_one_trial_and_closes_on_succes
 
     // After fail_timeout, one trial only, even under concurrency; it fails and re-opens.
     poll_until("fail_timeout to pass", Duration::from_secs(10), || async {
-        admin_target(&h, REGIONS[1]).await["ready"] == true
+        h.admin_target(REGIONS[1]).await["ready"] == true
     })
     .await;
     let statuses = converse_many(&h, "claude", 16, 8).await;
@@ -281,7 +253,7 @@ async fn the_circuit_opens_after_max_fails_admits_one_trial_and_closes_on_succes
     poll_until(
         "the circuit to re-open",
         Duration::from_secs(10),
-        || async { admin_target(&h, REGIONS[1]).await["state"] == "open" },
+        || async { h.admin_target(REGIONS[1]).await["state"] == "open" },
     )
     .await;
 
@@ -290,16 +262,16 @@ async fn the_circuit_opens_after_max_fails_admits_one_trial_and_closes_on_succes
     poll_until(
         "fail_timeout to pass again",
         Duration::from_secs(10),
-        || async { admin_target(&h, REGIONS[1]).await["ready"] == true },
+        || async { h.admin_target(REGIONS[1]).await["ready"] == true },
     )
     .await;
     poll_until("the trial to close it", Duration::from_secs(10), || async {
         assert_eq!(converse(&h, "claude", None).await.0, 200);
-        admin_target(&h, REGIONS[1]).await["state"] == "closed"
+        h.admin_target(REGIONS[1]).await["state"] == "closed"
     })
     .await;
     assert_eq!(h.counts(CONVERSE)[1], 5);
-    let view = admin_target(&h, REGIONS[1]).await;
+    let view = h.admin_target(REGIONS[1]).await;
     assert_eq!(view["open_remaining_ms"], 0, "{view}");
     let before = h.counts(CONVERSE);
     converse_many(&h, "claude", 30, 1).await;
@@ -324,7 +296,7 @@ async fn client_errors_403_and_404_never_open_the_circuit() {
             "{statuses:?}"
         );
         assert_eq!(delta(&h.counts(CONVERSE), &before), vec![4, 4, 4]);
-        let view = admin_target(&h, REGIONS[1]).await;
+        let view = h.admin_target(REGIONS[1]).await;
         assert_eq!(view["state"], "closed", "{status}: {view}");
         assert_eq!(view["ready"], true, "{status}: {view}");
     }
@@ -347,7 +319,7 @@ async fn the_second_priority_tier_serves_only_when_the_first_is_down() {
     let statuses = converse_many(&h, "claude", 20, 1).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     poll_until("us-east-1 to open", Duration::from_secs(10), || async {
-        admin_target(&h, REGIONS[0]).await["state"] == "open"
+        h.admin_target(REGIONS[0]).await["state"] == "open"
     })
     .await;
     let counts = h.counts(CONVERSE);
@@ -362,7 +334,7 @@ async fn the_second_priority_tier_serves_only_when_the_first_is_down() {
         assert_eq!(converse(&h, "claude", None).await.0, 200);
     }
     poll_until("us-west-2 to open", Duration::from_secs(10), || async {
-        admin_target(&h, REGIONS[1]).await["state"] == "open"
+        h.admin_target(REGIONS[1]).await["state"] == "open"
     })
     .await;
     let before = h.counts(CONVERSE);
@@ -450,7 +422,7 @@ async fn with_every_target_unready_the_least_bad_one_is_still_tried() {
         || async {
             let mut all = true;
             for region in REGIONS {
-                all &= admin_target(&h, region).await["cooldown_remaining_ms"]
+                all &= h.admin_target(region).await["cooldown_remaining_ms"]
                     .as_u64()
                     .unwrap()
                     > 0;

@@ -6,7 +6,7 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use bedrock_balancer::config::{
-    self, Algorithm, Config, FailoverCriterion, RateLimitBackend, RouteType,
+    self, Algorithm, Config, FailoverCriterion, RateLimitBackend, RouteType, SessionAffinity,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -69,7 +69,8 @@ fn unknown_balancer_field() {
         errors(&route_with("algoritm: priority", "")),
         "routes[0].balancer: unknown field \"algoritm\", expected one of algorithm, latency_strategy, \
          tokens_count_strategy, hash_on_header, slots, retries, failover_criteria, connect_timeout, \
-         read_timeout, write_timeout, max_fails, fail_timeout"
+         read_timeout, write_timeout, max_fails, fail_timeout, session_affinity_ttl, \
+         session_affinity_max_sessions"
     );
 }
 
@@ -254,6 +255,19 @@ fn junk_duration_and_zero_timeout() {
         "routes[0].balancer.read_timeout: invalid duration \"fast\"; expected milliseconds (60000) or a number \
          with a unit: \"500ms\", \"60s\", \"2m\", \"1h\"\n\
          routes[0].balancer.fail_timeout: must be greater than 0"
+    );
+}
+
+#[test]
+fn session_affinity_bounds() {
+    assert_eq!(
+        errors(&route_with(
+            "session_affinity_ttl: soon, session_affinity_max_sessions: 0",
+            ""
+        )),
+        "routes[0].balancer.session_affinity_ttl: invalid duration \"soon\"; expected milliseconds (60000) or a \
+         number with a unit: \"500ms\", \"60s\", \"2m\", \"1h\"\n\
+         routes[0].balancer.session_affinity_max_sessions: must be 1..=10000000, got 0"
     );
 }
 
@@ -465,6 +479,15 @@ fn defaults_are_kongs() {
     assert_eq!(b.fail_timeout, Duration::from_secs(10));
     assert_eq!(b.slots, NonZeroU32::new(10_000).unwrap());
     assert_eq!(b.hash_on_header.as_deref(), Some("x-kong-llm-request-id"));
+    // Kong's default hash header is per request, so only Claude Code's names sessions.
+    assert_eq!(
+        b.session_affinity,
+        Some(SessionAffinity {
+            headers: vec!["x-claude-code-session-id".to_owned()],
+            ttl: Duration::from_secs(3600),
+            max_sessions: NonZeroU32::new(100_000).unwrap(),
+        })
+    );
     assert_eq!(
         b.failover_criteria.iter().collect::<Vec<_>>(),
         vec![FailoverCriterion::Error, FailoverCriterion::Timeout]
@@ -518,9 +541,43 @@ fn durations_env_and_overrides() {
     assert_eq!(b.write_timeout, Duration::from_millis(1500));
     assert_eq!(b.algorithm, Algorithm::ConsistentHashing);
     assert_eq!(b.hash_on_header.as_deref(), Some("x-session"));
+    let session_headers = b.session_affinity.as_ref().map(|s| s.headers.clone());
+    assert_eq!(
+        session_headers,
+        Some(vec![
+            "x-session".to_owned(),
+            "x-claude-code-session-id".to_owned()
+        ]),
+        "a hash_on_header the route sets names sessions first"
+    );
     let auth = config.routes[0].targets[0].auth.as_ref().unwrap();
     assert_eq!(auth.access_key_id, "AKIAEXAMPLE");
     assert_eq!(auth.secret_access_key, "wJalrXUtnFEMI/K7MDENG");
+}
+
+#[test]
+fn session_affinity_settings() {
+    let b = ok(&route_with(
+        "session_affinity_ttl: 5m, session_affinity_max_sessions: 500, hash_on_header: x-claude-code-session-id",
+        "",
+    ))
+    .routes[0]
+        .balancer
+        .clone();
+    assert_eq!(
+        b.session_affinity,
+        Some(SessionAffinity {
+            headers: vec!["x-claude-code-session-id".to_owned()],
+            ttl: Duration::from_secs(300),
+            max_sessions: NonZeroU32::new(500).unwrap(),
+        })
+    );
+    // Kong's per-request header never names a session, even when the route spells it out.
+    let kong = ok(&route_with("hash_on_header: X-Kong-LLM-Request-ID", ""));
+    let headers = kong.routes[0].balancer.session_affinity.as_ref().unwrap();
+    assert_eq!(headers.headers, vec!["x-claude-code-session-id".to_owned()]);
+    let off = ok(&route_with("session_affinity_ttl: 0", ""));
+    assert_eq!(off.routes[0].balancer.session_affinity, None);
 }
 
 #[test]

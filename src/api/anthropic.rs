@@ -17,7 +17,7 @@ use super::body::read_authenticated;
 use super::failure::{Failure, reply};
 use super::openai::{client_for, json_success, response_id, route_for};
 use super::quota::Quota;
-use super::reply::{Reply, hash_key};
+use super::reply::{Reply, hash_key, session_key};
 use super::sse::{EventTranslator, sse_response};
 use super::state::AppState;
 use crate::config::{RouteType, Target};
@@ -178,6 +178,7 @@ async fn messages_inner(
     let request = ProxyRequest {
         hash_key: hash_key(req, route),
         pinned_model: selection.pinned_model.clone(),
+        session: session_key(req, route),
         tokens,
         consumer_reservation,
         // Every target gets its own shape; these two are never sent as they are.

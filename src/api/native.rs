@@ -11,7 +11,7 @@ use percent_encoding::percent_decode_str;
 
 use super::body::read_authenticated;
 use super::quota::Quota;
-use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, stream_end};
+use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key, stream_end};
 use super::state::AppState;
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
@@ -110,6 +110,7 @@ async fn proxy(
     let request = ProxyRequest {
         hash_key: hash_key(req, route),
         pinned_model,
+        session: session_key(req, route),
         operation,
         tokens,
         consumer_reservation,

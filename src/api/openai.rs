@@ -15,7 +15,7 @@ use serde_json::json;
 use super::body::read_authenticated;
 use super::failure::{Failure, reply};
 use super::quota::Quota;
-use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key};
+use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key};
 use super::sse::sse_response;
 use super::state::AppState;
 use crate::auth::Caller;
@@ -101,6 +101,7 @@ async fn converse_request(
     Ok(ProxyRequest {
         hash_key: hash_key(req, route),
         pinned_model: selection.pinned_model.clone(),
+        session: session_key(req, route),
         tokens,
         consumer_reservation,
         operation: if stream {
@@ -348,6 +349,7 @@ async fn embeddings_inner(
     let read_timeout = route.balancer_config.read_timeout;
     let max_body = gateway.config.server.max_response_body_size.get();
     let key = hash_key(req, route);
+    let session = session_key(req, route);
     let calls = request
         .upstream_bodies
         .into_iter()
@@ -356,11 +358,13 @@ async fn embeddings_inner(
             let client = client.clone();
             let hash_key = key.clone();
             let pinned_model = pinned_model.clone();
+            let session = session.clone();
             let consumer_reservation = consumer_reservation.clone();
             async move {
                 let request = ProxyRequest {
                     hash_key,
                     pinned_model,
+                    session,
                     tokens,
                     consumer_reservation,
                     operation: Operation::Invoke,

@@ -1,5 +1,6 @@
 //! What every surface's handler shares once a request has been forwarded: the response headers
-//! that say which target served it, the consistent-hashing key, and how a reply is finished.
+//! that say which target served it, the consistent-hashing and session keys, and how a reply is
+//! finished.
 
 use actix_web::{HttpRequest, HttpResponse};
 
@@ -17,6 +18,18 @@ pub fn hash_key(req: &HttpRequest, route: &RouteRuntime) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// The session the request names: the value of the first of the route's session headers it
+/// carries (none when the route has session affinity off).
+pub fn session_key(req: &HttpRequest, route: &RouteRuntime) -> Option<String> {
+    let affinity = route.balancer_config.session_affinity.as_ref()?;
+    affinity.headers.iter().find_map(|name| {
+        req.headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
 }
 
 /// A response ready to send (with the usage Bedrock reported), or a stream that records itself.

@@ -12,18 +12,27 @@
 //! published: a pick reads each candidate's atomics (always current), where a ready-only roster
 //! would lag a mailbox hop behind and rebuild a strategy (a hash ring) on every breaker flap.
 //! Periodic per-route work belongs here, as a `run_interval` started in `Actor::started` over
-//! `self.roster`.
+//! `self.roster`: the sweep of the route's session-affinity table, which outlives reloads with
+//! the actor.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::affinity::{Session, Sessions};
 use super::roster::Roster;
+use crate::{clock, metrics};
+
+/// How often expired sessions are forgotten. Reads ignore an expired entry anyway, so this only
+/// bounds how long its memory lingers.
+const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 pub struct BalancerActor {
     route: String,
     /// The roster requests are picking from now; its targets are the ones this actor keeps alive.
     roster: Arc<Roster>,
+    sessions: Arc<Sessions>,
 }
 
 impl BalancerActor {
@@ -40,6 +49,15 @@ impl BalancerActor {
 
 impl Actor for BalancerActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(SESSION_SWEEP_EVERY, |actor, _| {
+            let held = actor
+                .sessions
+                .sweep(actor.roster.session_affinity.as_ref(), clock::now_ms());
+            metrics::session_affinity_held(&actor.route, held);
+        });
+    }
 }
 
 /// A reload made `0` the route's live roster.
@@ -69,41 +87,55 @@ impl Handler<Retire> for BalancerActor {
         for target in &self.roster.targets {
             target.actor.stop();
         }
+        metrics::session_affinity_route_removed(&self.route);
         ctx.stop();
     }
 }
 
-/// A route's roster for one gateway snapshot, and the address of the route's actor.
+/// A route's roster for one gateway snapshot, the route's sessions, and the address of its actor.
 #[derive(Clone)]
 pub struct BalancerHandle {
     addr: Addr<BalancerActor>,
     roster: Arc<Roster>,
+    sessions: Arc<Sessions>,
 }
 
 impl BalancerHandle {
     /// A new route: starts its actor with the first roster.
     pub fn start(route: String, roster: Roster) -> Self {
         let roster = Arc::new(roster);
+        let sessions = Arc::new(Sessions::new(route.clone()));
         let addr = BalancerActor {
             route,
             roster: Arc::clone(&roster),
+            sessions: Arc::clone(&sessions),
         }
         .start();
-        Self { addr, roster }
+        Self {
+            addr,
+            roster,
+            sessions,
+        }
     }
 
-    /// The same route in the next config: the same actor, with `roster` to hand over once the
-    /// next gateway is live.
+    /// The same route in the next config: the same actor and sessions, with `roster` to hand
+    /// over once the next gateway is live.
     pub fn successor(&self, roster: Roster) -> Self {
         Self {
             addr: self.addr.clone(),
             roster: Arc::new(roster),
+            sessions: Arc::clone(&self.sessions),
         }
     }
 
     /// The roster of this snapshot: a plain field read.
     pub fn roster(&self) -> &Arc<Roster> {
         &self.roster
+    }
+
+    /// The session named by `key` (the request's session header), over this snapshot's roster.
+    pub fn session(&self, key: Option<&str>, now_ms: u64) -> Session<'_> {
+        self.sessions.session(&self.roster, key, now_ms)
     }
 
     /// Tells the route's actor that this handle's roster is live. Queued past the mailbox bound

@@ -1,7 +1,8 @@
-//! Target selection: a strategy per algorithm over an immutable roster, and the lease that tracks
-//! an attempt.
+//! Target selection: a strategy per algorithm over an immutable roster, session affinity on top,
+//! and the lease that tracks an attempt.
 
 pub mod actor;
+pub mod affinity;
 pub mod consistent_hashing;
 pub mod lease;
 pub mod least_connections;

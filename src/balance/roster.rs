@@ -11,7 +11,9 @@ use super::priority::Priority;
 use super::round_robin::RoundRobin;
 use super::strategy::{Load, PickContext, Strategy};
 use crate::backend::TargetRuntime;
-use crate::config::{Algorithm, BalancerConfig, LatencyStrategy, TokensCountStrategy};
+use crate::config::{
+    Algorithm, BalancerConfig, LatencyStrategy, SessionAffinity, TokensCountStrategy,
+};
 
 pub struct Roster {
     pub targets: Vec<Arc<TargetRuntime>>,
@@ -20,6 +22,8 @@ pub struct Roster {
     subsets: Vec<Subset>,
     latency_strategy: LatencyStrategy,
     tokens_count_strategy: TokensCountStrategy,
+    /// The route's session affinity settings; `None` when it is off.
+    pub session_affinity: Option<SessionAffinity>,
 }
 
 /// The targets of one model id, with a strategy of their own: its round-robin counter, hash
@@ -82,6 +86,7 @@ impl Roster {
             targets,
             latency_strategy: balancer.latency_strategy,
             tokens_count_strategy: balancer.tokens_count_strategy,
+            session_affinity: balancer.session_affinity.clone(),
         }
     }
 
@@ -144,7 +149,7 @@ impl Roster {
         }
     }
 
-    fn admit_untried(&self, tried: &[bool], i: usize, now_ms: u64) -> bool {
+    pub fn admit_untried(&self, tried: &[bool], i: usize, now_ms: u64) -> bool {
         !tried.get(i).copied().unwrap_or(true) && self.targets[i].state.try_admit(now_ms)
     }
 
@@ -219,6 +224,7 @@ mod tests {
             max_fails: 0,
             fail_timeout: Duration::from_secs(1),
             slots: NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN),
+            session_affinity: None,
         }
     }
 

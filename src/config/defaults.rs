@@ -45,6 +45,14 @@ pub const DEFAULT_SLOTS: u32 = 10_000;
 pub const DEFAULT_RETRIES: u32 = 5;
 /// Kong's default: only fail over on outcomes where the request surely did no work upstream.
 pub const DEFAULT_FAILOVER_CRITERIA: [&str; 2] = ["error", "timeout"];
+/// The header Claude Code sends with every request of one session.
+pub const CLAUDE_CODE_SESSION_HEADER: &str = "x-claude-code-session-id";
+/// Bedrock's longest prompt-cache lifetime (the 1-hour cache TTL): a session idle for longer has
+/// no cache left to return to.
+pub const DEFAULT_SESSION_AFFINITY_TTL: Duration = Duration::from_secs(3600);
+/// Sessions held per route: a few MB at most (an entry is a hash, a target and a time), far more
+/// than the concurrent sessions one replica serves.
+pub const DEFAULT_SESSION_AFFINITY_MAX_SESSIONS: u32 = 100_000;
 /// Kong's default (60 000 ms).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Kong's default (60 000 ms); long generations stream, so this bounds the gap between chunks.

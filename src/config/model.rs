@@ -136,6 +136,19 @@ pub struct BalancerConfig {
     pub max_fails: u32,
     pub fail_timeout: Duration,
     pub slots: NonZeroU32,
+    /// `None` when `session_affinity_ttl` is 0.
+    pub session_affinity: Option<SessionAffinity>,
+}
+
+/// How a route keeps a session on the target that built its prompt cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAffinity {
+    /// Lower-cased headers whose value names a session; the first one present wins.
+    pub headers: Vec<String>,
+    /// A session not seen for this long is forgotten.
+    pub ttl: Duration,
+    /// Sessions one route remembers at most.
+    pub max_sessions: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

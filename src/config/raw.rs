@@ -87,6 +87,8 @@ pub struct RawBalancer {
     pub write_timeout: Option<RawDuration>,
     pub max_fails: Option<i64>,
     pub fail_timeout: Option<RawDuration>,
+    pub session_affinity_ttl: Option<RawDuration>,
+    pub session_affinity_max_sessions: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -97,6 +97,8 @@ pub struct Metrics {
     limit_remaining: IntGaugeVec,
     rate_limit_fallback: IntGauge,
     target_actors: IntGauge,
+    session_affinity: IntCounterVec,
+    sessions_held: IntGaugeVec,
     reload_success: IntCounter,
     reload_failure: IntCounter,
 }
@@ -303,6 +305,20 @@ impl Metrics {
                 "target_actors",
                 "Target actors running; after a reload settles, the number of configured targets"
             ))?),
+            session_affinity: reg!(IntCounterVec::new(
+                opts(
+                    "session_affinity_total",
+                    "Requests naming a session, by how they were served: by the session's target (hit), by another (moved), or as a new session (new)"
+                ),
+                &["route", "result"]
+            )?),
+            sessions_held: reg!(IntGaugeVec::new(
+                opts(
+                    "session_affinity_sessions",
+                    "Sessions a route's affinity table holds (exact after each 10 s sweep)"
+                ),
+                &["route"]
+            )?),
             reload_success: reloads.with_label_values(&["success"]),
             reload_failure: reloads.with_label_values(&["failure"]),
             registry,
@@ -429,6 +445,36 @@ pub fn rate_limit_fallback(active: bool) {
 pub fn target_actors(delta: i64) {
     if let Some(m) = metrics() {
         m.target_actors.add(delta);
+    }
+}
+
+/// A request naming a session was served; `result` is `hit`, `moved` or `new`.
+pub fn session_affinity(route: &str, result: &'static str) {
+    if let Some(m) = metrics() {
+        m.session_affinity.with_label_values(&[route, result]).inc();
+    }
+}
+
+/// A route's affinity table took a new session.
+pub fn session_affinity_added(route: &str) {
+    if let Some(m) = metrics() {
+        m.sessions_held.with_label_values(&[route]).inc();
+    }
+}
+
+/// The sessions a route's affinity table holds after a sweep.
+pub fn session_affinity_held(route: &str, held: usize) {
+    if let Some(m) = metrics() {
+        m.sessions_held
+            .with_label_values(&[route])
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+}
+
+/// The route left the config: its sessions gauge goes with it.
+pub fn session_affinity_route_removed(route: &str) {
+    if let Some(m) = metrics() {
+        let _ = m.sessions_held.remove_label_values(&[route]);
     }
 }
 

@@ -40,6 +40,8 @@ pub struct ProxyRequest {
     pub hash_key: Option<String>,
     /// The client named this model id: only the route's targets of that id may serve it.
     pub pinned_model: Option<Arc<str>>,
+    /// The session the request belongs to, for session affinity.
+    pub session: Option<String>,
     pub body: Bytes,
     pub content_type: String,
     pub accept: String,
@@ -145,6 +147,9 @@ pub async fn forward(
     let mut refused: Option<Refusal> = None;
     // Why a picked target could not take this request at all, if none could.
     let mut unservable: Option<GatewayError> = None;
+    let session = route
+        .balancer
+        .session(request.session.as_deref(), clock::now_ms());
     while attempts < max_attempts {
         if attempts > 0 {
             if tried.iter().all(|t| *t) {
@@ -164,7 +169,11 @@ pub async fn forward(
         }
         let hash_key = request.hash_key.as_deref().map(str::as_bytes);
         let picked = loop {
-            let candidate = roster.pick(pinned, &tried, clock::now_ms(), hash_key).or_else(|| {
+            // The session's own target first, while it is ready: its prompt cache is there.
+            let session_target = session.target_ready(&tried, clock::now_ms());
+            let candidate =
+                session_target.or_else(|| roster.pick(pinned, &tried, clock::now_ms(), hash_key));
+            let candidate = candidate.or_else(|| {
                 // Never fail a request without trying: with nothing ready, take the least-bad
                 // target. Not when targets are only at their limits: that is a 429, not an outage.
                 let forced = (attempts == 0 && refused.is_none())
@@ -220,6 +229,7 @@ pub async fn forward(
         match send_once(client, &target, request, operation, body, config).await {
             Ok(response) if response.status().is_success() => {
                 lease.mark_delivered();
+                session.served_by(&target, clock::now_ms());
                 return Ok(Delivered {
                     lease,
                     response,

@@ -65,10 +65,12 @@ def query(base, expr):
 
 
 def traffic(gateway_url, stop):
-    """Converse, streams and an unknown model, until told to stop."""
+    """Converse (one Claude Code session among it), streams and an unknown model, until told to
+    stop."""
     chat = {"model": "claude", "messages": [{"role": "user", "content": "Tell me something"}]}
     while not stop.is_set():
         o.post(gateway_url, "/model/claude/converse", o.CHAT)
+        o.post(gateway_url, "/model/claude/converse", o.CHAT, {"x-claude-code-session-id": "s-1"})
         o.post(gateway_url, "/model/claude/converse-stream", o.CHAT)
         o.post(gateway_url, "/v1/chat/completions", {**chat, "stream": True})
         o.post(gateway_url, "/v1/chat/completions", chat)

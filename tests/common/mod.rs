@@ -47,6 +47,34 @@ impl Harness {
     pub fn fault(&self, index: usize, faults: Faults) {
         self.sims[index].set_faults(faults);
     }
+
+    /// The `/admin/targets` entry of the target in `region`.
+    pub async fn admin_target(&self, region: &str) -> serde_json::Value {
+        let json = self.admin_targets().await;
+        json["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["region"] == region)
+            .cloned()
+            .unwrap_or_else(|| panic!("{region} missing from {json}"))
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, failing the test after `limit`.
+pub async fn poll_until<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 pub async fn start_sims(regions: &[&str]) -> Vec<SimHandle> {

@@ -262,6 +262,7 @@ fn balancer(
             None
         }
     };
+    let session_affinity = session_affinity(&raw, hash_on_header.as_deref(), path, problems);
     let slots = match raw.slots {
         None => NonZeroU32::new(DEFAULT_SLOTS),
         Some(v) => in_range(v, 10, 65_536, &field(path, "slots"), problems)
@@ -346,5 +347,53 @@ fn balancer(
         max_fails: max_fails?,
         fail_timeout: fail_timeout?,
         slots: slots?,
+        session_affinity: session_affinity?,
     })
+}
+
+/// Affinity is on unless `session_affinity_ttl` is 0. The route's `hash_on_header` names
+/// sessions too (ahead of Claude Code's header), unless it is Kong's default: Kong gives every
+/// request its own value of that one, so it would only fill the table.
+fn session_affinity(
+    raw: &RawBalancer,
+    hash_on_header: Option<&str>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Option<SessionAffinity>> {
+    let ttl = duration(
+        raw.session_affinity_ttl.clone(),
+        DEFAULT_SESSION_AFFINITY_TTL,
+        false,
+        &field(path, "session_affinity_ttl"),
+        problems,
+    );
+    let max_sessions = match raw.session_affinity_max_sessions {
+        None => NonZeroU32::new(DEFAULT_SESSION_AFFINITY_MAX_SESSIONS),
+        Some(v) => in_range(
+            v,
+            1,
+            10_000_000,
+            &field(path, "session_affinity_max_sessions"),
+            problems,
+        )
+        .and_then(|v| u32::try_from(v).ok())
+        .and_then(NonZeroU32::new),
+    };
+    let (ttl, max_sessions) = (ttl?, max_sessions?);
+    if ttl.is_zero() {
+        return Some(None);
+    }
+    let mut headers: Vec<String> = hash_on_header
+        .filter(|h| !h.eq_ignore_ascii_case(DEFAULT_HASH_ON_HEADER))
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    if !headers.iter().any(|h| h == CLAUDE_CODE_SESSION_HEADER) {
+        headers.push(CLAUDE_CODE_SESSION_HEADER.to_owned());
+    }
+    Some(Some(SessionAffinity {
+        headers,
+        ttl,
+        max_sessions,
+    }))
 }
