@@ -299,6 +299,7 @@ async fn send_once(
             Unsigned {
                 method: "POST",
                 path,
+                query: "",
                 headers: &unsigned_headers,
                 body: &request.body,
             },
