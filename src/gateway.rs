@@ -1,14 +1,14 @@
 //! The running gateway built from one validated config: routes, their balancers and targets, and
 //! the lookups the request path needs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::backend::TargetRuntime;
 use crate::balance::BalancerHandle;
 use crate::balance::retry_budget::RetryBudget;
-use crate::config::{BalancerConfig, Config, RouteType};
+use crate::config::{BalancerConfig, Config, RouteType, Service};
 use crate::limits::{Backend, ConsumerLimits};
 
 pub struct RouteRuntime {
@@ -31,6 +31,9 @@ pub struct Gateway {
     by_name: HashMap<String, usize>,
     /// Any target's own model id also names its route.
     by_model: HashMap<String, usize>,
+    /// The Bedrock Runtime targets of every route by region, with their route's index: what
+    /// serves the async-invoke calls that go to a region rather than a model.
+    runtime_regions: BTreeMap<String, Vec<(usize, Arc<TargetRuntime>)>>,
 }
 
 impl Gateway {
@@ -48,6 +51,8 @@ impl Gateway {
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut by_name = HashMap::new();
         let mut by_model = HashMap::new();
+        let mut runtime_regions: BTreeMap<String, Vec<(usize, Arc<TargetRuntime>)>> =
+            BTreeMap::new();
         for (index, route) in config.routes.iter().enumerate() {
             let targets: Vec<Arc<TargetRuntime>> = route
                 .targets
@@ -61,8 +66,17 @@ impl Gateway {
                         })
                 })
                 .collect();
-            for target in &route.targets {
-                by_model.entry(target.model_id.clone()).or_insert(index);
+            for model in route.targets.iter().filter_map(|t| t.model_id.as_ref()) {
+                by_model.entry(model.clone()).or_insert(index);
+            }
+            for target in targets
+                .iter()
+                .filter(|t| t.config.service == Service::Runtime)
+            {
+                runtime_regions
+                    .entry(target.config.region.clone())
+                    .or_default()
+                    .push((index, Arc::clone(target)));
             }
             by_name.insert(route.name.clone(), index);
             let token_limited = targets.iter().any(|t| t.config.limits.tpm.is_some());
@@ -83,15 +97,39 @@ impl Gateway {
             routes,
             by_name,
             by_model,
+            runtime_regions,
         })
     }
 
-    /// A route by its name, else by one of its targets' model ids.
+    /// A model route by its name, else by one of its targets' model ids.
     pub fn resolve(&self, model: &str) -> Option<&RouteRuntime> {
         self.by_name
             .get(model)
             .or_else(|| self.by_model.get(model))
             .map(|&i| &self.routes[i])
+            .filter(|r| r.route_type.serves_models())
+    }
+
+    /// The route of a type the config holds at most once (`bedrock/guardrail`, `bedrock/agent`).
+    pub fn route_of_type(&self, route_type: RouteType) -> Option<&RouteRuntime> {
+        self.routes.iter().find(|r| r.route_type == route_type)
+    }
+
+    /// The Bedrock Runtime targets in `region`, each with its route.
+    pub fn runtime_targets_in(
+        &self,
+        region: &str,
+    ) -> impl Iterator<Item = (&RouteRuntime, &Arc<TargetRuntime>)> {
+        self.runtime_regions
+            .get(region)
+            .into_iter()
+            .flatten()
+            .map(|(i, t)| (&self.routes[*i], t))
+    }
+
+    /// Every region some route's Bedrock Runtime targets are in, sorted.
+    pub fn runtime_regions(&self) -> impl Iterator<Item = &str> {
+        self.runtime_regions.keys().map(String::as_str)
     }
 
     fn reusable_target(

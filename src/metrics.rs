@@ -307,7 +307,7 @@ impl Metrics {
                         route.name.as_str(),
                         t.label.as_str(),
                         t.config.region.as_str(),
-                        t.config.model_id.as_str(),
+                        t.config.resource(),
                     ])
                     .set(i64::from(t.state.health() as u8));
                 self.target_cooldown

@@ -90,7 +90,7 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
                 route,
                 target: &t.label,
                 region: &t.config.region,
-                model: &t.config.model_id,
+                model: t.config.resource(),
                 weight: t.config.weight.get(),
                 state: t.state.health().as_str(),
                 ready: t.state.is_ready(now),

@@ -2,9 +2,12 @@
 
 pub mod admin;
 pub mod admission;
+pub mod async_invoke;
+pub mod async_merge;
 pub mod body;
 pub mod fallback;
 pub mod native;
 pub mod openai;
+pub mod operations;
 pub mod quota;
 pub mod state;

@@ -1,5 +1,9 @@
-//! The Bedrock-native surface: `POST /model/{modelId}/{operation}`. The body goes upstream as is
-//! (no re-serialisation), re-signed for the chosen target, with that target's model id.
+//! The Bedrock-native surface: every Bedrock Runtime and Agent Runtime path (see
+//! [`super::operations`]). The body goes upstream as is (no re-serialisation, unless an id in it
+//! must change for the target), re-signed for the chosen target. Model operations, StartAsyncInvoke
+//! and ApplyGuardrail go to a route's targets, balanced and failed over; the agent-runtime
+//! operations to the `bedrock/agent` route's; GetAsyncInvoke and ListAsyncInvokes to regions
+//! ([`super::async_invoke`]). Operations the gateway does not serve get a 501 naming them.
 
 use std::rc::Rc;
 
@@ -7,14 +11,16 @@ use actix_web::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use futures_util::stream;
-use percent_encoding::percent_decode_str;
-
 use super::body::read_authenticated;
+use super::operations::{self, Handling};
 use super::quota::Quota;
 use super::state::AppState;
+use super::{async_invoke, fallback};
+use crate::config::{INVOKE_HEADERS, RouteType};
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
-use crate::gateway::RouteRuntime;
+use crate::gateway::{Gateway, RouteRuntime};
+use crate::limits::estimate::BodyTokens;
 use crate::metrics::{self, Obs};
 use crate::shutdown::AbortSignal;
 use crate::upstream::client::UpstreamClients;
@@ -22,6 +28,7 @@ use crate::upstream::forward::{
     Delivered, ProxyError, ProxyRequest, UpstreamError, forward, read_success_body,
 };
 use crate::upstream::operation::Operation;
+use crate::upstream::request::Params;
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
 /// Response headers from Bedrock worth passing on (request id, token counts, model metadata).
@@ -44,23 +51,25 @@ pub fn hash_key(req: &HttpRequest, route: &RouteRuntime) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Splits the raw (still encoded) path into the decoded model id and the operation. Parsed by hand
-/// because an ARN's `/` arrives as `%2F` and must not split the path.
-pub fn parse_path(path: &str) -> Option<(String, Operation)> {
-    let rest = path.strip_prefix("/model/")?;
-    let (encoded_id, suffix) = rest.rsplit_once('/')?;
-    let operation = Operation::from_path_suffix(suffix)?;
-    let model = percent_decode_str(encoded_id).decode_utf8().ok()?;
-    (!model.is_empty()).then(|| (model.into_owned(), operation))
-}
-
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let Some(matched) = operations::find(req.method(), req.uri().path()) else {
+        return fallback::not_found(req).await;
+    };
     let obs = Obs::start(&req);
-    let (mut response, usage) = match proxy(&req, payload, &state, &obs).await {
+    let served = match matched.spec.handling {
+        Handling::Served(operation) => {
+            proxy(&req, payload, &state, &obs, operation, matched.labels).await
+        }
+        Handling::Refused(why) => Err(ProxyError::Gateway(GatewayError::NotServed {
+            operation: matched.spec.name,
+            why,
+        })),
+    };
+    let (mut response, usage) = match served {
         Ok(Reply::Full(response, usage)) => (response, usage),
         Ok(Reply::Stream(mut response)) => {
             // The stream finishes the record when it ends; the head leaves now.
@@ -92,19 +101,15 @@ async fn proxy(
     payload: web::Payload,
     state: &AppState,
     obs: &Rc<Obs>,
+    operation: Operation,
+    labels: Vec<String>,
 ) -> Result<Reply, ProxyError> {
     let gateway = state.gateway();
     let (caller, body) = read_authenticated(req, payload, &gateway).await?;
     obs.set_consumer(caller.consumer());
-    let (model, operation) =
-        parse_path(req.uri().path()).ok_or_else(|| GatewayError::PathNotFound {
-            method: req.method().to_string(),
-            path: req.path().to_owned(),
-        })?;
-    let route = gateway
-        .resolve(&model)
-        .ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
-    obs.set_route(&route.name);
+    let clients = req
+        .app_data::<UpstreamClients>()
+        .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))?;
     let header = |name, default: &str| {
         req.headers()
             .get(name)
@@ -112,28 +117,74 @@ async fn proxy(
             .unwrap_or(default)
             .to_owned()
     };
+    let content_type = header(CONTENT_TYPE, "application/json");
+    let accept = header(ACCEPT, "application/json");
+    let max_body = gateway.config.server.max_response_body_size.get();
+    let mut labels = labels.into_iter();
+    let mut params = Params::default();
+    let route = match operation {
+        Operation::GetAsyncInvoke | Operation::ListAsyncInvokes => {
+            let request = async_invoke::Request {
+                arn: labels.next(),
+                query: req.uri().query().unwrap_or_default(),
+                accept,
+                max_body,
+            };
+            return async_invoke::serve(&gateway, clients, request, obs).await;
+        }
+        Operation::Converse
+        | Operation::ConverseStream
+        | Operation::Invoke
+        | Operation::InvokeWithResponseStream => {
+            params.invoke_headers = invoke_headers(req);
+            model_route(&gateway, labels.next().unwrap_or_default())?
+        }
+        Operation::StartAsyncInvoke => model_route(&gateway, async_model(&body)?)?,
+        Operation::ApplyGuardrail => {
+            params.guardrail = labels.next().zip(labels.next());
+            typed_route(&gateway, RouteType::Guardrail, "ApplyGuardrail")?
+        }
+        Operation::Retrieve => {
+            params.knowledge_base = labels.next();
+            typed_route(&gateway, RouteType::Agent, "Retrieve")?
+        }
+        Operation::Rerank => typed_route(&gateway, RouteType::Agent, "Rerank")?,
+        Operation::RetrieveAndGenerate => {
+            json_object(&body)?;
+            typed_route(&gateway, RouteType::Agent, "RetrieveAndGenerate")?
+        }
+        Operation::RetrieveAndGenerateStream => {
+            json_object(&body)?;
+            typed_route(&gateway, RouteType::Agent, "RetrieveAndGenerateStream")?
+        }
+    };
+    obs.set_route(&route.name);
     let quota = Quota::for_request(&gateway, route, caller.consumer());
-    let tokens = quota.tokens(&body);
+    // Only generation counts against token limits; the rest costs a request.
+    let generates = operation.path_suffix().is_some();
+    let tokens = if generates {
+        quota.tokens(&body)
+    } else {
+        BodyTokens::default()
+    };
     let consumer_reservation = quota.admit_consumer([tokens]).await?;
     let request = ProxyRequest {
         hash_key: hash_key(req, route),
         operation,
+        params,
         tokens,
         consumer_reservation,
         body,
-        content_type: header(CONTENT_TYPE, "application/json"),
-        accept: header(ACCEPT, "application/json"),
+        content_type,
+        accept,
     };
-    let clients = req
-        .app_data::<UpstreamClients>()
-        .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))?;
     let client = clients.get(route.balancer_config.connect_timeout);
     let delivered = forward(route, &client, &request, obs).await?;
     let read_timeout = route.balancer_config.read_timeout;
-    let max_body = gateway.config.server.max_response_body_size.get();
     if operation.is_stream() {
         Ok(Reply::Stream(stream_response(
             delivered,
+            operation,
             read_timeout,
             Rc::clone(obs),
             state.abort_signal(),
@@ -143,7 +194,53 @@ async fn proxy(
     }
 }
 
-fn response_head(delivered: &Delivered) -> HttpResponseBuilder {
+fn model_route(gateway: &Gateway, model: String) -> Result<&RouteRuntime, GatewayError> {
+    gateway
+        .resolve(&model)
+        .ok_or(GatewayError::UnknownModel(model))
+}
+
+fn typed_route<'g>(
+    gateway: &'g Gateway,
+    route_type: RouteType,
+    operation: &'static str,
+) -> Result<&'g RouteRuntime, GatewayError> {
+    gateway
+        .route_of_type(route_type)
+        .ok_or(GatewayError::NoRouteOfType {
+            operation,
+            route_type: route_type.as_str(),
+        })
+}
+
+/// The client's values of the headers Bedrock reads on InvokeModel, the only client `x-amz*`
+/// headers that go upstream.
+fn invoke_headers(req: &HttpRequest) -> Vec<(&'static str, String)> {
+    INVOKE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = req.headers().get(*name)?.to_str().ok()?;
+            Some((*name, value.to_owned()))
+        })
+        .collect()
+}
+
+fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, GatewayError> {
+    serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_request(format!("the body must be a JSON object: {e}")))
+}
+
+/// StartAsyncInvoke names its model in the body.
+fn async_model(body: &[u8]) -> Result<String, GatewayError> {
+    match json_object(body)?.remove("modelId") {
+        Some(serde_json::Value::String(model)) if !model.is_empty() => Ok(model),
+        _ => Err(GatewayError::bad_request(
+            "StartAsyncInvoke needs a modelId string in the body",
+        )),
+    }
+}
+
+pub(crate) fn response_head(delivered: &Delivered) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(delivered.response.status());
     for name in PASSED_RESPONSE_HEADERS {
         if let Some(value) = delivered.response.headers().get(name) {
@@ -158,7 +255,7 @@ fn response_head(delivered: &Delivered) -> HttpResponseBuilder {
     builder
 }
 
-async fn full_response(
+pub(crate) async fn full_response(
     mut delivered: Delivered,
     read_timeout: std::time::Duration,
     max_body: usize,
@@ -208,6 +305,7 @@ fn usage_of(delivered: &Delivered, body: &[u8]) -> Option<(u64, u64)> {
 /// exception frame the AWS SDKs raise, never a torn or hanging connection.
 fn stream_response(
     delivered: Delivered,
+    operation: Operation,
     idle_timeout: std::time::Duration,
     obs: Rc<Obs>,
     abort: AbortSignal,
@@ -216,6 +314,11 @@ fn stream_response(
     let sent_at = delivered.sent_at;
     obs.streaming_from(sent_at);
     let reader = FrameReader::new(delivered.response, delivered.lease, idle_timeout, abort);
+    let reader = if operation == Operation::RetrieveAndGenerateStream {
+        reader.without_final_event()
+    } else {
+        reader
+    };
     let body = stream::unfold(Some((reader, obs)), move |mut state| async move {
         // Borrowed in place, not moved out: a moved-out copy would be a second slot for the whole
         // state in this future, which every open stream holds.
@@ -250,7 +353,7 @@ pub(crate) fn stream_end(reader: &FrameReader, obs: &Obs, sent_at: std::time::In
     obs.finish(200, Some((summary.input_tokens, summary.output_tokens)));
 }
 
-fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
+pub(crate) fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
     let mut builder = HttpResponse::build(error.status);
     builder.insert_header((CONTENT_TYPE, "application/json"));
     if !error.error_type.is_empty() {
@@ -262,31 +365,4 @@ fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
     builder.insert_header((TARGET_HEADER, error.target.as_str()));
     builder.insert_header((ATTEMPTS_HEADER, error.attempts.to_string()));
     builder.body(error.body.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_keep_colons_and_arn_slashes_in_the_model_id() {
-        assert_eq!(
-            parse_path("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"),
-            Some((
-                "anthropic.claude-3-haiku-20240307-v1:0".into(),
-                Operation::Converse
-            ))
-        );
-        assert_eq!(
-            parse_path(
-                "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fus.x/invoke-with-response-stream"
-            ),
-            Some((
-                "arn:aws:bedrock:us-east-1:123:inference-profile/us.x".into(),
-                Operation::InvokeWithResponseStream
-            ))
-        );
-        assert_eq!(parse_path("/model/x/explode"), None);
-        assert_eq!(parse_path("/model//converse"), None);
-    }
 }

@@ -28,6 +28,7 @@ use crate::translate::{
 };
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, forward, read_success_body};
+use crate::upstream::request::Params;
 use crate::upstream::operation::Operation;
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
@@ -183,6 +184,7 @@ async fn converse_request(
         hash_key: hash_key(req, route),
         tokens,
         consumer_reservation,
+        params: Params::default(),
         operation: if stream {
             Operation::ConverseStream
         } else {
@@ -480,7 +482,8 @@ async fn embeddings_inner(
         .roster()
         .targets
         .first()
-        .and_then(|t| EmbeddingFamily::from_model_id(&t.config.model_id))
+        .and_then(|t| t.config.model_id.as_deref())
+        .and_then(EmbeddingFamily::from_model_id)
         .ok_or_else(|| GatewayError::BadRequest {
             message: format!("route '{model}' has no Titan or Cohere embedding model"),
             param: Some("model".to_owned()),
@@ -511,6 +514,7 @@ async fn embeddings_inner(
                     tokens,
                     consumer_reservation,
                     operation: Operation::Invoke,
+                    params: Params::default(),
                     body: Bytes::from(body),
                     content_type: "application/json".to_owned(),
                     accept: "application/json".to_owned(),

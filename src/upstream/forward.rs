@@ -8,12 +8,12 @@ use std::time::{Duration, Instant, SystemTime};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
 use bytes::Bytes;
-use percent_encoding::utf8_percent_encode;
 
 use super::backoff;
 use super::classify::{error_name, outcome_for_status, parse_retry_after};
 use super::operation::Operation;
-use crate::aws::sign::{PATH_LABEL, Unsigned};
+use super::request::{Params, prepare};
+use crate::aws::sign::Unsigned;
 use crate::backend::{Health, Outcome, TargetRuntime};
 use crate::balance::Lease;
 use crate::clock;
@@ -27,6 +27,7 @@ use crate::metrics::{self, Obs};
 /// The client's request, reduced to what may go upstream.
 pub struct ProxyRequest {
     pub operation: Operation,
+    pub params: Params,
     /// What the body may cost in tokens (all zero when no token limit applies).
     pub tokens: BodyTokens,
     /// The consumer's token reservation for the whole client request, settled by the usage of
@@ -75,10 +76,12 @@ impl From<GatewayError> for ProxyError {
 }
 
 /// Why an attempt failed before a response head arrived.
-enum AttemptFailure {
+pub(crate) enum AttemptFailure {
     Connect(String),
     Timeout(String),
     InvalidHeader(String),
+    /// The request could not be written for this target (see [`super::request::PrepareError`]).
+    Request(String),
 }
 
 enum LastFailure {
@@ -208,10 +211,13 @@ pub async fn forward(
                     AttemptFailure::Connect(_) => (FailoverCriterion::Error, "connect"),
                     AttemptFailure::Timeout(_) => (FailoverCriterion::Timeout, "timeout"),
                     AttemptFailure::InvalidHeader(_) => (FailoverCriterion::InvalidHeader, "other"),
+                    AttemptFailure::Request(_) => (FailoverCriterion::Error, "other"),
                 };
                 metrics::upstream_error(&target, kind);
                 tracing::debug!(target_id = %target.label, error = failure.describe(), "upstream attempt failed");
-                let may_fail_over = criteria.contains(criterion);
+                // A request that cannot be written for one target is no target's fault.
+                let may_fail_over = criteria.contains(criterion)
+                    && !matches!(failure, AttemptFailure::Request(_));
                 last = Some(LastFailure::Attempt(failure));
                 if !may_fail_over {
                     break;
@@ -227,6 +233,9 @@ pub async fn forward(
         (Some(LastFailure::Status(error)), _) => ProxyError::Upstream(error),
         (Some(LastFailure::Attempt(AttemptFailure::Timeout(what))), _) => {
             ProxyError::Gateway(GatewayError::UpstreamTimeout(what))
+        }
+        (Some(LastFailure::Attempt(AttemptFailure::Request(what))), _) => {
+            ProxyError::Gateway(GatewayError::Internal(what))
         }
         (Some(LastFailure::Attempt(failure)), _) => {
             ProxyError::Gateway(GatewayError::AllTargetsFailed {
@@ -256,26 +265,18 @@ async fn admit_target(
 }
 
 impl AttemptFailure {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Connect(e) => format!("connection failed: {e}"),
             Self::Timeout(e) => format!("timed out: {e}"),
             Self::InvalidHeader(e) => format!("invalid response head: {e}"),
+            Self::Request(e) => format!("could not write the upstream request: {e}"),
         }
     }
 }
 
-/// The upstream URL for a target and operation: its model id as one encoded path label.
-pub fn upstream_url(target: &TargetRuntime, operation: Operation) -> String {
-    format!(
-        "{}/model/{}/{}",
-        target.config.upstream_url,
-        utf8_percent_encode(&target.config.model_id, PATH_LABEL),
-        operation.path_suffix()
-    )
-}
-
-async fn send_once(
+/// Sends one attempt of `request` to `target`, signed for the target's region.
+pub(crate) async fn send_once(
     client: &awc::Client,
     target: &TargetRuntime,
     request: &ProxyRequest,
@@ -286,37 +287,59 @@ async fn send_once(
         .credentials
         .load_full()
         .ok_or_else(|| AttemptFailure::Connect("no credentials loaded yet".to_owned()))?;
-    let url = upstream_url(target, request.operation);
-    // The upstream URL is an origin (checked by the config), so the path is what follows it.
-    let path = &url[target.config.upstream_url.len()..];
-    let unsigned_headers = [
-        ("host", target.authority.as_str()),
-        ("content-type", request.content_type.as_str()),
-    ];
+    let upstream = prepare(&target.config, request.operation, &request.params, &request.body)
+        .map_err(|e| AttemptFailure::Request(e.to_string()))?;
+    let method = request.operation.method();
+    let has_body = method == "POST";
+    let mut unsigned_headers: Vec<(&str, &str)> = vec![("host", target.authority.as_str())];
+    if has_body {
+        unsigned_headers.push(("content-type", request.content_type.as_str()));
+    }
+    unsigned_headers.extend(upstream.headers.iter().map(|(n, v)| (*n, v.as_str())));
     let signed = target
         .signer
         .sign(
             Unsigned {
-                method: "POST",
-                path,
-                query: "",
+                method,
+                path: &upstream.path,
+                query: &upstream.query,
                 headers: &unsigned_headers,
-                body: &request.body,
+                body: &upstream.body,
             },
             &credentials,
             SystemTime::now(),
         )
         .map_err(|e| AttemptFailure::InvalidHeader(e.to_string()))?;
-    let mut upstream = client
-        .post(&url)
+    let url = if upstream.query.is_empty() {
+        format!("{}{}", target.config.upstream_url, upstream.path)
+    } else {
+        format!(
+            "{}{}?{}",
+            target.config.upstream_url, upstream.path, upstream.query
+        )
+    };
+    let mut outgoing = client
+        .request(
+            if has_body {
+                awc::http::Method::POST
+            } else {
+                awc::http::Method::GET
+            },
+            &url,
+        )
         .timeout(config.write_timeout + config.read_timeout)
-        .insert_header((CONTENT_TYPE, request.content_type.as_str()))
         .insert_header((ACCEPT, request.accept.as_str()));
-    for (name, value) in signed.headers() {
-        upstream = upstream.insert_header((name, value));
+    if has_body {
+        outgoing = outgoing.insert_header((CONTENT_TYPE, request.content_type.as_str()));
     }
-    upstream
-        .send_body(request.body.clone())
+    for (name, value) in &upstream.headers {
+        outgoing = outgoing.insert_header((*name, value.as_str()));
+    }
+    for (name, value) in signed.headers() {
+        outgoing = outgoing.insert_header((name, value));
+    }
+    outgoing
+        .send_body(upstream.body)
         .await
         .map_err(|e| match e {
             awc::error::SendRequestError::Timeout => {
@@ -335,7 +358,7 @@ async fn send_once(
 /// Error bodies are small JSON documents; anything larger is cut, never buffered whole.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-async fn read_error(
+pub(crate) async fn read_error(
     response: &mut awc::ClientResponse,
     target: &TargetRuntime,
     attempts: u32,

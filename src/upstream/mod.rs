@@ -5,4 +5,5 @@ pub mod classify;
 pub mod client;
 pub mod forward;
 pub mod operation;
+pub mod request;
 pub mod stream;

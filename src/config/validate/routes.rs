@@ -13,11 +13,6 @@ use crate::config::error::ConfigProblem;
 use crate::config::model::*;
 use crate::config::raw::*;
 
-const ROUTE_TYPES: [RouteType; 3] = [
-    RouteType::Chat,
-    RouteType::Completions,
-    RouteType::Embeddings,
-];
 const LATENCY_STRATEGIES: [(&str, LatencyStrategy); 2] = [
     ("tpot", LatencyStrategy::Tpot),
     ("e2e", LatencyStrategy::E2e),
@@ -36,12 +31,35 @@ pub(super) fn routes(value: Value, problems: &mut Vec<ConfigProblem>) -> Option<
         return None;
     }
     let mut names: HashMap<String, usize> = HashMap::new();
+    // The route types a gateway serves with one route at most, and where each was first seen.
+    let mut singletons: HashMap<&'static str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let path = index("routes", i);
-        // Read the name before validating the rest, so a duplicate is reported even when the
-        // route has other problems too.
+        // Read the name and type before validating the rest, so a duplicate is reported even
+        // when the route has other problems too.
         let name = item.get("name").and_then(Value::as_str).map(str::to_owned);
+        let single = item
+            .get("route_type")
+            .and_then(Value::as_str)
+            .and_then(|t| {
+                [RouteType::Guardrail, RouteType::Agent]
+                    .into_iter()
+                    .find(|s| s.as_str() == t)
+            });
+        if let Some(single) = single {
+            if let Some(first) = singletons.get(single.as_str()) {
+                problems.push(ConfigProblem::new(
+                    field(&path, "route_type"),
+                    format!(
+                        "only one route may have route_type {} (also routes[{first}])",
+                        single.as_str()
+                    ),
+                ));
+            } else {
+                singletons.insert(single.as_str(), i);
+            }
+        }
         let route = route(item, &path, problems);
         if let Some(name) = name {
             if let Some(first) = names.get(&name) {
@@ -87,7 +105,7 @@ fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<
             let route_type = one_of(
                 raw.route_type.as_deref().unwrap_or(DEFAULT_ROUTE_TYPE),
                 "route type",
-                &ROUTE_TYPES.map(|t| (t.as_str(), t)),
+                &RouteType::ALL.map(|t| (t.as_str(), t)),
                 &field(path, "route_type"),
                 problems,
             );
@@ -103,7 +121,13 @@ fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<
             .and_then(|raw| balancer(raw.unwrap_or_default(), &balancer_path, problems)),
     };
 
-    let targets = targets(targets_value, &field(path, "targets"), problems);
+    // An unknown type is reported above; its targets are checked as the default type's.
+    let targets = targets(
+        targets_value,
+        route_type.unwrap_or(RouteType::Chat),
+        &field(path, "targets"),
+        problems,
+    );
 
     Some(Route {
         name: name?,
