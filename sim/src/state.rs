@@ -2,6 +2,7 @@
 
 use std::sync::{Mutex, PoisonError, RwLock};
 
+use super::async_jobs::Jobs;
 use super::faults::Faults;
 use super::stats::Stats;
 use super::{SimKey, SimOptions};
@@ -12,6 +13,8 @@ pub struct SimState {
     /// The configured keys, then the temporary ones its STS endpoint handed out.
     keys: RwLock<Vec<SimKey>>,
     pub stats: Stats,
+    /// Async invocations started here.
+    pub jobs: Jobs,
     pub accept_unsigned: bool,
     /// The faults and how many model requests they have seen, so `fail_every_nth` counts from a reset.
     faults: Mutex<(Faults, u64)>,
@@ -23,6 +26,7 @@ impl SimState {
             region: opts.region.clone(),
             keys: RwLock::new(opts.keys.clone()),
             stats: Stats::new(&opts.region),
+            jobs: Jobs::default(),
             accept_unsigned: opts.accept_unsigned,
             faults: Mutex::new((opts.faults.clone(), 0)),
         }

@@ -10,14 +10,15 @@ pub struct StatsSnapshot {
     pub region: String,
     /// Every request to the Bedrock surface, refused ones included.
     pub requests_total: u64,
-    /// Model requests that passed signature verification, by model id then operation.
+    /// Requests that passed signature verification, by what their path names (model id,
+    /// `guardrail:version`, knowledge base id, invocation ARN, else `-`) then operation.
     pub by_model: BTreeMap<String, BTreeMap<String, u64>>,
     pub by_operation: BTreeMap<String, u64>,
     pub bad_signatures: u64,
     pub errors_injected: u64,
     /// Temporary credentials handed out by the STS endpoint.
     pub assumed_roles: u64,
-    /// All headers of the last verified model request, names lower-cased.
+    /// All headers of the last verified request, names lower-cased.
     pub last_request_headers: BTreeMap<String, String>,
 }
 

@@ -149,10 +149,11 @@ fn region_page(
         async_invoke_summaries: Vec<serde_json::Value>,
         next_token: Option<String>,
     }
-    let page: Page = serde_json::from_slice(body).map_err(|e| GatewayError::BadUpstreamResponse {
-        target: delivered.lease.target().label.clone(),
-        message: format!("ListAsyncInvokes answer: {e}"),
-    })?;
+    let page: Page =
+        serde_json::from_slice(body).map_err(|e| GatewayError::BadUpstreamResponse {
+            target: delivered.lease.target().label.clone(),
+            message: format!("ListAsyncInvokes answer: {e}"),
+        })?;
     let skip = usize::try_from(asked.skip).unwrap_or(usize::MAX);
     Ok(RegionPage {
         region,
@@ -178,9 +179,7 @@ fn upstream_request(operation: Operation, params: Params, accept: String) -> Pro
 /// The region field of an ARN: `arn:PARTITION:SERVICE:REGION:...`.
 fn arn_region(arn: &str) -> Option<&str> {
     let mut parts = arn.split(':');
-    let region = (parts.next()? == "arn")
-        .then(|| parts.nth(2))
-        .flatten()?;
+    let region = (parts.next()? == "arn").then(|| parts.nth(2)).flatten()?;
     (!region.is_empty()).then_some(region)
 }
 
@@ -276,7 +275,10 @@ impl<'a> ListQuery<'a> {
                 .into_owned();
             match name {
                 "maxResults" => {
-                    let n = decoded.parse::<u32>().ok().filter(|n| (1..=1000).contains(n));
+                    let n = decoded
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n));
                     let n = n.ok_or_else(|| {
                         GatewayError::bad_request("maxResults must be an integer from 1 to 1000")
                     })?;
@@ -328,7 +330,8 @@ mod tests {
 
     #[test]
     fn list_queries_keep_filters_and_ask_each_region_for_its_page() {
-        let q = ListQuery::parse("statusEquals=Completed&maxResults=2&sortOrder=Ascending").unwrap();
+        let q =
+            ListQuery::parse("statusEquals=Completed&maxResults=2&sortOrder=Ascending").unwrap();
         assert!(q.ascending);
         let cursor = RegionCursor {
             token: Some("a/b+c".into()),

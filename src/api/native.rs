@@ -7,10 +7,6 @@
 
 use std::rc::Rc;
 
-use actix_web::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use bytes::Bytes;
-use futures_util::stream;
 use super::body::read_authenticated;
 use super::operations::{self, Handling};
 use super::quota::Quota;
@@ -30,13 +26,22 @@ use crate::upstream::forward::{
 use crate::upstream::operation::Operation;
 use crate::upstream::request::Params;
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
+use actix_web::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use bytes::Bytes;
+use futures_util::stream;
 
-/// Response headers from Bedrock worth passing on (request id, token counts, model metadata).
-const PASSED_RESPONSE_HEADERS: [&str; 4] = [
+/// Response headers from Bedrock worth passing on (request id, token counts, model metadata, the
+/// output members the services' models put in headers).
+const PASSED_RESPONSE_HEADERS: [&str; 8] = [
     "x-amzn-requestid",
     "x-amzn-bedrock-input-token-count",
     "x-amzn-bedrock-output-token-count",
     "x-amzn-bedrock-invocation-latency",
+    "x-amzn-bedrock-performanceconfig-latency",
+    "x-amzn-bedrock-service-tier",
+    "x-amzn-bedrock-content-type",
+    "x-amzn-bedrock-knowledge-base-session-id",
 ];
 
 pub const TARGET_HEADER: &str = "x-bedrock-balancer-target";

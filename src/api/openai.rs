@@ -28,8 +28,8 @@ use crate::translate::{
 };
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, forward, read_success_body};
-use crate::upstream::request::Params;
 use crate::upstream::operation::Operation;
+use crate::upstream::request::Params;
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
 /// Upstream embedding calls a single request may have in flight at once (Titan takes one text per

@@ -32,7 +32,12 @@ const AGENTS: &str = "agents, flows and their sessions live in one account and r
 const GUARDRAIL_CHECKS: &str = "the gateway serves ApplyGuardrail for guardrails";
 const NOT_YET: &str = "the gateway does not serve it";
 
-const fn served(name: &'static str, method: &'static str, uri: &'static str, op: Operation) -> Spec {
+const fn served(
+    name: &'static str,
+    method: &'static str,
+    uri: &'static str,
+    op: Operation,
+) -> Spec {
     Spec {
         name,
         method,
@@ -166,7 +171,10 @@ mod tests {
             ))
         );
         assert_eq!(
-            name(Method::GET, "/async-invoke/arn%3Aaws%3Abedrock%3Aeu-west-1%3A1%3Aasync-invoke%2Fab"),
+            name(
+                Method::GET,
+                "/async-invoke/arn%3Aaws%3Abedrock%3Aeu-west-1%3A1%3Aasync-invoke%2Fab"
+            ),
             Some((
                 "GetAsyncInvoke",
                 vec!["arn:aws:bedrock:eu-west-1:1:async-invoke/ab".to_owned()]
@@ -180,11 +188,20 @@ mod tests {
 
     #[test]
     fn method_and_shape_must_both_match() {
-        assert_eq!(name(Method::GET, "/async-invoke").unwrap().0, "ListAsyncInvokes");
-        assert_eq!(name(Method::POST, "/async-invoke").unwrap().0, "StartAsyncInvoke");
+        assert_eq!(
+            name(Method::GET, "/async-invoke").unwrap().0,
+            "ListAsyncInvokes"
+        );
+        assert_eq!(
+            name(Method::POST, "/async-invoke").unwrap().0,
+            "StartAsyncInvoke"
+        );
         assert_eq!(name(Method::PATCH, "/sessions/s1").unwrap().0, "EndSession");
         assert_eq!(name(Method::GET, "/sessions/s1/").unwrap().0, "GetSession");
-        assert_eq!(name(Method::POST, "/agents/s1").unwrap().0, "InvokeInlineAgent");
+        assert_eq!(
+            name(Method::POST, "/agents/s1").unwrap().0,
+            "InvokeInlineAgent"
+        );
         assert!(name(Method::POST, "/model/x/explode").is_none());
         assert!(name(Method::POST, "/model//converse").is_none());
         assert!(name(Method::GET, "/model/x/converse").is_none());

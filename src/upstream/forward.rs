@@ -216,8 +216,8 @@ pub async fn forward(
                 metrics::upstream_error(&target, kind);
                 tracing::debug!(target_id = %target.label, error = failure.describe(), "upstream attempt failed");
                 // A request that cannot be written for one target is no target's fault.
-                let may_fail_over = criteria.contains(criterion)
-                    && !matches!(failure, AttemptFailure::Request(_));
+                let may_fail_over =
+                    criteria.contains(criterion) && !matches!(failure, AttemptFailure::Request(_));
                 last = Some(LastFailure::Attempt(failure));
                 if !may_fail_over {
                     break;
@@ -287,8 +287,13 @@ pub(crate) async fn send_once(
         .credentials
         .load_full()
         .ok_or_else(|| AttemptFailure::Connect("no credentials loaded yet".to_owned()))?;
-    let upstream = prepare(&target.config, request.operation, &request.params, &request.body)
-        .map_err(|e| AttemptFailure::Request(e.to_string()))?;
+    let upstream = prepare(
+        &target.config,
+        request.operation,
+        &request.params,
+        &request.body,
+    )
+    .map_err(|e| AttemptFailure::Request(e.to_string()))?;
     let method = request.operation.method();
     let has_body = method == "POST";
     let mut unsigned_headers: Vec<(&str, &str)> = vec![("host", target.authority.as_str())];

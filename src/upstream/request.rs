@@ -77,16 +77,21 @@ pub fn prepare(
                 headers = invoke_headers(target, &params.invoke_headers);
             }
             let suffix = operation.path_suffix().unwrap_or_default();
-            (format!("/model/{}/{suffix}", encode(model()?)), body.clone())
+            (
+                format!("/model/{}/{suffix}", encode(model()?)),
+                body.clone(),
+            )
         }
         Operation::ApplyGuardrail => {
             let (id, version) = params.guardrail.as_ref().ok_or(missing("guardrail"))?;
             let mapped = target.guardrail_map.get(id);
             let id = mapped.map_or(id, |m| &m.identifier);
-            let version = mapped
-                .and_then(|m| m.version.as_ref())
-                .unwrap_or(version);
-            let path = format!("/guardrail/{}/version/{}/apply", encode(id), encode(version));
+            let version = mapped.and_then(|m| m.version.as_ref()).unwrap_or(version);
+            let path = format!(
+                "/guardrail/{}/version/{}/apply",
+                encode(id),
+                encode(version)
+            );
             (path, body.clone())
         }
         Operation::StartAsyncInvoke => {
@@ -98,7 +103,10 @@ pub fn prepare(
             ("/async-invoke".to_owned(), body)
         }
         Operation::GetAsyncInvoke => {
-            let arn = params.invocation_arn.as_ref().ok_or(missing("invocationArn"))?;
+            let arn = params
+                .invocation_arn
+                .as_ref()
+                .ok_or(missing("invocationArn"))?;
             (format!("/async-invoke/{}", encode(arn)), Bytes::new())
         }
         Operation::ListAsyncInvokes => ("/async-invoke".to_owned(), Bytes::new()),
@@ -109,7 +117,10 @@ pub fn prepare(
                 .as_ref()
                 .ok_or(missing("knowledgeBaseId"))?;
             let kb = target.knowledge_base_map.get(kb).unwrap_or(kb);
-            (format!("/knowledgebases/{}/retrieve", encode(kb)), body.clone())
+            (
+                format!("/knowledgebases/{}/retrieve", encode(kb)),
+                body.clone(),
+            )
         }
         Operation::RetrieveAndGenerate | Operation::RetrieveAndGenerateStream => {
             let path = if operation.is_stream() {
@@ -139,7 +150,10 @@ pub fn prepare(
 }
 
 /// The target's defaults, with the client's values where the target allows them.
-fn invoke_headers(target: &Target, client: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+fn invoke_headers(
+    target: &Target,
+    client: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
     let config = &target.invoke_headers;
     let mut out: Vec<(&'static str, String)> = config.defaults.clone();
     for (name, value) in client {
@@ -273,7 +287,8 @@ mod tests {
     #[test]
     fn knowledge_bases_map_in_path_and_body() {
         let mut t = target(None);
-        t.knowledge_base_map.insert("KBCLIENT".into(), "KBEU".into());
+        t.knowledge_base_map
+            .insert("KBCLIENT".into(), "KBEU".into());
         let params = Params {
             knowledge_base: Some("KBCLIENT".into()),
             ..Params::default()
@@ -283,7 +298,13 @@ mod tests {
         let body = Bytes::from_static(
             br#"{"input":{"text":"q"},"retrieveAndGenerateConfiguration":{"type":"KNOWLEDGE_BASE","knowledgeBaseConfiguration":{"knowledgeBaseId":"KBCLIENT","modelArn":"m"}}}"#,
         );
-        let up = prepare(&t, Operation::RetrieveAndGenerate, &Params::default(), &body).unwrap();
+        let up = prepare(
+            &t,
+            Operation::RetrieveAndGenerate,
+            &Params::default(),
+            &body,
+        )
+        .unwrap();
         let doc: Value = serde_json::from_slice(&up.body).unwrap();
         assert_eq!(
             doc["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"]["knowledgeBaseId"],
@@ -293,7 +314,13 @@ mod tests {
         let other = Bytes::from_static(
             br#"{"retrieveAndGenerateConfiguration":{"knowledgeBaseConfiguration":{"knowledgeBaseId":"X"}}}"#,
         );
-        let up = prepare(&t, Operation::RetrieveAndGenerate, &Params::default(), &other).unwrap();
+        let up = prepare(
+            &t,
+            Operation::RetrieveAndGenerate,
+            &Params::default(),
+            &other,
+        )
+        .unwrap();
         assert_eq!(up.body, other);
     }
 
