@@ -32,8 +32,9 @@ pub struct TargetActor {
 }
 
 /// The source is built asynchronously (the AWS chain probes its providers), so it starts empty.
+/// The pending target is boxed: it is large, and the slot is mostly `Ready`.
 enum CredentialSourceSlot {
-    Pending(crate::config::Target),
+    Pending(Box<crate::config::Target>),
     Ready(CredentialSource),
 }
 
@@ -51,7 +52,7 @@ impl TargetActor {
             state,
             breaker: Breaker::new(max_fails, clock::as_ms(fail_timeout)),
             cooldown: Cooldown::default(),
-            credentials: CredentialSourceSlot::Pending(target),
+            credentials: CredentialSourceSlot::Pending(Box::new(target)),
             limits,
         }
     }
@@ -67,7 +68,7 @@ impl TargetActor {
         let label = self.label.clone();
         let fut = match &self.credentials {
             CredentialSourceSlot::Pending(target) => {
-                let target = target.clone();
+                let target = target.as_ref().clone();
                 async move {
                     let source = CredentialSource::for_target(&target).await;
                     let fetched = source.fetch().await;
