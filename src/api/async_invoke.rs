@@ -167,7 +167,7 @@ fn upstream_request(operation: Operation, params: Params, accept: String) -> Pro
     ProxyRequest {
         operation,
         params,
-        tokens: BodyTokens::default(),
+        tokens: BodyTokens::NONE,
         consumer_reservation: None,
         hash_key: None,
         body: Bytes::new(),

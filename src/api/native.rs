@@ -129,6 +129,9 @@ async fn proxy(
     let mut params = Params::default();
     let route = match operation {
         Operation::GetAsyncInvoke | Operation::ListAsyncInvokes => {
+            Quota::consumer_only(&gateway, caller.consumer())
+                .admit_consumer([BodyTokens::NONE])
+                .await?;
             let request = async_invoke::Request {
                 arn: labels.next(),
                 query: req.uri().query().unwrap_or_default(),
@@ -166,11 +169,10 @@ async fn proxy(
     obs.set_route(&route.name);
     let quota = Quota::for_request(&gateway, route, caller.consumer());
     // Only generation counts against token limits; the rest costs a request.
-    let generates = operation.path_suffix().is_some();
-    let tokens = if generates {
+    let tokens = if operation.generates() {
         quota.tokens(&body)
     } else {
-        BodyTokens::default()
+        BodyTokens::NONE
     };
     let consumer_reservation = quota.admit_consumer([tokens]).await?;
     let request = ProxyRequest {

@@ -571,6 +571,7 @@ pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     let data: Vec<_> = gateway
         .routes()
         .iter()
+        .filter(|r| r.route_type.serves_models())
         .map(|r| json!({"id": r.name, "object": "model", "created": 0, "owned_by": "bedrock-balancer"}))
         .collect();
     HttpResponse::Ok().json(json!({"object": "list", "data": data}))

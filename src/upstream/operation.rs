@@ -89,6 +89,24 @@ impl Operation {
         }
     }
 
+    /// Whether the operation runs a model synchronously, so its tokens count against limits.
+    pub const fn generates(self) -> bool {
+        match self {
+            Self::Converse
+            | Self::ConverseStream
+            | Self::Invoke
+            | Self::InvokeWithResponseStream => true,
+            Self::ApplyGuardrail
+            | Self::StartAsyncInvoke
+            | Self::GetAsyncInvoke
+            | Self::ListAsyncInvokes
+            | Self::Rerank
+            | Self::Retrieve
+            | Self::RetrieveAndGenerate
+            | Self::RetrieveAndGenerateStream => false,
+        }
+    }
+
     /// Whether Bedrock reads the [`crate::config::INVOKE_HEADERS`] on this operation.
     pub const fn takes_invoke_headers(self) -> bool {
         matches!(self, Self::Invoke | Self::InvokeWithResponseStream)
