@@ -67,7 +67,12 @@ pub async fn handle(
     let obs = Obs::start(&req);
     let served = match matched.spec.handling {
         Handling::Served(operation) => {
-            proxy(&req, payload, &state, &obs, operation, matched.labels).await
+            let call = Call {
+                operation,
+                name: matched.spec.name,
+                labels: matched.labels,
+            };
+            proxy(&req, payload, &state, &obs, call).await
         }
         Handling::Refused(why) => Err(ProxyError::Gateway(GatewayError::NotServed {
             operation: matched.spec.name,
@@ -101,14 +106,27 @@ pub(crate) enum Reply {
     Stream(HttpResponse),
 }
 
+/// A served operation as the client called it.
+struct Call {
+    operation: Operation,
+    /// The AWS operation name, for errors.
+    name: &'static str,
+    /// The path labels, decoded, in the order of the operation's URI.
+    labels: Vec<String>,
+}
+
 async fn proxy(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
     obs: &Rc<Obs>,
-    operation: Operation,
-    labels: Vec<String>,
+    call: Call,
 ) -> Result<Reply, ProxyError> {
+    let Call {
+        operation,
+        name,
+        labels,
+    } = call;
     let gateway = state.gateway();
     let (caller, body) = read_authenticated(req, payload, &gateway).await?;
     obs.set_consumer(caller.consumer());
@@ -150,20 +168,17 @@ async fn proxy(
         Operation::StartAsyncInvoke => model_route(&gateway, async_model(&body)?)?,
         Operation::ApplyGuardrail => {
             params.guardrail = labels.next().zip(labels.next());
-            typed_route(&gateway, RouteType::Guardrail, "ApplyGuardrail")?
+            typed_route(&gateway, RouteType::Guardrail, name)?
         }
         Operation::Retrieve => {
             params.knowledge_base = labels.next();
-            typed_route(&gateway, RouteType::Agent, "Retrieve")?
+            typed_route(&gateway, RouteType::Agent, name)?
         }
-        Operation::Rerank => typed_route(&gateway, RouteType::Agent, "Rerank")?,
-        Operation::RetrieveAndGenerate => {
+        Operation::Rerank => typed_route(&gateway, RouteType::Agent, name)?,
+        Operation::RetrieveAndGenerate | Operation::RetrieveAndGenerateStream => {
+            // The knowledge base may be mapped in the body, which must then be readable.
             json_object(&body)?;
-            typed_route(&gateway, RouteType::Agent, "RetrieveAndGenerate")?
-        }
-        Operation::RetrieveAndGenerateStream => {
-            json_object(&body)?;
-            typed_route(&gateway, RouteType::Agent, "RetrieveAndGenerateStream")?
+            typed_route(&gateway, RouteType::Agent, name)?
         }
     };
     obs.set_route(&route.name);
