@@ -97,6 +97,7 @@ fn signing(c: &mut Criterion) {
             let request = Unsigned {
                 method: "POST",
                 path,
+                query: "",
                 headers: &headers,
                 body: &body,
             };

@@ -66,7 +66,6 @@ pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, St
             .wrap(from_fn(admission::admit))
             .app_data(public_state.clone())
             .app_data(UpstreamClients::default())
-            .route("/model/{tail:.*}", web::post().to(native::handle))
             .route("/v1/chat/completions", web::post().to(openai::chat))
             .route("/v1/completions", web::post().to(openai::completions))
             .route("/v1/embeddings", web::post().to(openai::embeddings))
@@ -76,7 +75,8 @@ pub fn start(config: Config, loader: Option<ConfigLoader>) -> Result<Running, St
                 web::post().to(anthropic::count_tokens),
             )
             .route("/v1/models", web::get().to(openai::models))
-            .default_service(web::to(fallback::not_found))
+            // Every Bedrock Runtime and Agent Runtime path; anything else is a 404.
+            .default_service(web::to(native::handle))
     })
     .on_connect(disable_nagle)
     .client_request_timeout(server.client_request_timeout)

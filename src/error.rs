@@ -84,6 +84,16 @@ pub enum GatewayError {
     PathNotFound { method: String, path: String },
     #[error("model '{0}' is not served by this gateway")]
     UnknownModel(String),
+    #[error("{operation} needs a route of route_type {route_type}, and the gateway has none")]
+    NoRouteOfType {
+        operation: &'static str,
+        route_type: &'static str,
+    },
+    #[error("{operation} is not served by this gateway: {why}")]
+    NotServed {
+        operation: &'static str,
+        why: &'static str,
+    },
     #[error("{message}")]
     BadRequest {
         message: String,
@@ -148,7 +158,10 @@ impl GatewayError {
 
     pub const fn status(&self) -> StatusCode {
         match self {
-            Self::PathNotFound { .. } | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
+            Self::PathNotFound { .. } | Self::UnknownModel(_) | Self::NoRouteOfType { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            Self::NotServed { .. } => StatusCode::NOT_IMPLEMENTED,
             Self::BadRequest { .. }
             | Self::ExceedsTokenLimit { .. }
             | Self::ExceedsRequestLimit { .. } => StatusCode::BAD_REQUEST,
@@ -172,6 +185,8 @@ impl GatewayError {
         match self {
             Self::PathNotFound { .. } => "path_not_found",
             Self::UnknownModel(_) => "unknown_model",
+            Self::NoRouteOfType { .. } => "no_route",
+            Self::NotServed { .. } => "not_served",
             Self::BadRequest { .. } => "bad_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
@@ -194,7 +209,8 @@ impl GatewayError {
     const fn bedrock_type(&self) -> &'static str {
         match self {
             Self::PathNotFound { .. } => "UnknownOperationException",
-            Self::UnknownModel(_) => "ResourceNotFoundException",
+            Self::UnknownModel(_) | Self::NoRouteOfType { .. } => "ResourceNotFoundException",
+            Self::NotServed { .. } => "NotImplementedException",
             Self::BadRequest { .. }
             | Self::PayloadTooLarge { .. }
             | Self::BodyTimeout { .. }
@@ -223,6 +239,8 @@ impl GatewayError {
         match self {
             Self::PathNotFound { .. } => ("invalid_request_error", "unknown_url"),
             Self::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
+            Self::NoRouteOfType { .. } => ("invalid_request_error", "no_route"),
+            Self::NotServed { .. } => ("invalid_request_error", "not_implemented"),
             Self::BadRequest { .. } => ("invalid_request_error", "invalid_request"),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             Self::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
@@ -246,7 +264,10 @@ impl GatewayError {
     /// Anthropic's error `type` for this error (its SDKs pick the exception class by status).
     const fn anthropic_type(&self) -> &'static str {
         match self {
-            Self::PathNotFound { .. } | Self::UnknownModel(_) => "not_found_error",
+            Self::PathNotFound { .. } | Self::UnknownModel(_) | Self::NoRouteOfType { .. } => {
+                "not_found_error"
+            }
+            Self::NotServed { .. } => "api_error",
             Self::BadRequest { .. }
             | Self::BodyTimeout { .. }
             | Self::ExceedsTokenLimit { .. }
@@ -347,6 +368,24 @@ mod tests {
         assert_eq!(
             body_json(resp),
             json!({"message": "model 'nope' is not served by this gateway"})
+        );
+    }
+
+    #[test]
+    fn an_unserved_operation_is_a_501_naming_it() {
+        let resp = GatewayError::NotServed {
+            operation: "InvokeAgent",
+            why: "agents live in one region",
+        }
+        .respond(ApiFormat::Bedrock);
+        assert_eq!(resp.status(), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(
+            resp.headers().get("x-amzn-errortype").unwrap(),
+            "NotImplementedException"
+        );
+        assert_eq!(
+            body_json(resp),
+            json!({"message": "InvokeAgent is not served by this gateway: agents live in one region"})
         );
     }
 

@@ -1,14 +1,14 @@
 //! The running gateway built from one validated config: routes, their balancers and targets, and
 //! the lookups the request path needs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::backend::TargetRuntime;
 use crate::balance::retry_budget::RetryBudget;
 use crate::balance::{BalancerHandle, Roster};
-use crate::config::{BalancerConfig, Config, RouteType};
+use crate::config::{BalancerConfig, Config, RouteType, Service};
 use crate::limits::{Backend, ConsumerLimits};
 
 pub struct RouteRuntime {
@@ -32,6 +32,9 @@ pub struct Gateway {
     by_name: HashMap<String, usize>,
     /// Every name a client may send as its model: route names, `model_aliases`, model ids.
     names: HashMap<String, Named>,
+    /// The Bedrock Runtime targets of every route by region, with their route's index: what
+    /// serves the async-invoke calls that go to a region rather than a model.
+    runtime_regions: BTreeMap<String, Vec<(usize, Arc<TargetRuntime>)>>,
 }
 
 /// A route, and the model id a request is pinned to when only some of its targets serve it.
@@ -42,6 +45,16 @@ pub struct Selection<'g> {
     pub route: &'g RouteRuntime,
     /// A model id served by only some of the route's targets: the request goes to those alone.
     pub pinned_model: Option<Arc<str>>,
+}
+
+/// A route whose every target serves the request (no model id to pin).
+impl<'g> From<&'g RouteRuntime> for Selection<'g> {
+    fn from(route: &'g RouteRuntime) -> Self {
+        Self {
+            route,
+            pinned_model: None,
+        }
+    }
 }
 
 impl Gateway {
@@ -60,6 +73,8 @@ impl Gateway {
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut by_name = HashMap::new();
         let mut names = HashMap::new();
+        let mut runtime_regions: BTreeMap<String, Vec<(usize, Arc<TargetRuntime>)>> =
+            BTreeMap::new();
         for (index, route) in config.routes.iter().enumerate() {
             let targets: Vec<Arc<TargetRuntime>> = route
                 .targets
@@ -73,18 +88,29 @@ impl Gateway {
                         })
                 })
                 .collect();
-            let whole_route = route
+            let models: Vec<&String> = route
                 .targets
                 .iter()
-                .all(|t| t.model_id == route.targets[0].model_id);
-            for target in &route.targets {
-                let pin = (!whole_route).then(|| Arc::from(target.model_id.as_str()));
-                names.insert(target.model_id.clone(), (index, pin));
+                .filter_map(|t| t.model_id.as_ref())
+                .collect();
+            let whole_route = models.iter().all(|m| *m == models[0]);
+            for model in models {
+                let pin = (!whole_route).then(|| Arc::from(model.as_str()));
+                names.insert(model.clone(), (index, pin));
             }
             // After the model ids: an alias may be one of them, to spread a client with a fixed
             // model id over the whole route. The config gives each name to one route.
             for name in route.model_aliases.iter().chain([&route.name]) {
                 names.insert(name.clone(), (index, None));
+            }
+            for target in targets
+                .iter()
+                .filter(|t| t.config.service == Service::Runtime)
+            {
+                runtime_regions
+                    .entry(target.config.region.clone())
+                    .or_default()
+                    .push((index, Arc::clone(target)));
             }
             by_name.insert(route.name.clone(), index);
             let token_limited = targets.iter().any(|t| t.config.limits.tpm.is_some());
@@ -110,16 +136,20 @@ impl Gateway {
             routes,
             by_name,
             names,
+            runtime_regions,
         })
     }
 
-    /// A route by its name or one of its `model_aliases` (all its targets), or by a target's
-    /// model id (only the targets of that id).
+    /// A model route by its name or one of its `model_aliases` (all its targets), or by a
+    /// target's model id (only the targets of that id).
     pub fn resolve(&self, model: &str) -> Option<Selection<'_>> {
-        self.names.get(model).map(|(i, pin)| Selection {
-            route: &self.routes[*i],
-            pinned_model: pin.clone(),
-        })
+        self.names
+            .get(model)
+            .map(|(i, pin)| Selection {
+                route: &self.routes[*i],
+                pinned_model: pin.clone(),
+            })
+            .filter(|s| s.route.route_type.serves_models())
     }
 
     /// Called on the gateway a reload replaced, once `next` is live: each route's actor takes
@@ -135,6 +165,28 @@ impl Gateway {
 
     fn route(&self, name: &str) -> Option<&RouteRuntime> {
         self.by_name.get(name).map(|&i| &self.routes[i])
+    }
+
+    /// The route of a type the config holds at most once (`bedrock/guardrail`, `bedrock/agent`).
+    pub fn route_of_type(&self, route_type: RouteType) -> Option<&RouteRuntime> {
+        self.routes.iter().find(|r| r.route_type == route_type)
+    }
+
+    /// The Bedrock Runtime targets in `region`, each with its route.
+    pub fn runtime_targets_in(
+        &self,
+        region: &str,
+    ) -> impl Iterator<Item = (&RouteRuntime, &Arc<TargetRuntime>)> {
+        self.runtime_regions
+            .get(region)
+            .into_iter()
+            .flatten()
+            .map(|(i, t)| (&self.routes[*i], t))
+    }
+
+    /// Every region some route's Bedrock Runtime targets are in, sorted.
+    pub fn runtime_regions(&self) -> impl Iterator<Item = &str> {
+        self.runtime_regions.keys().map(String::as_str)
     }
 
     fn reusable_target(

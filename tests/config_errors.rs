@@ -788,3 +788,146 @@ fn max_embedding_inputs_default_and_range() {
         "server.max_embedding_inputs: must be 1..=2048, got 0"
     );
 }
+
+/// A guardrail and an agent route, their targets regions without a model.
+const REGION_ROUTES: &str = "
+  - name: guardrails
+    route_type: bedrock/guardrail
+    targets:
+      - model:
+          provider: bedrock
+          options:
+            bedrock: { aws_region: us-west-2, guardrail_map: { client-gr: { identifier: gr-west, version: '7' }, other: { identifier: gr-x } } }
+  - name: knowledge
+    route_type: bedrock/agent
+    targets:
+      - model:
+          provider: bedrock
+          options: { bedrock: { aws_region: eu-west-1, knowledge_base_map: { KBCLIENT01: KBEUROPE01 } } }
+";
+
+#[test]
+fn guardrail_and_agent_routes_take_regions_without_a_model() {
+    let config = ok(&format!("{MINIMAL}{REGION_ROUTES}"));
+    let guardrail = &config.routes[1].targets[0];
+    assert_eq!(config.routes[1].route_type, RouteType::Guardrail);
+    assert_eq!(guardrail.model_id, None);
+    assert_eq!(
+        guardrail.upstream_url,
+        "https://bedrock-runtime.us-west-2.amazonaws.com"
+    );
+    assert_eq!(guardrail.label(), "us-west-2/bedrock-runtime");
+    assert_eq!(
+        guardrail.guardrail_map["client-gr"],
+        config::GuardrailRef {
+            identifier: "gr-west".into(),
+            version: Some("7".into())
+        }
+    );
+    assert_eq!(guardrail.guardrail_map["other"].version, None);
+    let agent = &config.routes[2].targets[0];
+    assert_eq!(config.routes[2].route_type, RouteType::Agent);
+    assert_eq!(
+        agent.upstream_url,
+        "https://bedrock-agent-runtime.eu-west-1.amazonaws.com"
+    );
+    assert_eq!(agent.knowledge_base_map["KBCLIENT01"], "KBEUROPE01");
+}
+
+#[test]
+fn at_most_one_guardrail_and_one_agent_route() {
+    let twice = format!(
+        "{MINIMAL}{REGION_ROUTES}{}",
+        REGION_ROUTES
+            .replace("name: guardrails", "name: guardrails-2")
+            .replace("name: knowledge", "name: knowledge-2")
+    );
+    assert_eq!(
+        errors(&twice),
+        "routes[3].route_type: only one route may have route_type bedrock/guardrail (also routes[1])\n\
+         routes[4].route_type: only one route may have route_type bedrock/agent (also routes[2])"
+    );
+}
+
+#[test]
+fn a_model_is_required_on_model_routes_and_refused_on_region_routes() {
+    assert_eq!(
+        errors(&MINIMAL.replace("          name: anthropic.claude\n", "")),
+        "routes[0].targets[0].model.name: required"
+    );
+    assert_eq!(
+        errors(&format!(
+            "{MINIMAL}{}",
+            REGION_ROUTES.replace(
+                "          provider: bedrock\n          options: { bedrock: { aws_region: eu-west-1",
+                "          provider: bedrock\n          name: amazon.rerank-v1:0\n          options: { bedrock: { aws_region: eu-west-1"
+            )
+        )),
+        "routes[2].targets[0].model.name: must be omitted: the targets of a bedrock/agent route are regions, not models"
+    );
+}
+
+#[test]
+fn routing_options_belong_to_their_route_type() {
+    let mapped_model = MINIMAL.replace(
+        "aws_region: us-east-1 }",
+        "aws_region: us-east-1, guardrail_map: { a: { identifier: b } }, knowledge_base_map: { c: d } }",
+    );
+    assert_eq!(
+        errors(&mapped_model),
+        "routes[0].targets[0].model.options.bedrock.guardrail_map: not allowed on a llm/v1/chat route\n\
+         routes[0].targets[0].model.options.bedrock.knowledge_base_map: not allowed on a llm/v1/chat route"
+    );
+    let headers_on_guardrail = format!(
+        "{MINIMAL}{}",
+        REGION_ROUTES.replace(
+            "aws_region: us-west-2,",
+            "aws_region: us-west-2, invoke_headers: { X-Amzn-Bedrock-Trace: ENABLED },"
+        )
+    );
+    assert_eq!(
+        errors(&headers_on_guardrail),
+        "routes[1].targets[0].model.options.bedrock.invoke_headers: not allowed on a bedrock/guardrail route"
+    );
+    assert_eq!(
+        errors(
+            &MINIMAL
+                .replace(
+                    "aws_region: us-east-1 }",
+                    "aws_region: us-east-1, guardrail_map: { a: { version: '1' } } }"
+                )
+                .replace(
+                    "  - name: claude\n",
+                    "  - name: g\n    route_type: bedrock/guardrail\n"
+                )
+                .replace("          name: anthropic.claude\n", "")
+        ),
+        "routes[0].targets[0].model.options.bedrock.guardrail_map.a.identifier: required"
+    );
+}
+
+#[test]
+fn invoke_headers_are_bedrocks_own_with_printable_values() {
+    let config = ok(&MINIMAL.replace(
+        "aws_region: us-east-1 }",
+        "aws_region: us-east-1, invoke_headers: { X-Amzn-Bedrock-Trace: ENABLED, x-amzn-bedrock-guardrailidentifier: gr-1 }, invoke_headers_overridable: false }",
+    ));
+    let headers = &config.routes[0].targets[0].invoke_headers;
+    assert_eq!(
+        headers.defaults,
+        [
+            ("x-amzn-bedrock-guardrailidentifier", "gr-1".to_owned()),
+            ("x-amzn-bedrock-trace", "ENABLED".to_owned())
+        ]
+    );
+    assert!(!headers.overridable);
+    assert!(ok(MINIMAL).routes[0].targets[0].invoke_headers.overridable);
+    assert_eq!(
+        errors(&MINIMAL.replace(
+            "aws_region: us-east-1 }",
+            "aws_region: us-east-1, invoke_headers: { X-Amz-Security-Token: t, X-Amzn-Bedrock-Trace: \"a\\nb\" } }",
+        )),
+        "routes[0].targets[0].model.options.bedrock.invoke_headers.X-Amz-Security-Token: not a header Bedrock reads on InvokeModel; expected one of x-amzn-bedrock-guardrailidentifier, x-amzn-bedrock-guardrailversion, x-amzn-bedrock-trace, x-amzn-bedrock-performanceconfig-latency, x-amzn-bedrock-service-tier\n\
+         routes[0].targets[0].model.options.bedrock.invoke_headers.X-Amzn-Bedrock-Trace: must be a non-empty header value of printable ASCII"
+    );
+}

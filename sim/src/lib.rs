@@ -1,14 +1,19 @@
-//! The Bedrock Runtime simulator: a local stand-in for `bedrock-runtime.REGION.amazonaws.com` that
-//! verifies SigV4, answers Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream and
-//! CountTokens deterministically (Claude by Bedrock's rules for the Anthropic Messages body), and
-//! injects faults on demand.
+//! The Bedrock simulator: a local stand-in for `bedrock-runtime.REGION.amazonaws.com` and
+//! `bedrock-agent-runtime.REGION.amazonaws.com` (one port serves both; their paths do not overlap)
+//! that verifies SigV4, answers Converse, ConverseStream, InvokeModel,
+//! InvokeModelWithResponseStream and CountTokens (Claude by Bedrock's rules for the Anthropic
+//! Messages body), ApplyGuardrail, the async-invoke calls, Rerank, Retrieve and
+//! RetrieveAndGenerate(Stream) deterministically, and injects faults on demand.
 //!
 //! It shares no code with the gateway's signing, translation or event-stream encoding: it exists to
 //! check what the gateway produces, so a shared bug would cancel out. Its SigV4 verifier
 //! ([`sigv4_verify`]) is written by hand, apart from the gateway's signer (aws-sigv4); the
 //! gateway uses the same verifier for its own clients.
 
+mod agent;
 mod args;
+mod async_jobs;
+mod calls;
 mod claude;
 mod claude_stream;
 mod converse;
@@ -16,6 +21,7 @@ mod count_tokens;
 mod errors;
 mod eventstream;
 mod faults;
+mod guardrail;
 mod invoke;
 mod models;
 mod prompt_cache;

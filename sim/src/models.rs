@@ -75,17 +75,6 @@ pub enum Role {
     Assistant,
 }
 
-/// Splits a raw (still percent-encoded) request path into the decoded model id and the operation.
-pub fn parse_model_path(raw_path: &str) -> Option<(String, &str)> {
-    let rest = raw_path.strip_prefix("/model/")?;
-    let (raw_id, op) = rest.rsplit_once('/')?;
-    let id = percent_encoding::percent_decode_str(raw_id)
-        .decode_utf8()
-        .ok()?
-        .into_owned();
-    (!id.is_empty()).then_some((id, op))
-}
-
 pub fn count_words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
@@ -287,19 +276,6 @@ mod tests {
             Family::of("openai.gpt-9").unwrap_err().name,
             "ResourceNotFoundException"
         );
-    }
-
-    #[test]
-    fn model_path_splits_at_the_last_slash_and_decodes() {
-        let path = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.anthropic.x-v1%3A0/converse";
-        let (id, op) = parse_model_path(path).unwrap();
-        assert_eq!(
-            id,
-            "arn:aws:bedrock:us-east-1:1:inference-profile/us.anthropic.x-v1:0"
-        );
-        assert_eq!(op, "converse");
-        assert_eq!(parse_model_path("/other/x/converse"), None);
-        assert_eq!(parse_model_path("/model//converse"), None);
     }
 
     #[test]

@@ -1,24 +1,24 @@
-//! The actix-web surface: Bedrock Runtime's model operations behind SigV4, STS
-//! `AssumeRole` at `/` (for targets that assume a role), and `/_sim/*` control endpoints for
-//! faults and stats.
+//! The actix-web surface: the Bedrock Runtime and Agent Runtime operations behind SigV4 (see
+//! [`Call`]), STS `AssumeRole` at `/` (for targets that assume a role), and `/_sim/*` control
+//! endpoints for faults and stats.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
 
+use super::calls::Call;
 use super::errors::{ErrorKind, SimError};
 use super::faults::Faults;
-use super::models::{Family, parse_model_path};
+use super::models::Family;
 use super::state::SimState;
 use super::stream::{EVENT_STREAM, event_stream, silence};
-use super::{claude, claude_stream, converse, count_tokens, invoke, sts};
+use super::{agent, claude, claude_stream, converse, count_tokens, guardrail, invoke, sts};
 use sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
 /// Request bodies up to this size are accepted; Bedrock allows large multimodal prompts.
@@ -53,10 +53,6 @@ impl Operation {
             Self::InvokeStream => "invoke-with-response-stream",
             Self::CountTokens => "count-tokens",
         }
-    }
-
-    fn is_stream(self) -> bool {
-        matches!(self, Self::ConverseStream | Self::InvokeStream)
     }
 }
 
@@ -123,15 +119,19 @@ async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>)
         state.stats.bad_signature();
         return auth_error(&e).response();
     }
-    let Some((model_id, op)) = parse_model_path(req.uri().path()) else {
+    let Some(call) = Call::parse(req.method(), req.uri().path()) else {
         return not_found("Unknown operation.");
     };
-    let Some(op) = Operation::parse(op).filter(|_| req.method() == Method::POST) else {
-        return not_found("Unknown operation.");
+    let model_op = match &call {
+        Call::Model { model_id, op } => match Operation::parse(op) {
+            Some(op) => Some((model_id.as_str(), op)),
+            None => return not_found("Unknown operation."),
+        },
+        _ => None,
     };
     state.stats.model_request(
-        &model_id,
-        op.name(),
+        &call.resource(),
+        call.operation(),
         headers.into_iter().collect::<BTreeMap<_, _>>(),
     );
 
@@ -141,7 +141,7 @@ async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>)
         tokio::time::sleep(delay).await;
     }
     if faults.silence_after_headers {
-        return silence(if op.is_stream() {
+        return silence(if call.is_stream() {
             EVENT_STREAM
         } else {
             "application/json"
@@ -158,9 +158,59 @@ async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>)
         }
         return res;
     }
-    match operate(op, &model_id, &body, &state, &faults, started) {
-        Ok(res) => res,
-        Err(e) => e.response(),
+    let answered = match model_op {
+        Some((model_id, op)) => operate(op, model_id, &body, &state, &faults, started),
+        None => answer(
+            &call,
+            &body,
+            &state,
+            &faults,
+            req.uri().query().unwrap_or_default(),
+        ),
+    };
+    answered.unwrap_or_else(|e| e.response())
+}
+
+/// The operations that are not model calls.
+fn answer(
+    call: &Call,
+    body: &[u8],
+    state: &SimState,
+    faults: &Faults,
+    query: &str,
+) -> Result<HttpResponse, SimError> {
+    let region = state.region.as_str();
+    let json = |value| Ok(HttpResponse::Ok().json(value));
+    match call {
+        Call::ApplyGuardrail {
+            identifier,
+            version,
+        } => json(guardrail::apply(body, identifier, version, region)?),
+        Call::StartAsyncInvoke => json(state.jobs.start(body, region)?),
+        Call::GetAsyncInvoke { arn } => json(state.jobs.get(arn)?),
+        Call::ListAsyncInvokes => json(state.jobs.list(query)?),
+        Call::Rerank => json(agent::rerank(body)?),
+        Call::Retrieve { knowledge_base_id } => {
+            json(agent::retrieve(body, knowledge_base_id, region)?)
+        }
+        Call::RetrieveAndGenerate => {
+            json(agent::generated_response(&agent::generate(body, region)?))
+        }
+        Call::RetrieveAndGenerateStream => {
+            let generated = agent::generate(body, region)?;
+            let mut res = event_stream(agent::generated_frames(&generated), faults);
+            if let Ok(value) = HeaderValue::from_str(&generated.session_id) {
+                res.headers_mut().insert(
+                    HeaderName::from_static("x-amzn-bedrock-knowledge-base-session-id"),
+                    value,
+                );
+            }
+            Ok(res)
+        }
+        Call::Model { .. } => Err(SimError::new(
+            ErrorKind::UnknownOperation,
+            "Unknown operation.",
+        )),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use super::async_jobs::Jobs;
 use super::faults::Faults;
 use super::prompt_cache::PromptCache;
 use super::stats::Stats;
@@ -14,6 +15,8 @@ pub struct SimState {
     /// The configured keys, then the temporary ones its STS endpoint handed out.
     keys: RwLock<Vec<SimKey>>,
     pub stats: Stats,
+    /// Async invocations started here.
+    pub jobs: Jobs,
     pub accept_unsigned: bool,
     /// Lifetime of the credentials its STS endpoint hands out.
     pub sts_session: Duration,
@@ -29,6 +32,7 @@ impl SimState {
             region: opts.region.clone(),
             keys: RwLock::new(opts.keys.clone()),
             stats: Stats::new(&opts.region),
+            jobs: Jobs::default(),
             accept_unsigned: opts.accept_unsigned,
             sts_session: opts.sts_session,
             prompt_cache: PromptCache::default(),

@@ -14,7 +14,8 @@ pub struct StatsSnapshot {
     pub region: String,
     /// Every request to the Bedrock surface, refused ones included.
     pub requests_total: u64,
-    /// Model requests that passed signature verification, by model id then operation.
+    /// Requests that passed signature verification, by what their path names (model id,
+    /// `guardrail:version`, knowledge base id, invocation ARN, else `-`) then operation.
     pub by_model: BTreeMap<String, BTreeMap<String, u64>>,
     pub by_operation: BTreeMap<String, u64>,
     pub bad_signatures: u64,
@@ -23,7 +24,7 @@ pub struct StatsSnapshot {
     pub assumed_roles: u64,
     /// The same, by the caller's `RoleSessionName`.
     pub assumed_roles_by_session: BTreeMap<String, u64>,
-    /// All headers of the last verified model request, names lower-cased.
+    /// All headers of the last verified request, names lower-cased.
     pub last_request_headers: BTreeMap<String, String>,
     /// The latest Claude InvokeModel / InvokeModelWithResponseStream / CountTokens bodies as they
     /// arrived (decoded from base64 for CountTokens), before any of Bedrock's rules was applied.

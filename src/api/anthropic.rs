@@ -35,6 +35,7 @@ use crate::translate::messages_converse::{converse_request, messages_response};
 use crate::translate::messages_stream::{self, MessagesStreamTranslator};
 use crate::upstream::forward::{Delivered, PerTarget, ProxyRequest, forward, read_success_body};
 use crate::upstream::operation::Operation;
+use crate::upstream::request::Params;
 
 /// The header Anthropic clients send their beta flags in.
 const BETA_HEADER: &str = "anthropic-beta";
@@ -179,6 +180,7 @@ async fn messages_inner(
         hash_key: hash_key(req, route),
         pinned_model: selection.pinned_model.clone(),
         session: session_key(req, route),
+        params: Params::default(),
         tokens,
         consumer_reservation,
         // Every target gets its own shape; these two are never sent as they are.

@@ -4,12 +4,15 @@
 pub mod admin;
 pub mod admission;
 pub mod anthropic;
+pub mod async_invoke;
+pub mod async_merge;
 pub mod body;
 pub mod failure;
 pub mod fallback;
 pub mod in_flight;
 pub mod native;
 pub mod openai;
+pub mod operations;
 pub mod quota;
 pub mod reply;
 pub mod sse;

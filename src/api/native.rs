@@ -1,21 +1,23 @@
-//! The Bedrock-native surface: `POST /model/{modelId}/{operation}`. The body goes upstream as is
-//! (no re-serialisation), re-signed for the chosen target, with that target's model id.
+//! The Bedrock-native surface: every Bedrock Runtime and Agent Runtime path (see
+//! [`super::operations`]). The body goes upstream as is (no re-serialisation, unless an id in it
+//! must change for the target), re-signed for the chosen target. Model operations, StartAsyncInvoke
+//! and ApplyGuardrail go to a route's targets, balanced and failed over; the agent-runtime
+//! operations to the `bedrock/agent` route's; GetAsyncInvoke and ListAsyncInvokes to regions
+//! ([`super::async_invoke`]). Operations the gateway does not serve get a 501 naming them.
 
 use std::rc::Rc;
 
-use actix_web::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use bytes::Bytes;
-use futures_util::stream;
-use percent_encoding::percent_decode_str;
-
 use super::body::read_authenticated;
+use super::operations::{self, Handling};
 use super::quota::Quota;
 use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key, stream_end};
 use super::state::AppState;
+use super::{async_invoke, fallback};
+use crate::config::{INVOKE_HEADERS, RouteType};
 use crate::error::{ApiFormat, GatewayError};
 use crate::eventstream::exception_frame;
-use crate::gateway::Selection;
+use crate::gateway::{Gateway, RouteRuntime, Selection};
+use crate::limits::estimate::BodyTokens;
 use crate::observe::{self, Obs};
 use crate::shutdown::AbortSignal;
 use crate::translate::usage::{BedrockUsage, Usage};
@@ -24,38 +26,55 @@ use crate::upstream::forward::{
     Delivered, ProxyError, ProxyRequest, UpstreamError, forward, read_success_body,
 };
 use crate::upstream::operation::Operation;
+use crate::upstream::request::Params;
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
+use actix_web::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use bytes::Bytes;
+use futures_util::stream;
 
 const CACHE_READ_HEADER: &str = "x-amzn-bedrock-cache-read-input-token-count";
 const CACHE_WRITE_HEADER: &str = "x-amzn-bedrock-cache-write-input-token-count";
 
-/// Response headers from Bedrock worth passing on (request id, token counts, model metadata).
-const PASSED_RESPONSE_HEADERS: [&str; 6] = [
+/// Response headers from Bedrock worth passing on (request id, token counts, model metadata, the
+/// output members the services' models put in headers).
+const PASSED_RESPONSE_HEADERS: [&str; 10] = [
     "x-amzn-requestid",
     "x-amzn-bedrock-input-token-count",
     "x-amzn-bedrock-output-token-count",
     CACHE_READ_HEADER,
     CACHE_WRITE_HEADER,
     "x-amzn-bedrock-invocation-latency",
+    "x-amzn-bedrock-performanceconfig-latency",
+    "x-amzn-bedrock-service-tier",
+    "x-amzn-bedrock-content-type",
+    "x-amzn-bedrock-knowledge-base-session-id",
 ];
-
-/// Splits the raw (still encoded) path into the decoded model id and the operation. Parsed by hand
-/// because an ARN's `/` arrives as `%2F` and must not split the path.
-pub fn parse_path(path: &str) -> Option<(String, Operation)> {
-    let rest = path.strip_prefix("/model/")?;
-    let (encoded_id, suffix) = rest.rsplit_once('/')?;
-    let operation = Operation::from_path_suffix(suffix)?;
-    let model = percent_decode_str(encoded_id).decode_utf8().ok()?;
-    (!model.is_empty()).then(|| (model.into_owned(), operation))
-}
 
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let Some(matched) = operations::find(req.method(), req.uri().path()) else {
+        return fallback::not_found(req).await;
+    };
     let obs = Obs::start(&req);
-    let (mut response, usage) = match proxy(&req, payload, &state, &obs).await {
+    let served = match matched.spec.handling {
+        Handling::Served(operation) => {
+            let call = Call {
+                operation,
+                name: matched.spec.name,
+                labels: matched.labels,
+            };
+            proxy(&req, payload, &state, &obs, call).await
+        }
+        Handling::Refused(why) => Err(ProxyError::Gateway(GatewayError::NotServed {
+            operation: matched.spec.name,
+            why,
+        })),
+    };
+    let (mut response, usage) = match served {
         Ok(Reply::Full(response, usage)) => (response, usage),
         Ok(Reply::Stream(mut response)) => {
             // The stream finishes the record when it ends; the head leaves now.
@@ -76,27 +95,33 @@ pub async fn handle(
     response
 }
 
+/// A served operation as the client called it.
+struct Call {
+    operation: Operation,
+    /// The AWS operation name, for errors.
+    name: &'static str,
+    /// The path labels, decoded, in the order of the operation's URI.
+    labels: Vec<String>,
+}
+
 async fn proxy(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
     obs: &Rc<Obs>,
+    call: Call,
 ) -> Result<Reply, ProxyError> {
+    let Call {
+        operation,
+        name,
+        labels,
+    } = call;
     let gateway = state.gateway();
     let (caller, body) = read_authenticated(req, payload, &gateway).await?;
     obs.set_consumer(caller.consumer());
-    let (model, operation) =
-        parse_path(req.uri().path()).ok_or_else(|| GatewayError::PathNotFound {
-            method: req.method().to_string(),
-            path: req.path().to_owned(),
-        })?;
-    let Selection {
-        route,
-        pinned_model,
-    } = gateway
-        .resolve(&model)
-        .ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
-    obs.set_route(&route.name);
+    let clients = req
+        .app_data::<UpstreamClients>()
+        .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))?;
     let header = |name, default: &str| {
         req.headers()
             .get(name)
@@ -104,31 +129,80 @@ async fn proxy(
             .unwrap_or(default)
             .to_owned()
     };
+    let content_type = header(CONTENT_TYPE, "application/json");
+    let accept = header(ACCEPT, "application/json");
+    let max_body = gateway.config.server.max_response_body_size.get();
+    let mut labels = labels.into_iter();
+    let mut params = Params::default();
+    let Selection {
+        route,
+        pinned_model,
+    } = match operation {
+        Operation::GetAsyncInvoke | Operation::ListAsyncInvokes => {
+            Quota::consumer_only(&gateway, caller.consumer())
+                .admit_consumer([BodyTokens::NONE])
+                .await?;
+            let request = async_invoke::Request {
+                arn: labels.next(),
+                query: req.uri().query().unwrap_or_default(),
+                accept,
+                max_body,
+            };
+            return async_invoke::serve(&gateway, clients, request, obs).await;
+        }
+        Operation::Converse
+        | Operation::ConverseStream
+        | Operation::Invoke
+        | Operation::InvokeWithResponseStream
+        | Operation::CountTokens => {
+            params.invoke_headers = invoke_headers(req);
+            model_route(&gateway, labels.next().unwrap_or_default())?
+        }
+        Operation::StartAsyncInvoke => model_route(&gateway, async_model(&body)?)?,
+        Operation::ApplyGuardrail => {
+            params.guardrail = labels.next().zip(labels.next());
+            typed_route(&gateway, RouteType::Guardrail, name)?.into()
+        }
+        Operation::Retrieve => {
+            params.knowledge_base = labels.next();
+            typed_route(&gateway, RouteType::Agent, name)?.into()
+        }
+        Operation::Rerank => typed_route(&gateway, RouteType::Agent, name)?.into(),
+        Operation::RetrieveAndGenerate | Operation::RetrieveAndGenerateStream => {
+            // The knowledge base may be mapped in the body, which must then be readable.
+            json_object(&body)?;
+            typed_route(&gateway, RouteType::Agent, name)?.into()
+        }
+    };
+    obs.set_route(&route.name);
     let quota = Quota::for_request(&gateway, route, caller.consumer());
-    let tokens = quota.tokens(&body);
+    // Only generation counts against token limits; the rest costs a request.
+    let tokens = if operation.generates() {
+        quota.tokens(&body)
+    } else {
+        BodyTokens::NONE
+    };
     let consumer_reservation = quota.admit_consumer([tokens]).await?;
     let request = ProxyRequest {
         hash_key: hash_key(req, route),
         pinned_model,
         session: session_key(req, route),
         operation,
+        params,
         tokens,
         consumer_reservation,
         body,
-        content_type: header(CONTENT_TYPE, "application/json"),
-        accept: header(ACCEPT, "application/json"),
+        content_type,
+        accept,
         per_target: None,
     };
-    let clients = req
-        .app_data::<UpstreamClients>()
-        .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))?;
     let client = clients.get(route.balancer_config.connect_timeout);
     let delivered = forward(route, &client, &request, obs).await?;
     let read_timeout = route.balancer_config.read_timeout;
-    let max_body = gateway.config.server.max_response_body_size.get();
     if operation.is_stream() {
         Ok(Reply::Stream(stream_response(
             delivered,
+            operation,
             read_timeout,
             Rc::clone(obs),
             state.abort_signal(),
@@ -138,7 +212,53 @@ async fn proxy(
     }
 }
 
-fn response_head(delivered: &Delivered) -> HttpResponseBuilder {
+fn model_route(gateway: &Gateway, model: String) -> Result<Selection<'_>, GatewayError> {
+    gateway
+        .resolve(&model)
+        .ok_or(GatewayError::UnknownModel(model))
+}
+
+fn typed_route<'g>(
+    gateway: &'g Gateway,
+    route_type: RouteType,
+    operation: &'static str,
+) -> Result<&'g RouteRuntime, GatewayError> {
+    gateway
+        .route_of_type(route_type)
+        .ok_or(GatewayError::NoRouteOfType {
+            operation,
+            route_type: route_type.as_str(),
+        })
+}
+
+/// The client's values of the headers Bedrock reads on InvokeModel, the only client `x-amz*`
+/// headers that go upstream.
+fn invoke_headers(req: &HttpRequest) -> Vec<(&'static str, String)> {
+    INVOKE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = req.headers().get(*name)?.to_str().ok()?;
+            Some((*name, value.to_owned()))
+        })
+        .collect()
+}
+
+fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, GatewayError> {
+    serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_request(format!("the body must be a JSON object: {e}")))
+}
+
+/// StartAsyncInvoke names its model in the body.
+fn async_model(body: &[u8]) -> Result<String, GatewayError> {
+    match json_object(body)?.remove("modelId") {
+        Some(serde_json::Value::String(model)) if !model.is_empty() => Ok(model),
+        _ => Err(GatewayError::bad_request(
+            "StartAsyncInvoke needs a modelId string in the body",
+        )),
+    }
+}
+
+pub(crate) fn response_head(delivered: &Delivered) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(delivered.response.status());
     for name in PASSED_RESPONSE_HEADERS {
         if let Some(value) = delivered.response.headers().get(name) {
@@ -153,7 +273,7 @@ fn response_head(delivered: &Delivered) -> HttpResponseBuilder {
     builder
 }
 
-async fn full_response(
+pub(crate) async fn full_response(
     mut delivered: Delivered,
     read_timeout: std::time::Duration,
     max_body: usize,
@@ -208,6 +328,7 @@ fn usage_of(delivered: &Delivered, body: &[u8]) -> Option<Usage> {
 /// exception frame the AWS SDKs raise, never a torn or hanging connection.
 fn stream_response(
     delivered: Delivered,
+    operation: Operation,
     idle_timeout: std::time::Duration,
     obs: Rc<Obs>,
     abort: AbortSignal,
@@ -216,6 +337,11 @@ fn stream_response(
     let sent_at = delivered.sent_at;
     obs.streaming_from(sent_at);
     let reader = FrameReader::new(delivered.response, delivered.lease, idle_timeout, abort);
+    let reader = if operation == Operation::RetrieveAndGenerateStream {
+        reader.without_final_event()
+    } else {
+        reader
+    };
     let body = stream::unfold(Some((reader, obs)), move |mut state| async move {
         // Borrowed in place, not moved out: a moved-out copy would be a second slot for the whole
         // state in this future, which every open stream holds.
@@ -243,7 +369,7 @@ fn stream_response(
     builder.streaming(body)
 }
 
-fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
+pub(crate) fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
     let mut builder = HttpResponse::build(error.status);
     builder.insert_header((CONTENT_TYPE, "application/json"));
     if !error.error_type.is_empty() {
@@ -255,31 +381,4 @@ fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
     builder.insert_header((TARGET_HEADER, error.target.as_str()));
     builder.insert_header((ATTEMPTS_HEADER, error.attempts.to_string()));
     builder.body(error.body.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_keep_colons_and_arn_slashes_in_the_model_id() {
-        assert_eq!(
-            parse_path("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"),
-            Some((
-                "anthropic.claude-3-haiku-20240307-v1:0".into(),
-                Operation::Converse
-            ))
-        );
-        assert_eq!(
-            parse_path(
-                "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fus.x/invoke-with-response-stream"
-            ),
-            Some((
-                "arn:aws:bedrock:us-east-1:123:inference-profile/us.x".into(),
-                Operation::InvokeWithResponseStream
-            ))
-        );
-        assert_eq!(parse_path("/model/x/explode"), None);
-        assert_eq!(parse_path("/model//converse"), None);
-    }
 }

@@ -29,6 +29,7 @@ use crate::translate::{
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, forward, read_success_body};
 use crate::upstream::operation::Operation;
+use crate::upstream::request::Params;
 
 /// Upstream embedding calls a single request may have in flight at once (Titan takes one text per
 /// call, so a batch of inputs fans out).
@@ -104,6 +105,7 @@ async fn converse_request(
         session: session_key(req, route),
         tokens,
         consumer_reservation,
+        params: Params::default(),
         operation: if stream {
             Operation::ConverseStream
         } else {
@@ -331,7 +333,8 @@ async fn embeddings_inner(
         .roster()
         .targets
         .first()
-        .and_then(|t| EmbeddingFamily::from_model_id(&t.config.model_id))
+        .and_then(|t| t.config.model_id.as_deref())
+        .and_then(EmbeddingFamily::from_model_id)
         .ok_or_else(|| GatewayError::BadRequest {
             message: format!("route '{model}' has no Titan or Cohere embedding model"),
             param: Some("model".to_owned()),
@@ -368,6 +371,7 @@ async fn embeddings_inner(
                     tokens,
                     consumer_reservation,
                     operation: Operation::Invoke,
+                    params: Params::default(),
                     body: Bytes::from(body),
                     content_type: "application/json".to_owned(),
                     accept: "application/json".to_owned(),
@@ -435,6 +439,7 @@ pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     let data: Vec<_> = gateway
         .routes()
         .iter()
+        .filter(|r| r.route_type.serves_models())
         .map(|r| json!({"id": r.name, "object": "model", "created": 0, "owned_by": "bedrock-balancer"}))
         .collect();
     HttpResponse::Ok().json(json!({"object": "list", "data": data}))

@@ -52,6 +52,17 @@ impl Quota {
         }
     }
 
+    /// The consumer's limits alone, for a request that no route serves and that generates nothing
+    /// (GetAsyncInvoke, ListAsyncInvokes): it costs the consumer one request.
+    pub fn consumer_only(gateway: &Gateway, consumer: Option<&Arc<str>>) -> Self {
+        Self {
+            consumer: consumer.and_then(|name| gateway.consumer_limits.meter(name)),
+            counts_tokens: false,
+            default_max: DEFAULT_MAX_TOKENS,
+            embeddings: false,
+        }
+    }
+
     /// What an upstream body may cost; all zero when no limit counts tokens (the estimate parses
     /// the body, which a request without token limits should not pay for).
     pub fn tokens(&self, upstream_body: &[u8]) -> BodyTokens {

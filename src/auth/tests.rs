@@ -53,10 +53,15 @@ const SIGNED_AT: u64 = 1_750_000_000;
 fn signed(key_id: &str, secret: &str, region: &str) -> TestRequest {
     let host = "gateway.internal:8080";
     let headers = [("host", host), ("content-type", "application/json")];
+    let request = crate::aws::sign::Unsigned {
+        method: "POST",
+        path: PATH,
+        query: "",
+        headers: &headers,
+        body: BODY,
+    };
     let added = sdk_sign(
-        PATH,
-        &headers,
-        BODY,
+        request,
         &Credentials::new(key_id, secret, None, None, "test"),
         region,
         at(SIGNED_AT).0,

@@ -1,5 +1,5 @@
-//! SigV4 signing of upstream requests, written for the one shape the gateway sends: a POST with
-//! a fixed handful of headers and no query.
+//! SigV4 signing of upstream requests, written for the shapes the gateway sends: a handful of
+//! headers, a path, and now and then a query (`GET /async-invoke?maxResults=..`).
 //!
 //! `aws_sigv4::http_request::sign` handles any request, and pays for it: it re-parses the URL,
 //! copies the identity and derives the signing key (four HMACs) on every call. Here the canonical
@@ -43,9 +43,10 @@ const CANONICAL_CAPACITY: usize = 512;
 #[derive(Debug, Clone, Copy)]
 pub struct Unsigned<'a> {
     pub method: &'a str,
-    /// The path exactly as it goes on the wire (already percent-encoded), without a query: the
-    /// gateway never sends one, so the signer refuses it rather than sign it wrongly.
+    /// The path exactly as it goes on the wire (already percent-encoded), without the query.
     pub path: &'a str,
+    /// The query exactly as it goes on the wire, without the `?`; empty for none.
+    pub query: &'a str,
     /// Headers to sign, `host` included; every one given is signed.
     pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
@@ -53,7 +54,7 @@ pub struct Unsigned<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
-    #[error("could not sign the upstream request: a query string is not supported")]
+    #[error("could not sign the upstream request: the path holds a `?`; pass the query apart")]
     Query,
     #[error("could not sign the upstream request: the time is outside what SigV4 can express")]
     Time,
@@ -222,8 +223,9 @@ fn write_canonical_request(
     out.push_str(request.method);
     out.push('\n');
     write_canonical_uri(out, request.path);
-    // No query: an empty line.
-    out.push_str("\n\n");
+    out.push('\n');
+    write_canonical_query(out, request.query);
+    out.push('\n');
 
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(request.headers.len() + 2);
     headers.extend_from_slice(request.headers);
@@ -307,10 +309,55 @@ fn write_canonical_uri(out: &mut String, path: &str) {
     }
 }
 
+/// The query as aws-sigv4 canonicalises it: read as a form (`+` is a space, `%XX` decoded, a
+/// name without `=` has an empty value, empty pairs skipped), each name and value encoded again
+/// with everything but RFC 3986's unreserved characters as `%XX`, then sorted on the encoded pairs.
+fn write_canonical_query(out: &mut String, query: &str) {
+    if query.is_empty() {
+        return;
+    }
+    let encode = |text: &str| {
+        let spaced = text.replace('+', " ");
+        let decoded = percent_encoding::percent_decode_str(&spaced).collect::<Vec<u8>>();
+        let mut encoded = String::with_capacity(decoded.len());
+        push_encoded(
+            &mut encoded,
+            String::from_utf8_lossy(&decoded).as_bytes(),
+            false,
+        );
+        encoded
+    };
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (encode(name), encode(value))
+        })
+        .collect();
+    pairs.sort();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
+}
+
 /// Every byte but `/` and RFC 3986's unreserved characters as `%XX`.
 fn push_uri_encoded(out: &mut String, text: &str) {
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+    push_encoded(out, text.as_bytes(), true);
+}
+
+/// Every byte but RFC 3986's unreserved characters (and `/` when `keep_slash`) as `%XX`.
+fn push_encoded(out: &mut String, bytes: &[u8], keep_slash: bool) {
+    for &b in bytes {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
             out.push(char::from(b));
         } else {
             out.push('%');

@@ -38,6 +38,7 @@ pub struct TargetActor {
 }
 
 /// The source is built asynchronously (the AWS chain probes its providers), so it starts empty.
+/// The pending target is boxed: it is large, and the slot is mostly `Ready`.
 enum CredentialSourceSlot {
     /// Boxed: a target's config is several times the size of a ready source.
     Pending(Box<crate::config::Target>),

@@ -120,7 +120,7 @@ impl Roster {
     pub fn untried(&self, model: Option<&str>) -> Vec<bool> {
         self.targets
             .iter()
-            .map(|t| model.is_some_and(|m| t.config.model_id != m))
+            .map(|t| model.is_some_and(|m| t.config.model_id.as_deref() != Some(m)))
             .collect()
     }
 
@@ -178,9 +178,9 @@ fn subsets(
     balancer: &BalancerConfig,
 ) -> Vec<Subset> {
     let mut model_ids: Vec<&str> = Vec::new();
-    for t in targets {
-        if !model_ids.contains(&t.config.model_id.as_str()) {
-            model_ids.push(&t.config.model_id);
+    for model_id in targets.iter().filter_map(|t| t.config.model_id.as_deref()) {
+        if !model_ids.contains(&model_id) {
+            model_ids.push(model_id);
         }
     }
     if model_ids.len() < 2 {
@@ -190,7 +190,7 @@ fn subsets(
         .into_iter()
         .map(|model_id| {
             let indices: Vec<usize> = (0..targets.len())
-                .filter(|&i| targets[i].config.model_id == model_id)
+                .filter(|&i| targets[i].config.model_id.as_deref() == Some(model_id))
                 .collect();
             let own: Vec<Member> = indices.iter().map(|&i| members[i].clone()).collect();
             Subset {

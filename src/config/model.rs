@@ -1,6 +1,7 @@
 //! The validated configuration: every value here has been checked, so the rest of the gateway never
 //! re-validates. Built only by `config::validate` from the raw serde types.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
@@ -108,16 +109,93 @@ pub enum RouteType {
     Chat,
     Completions,
     Embeddings,
+    /// ApplyGuardrail; targets are regions without a model. At most one such route.
+    Guardrail,
+    /// bedrock-agent-runtime (rerank, retrieve, retrieve-and-generate); targets are regions
+    /// without a model. At most one such route.
+    Agent,
 }
 
 impl RouteType {
+    pub const ALL: [Self; 5] = [
+        Self::Chat,
+        Self::Completions,
+        Self::Embeddings,
+        Self::Guardrail,
+        Self::Agent,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Chat => "llm/v1/chat",
             Self::Completions => "llm/v1/completions",
             Self::Embeddings => "llm/v1/embeddings",
+            Self::Guardrail => "bedrock/guardrail",
+            Self::Agent => "bedrock/agent",
         }
     }
+
+    /// Whether the route's targets are models (reached as `/model/{id}` and by OpenAI's `model`).
+    pub const fn serves_models(self) -> bool {
+        match self {
+            Self::Chat | Self::Completions | Self::Embeddings => true,
+            Self::Guardrail | Self::Agent => false,
+        }
+    }
+
+    /// The Bedrock service the route's targets are.
+    pub const fn service(self) -> Service {
+        match self {
+            Self::Chat | Self::Completions | Self::Embeddings | Self::Guardrail => Service::Runtime,
+            Self::Agent => Service::AgentRuntime,
+        }
+    }
+}
+
+/// A Bedrock service endpoint; both sign with the name `bedrock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// `bedrock-runtime.{region}.amazonaws.com`
+    Runtime,
+    /// `bedrock-agent-runtime.{region}.amazonaws.com`
+    AgentRuntime,
+}
+
+impl Service {
+    /// The endpoint's host name prefix, which also names the service in labels.
+    pub const fn host_prefix(self) -> &'static str {
+        match self {
+            Self::Runtime => "bedrock-runtime",
+            Self::AgentRuntime => "bedrock-agent-runtime",
+        }
+    }
+}
+
+/// The request headers Bedrock reads on InvokeModel and InvokeModelWithResponseStream, lower-cased:
+/// the only client `x-amz*` headers that go upstream (signed), and the names `invoke_headers` may set.
+pub const INVOKE_HEADERS: [&str; 5] = [
+    "x-amzn-bedrock-guardrailidentifier",
+    "x-amzn-bedrock-guardrailversion",
+    "x-amzn-bedrock-trace",
+    "x-amzn-bedrock-performanceconfig-latency",
+    "x-amzn-bedrock-service-tier",
+];
+
+/// A target's defaults for [`INVOKE_HEADERS`] and whether a client's value replaces them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InvokeHeaders {
+    /// `(lower-cased name from INVOKE_HEADERS, value)`, in the order of `INVOKE_HEADERS`.
+    pub defaults: Vec<(&'static str, String)>,
+    /// `false`: where the target sets a header, the client's value is dropped.
+    pub overridable: bool,
+}
+
+/// The region's own guardrail for a client's guardrail id (`guardrail_map`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardrailRef {
+    pub identifier: String,
+    /// `None`: the client's version passes as sent.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -299,13 +377,22 @@ impl FromIterator<FailoverCriterion> for FailoverCriteria {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
-    /// The Bedrock model id (or inference-profile id / ARN) sent upstream.
-    pub model_id: String,
+    /// The Bedrock model id (or inference-profile id / ARN) sent upstream; `None` for the regions
+    /// of a `bedrock/guardrail` or `bedrock/agent` route.
+    pub model_id: Option<String>,
+    /// The service the upstream is (from the route type).
+    pub service: Service,
     /// The AWS region the request is signed for; never parsed out of a host name.
     pub region: String,
     /// Scheme, host and optional port of the upstream, without a trailing slash:
-    /// `https://bedrock-runtime.{region}.amazonaws.com` unless `upstream_url` overrides it.
+    /// `https://{service host prefix}.{region}.amazonaws.com` unless `upstream_url` overrides it.
     pub upstream_url: String,
+    /// Model routes only: defaults for Bedrock's InvokeModel headers.
+    pub invoke_headers: InvokeHeaders,
+    /// `bedrock/guardrail` routes only: client guardrail id -> this region's guardrail.
+    pub guardrail_map: BTreeMap<String, GuardrailRef>,
+    /// `bedrock/agent` routes only: client knowledge base id -> this region's knowledge base.
+    pub knowledge_base_map: BTreeMap<String, String>,
     pub assume_role: Option<AssumeRole>,
     /// Static keys; `None` means the standard AWS credential chain.
     pub auth: Option<AwsKeys>,
@@ -338,12 +425,24 @@ pub enum ModelFamily {
 impl Target {
     /// Whether the target is a Claude model, which takes Anthropic's Messages body on InvokeModel.
     pub fn speaks_anthropic(&self) -> bool {
-        self.model_family == Some(ModelFamily::Anthropic) || self.model_id.contains("anthropic.")
+        self.model_family == Some(ModelFamily::Anthropic)
+            || self
+                .model_id
+                .as_deref()
+                .is_some_and(|m| m.contains("anthropic."))
     }
 
     /// A stable, human-readable id used in logs, metrics labels and response headers.
     pub fn label(&self) -> String {
-        format!("{}/{}", self.region, self.model_id)
+        format!("{}/{}", self.region, self.resource())
+    }
+
+    /// What the target serves, for labels: its model id, else its service (a region's guardrails
+    /// or agent runtime).
+    pub fn resource(&self) -> &str {
+        self.model_id
+            .as_deref()
+            .unwrap_or(self.service.host_prefix())
     }
 }
 

@@ -3,6 +3,7 @@
 //! (`defaults.rs`). Integers are `i64` so an out-of-range value gets a range message, not a serde
 //! type error.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -130,6 +131,17 @@ pub struct RawBedrockOptions {
     pub aws_role_session_name: Option<String>,
     pub aws_sts_endpoint_url: Option<String>,
     pub model_family: Option<String>,
+    pub invoke_headers: Option<BTreeMap<String, String>>,
+    pub invoke_headers_overridable: Option<bool>,
+    pub guardrail_map: Option<BTreeMap<String, RawGuardrailRef>>,
+    pub knowledge_base_map: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrailRef {
+    pub identifier: Option<String>,
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -34,6 +34,13 @@ pub struct BodyTokens {
 }
 
 impl BodyTokens {
+    /// A request that generates nothing (a guardrail check, a retrieval, an async-invoke call):
+    /// it reserves no tokens, so token limits never count it.
+    pub const NONE: Self = Self {
+        input: 0,
+        max_output: Some(0),
+    };
+
     /// Input plus output allowance: the client's cap, else `default_max`.
     pub fn reservation(self, default_max: u32) -> u32 {
         self.input

@@ -9,14 +9,14 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
 use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
-use percent_encoding::utf8_percent_encode;
 
 use super::backoff;
 use super::body::{BodyError, read_body};
 use super::classify::{error_name, outcome_for_status, parse_retry_after};
 use super::operation::Operation;
+use super::request::{Params, prepare};
 use super::timeouts::{self, Phase, SendFailure, Timeouts};
-use crate::aws::sign::{PATH_LABEL, Unsigned};
+use crate::aws::sign::Unsigned;
 use crate::backend::{Health, Outcome, TargetRuntime};
 use crate::balance::Lease;
 use crate::clock;
@@ -31,6 +31,7 @@ use crate::observe::Obs;
 /// The client's request, reduced to what may go upstream.
 pub struct ProxyRequest {
     pub operation: Operation,
+    pub params: Params,
     /// What the body may cost in tokens (all zero when no token limit applies).
     pub tokens: BodyTokens,
     /// The consumer's token reservation for the whole client request, settled by the usage of
@@ -102,7 +103,7 @@ impl From<GatewayError> for ProxyError {
 }
 
 /// Why an attempt failed before a response head arrived.
-struct AttemptFailure {
+pub(crate) struct AttemptFailure {
     kind: FailureKind,
     /// Some of the request may have reached the target, which may be generating (and billing) it.
     sent: bool,
@@ -115,6 +116,9 @@ enum FailureKind {
     Error,
     Timeout,
     InvalidHeader,
+    /// The request could not be written for this target (see [`super::request::PrepareError`]):
+    /// no target's fault, so never failed over.
+    Request,
 }
 
 enum LastFailure {
@@ -261,7 +265,10 @@ pub async fn forward(
                 lease.set_outcome(Outcome::Failure);
                 obs.upstream_time(&target, sent_at.elapsed());
                 metrics::upstream_error(&target.label, failure.kind.metric());
-                let may_fail_over = may_fail_over(criteria, failure.kind.criterion(), failure.sent);
+                let may_fail_over = failure
+                    .kind
+                    .criterion()
+                    .is_some_and(|c| may_fail_over(criteria, c, failure.sent));
                 tracing::debug!(target_id = %target.label, error = failure.describe(), sent = failure.sent, may_fail_over, "upstream attempt failed");
                 last = Some(LastFailure::Attempt(failure));
                 if !may_fail_over {
@@ -278,6 +285,9 @@ pub async fn forward(
         (Some(LastFailure::Status(error)), _) => ProxyError::Upstream(error),
         (Some(LastFailure::Attempt(failure)), _) if failure.kind == FailureKind::Timeout => {
             ProxyError::Gateway(GatewayError::UpstreamTimeout(failure.detail))
+        }
+        (Some(LastFailure::Attempt(failure)), _) if failure.kind == FailureKind::Request => {
+            ProxyError::Gateway(GatewayError::Internal(failure.detail))
         }
         (Some(LastFailure::Attempt(failure)), _) => {
             ProxyError::Gateway(GatewayError::AllTargetsFailed {
@@ -350,22 +360,26 @@ impl AttemptFailure {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let what = match self.kind {
             FailureKind::Error => "connection failed",
             FailureKind::Timeout => "timed out",
             FailureKind::InvalidHeader => "invalid response head",
+            FailureKind::Request => "could not write the upstream request",
         };
         format!("{what}: {}", self.detail)
     }
 }
 
 impl FailureKind {
-    fn criterion(self) -> FailoverCriterion {
+    /// The failover criterion this failure falls under; `None` for one no other target could
+    /// avoid.
+    fn criterion(self) -> Option<FailoverCriterion> {
         match self {
-            Self::Error => FailoverCriterion::Error,
-            Self::Timeout => FailoverCriterion::Timeout,
-            Self::InvalidHeader => FailoverCriterion::InvalidHeader,
+            Self::Error => Some(FailoverCriterion::Error),
+            Self::Timeout => Some(FailoverCriterion::Timeout),
+            Self::InvalidHeader => Some(FailoverCriterion::InvalidHeader),
+            Self::Request => None,
         }
     }
 
@@ -374,22 +388,14 @@ impl FailureKind {
         match self {
             Self::Error => "connect",
             Self::Timeout => "timeout",
-            Self::InvalidHeader => "other",
+            Self::InvalidHeader | Self::Request => "other",
         }
     }
 }
 
-/// The upstream URL for a target and operation: its model id as one encoded path label.
-pub fn upstream_url(target: &TargetRuntime, operation: Operation) -> String {
-    format!(
-        "{}/model/{}/{}",
-        target.config.upstream_url,
-        utf8_percent_encode(operation.model_id(&target.config.model_id), PATH_LABEL),
-        operation.path_suffix()
-    )
-}
-
-async fn send_once(
+/// Sends one attempt to `target`: `operation` with `body` (the target's own shape of the
+/// request), signed for the target's region.
+pub(crate) async fn send_once(
     client: &awc::Client,
     target: &TargetRuntime,
     request: &ProxyRequest,
@@ -400,39 +406,62 @@ async fn send_once(
     let credentials = target.state.credentials.load_full().ok_or_else(|| {
         AttemptFailure::unsent(FailureKind::Error, "no credentials loaded yet".to_owned())
     })?;
-    let url = upstream_url(target, operation);
-    // The upstream URL is an origin (checked by the config), so the path is what follows it.
-    let path = &url[target.config.upstream_url.len()..];
-    let unsigned_headers = [
-        ("host", target.authority.as_str()),
-        ("content-type", request.content_type.as_str()),
-    ];
+    let upstream = prepare(&target.config, operation, &request.params, &body)
+        .map_err(|e| AttemptFailure::unsent(FailureKind::Request, e.to_string()))?;
+    let method = operation.method();
+    let has_body = method == "POST";
+    let mut unsigned_headers: Vec<(&str, &str)> = vec![("host", target.authority.as_str())];
+    if has_body {
+        unsigned_headers.push(("content-type", request.content_type.as_str()));
+    }
+    unsigned_headers.extend(upstream.headers.iter().map(|(n, v)| (*n, v.as_str())));
     let signed = target
         .signer
         .sign(
             Unsigned {
-                method: "POST",
-                path,
+                method,
+                path: &upstream.path,
+                query: &upstream.query,
                 headers: &unsigned_headers,
-                body: &body,
+                body: &upstream.body,
             },
             &credentials,
             SystemTime::now(),
         )
         .map_err(|e| AttemptFailure::unsent(FailureKind::InvalidHeader, e.to_string()))?;
-    let mut upstream = client
-        .post(&url)
-        .insert_header((CONTENT_TYPE, request.content_type.as_str()))
+    let url = if upstream.query.is_empty() {
+        format!("{}{}", target.config.upstream_url, upstream.path)
+    } else {
+        format!(
+            "{}{}?{}",
+            target.config.upstream_url, upstream.path, upstream.query
+        )
+    };
+    let mut outgoing = client
+        .request(
+            if has_body {
+                awc::http::Method::POST
+            } else {
+                awc::http::Method::GET
+            },
+            &url,
+        )
         .insert_header((ACCEPT, request.accept.as_str()));
+    if has_body {
+        outgoing = outgoing.insert_header((CONTENT_TYPE, request.content_type.as_str()));
+    }
+    for (name, value) in &upstream.headers {
+        outgoing = outgoing.insert_header((*name, value.as_str()));
+    }
     for (name, value) in signed.headers() {
-        upstream = upstream.insert_header((name, value));
+        outgoing = outgoing.insert_header((name, value));
     }
     let timeouts = Timeouts {
         connect: config.connect_timeout,
         write: config.write_timeout,
         read: config.read_timeout,
     };
-    timeouts::send(upstream, body, timeouts)
+    timeouts::send(outgoing, upstream.body, timeouts)
         .await
         .map_err(|failure| AttemptFailure::of(failure, &target.label))
 }
@@ -440,7 +469,7 @@ async fn send_once(
 /// Error bodies are small JSON documents; anything larger is cut, never buffered whole.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-async fn read_error(
+pub(crate) async fn read_error(
     response: &mut awc::ClientResponse,
     target: &TargetRuntime,
     attempts: u32,

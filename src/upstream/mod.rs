@@ -6,5 +6,6 @@ pub mod classify;
 pub mod client;
 pub mod forward;
 pub mod operation;
+pub mod request;
 pub mod stream;
 pub mod timeouts;

@@ -82,6 +82,14 @@ impl FrameReader {
         }
     }
 
+    /// For streams with no closing event (RetrieveAndGenerateStream): a clean end at a frame
+    /// boundary is then their end, not a cut.
+    #[must_use]
+    pub fn without_final_event(mut self) -> Self {
+        self.complete = true;
+        self
+    }
+
     pub fn lease(&self) -> &Lease {
         &self.lease
     }

@@ -127,3 +127,15 @@ def set_faults(sim_url, faults):
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         return r.status
+
+
+def region_target_yaml(region, url, bedrock_extra=""):
+    """A target of a `bedrock/guardrail` or `bedrock/agent` route: a region, no model `name`."""
+    extra = f", {bedrock_extra}" if bedrock_extra else ""
+    return f"""
+      - model:
+          provider: bedrock
+          options:
+            bedrock: {{ aws_region: {region}{extra} }}
+            upstream_url: {url}
+        auth: {{ aws_access_key_id: {KEY_ID}, aws_secret_access_key: "{SECRET}" }}"""

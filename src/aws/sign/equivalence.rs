@@ -1,8 +1,9 @@
 //! The fast signer is only worth its speed if it signs exactly as aws-sigv4 does. This property
-//! test draws thousands of requests of the shape the gateway sends (any model id percent-encoded
+//! test draws thousands of requests of the shapes the gateway sends (any model id percent-encoded
 //! as the gateway encodes it, ARNs, stray `%`, any body, region, date, credentials with or without
-//! a session token, Bedrock's optional request headers with untidy whitespace) and requires the
-//! same headers, byte for byte, from both.
+//! a session token, Bedrock's optional request headers with untidy whitespace; GETs with an empty
+//! body and a query as a client may write it: repeated and unsorted names, `+`, encoded and stray
+//! `%`, names without `=`, empty pairs) and requires the same headers, byte for byte, from both.
 
 #![allow(clippy::unwrap_used)]
 
@@ -84,6 +85,58 @@ fn optional_headers() -> impl Strategy<Value = Vec<(&'static str, String)>> {
     })
 }
 
+/// A query as it may arrive from a client and go upstream unchanged: characters a URI allows in
+/// a query, weighted towards the ones canonicalisation treats specially.
+fn query() -> impl Strategy<Value = String> {
+    let part = "([a-zA-Z0-9._~!$'()*,;:@/?+-]|%[0-9A-Fa-f]{2}|%){0,12}";
+    let pair = prop_oneof![
+        (part, part).prop_map(|(n, v)| format!("{n}={v}")),
+        part.prop_map(|n| n.to_owned()),
+        (
+            "(maxResults|nextToken|statusEquals|submitTimeAfter|sortOrder)",
+            part
+        )
+            .prop_map(|(n, v)| format!("{n}={v}")),
+    ];
+    proptest::collection::vec(pair, 0..6).prop_map(|pairs| pairs.join("&"))
+}
+
+/// A request line of one of the gateway's upstream operations: a model operation, a guardrail, an
+/// async invocation (by ARN, or listed with a query), an agent-runtime operation.
+fn method_path_query() -> impl Strategy<Value = (&'static str, String, String)> {
+    let model = (
+        model_id(),
+        "(converse|converse-stream|invoke|invoke-with-response-stream|count-tokens)",
+    )
+        .prop_map(|(model, operation)| {
+            let path = format!(
+                "/model/{}/{operation}",
+                utf8_percent_encode(&model, PATH_LABEL)
+            );
+            ("POST", path, String::new())
+        });
+    let guardrail = ("[a-z0-9]{1,12}", "(DRAFT|[0-9]{1,3})").prop_map(|(id, version)| {
+        (
+            "POST",
+            format!("/guardrail/{id}/version/{version}/apply"),
+            String::new(),
+        )
+    });
+    let get_async = model_id().prop_map(|arn| {
+        let path = format!("/async-invoke/{}", utf8_percent_encode(&arn, PATH_LABEL));
+        ("GET", path, String::new())
+    });
+    let list_async = query().prop_map(|q| ("GET", "/async-invoke".to_owned(), q));
+    let agent = prop_oneof![
+        Just("/rerank".to_owned()),
+        Just("/retrieveAndGenerate".to_owned()),
+        Just("/retrieveAndGenerateStream".to_owned()),
+        "[A-Z0-9]{10}".prop_map(|kb| format!("/knowledgebases/{kb}/retrieve")),
+    ]
+    .prop_map(|path| ("POST", path, String::new()));
+    prop_oneof![4 => model, 1 => guardrail, 1 => get_async, 2 => list_async, 1 => agent]
+}
+
 fn sorted(signed: Signed<'_>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = signed.headers().map(|(n, v)| (n.to_owned(), v)).collect();
     out.sort();
@@ -95,29 +148,33 @@ proptest! {
 
     #[test]
     fn signs_exactly_as_aws_sigv4(
-        model in model_id(),
-        operation in "(converse|converse-stream|invoke|invoke-with-response-stream|count-tokens)",
+        (method, path, query) in method_path_query(),
         body in proptest::collection::vec(any::<u8>(), 0..2048),
         region in region(),
         credentials in credentials(),
         time in time(),
         content_type in "(application/json|application/x-amz-json-1\\.1|text/plain; charset=utf-8)",
         local in any::<bool>(),
+        agent in any::<bool>(),
         extra in optional_headers(),
     ) {
-        let path = format!("/model/{}/{operation}", utf8_percent_encode(&model, PATH_LABEL));
-        let host = if local {
-            "127.0.0.1:7001".to_owned()
-        } else {
-            format!("bedrock-runtime.{region}.amazonaws.com")
+        let host = match (local, agent) {
+            (true, _) => "127.0.0.1:7001".to_owned(),
+            (false, false) => format!("bedrock-runtime.{region}.amazonaws.com"),
+            (false, true) => format!("bedrock-agent-runtime.{region}.amazonaws.com"),
         };
-        let mut headers: Vec<(&str, &str)> = vec![("host", &host), ("content-type", &content_type)];
+        // A GET goes with an empty body and no content type, as the gateway sends it.
+        let body: &[u8] = if method == "GET" { &[] } else { &body };
+        let mut headers: Vec<(&str, &str)> = vec![("host", &host)];
+        if method == "POST" {
+            headers.push(("content-type", &content_type));
+        }
         headers.extend(extra.iter().map(|(n, v)| (*n, v.as_str())));
         let credentials = Arc::new(credentials);
         let signer = Signer::new(region.clone(), BEDROCK_SERVICE);
-        let request = Unsigned { method: "POST", path: &path, headers: &headers, body: &body };
+        let request = Unsigned { method, path: &path, query: &query, headers: &headers, body };
         let ours = sorted(signer.sign(request, &credentials, time).unwrap());
-        let sdk = sdk_sign(&path, &headers, &body, &credentials, &region, time);
-        prop_assert_eq!(ours, sdk, "model id {:?}", model);
+        let sdk = sdk_sign(request, &credentials, &region, time);
+        prop_assert_eq!(ours, sdk, "{} {}?{}", method, path, query);
     }
 }

@@ -13,6 +13,7 @@ mod consumers;
 mod rate_limits;
 mod routes;
 mod server;
+mod target_routing;
 mod targets;
 
 use consumers::consumers;

@@ -14,11 +14,6 @@ use crate::config::error::ConfigProblem;
 use crate::config::model::*;
 use crate::config::raw::*;
 
-const ROUTE_TYPES: [RouteType; 3] = [
-    RouteType::Chat,
-    RouteType::Completions,
-    RouteType::Embeddings,
-];
 const LATENCY_STRATEGIES: [(&str, LatencyStrategy); 2] = [
     ("tpot", LatencyStrategy::Tpot),
     ("e2e", LatencyStrategy::E2e),
@@ -37,12 +32,35 @@ pub(super) fn routes(value: Value, problems: &mut Vec<ConfigProblem>) -> Option<
         return None;
     }
     let mut names: HashMap<String, usize> = HashMap::new();
+    // The route types a gateway serves with one route at most, and where each was first seen.
+    let mut singletons: HashMap<&'static str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let path = index("routes", i);
-        // Read the name before validating the rest, so a duplicate is reported even when the
-        // route has other problems too.
+        // Read the name and type before validating the rest, so a duplicate is reported even
+        // when the route has other problems too.
         let name = item.get("name").and_then(Value::as_str).map(str::to_owned);
+        let single = item
+            .get("route_type")
+            .and_then(Value::as_str)
+            .and_then(|t| {
+                [RouteType::Guardrail, RouteType::Agent]
+                    .into_iter()
+                    .find(|s| s.as_str() == t)
+            });
+        if let Some(single) = single {
+            if let Some(first) = singletons.get(single.as_str()) {
+                problems.push(ConfigProblem::new(
+                    field(&path, "route_type"),
+                    format!(
+                        "only one route may have route_type {} (also routes[{first}])",
+                        single.as_str()
+                    ),
+                ));
+            } else {
+                singletons.insert(single.as_str(), i);
+            }
+        }
         let route = route(item, &path, problems);
         if let Some(name) = name {
             if let Some(first) = names.get(&name) {
@@ -88,11 +106,11 @@ fn claims(routes: &[Option<Route>], problems: &mut Vec<ConfigProblem>) {
             .iter()
             .enumerate()
             .map(|(j, alias)| (alias.as_str(), index(&field(&path, "model_aliases"), j)));
-        let model_ids = route.targets.iter().enumerate().map(|(k, target)| {
-            (
-                target.model_id.as_str(),
+        let model_ids = route.targets.iter().enumerate().filter_map(|(k, target)| {
+            Some((
+                target.model_id.as_deref()?,
                 field(&index(&field(&path, "targets"), k), "model.name"),
-            )
+            ))
         });
         for (claimed, claim_path) in aliases.chain(model_ids) {
             match owners.get(claimed) {
@@ -135,7 +153,7 @@ fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<
             let route_type = one_of(
                 raw.route_type.as_deref().unwrap_or(DEFAULT_ROUTE_TYPE),
                 "route type",
-                &ROUTE_TYPES.map(|t| (t.as_str(), t)),
+                &RouteType::ALL.map(|t| (t.as_str(), t)),
                 &field(path, "route_type"),
                 problems,
             );
@@ -151,7 +169,13 @@ fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<
             .and_then(|raw| balancer(raw.unwrap_or_default(), &balancer_path, problems)),
     };
 
-    let targets = targets(targets_value, &field(path, "targets"), problems);
+    // An unknown type is reported above; its targets are checked as the default type's.
+    let targets = targets(
+        targets_value,
+        route_type.unwrap_or(RouteType::Chat),
+        &field(path, "targets"),
+        problems,
+    );
     if let (Some(RouteType::Embeddings), Some(targets)) = (route_type, &targets) {
         one_embedding_family(targets, &field(path, "targets"), problems);
     }
@@ -172,12 +196,12 @@ fn one_embedding_family(targets: &[Target], path: &str, problems: &mut Vec<Confi
     let mut first: Option<(EmbeddingFamily, usize)> = None;
     for (k, target) in targets.iter().enumerate() {
         let at = field(&index(path, k), "model.name");
-        match (EmbeddingFamily::from_model_id(&target.model_id), first) {
+        let model_id = target.model_id.as_deref().unwrap_or_default();
+        match (EmbeddingFamily::from_model_id(model_id), first) {
             (None, _) => problems.push(ConfigProblem::new(
                 at,
                 format!(
-                    "{:?} is not a Titan or Cohere text embedding model, which a {} route needs",
-                    target.model_id,
+                    "{model_id:?} is not a Titan or Cohere text embedding model, which a {} route needs",
                     RouteType::Embeddings.as_str()
                 ),
             )),

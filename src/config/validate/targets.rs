@@ -6,6 +6,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use serde_yaml_ng::Value;
 
 use super::checks::*;
+use super::target_routing::{RawRouting, RoutingOptions, routing_options};
 use crate::config::de::{self, field, index};
 use crate::config::defaults::*;
 use crate::config::error::ConfigProblem;
@@ -14,6 +15,7 @@ use crate::config::raw::*;
 
 pub(super) fn targets(
     value: Option<Value>,
+    route_type: RouteType,
     path: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Vec<Target>> {
@@ -33,7 +35,7 @@ pub(super) fn targets(
     for (i, item) in items.into_iter().enumerate() {
         let target_path = index(path, i);
         let target = de::deserialize::<RawTarget>(item, &target_path, problems)
-            .and_then(|raw| target(raw, &target_path, problems));
+            .and_then(|raw| target(raw, route_type, &target_path, problems));
         if let Some(t) = &target {
             let label = t.label();
             if let Some(first) = seen.get(&label) {
@@ -50,10 +52,15 @@ pub(super) fn targets(
     out.into_iter().collect()
 }
 
-fn target(raw: RawTarget, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<Target> {
+fn target(
+    raw: RawTarget,
+    route_type: RouteType,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Target> {
     let model_path = field(path, "model");
     let model = match raw.model {
-        Some(model) => model_fields(model, &model_path, problems),
+        Some(model) => model_fields(model, route_type, &model_path, problems),
         None => {
             problems.push(ConfigProblem::new(&model_path, "required"));
             None
@@ -85,8 +92,12 @@ fn target(raw: RawTarget, path: &str, problems: &mut Vec<ConfigProblem>) -> Opti
     let model = model?;
     Some(Target {
         model_id: model.model_id,
+        service: route_type.service(),
         region: model.region,
         upstream_url: model.upstream_url,
+        invoke_headers: model.routing.invoke_headers,
+        guardrail_map: model.routing.guardrail_map,
+        knowledge_base_map: model.routing.knowledge_base_map,
         assume_role: model.assume_role,
         auth: auth?,
         input_cost: model.input_cost,
@@ -104,9 +115,10 @@ fn target(raw: RawTarget, path: &str, problems: &mut Vec<ConfigProblem>) -> Opti
 
 /// The parts of a target that come from its `model` section.
 struct ModelFields {
-    model_id: String,
+    model_id: Option<String>,
     region: String,
     upstream_url: String,
+    routing: RoutingOptions,
     assume_role: Option<AssumeRole>,
     input_cost: f64,
     output_cost: f64,
@@ -119,6 +131,7 @@ struct ModelFields {
 
 fn model_fields(
     raw: RawModel,
+    route_type: RouteType,
     path: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<ModelFields> {
@@ -138,6 +151,17 @@ fn model_fields(
     };
     let name_path = field(path, "name");
     let model_id = match raw.name {
+        None if !route_type.serves_models() => Some(None),
+        Some(_) if !route_type.serves_models() => {
+            problems.push(ConfigProblem::new(
+                &name_path,
+                format!(
+                    "must be omitted: the targets of a {} route are regions, not models",
+                    route_type.as_str()
+                ),
+            ));
+            None
+        }
         None => {
             problems.push(ConfigProblem::new(&name_path, "required"));
             None
@@ -153,7 +177,7 @@ fn model_fields(
             ));
             None
         }
-        Some(name) => Some(name),
+        Some(name) => Some(Some(name)),
     };
 
     let options_path = field(path, "options");
@@ -175,6 +199,17 @@ fn model_fields(
             None
         }
     };
+    let routing = routing_options(
+        route_type,
+        RawRouting {
+            invoke_headers: bedrock.invoke_headers,
+            invoke_headers_overridable: bedrock.invoke_headers_overridable,
+            guardrail_map: bedrock.guardrail_map,
+            knowledge_base_map: bedrock.knowledge_base_map,
+        },
+        &bedrock_path,
+        problems,
+    );
     let assume_role = assume_role(
         bedrock.aws_assume_role_arn,
         bedrock.aws_role_session_name,
@@ -193,7 +228,7 @@ fn model_fields(
                 None
             }
         },
-        (None, Some(region)) => Some(default_upstream(region)),
+        (None, Some(region)) => Some(default_upstream(route_type.service(), region)),
         (None, None) => None,
     };
     let input_cost = cost(
@@ -230,6 +265,7 @@ fn model_fields(
         model_id: model_id?,
         region: region?,
         upstream_url: upstream_url?,
+        routing: routing?,
         assume_role: assume_role?,
         input_cost: input_cost?,
         output_cost: output_cost?,
@@ -363,14 +399,14 @@ fn is_region(region: &str) -> bool {
         && parts[2].bytes().all(|b| b.is_ascii_digit())
 }
 
-fn default_upstream(region: &str) -> String {
+fn default_upstream(service: Service, region: &str) -> String {
     // China regions live under their own top-level domain.
     let suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
     } else {
         "amazonaws.com"
     };
-    format!("https://bedrock-runtime.{region}.{suffix}")
+    format!("https://{}.{region}.{suffix}", service.host_prefix())
 }
 
 /// `http(s)://host[:port]`, a trailing `/` dropped. Messages say what is wrong without echoing
@@ -479,12 +515,16 @@ mod tests {
     #[test]
     fn default_upstreams() {
         assert_eq!(
-            default_upstream("us-east-1"),
+            default_upstream(Service::Runtime, "us-east-1"),
             "https://bedrock-runtime.us-east-1.amazonaws.com"
         );
         assert_eq!(
-            default_upstream("cn-north-1"),
+            default_upstream(Service::Runtime, "cn-north-1"),
             "https://bedrock-runtime.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            default_upstream(Service::AgentRuntime, "eu-west-1"),
+            "https://bedrock-agent-runtime.eu-west-1.amazonaws.com"
         );
     }
 }

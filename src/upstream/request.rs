@@ -1,0 +1,360 @@
+//! One upstream request for one target: method, path, query, headers and body. What differs
+//! between targets is written here: the target's model id, its region's guardrail and knowledge
+//! base, its default InvokeModel headers. The body is passed as received unless an id in it must
+//! change (StartAsyncInvoke's `modelId`, a mapped knowledge base).
+
+use bytes::Bytes;
+use percent_encoding::utf8_percent_encode;
+use serde_json::Value;
+
+use super::operation::Operation;
+use crate::aws::sign::PATH_LABEL;
+use crate::config::Target;
+
+/// What the client named besides the operation: path labels, the query and Bedrock's request
+/// headers, decoded. Each operation reads the ones its REST path has.
+#[derive(Debug, Default, Clone)]
+pub struct Params {
+    /// ApplyGuardrail's `guardrailIdentifier` and `guardrailVersion`.
+    pub guardrail: Option<(String, String)>,
+    /// Retrieve's `knowledgeBaseId`.
+    pub knowledge_base: Option<String>,
+    /// GetAsyncInvoke's `invocationArn`.
+    pub invocation_arn: Option<String>,
+    /// ListAsyncInvokes' query, as it goes on the wire (without `?`).
+    pub query: String,
+    /// The client's values of [`crate::config::INVOKE_HEADERS`], names lower-cased.
+    pub invoke_headers: Vec<(&'static str, String)>,
+}
+
+/// The request for one target.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Encoded, as sent and signed.
+    pub path: String,
+    /// As sent and signed, without `?`.
+    pub query: String,
+    pub body: Bytes,
+    /// Extra headers to send and sign (InvokeModel's Bedrock headers).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The path lacks a label its operation needs: a bug in the surface that built the params.
+    #[error("{operation:?} needs its {label} path label")]
+    MissingLabel {
+        operation: Operation,
+        label: &'static str,
+    },
+    #[error("a {operation:?} target has no model id")]
+    NoModel { operation: Operation },
+    #[error("the request body is not a JSON object: {0}")]
+    Body(String),
+}
+
+pub fn prepare(
+    target: &Target,
+    operation: Operation,
+    params: &Params,
+    body: &Bytes,
+) -> Result<Upstream, PrepareError> {
+    let encode = |s: &str| utf8_percent_encode(s, PATH_LABEL).to_string();
+    let missing = |label| PrepareError::MissingLabel { operation, label };
+    let model = || {
+        target
+            .model_id
+            .as_deref()
+            .ok_or(PrepareError::NoModel { operation })
+    };
+    let mut headers = Vec::new();
+    let (path, body) = match operation {
+        Operation::Converse
+        | Operation::ConverseStream
+        | Operation::Invoke
+        | Operation::InvokeWithResponseStream
+        | Operation::CountTokens => {
+            if operation.takes_invoke_headers() {
+                headers = invoke_headers(target, &params.invoke_headers);
+            }
+            let suffix = operation.path_suffix().unwrap_or_default();
+            let model = operation.model_id(model()?);
+            (format!("/model/{}/{suffix}", encode(model)), body.clone())
+        }
+        Operation::ApplyGuardrail => {
+            let (id, version) = params.guardrail.as_ref().ok_or(missing("guardrail"))?;
+            let mapped = target.guardrail_map.get(id);
+            let id = mapped.map_or(id, |m| &m.identifier);
+            let version = mapped.and_then(|m| m.version.as_ref()).unwrap_or(version);
+            let path = format!(
+                "/guardrail/{}/version/{}/apply",
+                encode(id),
+                encode(version)
+            );
+            (path, body.clone())
+        }
+        Operation::StartAsyncInvoke => {
+            let model = model()?;
+            let body = rewrite(body, |doc| {
+                doc.insert("modelId".to_owned(), Value::String(model.to_owned()));
+                true
+            })?;
+            ("/async-invoke".to_owned(), body)
+        }
+        Operation::GetAsyncInvoke => {
+            let arn = params
+                .invocation_arn
+                .as_ref()
+                .ok_or(missing("invocationArn"))?;
+            (format!("/async-invoke/{}", encode(arn)), Bytes::new())
+        }
+        Operation::ListAsyncInvokes => ("/async-invoke".to_owned(), Bytes::new()),
+        Operation::Rerank => ("/rerank".to_owned(), body.clone()),
+        Operation::Retrieve => {
+            let kb = params
+                .knowledge_base
+                .as_ref()
+                .ok_or(missing("knowledgeBaseId"))?;
+            let kb = target.knowledge_base_map.get(kb).unwrap_or(kb);
+            (
+                format!("/knowledgebases/{}/retrieve", encode(kb)),
+                body.clone(),
+            )
+        }
+        Operation::RetrieveAndGenerate | Operation::RetrieveAndGenerateStream => {
+            let path = if operation.is_stream() {
+                "/retrieveAndGenerateStream"
+            } else {
+                "/retrieveAndGenerate"
+            };
+            let body = if target.knowledge_base_map.is_empty() {
+                body.clone()
+            } else {
+                rewrite(body, |doc| map_knowledge_base(doc, target))?
+            };
+            (path.to_owned(), body)
+        }
+    };
+    let query = if operation == Operation::ListAsyncInvokes {
+        params.query.clone()
+    } else {
+        String::new()
+    };
+    Ok(Upstream {
+        path,
+        query,
+        body,
+        headers,
+    })
+}
+
+/// The target's defaults, with the client's values where the target allows them.
+fn invoke_headers(
+    target: &Target,
+    client: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let config = &target.invoke_headers;
+    let mut out: Vec<(&'static str, String)> = config.defaults.clone();
+    for (name, value) in client {
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some(default) if config.overridable => default.1.clone_from(value),
+            Some(_) => {}
+            None => out.push((name, value.clone())),
+        }
+    }
+    out
+}
+
+/// RetrieveAndGenerate names its knowledge base in the body; a mapped one is replaced.
+fn map_knowledge_base(doc: &mut serde_json::Map<String, Value>, target: &Target) -> bool {
+    let Some(Value::String(kb)) = doc
+        .get_mut("retrieveAndGenerateConfiguration")
+        .and_then(|c| c.get_mut("knowledgeBaseConfiguration"))
+        .and_then(|c| c.get_mut("knowledgeBaseId"))
+    else {
+        return false;
+    };
+    match target.knowledge_base_map.get(kb.as_str()) {
+        Some(mapped) => {
+            mapped.clone_into(kb);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Applies `edit` to the body's JSON object; re-serialises only when it changed something.
+fn rewrite(
+    body: &Bytes,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>) -> bool,
+) -> Result<Bytes, PrepareError> {
+    let mut doc: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| PrepareError::Body(e.to_string()))?;
+    if !edit(&mut doc) {
+        return Ok(body.clone());
+    }
+    serde_json::to_vec(&doc)
+        .map(Bytes::from)
+        .map_err(|e| PrepareError::Body(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+    use std::num::NonZeroU16;
+
+    use super::*;
+    use crate::config::{GuardrailRef, InvokeHeaders, Limits, Service};
+
+    fn target(model: Option<&str>) -> Target {
+        Target {
+            model_id: model.map(str::to_owned),
+            service: Service::Runtime,
+            region: "eu-west-1".into(),
+            upstream_url: "http://127.0.0.1:1".into(),
+            invoke_headers: InvokeHeaders::default(),
+            guardrail_map: BTreeMap::new(),
+            knowledge_base_map: BTreeMap::new(),
+            assume_role: None,
+            auth: None,
+            input_cost: 0.0,
+            output_cost: 0.0,
+            cache_read_cost: 0.0,
+            cache_write_cost: 0.0,
+            anthropic_betas: Default::default(),
+            model_family: None,
+            max_tokens: None,
+            weight: NonZeroU16::MIN,
+            priority: None,
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn model_paths_carry_the_targets_model_as_one_label() {
+        let up = prepare(
+            &target(Some("arn:aws:bedrock:eu-west-1:1:inference-profile/eu.x")),
+            Operation::Converse,
+            &Params::default(),
+            &Bytes::from_static(b"{}"),
+        )
+        .unwrap();
+        assert_eq!(
+            up.path,
+            "/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A1%3Ainference-profile%2Feu.x/converse"
+        );
+    }
+
+    #[test]
+    fn guardrails_map_to_the_regions_own_and_unmapped_ones_pass() {
+        let mut t = target(None);
+        t.guardrail_map.insert(
+            "client-gr".into(),
+            GuardrailRef {
+                identifier: "gr-eu".into(),
+                version: Some("3".into()),
+            },
+        );
+        let path = |id: &str| {
+            let params = Params {
+                guardrail: Some((id.into(), "1".into())),
+                ..Params::default()
+            };
+            prepare(&t, Operation::ApplyGuardrail, &params, &Bytes::new())
+                .unwrap()
+                .path
+        };
+        assert_eq!(path("client-gr"), "/guardrail/gr-eu/version/3/apply");
+        assert_eq!(path("other"), "/guardrail/other/version/1/apply");
+    }
+
+    #[test]
+    fn async_invoke_takes_the_targets_model_and_keeps_the_rest() {
+        let body = Bytes::from_static(
+            br#"{"modelId":"route","clientRequestToken":"tok-1","modelInput":{"a":1}}"#,
+        );
+        let up = prepare(
+            &target(Some("amazon.nova-reel-v1:0")),
+            Operation::StartAsyncInvoke,
+            &Params::default(),
+            &body,
+        )
+        .unwrap();
+        let doc: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(doc["modelId"], "amazon.nova-reel-v1:0");
+        assert_eq!(doc["clientRequestToken"], "tok-1");
+        assert_eq!(doc["modelInput"]["a"], 1);
+    }
+
+    #[test]
+    fn knowledge_bases_map_in_path_and_body() {
+        let mut t = target(None);
+        t.knowledge_base_map
+            .insert("KBCLIENT".into(), "KBEU".into());
+        let params = Params {
+            knowledge_base: Some("KBCLIENT".into()),
+            ..Params::default()
+        };
+        let up = prepare(&t, Operation::Retrieve, &params, &Bytes::new()).unwrap();
+        assert_eq!(up.path, "/knowledgebases/KBEU/retrieve");
+        let body = Bytes::from_static(
+            br#"{"input":{"text":"q"},"retrieveAndGenerateConfiguration":{"type":"KNOWLEDGE_BASE","knowledgeBaseConfiguration":{"knowledgeBaseId":"KBCLIENT","modelArn":"m"}}}"#,
+        );
+        let up = prepare(
+            &t,
+            Operation::RetrieveAndGenerate,
+            &Params::default(),
+            &body,
+        )
+        .unwrap();
+        let doc: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(
+            doc["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"]["knowledgeBaseId"],
+            "KBEU"
+        );
+        // An unmapped id leaves the body byte for byte.
+        let other = Bytes::from_static(
+            br#"{"retrieveAndGenerateConfiguration":{"knowledgeBaseConfiguration":{"knowledgeBaseId":"X"}}}"#,
+        );
+        let up = prepare(
+            &t,
+            Operation::RetrieveAndGenerate,
+            &Params::default(),
+            &other,
+        )
+        .unwrap();
+        assert_eq!(up.body, other);
+    }
+
+    #[test]
+    fn invoke_headers_follow_the_targets_defaults_and_override_switch() {
+        let mut t = target(Some("m"));
+        t.invoke_headers = InvokeHeaders {
+            defaults: vec![("x-amzn-bedrock-guardrailidentifier", "gr-eu".into())],
+            overridable: false,
+        };
+        let params = Params {
+            invoke_headers: vec![
+                ("x-amzn-bedrock-guardrailidentifier", "client".into()),
+                ("x-amzn-bedrock-trace", "ENABLED".into()),
+            ],
+            ..Params::default()
+        };
+        let headers = |t: &Target, op| prepare(t, op, &params, &Bytes::new()).unwrap().headers;
+        assert_eq!(
+            headers(&t, Operation::Invoke),
+            [
+                ("x-amzn-bedrock-guardrailidentifier", "gr-eu".to_owned()),
+                ("x-amzn-bedrock-trace", "ENABLED".to_owned())
+            ]
+        );
+        t.invoke_headers.overridable = true;
+        assert_eq!(
+            headers(&t, Operation::InvokeWithResponseStream)[0].1,
+            "client"
+        );
+        // Converse reads its guardrail from the body, never these headers.
+        assert!(headers(&t, Operation::Converse).is_empty());
+    }
+}
