@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::*;
 use serde_json::{Value, json};
 
@@ -67,7 +68,7 @@ routes:
 }
 
 #[actix_rt::test]
-async fn guardrail_calls_never_count_against_token_limits() {
+async fn guardrail_and_count_tokens_calls_never_count_against_token_limits() {
     let h = tiny_token_limits().await;
     // The limit is live: a model call reserving its default output allowance cannot fit.
     let (status, error_type, _) = post(
@@ -90,6 +91,24 @@ async fn guardrail_calls_never_count_against_token_limits() {
         );
     }
     assert_eq!(h.counts("apply-guardrail"), [5]);
+    // CountTokens generates nothing: it passes the same 10-token limit the model call could not.
+    let claude_body = json!({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "count these five words"}],
+    });
+    let encoded = base64::engine::general_purpose::STANDARD.encode(claude_body.to_string());
+    for _ in 0..5 {
+        let (status, _, body) = post(
+            &h,
+            "/model/claude/count-tokens",
+            &json!({"input": {"invokeModel": {"body": encoded}}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["inputTokens"].as_u64().unwrap() > 0, "{body}");
+    }
+    assert_eq!(h.counts("count-tokens"), [5]);
     assert_eq!(h.bad_signatures(), 0);
 }
 

@@ -66,7 +66,7 @@ pub const OPERATIONS: [Spec; 46] = [
     served("ApplyGuardrail", "POST", "/guardrail/{guardrailIdentifier}/version/{guardrailVersion}/apply", Operation::ApplyGuardrail),
     served("Converse", "POST", "/model/{modelId}/converse", Operation::Converse),
     served("ConverseStream", "POST", "/model/{modelId}/converse-stream", Operation::ConverseStream),
-    refused("CountTokens", "POST", "/model/{modelId}/count-tokens", NOT_YET),
+    served("CountTokens", "POST", "/model/{modelId}/count-tokens", Operation::CountTokens),
     served("GetAsyncInvoke", "GET", "/async-invoke/{invocationArn}", Operation::GetAsyncInvoke),
     refused("InvokeGuardrailChecks", "POST", "/guardrail-checks/invoke", GUARDRAIL_CHECKS),
     served("InvokeModel", "POST", "/model/{modelId}/invoke", Operation::Invoke),

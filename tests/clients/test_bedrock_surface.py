@@ -237,6 +237,20 @@ def test_invoke_model_headers_arrive_signed(stack):
     assert headers["x-amzn-bedrock-trace"] == "ENABLED"
 
 
+def test_count_tokens_is_balanced_to_the_model_and_counts(stack):
+    gateway, sims = stack
+    bedrock = client(gateway)
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
+            "messages": [{"role": "user", "content": "count these five words"}]}
+    before = ops(sims["us-east-1"], "count-tokens")
+    out = bedrock.count_tokens(modelId="claude", input={"invokeModel": {"body": json.dumps(body).encode()}})
+    assert out["inputTokens"] > 0
+    assert ops(sims["us-east-1"], "count-tokens") == before + 1
+    # A model Bedrock cannot count is the model's 400, raised by boto3 as a ValidationException.
+    with pytest.raises(bedrock.exceptions.ValidationException):
+        bedrock.count_tokens(modelId="reel", input={"converse": {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}})
+
+
 def test_rerank(stack):
     gateway, _ = stack
     agent = client(gateway, "bedrock-agent-runtime")
