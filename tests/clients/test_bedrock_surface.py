@@ -28,7 +28,8 @@ def stack():
     sims = dict(zip(REGIONS, (harness.start_sim(r) for r in REGIONS)))
     east, west, eu = (sims[r] for r in REGIONS)
     claude = harness.target_yaml(CLAUDE, "us-east-1", east.url)
-    locked = harness.target_yaml(CLAUDE, "us-west-2", west.url).replace(
+    # A model id selects one route, so the second Claude route uses the US inference profile.
+    locked = harness.target_yaml("us." + CLAUDE, "us-west-2", west.url).replace(
         "bedrock: { aws_region: us-west-2 }",
         "bedrock: { aws_region: us-west-2, invoke_headers: { X-Amzn-Bedrock-GuardrailIdentifier: gr-locked,"
         " X-Amzn-Bedrock-GuardrailVersion: '4' }, invoke_headers_overridable: false }",
