@@ -21,11 +21,10 @@ use crate::error::GatewayError;
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::limits::estimate::BodyTokens;
 use crate::observe::Obs;
+use crate::upstream::attempt::{read_error, send_once};
 use crate::upstream::classify::outcome_for_status;
 use crate::upstream::client::UpstreamClients;
-use crate::upstream::forward::{
-    Delivered, ProxyError, ProxyRequest, read_error, read_success_body, send_once,
-};
+use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, read_success_body};
 use crate::upstream::operation::Operation;
 use crate::upstream::request::Params;
 

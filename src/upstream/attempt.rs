@@ -1,0 +1,300 @@
+//! One attempt at one target: shape, sign and send the request with Kong's per-phase timeouts,
+//! then say whether the answer is the one to deliver, or a failure and whether another target may
+//! try (the failover criteria, and never a request that may be generating unless `non_idempotent`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
+use awc::error::{ConnectError, SendRequestError};
+use bytes::Bytes;
+
+use super::body::read_body;
+use super::classify::{error_name, outcome_for_status, parse_retry_after};
+use super::forward::{LastFailure, ProxyRequest, UpstreamError};
+use super::operation::Operation;
+use super::request::prepare;
+use super::timeouts::{self, Phase, SendFailure, Timeouts};
+use crate::aws::sign::Unsigned;
+use crate::backend::{Outcome, TargetRuntime};
+use crate::balance::Lease;
+use crate::config::{BalancerConfig, FailoverCriteria, FailoverCriterion};
+use crate::error::GatewayError;
+use crate::metrics;
+use crate::observe::Obs;
+
+/// Why an attempt failed before a response head arrived.
+pub(crate) struct AttemptFailure {
+    kind: FailureKind,
+    /// Some of the request may have reached the target, which may be generating (and billing) it.
+    sent: bool,
+    detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// No connection, or it broke (`error`).
+    Error,
+    Timeout,
+    InvalidHeader,
+    /// The request could not be written for this target (see [`super::request::PrepareError`]):
+    /// no target's fault, so never failed over.
+    Request,
+}
+
+/// A failed attempt, and whether the request may go on to another target.
+pub(crate) struct Failed {
+    pub failure: LastFailure,
+    pub may_fail_over: bool,
+}
+
+/// Sends attempt number `nth` of `request` to the lease's target as `operation` with `body`. A
+/// success is the response head to deliver; a failure has been counted, logged and reported to
+/// the target through the lease.
+pub(crate) async fn attempt(
+    client: &awc::Client,
+    request: &ProxyRequest,
+    (operation, body): (Operation, Bytes),
+    config: &BalancerConfig,
+    lease: &mut Lease,
+    nth: u32,
+    obs: &Obs,
+) -> Result<(awc::ClientResponse, Instant), Failed> {
+    let target = Arc::clone(lease.target());
+    let sent_at = Instant::now();
+    let criteria = config.failover_criteria;
+    match send_once(client, &target, request, operation, body, config).await {
+        Ok(response) if response.status().is_success() => Ok((response, sent_at)),
+        Ok(mut response) => {
+            let error = read_error(&mut response, &target, nth, config.read_timeout).await;
+            obs.upstream_time(&target, sent_at.elapsed());
+            metrics::upstream_error(
+                &target.label,
+                metrics::error_kind(error.status.as_u16(), &error.error_type),
+            );
+            lease.set_outcome(outcome_for_status(
+                error.status.as_u16(),
+                &error.error_type,
+                error.retry_after,
+            ));
+            let may_fail_over = FailoverCriterion::for_status(error.status.as_u16())
+                .is_some_and(|c| may_fail_over(criteria, c, true));
+            tracing::debug!(target_id = %target.label, status = error.status.as_u16(), may_fail_over, "upstream error");
+            Err(Failed {
+                failure: LastFailure::Status(error),
+                may_fail_over,
+            })
+        }
+        Err(failure) => {
+            lease.set_outcome(Outcome::Failure);
+            obs.upstream_time(&target, sent_at.elapsed());
+            metrics::upstream_error(&target.label, failure.kind.metric());
+            let may_fail_over = failure
+                .kind
+                .criterion()
+                .is_some_and(|c| may_fail_over(criteria, c, failure.sent));
+            tracing::debug!(target_id = %target.label, error = failure.describe(), sent = failure.sent, may_fail_over, "upstream attempt failed");
+            Err(Failed {
+                failure: LastFailure::Attempt(failure),
+                may_fail_over,
+            })
+        }
+    }
+}
+
+/// Whether an attempt that failed by `criterion` may go on to another target. Every Bedrock call
+/// is a POST: once any of it was sent, only `non_idempotent` allows that, as nginx's
+/// `proxy_next_upstream` (a timed-out generation is likely still running, and billed).
+fn may_fail_over(criteria: FailoverCriteria, criterion: FailoverCriterion, sent: bool) -> bool {
+    criteria.contains(criterion) && (!sent || criteria.contains(FailoverCriterion::NonIdempotent))
+}
+
+impl AttemptFailure {
+    /// A failure before anything was sent.
+    fn unsent(kind: FailureKind, detail: String) -> Self {
+        Self {
+            kind,
+            sent: false,
+            detail,
+        }
+    }
+
+    fn of(failure: SendFailure, target: &str) -> Self {
+        let (kind, phase, detail) = match failure {
+            SendFailure::TimedOut(phase) => {
+                let what = match phase {
+                    Phase::Connecting => "connecting to",
+                    Phase::Writing => "sending the request to",
+                    Phase::AwaitingHead => "no response head from",
+                };
+                (FailureKind::Timeout, phase, format!("{what} {target}"))
+            }
+            SendFailure::Failed(_, SendRequestError::Connect(ConnectError::Timeout)) => (
+                FailureKind::Timeout,
+                Phase::Connecting,
+                format!("connecting to {target}"),
+            ),
+            SendFailure::Failed(phase, SendRequestError::Response(e)) => {
+                (FailureKind::InvalidHeader, phase, e.to_string())
+            }
+            SendFailure::Failed(phase, e) => (FailureKind::Error, phase, e.to_string()),
+        };
+        Self {
+            kind,
+            sent: phase.sent(),
+            detail,
+        }
+    }
+
+    /// The gateway's error for a request whose last attempt failed this way.
+    pub(crate) fn into_gateway_error(self, route: &str) -> GatewayError {
+        match self.kind {
+            FailureKind::Timeout => GatewayError::UpstreamTimeout(self.detail),
+            FailureKind::Request => GatewayError::Internal(self.detail),
+            FailureKind::Error | FailureKind::InvalidHeader => GatewayError::AllTargetsFailed {
+                route: route.to_owned(),
+                last: self.describe(),
+            },
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let what = match self.kind {
+            FailureKind::Error => "connection failed",
+            FailureKind::Timeout => "timed out",
+            FailureKind::InvalidHeader => "invalid response head",
+            FailureKind::Request => "could not write the upstream request",
+        };
+        format!("{what}: {}", self.detail)
+    }
+}
+
+impl FailureKind {
+    /// The failover criterion this failure falls under; `None` for one no other target could
+    /// avoid.
+    fn criterion(self) -> Option<FailoverCriterion> {
+        match self {
+            Self::Error => Some(FailoverCriterion::Error),
+            Self::Timeout => Some(FailoverCriterion::Timeout),
+            Self::InvalidHeader => Some(FailoverCriterion::InvalidHeader),
+            Self::Request => None,
+        }
+    }
+
+    /// The `kind` label of `upstream_errors_total`.
+    fn metric(self) -> &'static str {
+        match self {
+            Self::Error => "connect",
+            Self::Timeout => "timeout",
+            Self::InvalidHeader | Self::Request => "other",
+        }
+    }
+}
+
+/// Sends one attempt to `target`: `operation` with `body` (the target's own shape of the
+/// request), signed for the target's region.
+pub(crate) async fn send_once(
+    client: &awc::Client,
+    target: &TargetRuntime,
+    request: &ProxyRequest,
+    operation: Operation,
+    body: Bytes,
+    config: &crate::config::BalancerConfig,
+) -> Result<awc::ClientResponse, AttemptFailure> {
+    let credentials = target.state.credentials.load_full().ok_or_else(|| {
+        AttemptFailure::unsent(FailureKind::Error, "no credentials loaded yet".to_owned())
+    })?;
+    let upstream = prepare(&target.config, operation, &request.params, &body)
+        .map_err(|e| AttemptFailure::unsent(FailureKind::Request, e.to_string()))?;
+    let method = operation.method();
+    let has_body = method == "POST";
+    let mut unsigned_headers: Vec<(&str, &str)> = vec![("host", target.authority.as_str())];
+    if has_body {
+        unsigned_headers.push(("content-type", request.content_type.as_str()));
+    }
+    unsigned_headers.extend(upstream.headers.iter().map(|(n, v)| (*n, v.as_str())));
+    let signed = target
+        .signer
+        .sign(
+            Unsigned {
+                method,
+                path: &upstream.path,
+                query: &upstream.query,
+                headers: &unsigned_headers,
+                body: &upstream.body,
+            },
+            &credentials,
+            SystemTime::now(),
+        )
+        .map_err(|e| AttemptFailure::unsent(FailureKind::InvalidHeader, e.to_string()))?;
+    let url = if upstream.query.is_empty() {
+        format!("{}{}", target.config.upstream_url, upstream.path)
+    } else {
+        format!(
+            "{}{}?{}",
+            target.config.upstream_url, upstream.path, upstream.query
+        )
+    };
+    let mut outgoing = client
+        .request(
+            if has_body {
+                awc::http::Method::POST
+            } else {
+                awc::http::Method::GET
+            },
+            &url,
+        )
+        .insert_header((ACCEPT, request.accept.as_str()));
+    if has_body {
+        outgoing = outgoing.insert_header((CONTENT_TYPE, request.content_type.as_str()));
+    }
+    for (name, value) in &upstream.headers {
+        outgoing = outgoing.insert_header((*name, value.as_str()));
+    }
+    for (name, value) in signed.headers() {
+        outgoing = outgoing.insert_header((name, value));
+    }
+    let timeouts = Timeouts {
+        connect: config.connect_timeout,
+        write: config.write_timeout,
+        read: config.read_timeout,
+    };
+    timeouts::send(outgoing, upstream.body, timeouts)
+        .await
+        .map_err(|failure| AttemptFailure::of(failure, &target.label))
+}
+
+/// Error bodies are small JSON documents; anything larger is cut, never buffered whole.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+pub(crate) async fn read_error(
+    response: &mut awc::ClientResponse,
+    target: &TargetRuntime,
+    attempts: u32,
+    read_timeout: Duration,
+) -> UpstreamError {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let error_type = header("x-amzn-errortype")
+        .map(|v| error_name(&v))
+        .unwrap_or_default();
+    let retry_after = parse_retry_after(header("retry-after").as_deref());
+    let body = read_body(response, MAX_ERROR_BODY, read_timeout)
+        .await
+        .unwrap_or_else(|_| {
+            Bytes::from_static(b"{\"message\":\"upstream error body unreadable\"}")
+        });
+    UpstreamError {
+        status: response.status(),
+        error_type,
+        body,
+        retry_after,
+        target: target.label.clone(),
+        attempts,
+    }
+}

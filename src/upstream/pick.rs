@@ -1,0 +1,159 @@
+//! Picking an admitted target for one request: the session's own target while it is ready, else
+//! the route's strategy among targets not yet tried (pinned to a model id when the client named
+//! one), else, for a first attempt, the least-bad target; then the target's own limits. A target
+//! at its limit or unable to take the request is skipped without spending an attempt.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::forward::ProxyRequest;
+use super::operation::Operation;
+use crate::backend::{Health, TargetRuntime};
+use crate::balance::Roster;
+use crate::balance::affinity::Session;
+use crate::clock;
+use crate::error::{GatewayError, LimitScope};
+use crate::gateway::RouteRuntime;
+use crate::limits::estimate::{BodyTokens, DEFAULT_MAX_TOKENS};
+use crate::limits::{self, Refusal, Reservation};
+use crate::metrics;
+
+/// A target that will take the request, with its limit reservation and the request's shape for it.
+pub(crate) struct Picked {
+    pub index: usize,
+    pub reservation: Option<Arc<Reservation>>,
+    pub shaped: (Operation, Bytes),
+}
+
+/// One request's way through its route's targets: which were tried, and why those that were
+/// passed over could not take it.
+pub(crate) struct Picker<'a> {
+    route: &'a RouteRuntime,
+    roster: &'a Roster,
+    request: &'a ProxyRequest,
+    session: Session<'a>,
+    tried: Vec<bool>,
+    /// The most hopeful refusal by a target's limits: the soonest wait, else the largest cap.
+    refused: Option<Refusal>,
+    /// Why a picked target could not take this request at all, if none could.
+    unservable: Option<GatewayError>,
+}
+
+impl<'a> Picker<'a> {
+    pub fn new(route: &'a RouteRuntime, roster: &'a Roster, request: &'a ProxyRequest) -> Self {
+        Self {
+            route,
+            roster,
+            request,
+            session: route
+                .balancer
+                .session(request.session.as_deref(), clock::now_ms()),
+            tried: roster.untried(request.pinned_model.as_deref()),
+            refused: None,
+            unservable: None,
+        }
+    }
+
+    /// Every target has had its try: nothing to spend a retry or a backoff on.
+    pub fn exhausted(&self) -> bool {
+        self.tried.iter().all(|t| *t)
+    }
+
+    /// The next target to try, admitted by its limits. `first`: no attempt has been made yet, so
+    /// with nothing ready the least-bad target is tried rather than none.
+    pub async fn next(&mut self, first: bool) -> Option<Picked> {
+        let hash_key = self.request.hash_key.as_deref().map(str::as_bytes);
+        let pinned = self.request.pinned_model.as_deref();
+        loop {
+            let now = clock::now_ms();
+            // The session's own target first, while it is ready: its prompt cache is there.
+            let candidate = self
+                .session
+                .target_ready(&self.tried, now)
+                .or_else(|| self.roster.pick(pinned, &self.tried, now, hash_key))
+                .or_else(|| self.least_bad(first));
+            let index = candidate?;
+            self.tried[index] = true;
+            let target = &self.roster.targets[index];
+            let shaped = match self.request.prepare(&target.config) {
+                Ok(shaped) => shaped,
+                Err(why) => {
+                    release_trial(target);
+                    self.unservable = Some(why);
+                    continue;
+                }
+            };
+            match admit_target(target, self.request.tokens).await {
+                Ok(reservation) => {
+                    return Some(Picked {
+                        index,
+                        reservation,
+                        shaped,
+                    });
+                }
+                Err(refusal) => {
+                    release_trial(target);
+                    metrics::rate_limited("target");
+                    tracing::debug!(target_id = %target.label, ?refusal, "target at its limit");
+                    self.refused = Some(self.refused.map_or(refusal, |r| r.sooner(refusal)));
+                }
+            }
+        }
+    }
+
+    /// Never fail a request without trying: with nothing ready, take the least-bad target. Not
+    /// when targets are only at their limits: that is a 429, not an outage.
+    fn least_bad(&self, first: bool) -> Option<usize> {
+        let forced = (first && self.refused.is_none())
+            .then(|| self.roster.least_bad(&self.tried))
+            .flatten();
+        if forced.is_some() {
+            metrics::forced_pick(&self.route.name);
+            tracing::warn!(route = %self.route.name, "no target ready; trying the least-bad one");
+        }
+        forced
+    }
+
+    /// The session now lives on `target`, which served it.
+    pub fn served_by(&self, target: &Arc<TargetRuntime>) {
+        self.session.served_by(target, clock::now_ms());
+    }
+
+    /// Why no target was tried: every one was at its limit (a 429), could not take the request, or
+    /// none was there.
+    pub fn nothing_tried(self) -> GatewayError {
+        match (self.refused, self.unservable) {
+            (Some(refusal), _) => limits::refused(LimitScope::Targets, refusal),
+            (None, Some(why)) => why,
+            (None, None) => GatewayError::NoTarget {
+                route: self.route.name.clone(),
+            },
+        }
+    }
+}
+
+/// The pick may have claimed the target's half-open trial: hand it back.
+fn release_trial(target: &TargetRuntime) {
+    if target.state.health() == Health::HalfOpen {
+        target.state.release_trial();
+    }
+}
+
+/// Takes the target's request and token cells for this request, if it has limits.
+async fn admit_target(
+    target: &TargetRuntime,
+    tokens: BodyTokens,
+) -> Result<Option<Arc<Reservation>>, Refusal> {
+    let Some(meter) = &target.limits else {
+        return Ok(None);
+    };
+    let default_max = target
+        .config
+        .max_tokens
+        .map_or(DEFAULT_MAX_TOKENS, std::num::NonZeroU32::get);
+    meter
+        .admit(1, tokens.reservation(default_max))
+        .await
+        .map(|r| Some(Arc::new(r)))
+}
