@@ -8,7 +8,7 @@ use crate::auth::Authenticator;
 use crate::backend::TargetRuntime;
 use crate::balance::retry_budget::RetryBudget;
 use crate::balance::{BalancerHandle, Roster};
-use crate::config::{BalancerConfig, Config, RouteType, Service};
+use crate::config::{BalancerConfig, Config, ProviderOptions, RouteType, Service};
 use crate::limits::{Backend, ConsumerLimits};
 
 pub struct RouteRuntime {
@@ -103,10 +103,10 @@ impl Gateway {
             for name in route.model_aliases.iter().chain([&route.name]) {
                 names.insert(name.clone(), (index, None));
             }
-            for target in targets
-                .iter()
-                .filter(|t| t.config.service == Service::Runtime)
-            {
+            for target in targets.iter().filter(|t| {
+                t.config.provider == ProviderOptions::Bedrock
+                    && t.config.service == Service::Runtime
+            }) {
                 runtime_regions
                     .entry(target.config.region.clone())
                     .or_default()

@@ -6,7 +6,8 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use bedrock_balancer::config::{
-    self, Algorithm, Config, FailoverCriterion, RateLimitBackend, RouteType, SessionAffinity,
+    self, Algorithm, Config, FailoverCriterion, ProviderOptions, RateLimitBackend, RouteType,
+    SessionAffinity,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -286,11 +287,233 @@ fn tpm_and_rpm_zero() {
 }
 
 #[test]
-fn provider_not_bedrock() {
+fn provider_unknown() {
     assert_eq!(
-        errors(&MINIMAL.replace("provider: bedrock", "provider: openai")),
-        "routes[0].targets[0].model.provider: unsupported provider \"openai\"; only \"bedrock\" is supported"
+        errors(&MINIMAL.replace("provider: bedrock", "provider: cohere")),
+        "routes[0].targets[0].model.provider: unsupported provider \"cohere\"; expected one of \
+         bedrock, anthropic, openai, azure"
     );
+}
+
+/// One target of `provider` on a route of `route_type`, with `options` and `auth` flow mappings.
+fn provider_target(route_type: &str, provider: &str, options: &str, auth: &str) -> String {
+    format!(
+        "routes:
+  - name: r
+    route_type: {route_type}
+    targets:
+      - model: {{ provider: {provider}, name: m1, options: {{ {options} }} }}
+        auth: {{ {auth} }}
+"
+    )
+}
+
+#[test]
+fn provider_route_type_pairs_that_cannot_be_served() {
+    let key = "header_name: x-api-key, header_value: k";
+    assert_eq!(
+        errors(&provider_target("llm/v1/embeddings", "anthropic", "", key)),
+        "routes[0].targets[0].model.provider: provider \"anthropic\" cannot serve a \
+         llm/v1/embeddings route; its targets may be: bedrock, openai, azure"
+    );
+    assert_eq!(
+        errors(&provider_target("llm/v1/completions", "anthropic", "", key)),
+        "routes[0].targets[0].model.provider: provider \"anthropic\" cannot serve a \
+         llm/v1/completions route; its targets may be: bedrock, openai, azure"
+    );
+    for native_only in ["bedrock/guardrail", "bedrock/agent"] {
+        assert_eq!(
+            errors(&provider_target(native_only, "openai", "", "").replace("name: m1, ", "")),
+            format!(
+                "routes[0].targets[0].model.provider: provider \"openai\" cannot serve a \
+                 {native_only} route; its targets may be: bedrock"
+            )
+        );
+    }
+}
+
+#[test]
+fn embeddings_routes_do_not_mix_bedrock_and_openai_targets() {
+    let yaml = "routes:
+  - name: embed
+    route_type: llm/v1/embeddings
+    targets:
+      - model: { provider: bedrock, name: amazon.titan-embed-text-v2:0, options: { bedrock: { aws_region: us-east-1 } } }
+      - model: { provider: openai, name: text-embedding-3-small }
+";
+    assert_eq!(
+        errors(yaml),
+        "routes[0].targets[1].model.provider: is \"openai\" but routes[0].targets[0] is \
+         \"bedrock\"; an embeddings route serves one family (request bodies and vectors differ), \
+         so give each its own route"
+    );
+    let openai_only = yaml.replace(
+        "provider: bedrock, name: amazon.titan-embed-text-v2:0, options: { bedrock: { aws_region: us-east-1 } }",
+        "provider: azure, name: text-embedding-3-small, options: { azure_instance: team, azure_deployment_id: emb }",
+    ).replace("text-embedding-3-small }", "text-embedding-3-small }\n        auth: { header_name: api-key, header_value: k }");
+    assert_eq!(
+        errors(&openai_only),
+        "routes[0].targets[0].auth.header_name: required for provider \"azure\" (with header_value)"
+    );
+}
+
+#[test]
+fn provider_options_and_auth_belong_to_their_provider() {
+    assert_eq!(
+        errors(&provider_target(
+            "llm/v1/chat",
+            "anthropic",
+            "bedrock: { aws_region: us-east-1 }, azure_deployment_id: d",
+            "aws_access_key_id: AKIA, aws_bearer_token: t",
+        )),
+        "routes[0].targets[0].model.options.bedrock: not an option of provider \"anthropic\"
+routes[0].targets[0].model.options.azure_deployment_id: not an option of provider \"anthropic\"
+routes[0].targets[0].auth.header_name: required for provider \"anthropic\" (with header_value)
+routes[0].targets[0].auth.aws_access_key_id: only for provider \"bedrock\"; a \"anthropic\" key goes in header_name / header_value
+routes[0].targets[0].auth.aws_bearer_token: only for provider \"bedrock\"; a \"anthropic\" key goes in header_name / header_value"
+    );
+    assert_eq!(
+        errors(&provider_target("llm/v1/chat", "azure", "anthropic_version: v", "header_name: api-key")),
+        "routes[0].targets[0].model.options.azure_deployment_id: required for provider \"azure\"
+routes[0].targets[0].model.options.azure_instance: required for provider \"azure\" unless upstream_url is set
+routes[0].targets[0].model.options.anthropic_version: not an option of provider \"azure\"
+routes[0].targets[0].auth.header_value: required when header_name is set"
+    );
+    assert_eq!(
+        errors(&provider_target(
+            "llm/v1/chat",
+            "azure",
+            "azure_instance: \"a/b\", azure_deployment_id: \"d?x\"",
+            "header_name: Host, header_value: \"k\\ny\"",
+        )),
+        "routes[0].targets[0].model.options.azure_instance: must be non-empty letters, digits, '-', '_' or '.', got \"a/b\"
+routes[0].targets[0].model.options.azure_deployment_id: must be non-empty letters, digits, '-', '_' or '.', got \"d?x\"
+routes[0].targets[0].auth.header_name: \"Host\" is set by the gateway; name the header that carries the key
+routes[0].targets[0].auth.header_value: must be printable ASCII (no line breaks)"
+    );
+}
+
+#[test]
+fn bedrock_api_keys_replace_sigv4_only() {
+    let target = |auth: &str, bedrock: &str| {
+        MINIMAL.replace(
+            "options: { bedrock: { aws_region: us-east-1 } }",
+            &format!("options: {{ bedrock: {{ aws_region: us-east-1{bedrock} }} }}\n        auth: {{ {auth} }}"),
+        )
+    };
+    assert_eq!(
+        errors(&target(
+            "aws_bearer_token: t, aws_access_key_id: \"${AWS_KEY_ID}\", header_name: x-api-key",
+            ", aws_assume_role_arn: \"arn:aws:iam::1:role/r\"",
+        )),
+        "routes[0].targets[0].auth.aws_bearer_token: not allowed with options.bedrock.aws_assume_role_arn (a Bedrock API key replaces SigV4)
+routes[0].targets[0].auth.aws_access_key_id: not allowed with aws_bearer_token (a Bedrock API key replaces SigV4)
+routes[0].targets[0].auth.header_name: not for provider \"bedrock\"; a Bedrock API key goes in aws_bearer_token"
+    );
+    let config = ok(&target("aws_bearer_token: \"${TEAM_A_KEY}\"", ""));
+    let t = &config.routes[0].targets[0];
+    assert_eq!(t.auth, None);
+    let key = t.key_header.as_ref().unwrap();
+    assert_eq!(
+        (key.name.as_str(), key.value.as_str()),
+        ("authorization", "Bearer team-a-secret-key")
+    );
+    assert_eq!(
+        t.upstream_url,
+        "https://bedrock-runtime.us-east-1.amazonaws.com"
+    );
+    assert!(!format!("{config:?}").contains("team-a-secret-key"));
+}
+
+#[test]
+fn every_provider_with_its_defaults_and_overrides() {
+    let yaml = "routes:
+  - name: claude
+    balancer: { algorithm: priority }
+    targets:
+      - model: { provider: bedrock, name: anthropic.claude, options: { bedrock: { aws_region: us-east-1 } } }
+      - model: { provider: anthropic, name: claude-sonnet-4-5 }
+        auth: { header_name: x-api-key, header_value: \"${TEAM_A_KEY}\" }
+      - model: { provider: anthropic, name: claude-sonnet-4-5, options: { upstream_url: \"http://127.0.0.1:9001/\", anthropic_version: 2023-01-01 } }
+        auth: { header_name: X-Api-Key, header_value: k2 }
+      - model: { provider: openai, name: llama3, options: { upstream_url: \"http://vllm:8000\" } }
+      - model: { provider: openai, name: gpt-4o }
+        auth: { header_name: Authorization, header_value: \"Bearer ${TEAM_A_KEY}\" }
+      - model: { provider: azure, name: gpt-4o, options: { azure_instance: team, azure_deployment_id: gpt4o } }
+        auth: { header_name: api-key, header_value: k3 }
+      - model: { provider: azure, name: gpt-4o, options: { upstream_url: \"http://127.0.0.1:9002\", azure_deployment_id: d2, azure_api_version: 2024-10-21 } }
+        auth: { header_name: api-key, header_value: k4 }
+";
+    let config = ok(yaml);
+    let got: Vec<(ProviderOptions, &str, &str, Option<(&str, &str)>)> = config.routes[0]
+        .targets
+        .iter()
+        .map(|t| {
+            (
+                t.provider.clone(),
+                t.upstream_url.as_str(),
+                t.region.as_str(),
+                t.key_header
+                    .as_ref()
+                    .map(|k| (k.name.as_str(), k.value.as_str())),
+            )
+        })
+        .collect();
+    let anthropic = |v: &str| ProviderOptions::Anthropic {
+        version: v.to_owned(),
+    };
+    let azure = |d: &str, v: &str| ProviderOptions::Azure {
+        deployment_id: d.to_owned(),
+        api_version: v.to_owned(),
+    };
+    assert_eq!(
+        got,
+        [
+            (
+                ProviderOptions::Bedrock,
+                "https://bedrock-runtime.us-east-1.amazonaws.com",
+                "us-east-1",
+                None
+            ),
+            (
+                anthropic("2023-06-01"),
+                "https://api.anthropic.com",
+                "api.anthropic.com",
+                Some(("x-api-key", "team-a-secret-key"))
+            ),
+            (
+                anthropic("2023-01-01"),
+                "http://127.0.0.1:9001",
+                "127.0.0.1:9001",
+                Some(("x-api-key", "k2"))
+            ),
+            (
+                ProviderOptions::OpenAi,
+                "http://vllm:8000",
+                "vllm:8000",
+                None
+            ),
+            (
+                ProviderOptions::OpenAi,
+                "https://api.openai.com",
+                "api.openai.com",
+                Some(("authorization", "Bearer team-a-secret-key"))
+            ),
+            (
+                azure("gpt4o", "2023-05-15"),
+                "https://team.openai.azure.com",
+                "team.openai.azure.com",
+                Some(("api-key", "k3"))
+            ),
+            (
+                azure("d2", "2024-10-21"),
+                "http://127.0.0.1:9002",
+                "127.0.0.1:9002",
+                Some(("api-key", "k4"))
+            ),
+        ]
+    );
+    assert!(!format!("{config:?}").contains("team-a-secret-key"));
 }
 
 #[test]

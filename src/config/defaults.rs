@@ -86,3 +86,12 @@ pub const DEFAULT_ANTHROPIC_BETAS: [&str; 12] = [
     "computer-use-2025-01-24",
     "computer-use-2024-10-22",
 ];
+
+/// The Anthropic API, for `provider: anthropic` without `options.upstream_url`.
+pub const DEFAULT_ANTHROPIC_URL: &str = "https://api.anthropic.com";
+/// OpenAI's API, for `provider: openai` without `options.upstream_url`.
+pub const DEFAULT_OPENAI_URL: &str = "https://api.openai.com";
+/// The `anthropic-version` header the Anthropic API requires (Kong's default).
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Kong's default `azure_api_version`.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2023-05-15";

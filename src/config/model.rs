@@ -375,17 +375,105 @@ impl FromIterator<FailoverCriterion> for FailoverCriteria {
     }
 }
 
+/// Who serves a target (`model.provider`, Kong's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    Bedrock,
+    /// The Anthropic API (Messages).
+    Anthropic,
+    /// Any OpenAI-compatible server.
+    OpenAi,
+    /// Azure OpenAI.
+    Azure,
+}
+
+impl Provider {
+    pub const ALL: [Self; 4] = [Self::Bedrock, Self::Anthropic, Self::OpenAi, Self::Azure];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Bedrock => "bedrock",
+            Self::Anthropic => "anthropic",
+            Self::OpenAi => "openai",
+            Self::Azure => "azure",
+        }
+    }
+
+    /// Whether the provider has an API for the route type: the Anthropic API has no embeddings
+    /// or legacy completions, and guardrail and agent routes are Bedrock operations.
+    pub const fn serves(self, route_type: RouteType) -> bool {
+        match self {
+            Self::Bedrock => true,
+            Self::Anthropic => matches!(route_type, RouteType::Chat),
+            Self::OpenAi | Self::Azure => matches!(
+                route_type,
+                RouteType::Chat | RouteType::Completions | RouteType::Embeddings
+            ),
+        }
+    }
+}
+
+/// Where a non-Bedrock provider's request goes besides `upstream_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderOptions {
+    Bedrock,
+    /// Sent as the `anthropic-version` header.
+    Anthropic {
+        version: String,
+    },
+    OpenAi,
+    /// `/openai/deployments/{deployment_id}/...?api-version={api_version}`.
+    Azure {
+        deployment_id: String,
+        api_version: String,
+    },
+}
+
+impl ProviderOptions {
+    pub const fn provider(&self) -> Provider {
+        match self {
+            Self::Bedrock => Provider::Bedrock,
+            Self::Anthropic { .. } => Provider::Anthropic,
+            Self::OpenAi => Provider::OpenAi,
+            Self::Azure { .. } => Provider::Azure,
+        }
+    }
+}
+
+/// A header carrying the target's own key (`auth.header_name` / `header_value`, or a Bedrock API
+/// key as `Authorization: Bearer`); a target with one is never SigV4-signed. `Debug` never prints
+/// the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyHeader {
+    /// Lower-cased.
+    pub name: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for KeyHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyHeader")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
-    /// The Bedrock model id (or inference-profile id / ARN) sent upstream; `None` for the regions
-    /// of a `bedrock/guardrail` or `bedrock/agent` route.
+    /// The model id sent upstream (Bedrock model id, inference-profile id or ARN; the provider's
+    /// model name otherwise); `None` for the regions of a `bedrock/guardrail` or `bedrock/agent`
+    /// route.
     pub model_id: Option<String>,
-    /// The service the upstream is (from the route type).
+    pub provider: ProviderOptions,
+    /// The service the upstream is (from the route type); Bedrock targets only.
     pub service: Service,
-    /// The AWS region the request is signed for; never parsed out of a host name.
+    /// Bedrock: the AWS region the request is signed for; never parsed out of a host name.
+    /// Other providers: the upstream's `host[:port]`, which only names the target in labels.
     pub region: String,
     /// Scheme, host and optional port of the upstream, without a trailing slash:
-    /// `https://{service host prefix}.{region}.amazonaws.com` unless `upstream_url` overrides it.
+    /// `https://{service host prefix}.{region}.amazonaws.com` for Bedrock, the provider's public
+    /// API otherwise, unless `upstream_url` overrides it.
     pub upstream_url: String,
     /// Model routes only: defaults for Bedrock's InvokeModel headers.
     pub invoke_headers: InvokeHeaders,
@@ -394,8 +482,10 @@ pub struct Target {
     /// `bedrock/agent` routes only: client knowledge base id -> this region's knowledge base.
     pub knowledge_base_map: BTreeMap<String, String>,
     pub assume_role: Option<AssumeRole>,
-    /// Static keys; `None` means the standard AWS credential chain.
+    /// Static keys; `None` means the standard AWS credential chain (unless `key_header` is set).
     pub auth: Option<AwsKeys>,
+    /// The target's own key, sent instead of a SigV4 signature.
+    pub key_header: Option<KeyHeader>,
     /// Price per million input tokens.
     pub input_cost: f64,
     /// Price per million output tokens.

@@ -121,6 +121,10 @@ pub struct RawModelOptions {
     pub cache_write_cost: Option<f64>,
     pub max_tokens: Option<i64>,
     pub anthropic_betas: Option<Vec<String>>,
+    pub anthropic_version: Option<String>,
+    pub azure_instance: Option<String>,
+    pub azure_deployment_id: Option<String>,
+    pub azure_api_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -150,6 +154,9 @@ pub struct RawAuth {
     pub aws_access_key_id: Option<String>,
     pub aws_secret_access_key: Option<Secret>,
     pub aws_session_token: Option<Secret>,
+    pub aws_bearer_token: Option<Secret>,
+    pub header_name: Option<String>,
+    pub header_value: Option<Secret>,
 }
 
 /// A secret string. Its `Debug` and its type error never show the value: serde's usual

@@ -205,12 +205,13 @@ mod tests {
     use std::num::NonZeroU16;
 
     use super::*;
-    use crate::config::{GuardrailRef, InvokeHeaders, Limits, Service};
+    use crate::config::{GuardrailRef, InvokeHeaders, Limits, ProviderOptions, Service};
 
     fn target(model: Option<&str>) -> Target {
         Target {
             model_id: model.map(str::to_owned),
             service: Service::Runtime,
+            provider: ProviderOptions::Bedrock,
             region: "eu-west-1".into(),
             upstream_url: "http://127.0.0.1:1".into(),
             invoke_headers: InvokeHeaders::default(),
@@ -218,6 +219,7 @@ mod tests {
             knowledge_base_map: BTreeMap::new(),
             assume_role: None,
             auth: None,
+            key_header: None,
             input_cost: 0.0,
             output_cost: 0.0,
             cache_read_cost: 0.0,

@@ -10,6 +10,7 @@ use crate::config::model::*;
 
 mod checks;
 mod consumers;
+mod provider;
 mod rate_limits;
 mod routes;
 mod server;

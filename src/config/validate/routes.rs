@@ -191,10 +191,26 @@ fn route(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<
 
 /// An embeddings route's targets must be models the gateway can drive, all of one family: the
 /// request is translated into that family's bodies before a target is picked (Titan makes one
-/// call per input, Cohere one per 96), and vectors of different models are not comparable.
+/// call per input, Cohere one per 96), and vectors of different models are not comparable. OpenAI
+/// and Azure targets take the OpenAI body as it is, so they are a family of their own.
 fn one_embedding_family(targets: &[Target], path: &str, problems: &mut Vec<ConfigProblem>) {
+    let bedrock = |t: &Target| t.provider == ProviderOptions::Bedrock;
+    if let Some(other) = targets.iter().position(|t| !bedrock(t))
+        && let Some(k) = targets.iter().position(bedrock)
+    {
+        problems.push(ConfigProblem::new(
+            field(&index(path, other), "model.provider"),
+            format!(
+                "is {:?} but {} is \"bedrock\"; an embeddings route serves one family (request \
+                 bodies and vectors differ), so give each its own route",
+                targets[other].provider.provider().as_str(),
+                index(path, k),
+            ),
+        ));
+        return;
+    }
     let mut first: Option<(EmbeddingFamily, usize)> = None;
-    for (k, target) in targets.iter().enumerate() {
+    for (k, target) in targets.iter().enumerate().filter(|(_, t)| bedrock(t)) {
         let at = field(&index(path, k), "model.name");
         let model_id = target.model_id.as_deref().unwrap_or_default();
         match (EmbeddingFamily::from_model_id(model_id), first) {

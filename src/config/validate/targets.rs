@@ -6,6 +6,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use serde_yaml_ng::Value;
 
 use super::checks::*;
+use super::provider::{provider, provider_options, target_auth};
 use super::target_routing::{RawRouting, RoutingOptions, routing_options};
 use crate::config::de::{self, field, index};
 use crate::config::defaults::*;
@@ -59,23 +60,42 @@ fn target(
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Target> {
     let model_path = field(path, "model");
+    let provider = raw.model.as_ref().and_then(|m| {
+        provider(
+            m.provider.as_deref(),
+            route_type,
+            &field(&model_path, "provider"),
+            problems,
+        )
+    });
+    let assumes_role = raw
+        .model
+        .as_ref()
+        .and_then(|m| {
+            m.options
+                .as_ref()?
+                .bedrock
+                .as_ref()?
+                .aws_assume_role_arn
+                .as_ref()
+        })
+        .is_some();
     let model = match raw.model {
-        Some(model) => model_fields(model, route_type, &model_path, problems),
+        Some(model) => model_fields(model, provider, route_type, &model_path, problems),
         None => {
             problems.push(ConfigProblem::new(&model_path, "required"));
             None
         }
     };
-    let auth = match raw.auth {
-        None => Some(None),
-        Some(auth) => aws_keys(
-            auth.aws_access_key_id,
-            auth.aws_secret_access_key,
-            auth.aws_session_token,
+    let auth = provider.and_then(|provider| {
+        target_auth(
+            raw.auth,
+            provider,
+            assumes_role,
             &field(path, "auth"),
             problems,
-        ),
-    };
+        )
+    });
     let weight = match raw.weight {
         None => NonZeroU16::new(DEFAULT_WEIGHT),
         Some(v) => in_range(v, 1, 65_535, &field(path, "weight"), problems)
@@ -90,8 +110,10 @@ fn target(
     };
     let limits = limits(raw.limits, &field(path, "limits"), problems);
     let model = model?;
+    let (auth, key_header) = auth?;
     Some(Target {
         model_id: model.model_id,
+        provider: model.provider,
         service: route_type.service(),
         region: model.region,
         upstream_url: model.upstream_url,
@@ -99,7 +121,8 @@ fn target(
         guardrail_map: model.routing.guardrail_map,
         knowledge_base_map: model.routing.knowledge_base_map,
         assume_role: model.assume_role,
-        auth: auth?,
+        auth,
+        key_header,
         input_cost: model.input_cost,
         output_cost: model.output_cost,
         cache_read_cost: model.cache_read_cost,
@@ -116,6 +139,7 @@ fn target(
 /// The parts of a target that come from its `model` section.
 struct ModelFields {
     model_id: Option<String>,
+    provider: ProviderOptions,
     region: String,
     upstream_url: String,
     routing: RoutingOptions,
@@ -131,24 +155,11 @@ struct ModelFields {
 
 fn model_fields(
     raw: RawModel,
+    provider: Option<Provider>,
     route_type: RouteType,
     path: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<ModelFields> {
-    let provider = match raw.provider.as_deref() {
-        None => {
-            problems.push(ConfigProblem::new(field(path, "provider"), "required"));
-            None
-        }
-        Some("bedrock") => Some(()),
-        Some(other) => {
-            problems.push(ConfigProblem::new(
-                field(path, "provider"),
-                format!("unsupported provider {other:?}; only \"bedrock\" is supported"),
-            ));
-            None
-        }
-    };
     let name_path = field(path, "name");
     let model_id = match raw.name {
         None if !route_type.serves_models() => Some(None),
@@ -182,18 +193,26 @@ fn model_fields(
 
     let options_path = field(path, "options");
     let options = raw.options.unwrap_or_default();
+    let own = provider.and_then(|p| provider_options(p, &options, &options_path, problems));
     let bedrock_path = field(&options_path, "bedrock");
-    let bedrock = options.bedrock.unwrap_or_default();
-    let region_path = field(&bedrock_path, "aws_region");
+    // Another provider's `options.bedrock` is already reported; its region fields are not read.
+    let bedrock = match provider {
+        Some(Provider::Bedrock) => options.bedrock.unwrap_or_default(),
+        _ => RawBedrockOptions::default(),
+    };
     let region = match bedrock.aws_region {
+        _ if provider != Some(Provider::Bedrock) => None,
         None => {
-            problems.push(ConfigProblem::new(&region_path, "required"));
+            problems.push(ConfigProblem::new(
+                field(&bedrock_path, "aws_region"),
+                "required",
+            ));
             None
         }
         Some(region) if is_region(&region) => Some(region),
         Some(region) => {
             problems.push(ConfigProblem::new(
-                &region_path,
+                field(&bedrock_path, "aws_region"),
                 format!("invalid AWS region {region:?}; expected a region like us-east-1"),
             ));
             None
@@ -217,8 +236,13 @@ fn model_fields(
         &bedrock_path,
         problems,
     );
-    let upstream_url = match (options.upstream_url, &region) {
-        (Some(url), _) => match origin(&url) {
+    let default_url = match (&own, &region) {
+        (Some((_, Some(url))), _) => Some(url.clone()),
+        (_, Some(region)) => Some(default_upstream(route_type.service(), region)),
+        _ => None,
+    };
+    let upstream_url = match options.upstream_url {
+        Some(url) => match origin(&url) {
             Ok(origin) => Some(origin),
             Err(why) => {
                 problems.push(ConfigProblem::new(
@@ -228,9 +252,17 @@ fn model_fields(
                 None
             }
         },
-        (None, Some(region)) => Some(default_upstream(route_type.service(), region)),
-        (None, None) => None,
+        None => default_url,
     };
+    // Other providers have no region; their upstream's host names them in labels.
+    let region = region.or_else(|| {
+        let url = upstream_url.as_deref()?;
+        Some(
+            url.split_once("://")
+                .map_or(url, |(_, host)| host)
+                .to_owned(),
+        )
+    });
     let input_cost = cost(
         options.input_cost,
         &field(&options_path, "input_cost"),
@@ -260,9 +292,9 @@ fn model_fields(
         None => Some(None),
         Some(v) => optional_non_zero_u32(Some(v), &field(&options_path, "max_tokens"), problems),
     };
-    provider?;
     Some(ModelFields {
         model_id: model_id?,
+        provider: own?.0,
         region: region?,
         upstream_url: upstream_url?,
         routing: routing?,
