@@ -20,6 +20,9 @@ pub struct SimArgs {
     /// Accepted credentials as ID:SECRET[:SESSION_TOKEN]; repeatable. Default: the AWS example key.
     #[arg(long = "key", value_name = "ID:SECRET[:SESSION_TOKEN]")]
     pub keys: Vec<SimKey>,
+    /// Accepted Bedrock API keys (`Authorization: Bearer KEY` instead of SigV4); repeatable.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
     /// actix-web worker threads.
     #[arg(long, default_value_t = CLI_WORKERS)]
     pub workers: usize,
@@ -37,6 +40,7 @@ impl SimArgs {
         if !self.keys.is_empty() {
             opts.keys = self.keys;
         }
+        opts.api_keys = self.api_keys;
         opts.workers = self.workers;
         opts.accept_unsigned = self.accept_unsigned;
         opts.faults = self.faults;
@@ -81,6 +85,10 @@ mod tests {
             "--fail-status",
             "429",
             "--silence-after-headers",
+            "--api-key",
+            "k1",
+            "--api-key",
+            "k2",
         ])
         .unwrap();
         let opts = cli.sim.into_options();
@@ -88,6 +96,7 @@ mod tests {
         assert_eq!(opts.keys[0].secret_access_key, "se/cr+et");
         assert_eq!(opts.faults.status, Some(429));
         assert!(opts.faults.silence_after_headers);
+        assert_eq!(opts.api_keys, ["k1", "k2"]);
         assert_eq!(opts.region, "us-east-1");
     }
 

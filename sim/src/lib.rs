@@ -81,6 +81,8 @@ pub struct SimOptions {
     pub listen: SocketAddr,
     pub region: String,
     pub keys: Vec<SimKey>,
+    /// Bedrock API keys, accepted as `Authorization: Bearer <key>` in place of a signature.
+    pub api_keys: Vec<String>,
     pub faults: Faults,
     pub workers: usize,
     /// Skip SigV4 verification: only for measuring a client that cannot sign (the load
@@ -102,6 +104,7 @@ impl SimOptions {
                 secret_access_key: DEFAULT_SECRET_ACCESS_KEY.to_owned(),
                 session_token: None,
             }],
+            api_keys: Vec::new(),
             faults: Faults::default(),
             workers: DEFAULT_WORKERS,
             accept_unsigned: false,

@@ -108,13 +108,19 @@ async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>)
     state.stats.request();
     let headers = sigv4::header_list(req.headers());
     let signed = sigv4::Request::of(&req, &headers);
-    let verified = sigv4::verify(
-        &signed,
-        &body,
-        |id| state.key(id),
-        RegionPolicy::Only(&state.region),
-        OffsetDateTime::now_utc(),
-    );
+    let verified = match bearer_token(&req) {
+        // A Bedrock API key: the bearer token alone authenticates, nothing is signed.
+        Some(key) if state.accepts_api_key(key) => Ok(()),
+        Some(_) => Err(AuthError::UnknownKey),
+        None => sigv4::verify(
+            &signed,
+            &body,
+            |id| state.key(id),
+            RegionPolicy::Only(&state.region),
+            OffsetDateTime::now_utc(),
+        )
+        .map(drop),
+    };
     if let (Err(e), false) = (verified, state.accept_unsigned) {
         state.stats.bad_signature();
         return auth_error(&e).response();
@@ -319,6 +325,15 @@ fn claude_operation(
 
 fn counted(input_tokens: u64) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "inputTokens": input_tokens }))
+}
+
+/// The key of an `Authorization: Bearer <key>` header.
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 fn auth_error(error: &AuthError) -> SimError {

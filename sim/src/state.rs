@@ -14,6 +14,7 @@ pub struct SimState {
     pub region: String,
     /// The configured keys, then the temporary ones its STS endpoint handed out.
     keys: RwLock<Vec<SimKey>>,
+    api_keys: Vec<String>,
     pub stats: Stats,
     /// Async invocations started here.
     pub jobs: Jobs,
@@ -31,6 +32,7 @@ impl SimState {
         Self {
             region: opts.region.clone(),
             keys: RwLock::new(opts.keys.clone()),
+            api_keys: opts.api_keys.clone(),
             stats: Stats::new(&opts.region),
             jobs: Jobs::default(),
             accept_unsigned: opts.accept_unsigned,
@@ -47,6 +49,11 @@ impl SimState {
             .iter()
             .find(|k| k.access_key_id == access_key_id)
             .cloned()
+    }
+
+    /// Whether `key` is one of the Bedrock API keys this region accepts.
+    pub fn accepts_api_key(&self, key: &str) -> bool {
+        self.api_keys.iter().any(|k| k == key)
     }
 
     pub fn add_key(&self, key: SimKey) {

@@ -128,7 +128,7 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
                     Health::Closed | Health::HalfOpen => 0,
                 },
                 cooldown_remaining_ms: t.state.cooldown_until_ms().saturating_sub(now),
-                credentials_loaded: t.state.credentials.load().is_some(),
+                credentials_loaded: t.state.can_authenticate(),
                 in_flight: t.state.in_flight(),
                 ewma_latency_ms: t.state.ewma_latency_ms(),
                 ewma_ttft_ms: t.state.ewma_ttft_ms(),

@@ -117,7 +117,9 @@ impl Actor for TargetActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         metrics::target_actors(1);
-        self.refresh_credentials(ctx);
+        if !self.state.is_keyed() {
+            self.refresh_credentials(ctx);
+        }
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {

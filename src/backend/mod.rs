@@ -36,7 +36,11 @@ impl TargetRuntime {
     /// Starts the target's actor on the current arbiter.
     pub fn start(config: Target, balancer: &BalancerConfig, backend: &Backend) -> Arc<Self> {
         let label = config.label();
-        let state = Arc::new(TargetState::default());
+        let state = Arc::new(if config.key_header.is_some() {
+            TargetState::keyed()
+        } else {
+            TargetState::default()
+        });
         let limits = backend.target_meter(config.limits, &label);
         let actor = TargetHandle::start(actor::TargetActor::new(
             label.clone(),

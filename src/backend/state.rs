@@ -67,6 +67,8 @@ pub struct TargetState {
     failures: AtomicU64,
     /// Loaded by the actor; `None` until the first fetch succeeds.
     pub credentials: ArcSwapOption<Credentials>,
+    /// The target sends its own key header instead of signing, so it needs no AWS credentials.
+    keyed: bool,
 }
 
 impl Default for TargetState {
@@ -85,11 +87,29 @@ impl Default for TargetState {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             credentials: ArcSwapOption::empty(),
+            keyed: false,
         }
     }
 }
 
 impl TargetState {
+    /// The state of a target that sends a key header: ready without AWS credentials.
+    pub fn keyed() -> Self {
+        Self {
+            keyed: true,
+            ..Self::default()
+        }
+    }
+
+    pub const fn is_keyed(&self) -> bool {
+        self.keyed
+    }
+
+    /// Whether the target can authenticate a request now: its key, or loaded AWS credentials.
+    pub fn can_authenticate(&self) -> bool {
+        self.keyed || self.credentials.load().is_some()
+    }
+
     pub fn health(&self) -> Health {
         Health::from_u8(self.health.load(Ordering::Acquire))
     }
@@ -153,7 +173,7 @@ impl TargetState {
     /// Whether the request path may send to this target now. An open circuit whose wait is over
     /// admits exactly one trial: the caller that wins the swap to half-open.
     pub fn try_admit(&self, now_ms: u64) -> bool {
-        if self.cooldown_until_ms() > now_ms || self.credentials.load().is_none() {
+        if self.cooldown_until_ms() > now_ms || !self.can_authenticate() {
             return false;
         }
         match self.health() {
@@ -188,7 +208,7 @@ impl TargetState {
     /// Readiness without claiming a half-open trial (for probes and admin views).
     pub fn is_ready(&self, now_ms: u64) -> bool {
         self.cooldown_until_ms() <= now_ms
-            && self.credentials.load().is_some()
+            && self.can_authenticate()
             && match self.health() {
                 Health::Closed => true,
                 Health::HalfOpen => false,
@@ -261,6 +281,14 @@ mod tests {
     fn no_credentials_means_not_ready() {
         assert!(!TargetState::default().try_admit(0));
         assert!(with_credentials().try_admit(0));
+    }
+
+    #[test]
+    fn a_keyed_target_is_ready_without_aws_credentials() {
+        let state = TargetState::keyed();
+        assert!(state.is_ready(0) && state.try_admit(0));
+        state.set_cooldown_until(100);
+        assert!(!state.is_ready(99));
     }
 
     #[test]

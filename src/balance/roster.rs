@@ -108,9 +108,7 @@ impl Roster {
         self.targets
             .iter()
             .enumerate()
-            .filter(|(i, t)| {
-                !tried.get(*i).copied().unwrap_or(true) && t.state.credentials.load().is_some()
-            })
+            .filter(|(i, t)| !tried.get(*i).copied().unwrap_or(true) && t.state.can_authenticate())
             .min_by_key(|(_, t)| t.state.open_until_ms().max(t.state.cooldown_until_ms()))
             .map(|(i, _)| i)
     }

@@ -2,6 +2,7 @@
 //! then say whether the answer is the one to deliver, or a failure and whether another target may
 //! try (the failover criteria, and never a request that may be generating unless `non_idempotent`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,7 +14,7 @@ use super::body::read_body;
 use super::classify::{error_name, outcome_for_status, parse_retry_after};
 use super::forward::{LastFailure, ProxyRequest, UpstreamError};
 use super::operation::Operation;
-use super::request::prepare;
+use super::request::{Upstream, prepare};
 use super::timeouts::{self, Phase, SendFailure, Timeouts};
 use crate::aws::sign::Unsigned;
 use crate::backend::{Outcome, TargetRuntime};
@@ -201,32 +202,15 @@ pub(crate) async fn send_once(
     body: Bytes,
     config: &crate::config::BalancerConfig,
 ) -> Result<awc::ClientResponse, AttemptFailure> {
-    let credentials = target.state.credentials.load_full().ok_or_else(|| {
-        AttemptFailure::unsent(FailureKind::Error, "no credentials loaded yet".to_owned())
-    })?;
     let upstream = prepare(&target.config, operation, &request.params, &body)
         .map_err(|e| AttemptFailure::unsent(FailureKind::Request, e.to_string()))?;
     let method = operation.method();
     let has_body = method == "POST";
-    let mut unsigned_headers: Vec<(&str, &str)> = vec![("host", target.authority.as_str())];
-    if has_body {
-        unsigned_headers.push(("content-type", request.content_type.as_str()));
-    }
-    unsigned_headers.extend(upstream.headers.iter().map(|(n, v)| (*n, v.as_str())));
-    let signed = target
-        .signer
-        .sign(
-            Unsigned {
-                method,
-                path: &upstream.path,
-                query: &upstream.query,
-                headers: &unsigned_headers,
-                body: &upstream.body,
-            },
-            &credentials,
-            SystemTime::now(),
-        )
-        .map_err(|e| AttemptFailure::unsent(FailureKind::InvalidHeader, e.to_string()))?;
+    let auth_headers = match &target.config.key_header {
+        // A Bedrock API key (or another provider's key) stands in for the signature.
+        Some(key) => vec![(key.name.as_str().into(), key.value.clone())],
+        None => sign(target, request, &upstream, method, has_body)?,
+    };
     let url = if upstream.query.is_empty() {
         format!("{}{}", target.config.upstream_url, upstream.path)
     } else {
@@ -251,8 +235,8 @@ pub(crate) async fn send_once(
     for (name, value) in &upstream.headers {
         outgoing = outgoing.insert_header((*name, value.as_str()));
     }
-    for (name, value) in signed.headers() {
-        outgoing = outgoing.insert_header((name, value));
+    for (name, value) in auth_headers {
+        outgoing = outgoing.insert_header((name.as_ref(), value));
     }
     let timeouts = Timeouts {
         connect: config.connect_timeout,
@@ -262,6 +246,39 @@ pub(crate) async fn send_once(
     timeouts::send(outgoing, upstream.body, timeouts)
         .await
         .map_err(|failure| AttemptFailure::of(failure, &target.label))
+}
+
+/// SigV4 headers for the request, signed for the target's region with its loaded credentials.
+fn sign(
+    target: &TargetRuntime,
+    request: &ProxyRequest,
+    upstream: &Upstream,
+    method: &'static str,
+    has_body: bool,
+) -> Result<Vec<(Cow<'static, str>, String)>, AttemptFailure> {
+    let credentials = target.state.credentials.load_full().ok_or_else(|| {
+        AttemptFailure::unsent(FailureKind::Error, "no credentials loaded yet".to_owned())
+    })?;
+    let mut unsigned_headers: Vec<(&str, &str)> = vec![("host", target.authority.as_str())];
+    if has_body {
+        unsigned_headers.push(("content-type", request.content_type.as_str()));
+    }
+    unsigned_headers.extend(upstream.headers.iter().map(|(n, v)| (*n, v.as_str())));
+    let signed = target
+        .signer
+        .sign(
+            Unsigned {
+                method,
+                path: &upstream.path,
+                query: &upstream.query,
+                headers: &unsigned_headers,
+                body: &upstream.body,
+            },
+            &credentials,
+            SystemTime::now(),
+        )
+        .map_err(|e| AttemptFailure::unsent(FailureKind::InvalidHeader, e.to_string()))?;
+    Ok(signed.headers().map(|(n, v)| (n.into(), v)).collect())
 }
 
 /// Error bodies are small JSON documents; anything larger is cut, never buffered whole.

@@ -1,0 +1,137 @@
+//! Targets that authenticate with their own key instead of SigV4, end to end against the
+//! simulator on free ports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bedrock_balancer::eventstream::Frame;
+use bedrock_balancer_sim::{self as sim, SimOptions};
+use common::*;
+
+const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+const API_KEY: &str = "bedrock-api-key-0123456789";
+const CLIENT_SECRET: &str = "client-own-secret-42";
+
+async fn post(url: &str, body: String) -> (u16, bytes::Bytes) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut resp = client
+        .post(url)
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("authorization", format!("Bearer {CLIENT_SECRET}")))
+        .insert_header(("x-api-key", CLIENT_SECRET))
+        .send_body(body)
+        .await
+        .unwrap();
+    let body = resp.body().limit(1 << 22).await.unwrap();
+    (resp.status().as_u16(), body)
+}
+
+/// A region that knows no AWS key at all, only the Bedrock API key: a signed request would fail.
+async fn api_key_region() -> Harness {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.keys.clear();
+    opts.api_keys = vec![API_KEY.to_owned()];
+    let region = sim::start(opts).await.unwrap();
+    let target = format!(
+        r#"
+      - model:
+          provider: bedrock
+          name: "{MODEL}"
+          options:
+            bedrock: {{ aws_region: us-east-1 }}
+            upstream_url: {}
+        auth: {{ aws_bearer_token: "{API_KEY}" }}"#,
+        region.url()
+    );
+    start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", &[target]),
+        vec![region],
+    )
+    .await
+}
+
+/// Asserts the last request the region saw carried the API key, no signature, and nothing of
+/// the client's own credentials.
+fn assert_api_key_only(headers: &BTreeMap<String, String>) {
+    assert_eq!(
+        headers.get("authorization").map(String::as_str),
+        Some(format!("Bearer {API_KEY}").as_str()),
+        "{headers:?}"
+    );
+    for signed in ["x-amz-date", "x-amz-content-sha256", "x-amz-security-token"] {
+        assert!(!headers.contains_key(signed), "{signed} in {headers:?}");
+    }
+    assert!(!headers.contains_key("x-api-key"), "{headers:?}");
+    assert!(
+        headers.values().all(|v| !v.contains(CLIENT_SECRET)),
+        "{headers:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_bedrock_api_key_target_sends_the_bearer_key_and_no_signature() {
+    let h = api_key_region().await;
+
+    let (status, body) = post(&h.url("/model/claude/converse"), converse_body("hi")).await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_api_key_only(&h.sims[0].stats().last_request_headers);
+
+    let (status, body) = post(
+        &h.url("/model/claude/converse-stream"),
+        converse_body("stream"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    assert!(
+        decode_frames(&body)
+            .iter()
+            .any(|f| matches!(f, Frame::Event { event_type, .. } if event_type == "messageStop")),
+        "{body:?}"
+    );
+    assert_api_key_only(&h.sims[0].stats().last_request_headers);
+
+    let chat =
+        serde_json::json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, body) = post(&h.url("/v1/chat/completions"), chat.to_string()).await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_api_key_only(&h.sims[0].stats().last_request_headers);
+
+    let stats = h.sims[0].stats();
+    assert_eq!(stats.bad_signatures, 0);
+    assert_eq!(stats.by_operation.values().sum::<u64>(), 3);
+    let target = h.admin_target("us-east-1").await;
+    assert_eq!(target["credentials_loaded"], true, "{target}");
+}
+
+#[actix_rt::test]
+async fn a_wrong_bedrock_api_key_is_refused_upstream_and_never_echoed() {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.api_keys = vec!["another-key".to_owned()];
+    let region = sim::start(opts).await.unwrap();
+    let target = format!(
+        r#"
+      - model:
+          provider: bedrock
+          name: "{MODEL}"
+          options:
+            bedrock: {{ aws_region: us-east-1 }}
+            upstream_url: {}
+        auth: {{ aws_bearer_token: "{API_KEY}" }}"#,
+        region.url()
+    );
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", &[target]),
+        vec![region],
+    )
+    .await;
+    let (status, body) = post(&h.url("/model/claude/converse"), converse_body("hi")).await;
+    assert_eq!(status, 403, "{body:?}");
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains(API_KEY), "{text}");
+    assert_eq!(h.sims[0].stats().bad_signatures, 1);
+}
