@@ -445,7 +445,14 @@ fn every_provider_with_its_defaults_and_overrides() {
         auth: { header_name: api-key, header_value: k4 }
 ";
     let config = ok(yaml);
-    let got: Vec<(ProviderOptions, &str, &str, Option<(&str, &str)>)> = config.routes[0]
+    // (provider, upstream, label host or region, key header)
+    type Row<'a> = (
+        ProviderOptions,
+        &'a str,
+        &'a str,
+        Option<(&'a str, &'a str)>,
+    );
+    let got: Vec<Row> = config.routes[0]
         .targets
         .iter()
         .map(|t| {

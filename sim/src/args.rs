@@ -4,13 +4,16 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use super::faults::Faults;
-use super::{SimKey, SimOptions};
+use super::{SimKey, SimOptions, SimProvider};
 
 /// Workers for the standalone simulator: enough to overlap streams on a small machine.
 const CLI_WORKERS: usize = 2;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimArgs {
+    /// The API to serve.
+    #[arg(long, value_enum, default_value_t = SimProvider::Bedrock)]
+    pub provider: SimProvider,
     /// Address to listen on; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
@@ -36,6 +39,7 @@ pub struct SimArgs {
 impl SimArgs {
     pub fn into_options(self) -> SimOptions {
         let mut opts = SimOptions::new(&self.region);
+        opts.provider = self.provider;
         opts.listen = self.listen;
         if !self.keys.is_empty() {
             opts.keys = self.keys;
@@ -85,6 +89,8 @@ mod tests {
             "--fail-status",
             "429",
             "--silence-after-headers",
+            "--provider",
+            "anthropic",
             "--api-key",
             "k1",
             "--api-key",
@@ -97,6 +103,7 @@ mod tests {
         assert_eq!(opts.faults.status, Some(429));
         assert!(opts.faults.silence_after_headers);
         assert_eq!(opts.api_keys, ["k1", "k2"]);
+        assert_eq!(opts.provider, SimProvider::Anthropic);
         assert_eq!(opts.region, "us-east-1");
     }
 
@@ -105,6 +112,7 @@ mod tests {
         let opts = Cli::try_parse_from(["sim"]).unwrap().sim.into_options();
         assert_eq!(opts.keys.len(), 1);
         assert_eq!(opts.keys[0].access_key_id, "AKIDEXAMPLE");
+        assert_eq!(opts.provider, SimProvider::Bedrock);
         assert!("nocolon".parse::<SimKey>().is_err());
     }
 }

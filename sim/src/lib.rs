@@ -11,6 +11,7 @@
 //! gateway uses the same verifier for its own clients.
 
 mod agent;
+mod anthropic_api;
 mod args;
 mod async_jobs;
 mod calls;
@@ -76,12 +77,24 @@ impl sigv4_verify::SigningKey for SimKey {
     }
 }
 
+/// Which API the simulator serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SimProvider {
+    /// Bedrock Runtime and Agent Runtime, SigV4-verified (or Bedrock API keys).
+    #[default]
+    Bedrock,
+    /// The Anthropic API: `POST /v1/messages`, `x-api-key` checked against `api_keys`.
+    Anthropic,
+}
+
 #[derive(Debug, Clone)]
 pub struct SimOptions {
+    pub provider: SimProvider,
     pub listen: SocketAddr,
     pub region: String,
     pub keys: Vec<SimKey>,
-    /// Bedrock API keys, accepted as `Authorization: Bearer <key>` in place of a signature.
+    /// API keys: Bedrock API keys (`Authorization: Bearer <key>` in place of a signature) in
+    /// Bedrock mode, the `x-api-key` values in Anthropic mode.
     pub api_keys: Vec<String>,
     pub faults: Faults,
     pub workers: usize,
@@ -97,6 +110,7 @@ impl SimOptions {
     /// Loopback on a free port, the AWS example key, no faults, one worker.
     pub fn new(region: &str) -> Self {
         Self {
+            provider: SimProvider::Bedrock,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             region: region.to_owned(),
             keys: vec![SimKey {
@@ -147,12 +161,13 @@ impl SimHandle {
 pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
     let state = web::Data::new(SimState::new(&opts));
     let app_state = state.clone();
+    let provider = opts.provider;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(server::request_id))
             .app_data(app_state.clone())
             .app_data(web::PayloadConfig::new(server::BODY_LIMIT))
-            .configure(server::routes)
+            .configure(|cfg| server::routes(cfg, provider))
     })
     .workers(opts.workers.max(1))
     // A client that closes its side is gone: drop its connection, so a silenced response ends too.

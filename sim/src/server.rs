@@ -18,7 +18,10 @@ use super::faults::Faults;
 use super::models::Family;
 use super::state::SimState;
 use super::stream::{EVENT_STREAM, event_stream, silence};
-use super::{agent, claude, claude_stream, converse, count_tokens, guardrail, invoke, sts};
+use super::{
+    SimProvider, agent, anthropic_api, claude, claude_stream, converse, count_tokens, guardrail,
+    invoke, sts,
+};
 use sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
 /// Request bodies up to this size are accepted; Bedrock allows large multimodal prompts.
@@ -56,7 +59,7 @@ impl Operation {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut web::ServiceConfig, provider: SimProvider) {
     cfg.service(
         web::scope("/_sim")
             .route("/faults", web::get().to(get_faults))
@@ -67,9 +70,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(|| async {
                 not_found("No such simulator control endpoint.")
             })),
-    )
-    .route("/", web::post().to(sts::assume_role))
-    .default_service(web::to(bedrock));
+    );
+    match provider {
+        SimProvider::Bedrock => {
+            cfg.route("/", web::post().to(sts::assume_role))
+                .default_service(web::to(bedrock));
+        }
+        SimProvider::Anthropic => {
+            cfg.route("/v1/messages", web::post().to(anthropic_api::messages))
+                .default_service(web::to(anthropic_api::not_found));
+        }
+    }
 }
 
 /// Every Bedrock response carries a request id; clients log it and tests can correlate on it.

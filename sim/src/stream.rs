@@ -24,16 +24,26 @@ enum Step {
     Abort,
 }
 
-/// Streams `frames` one chunk each, with the first-token and inter-token delays between them.
+/// An AWS event stream of `frames`, paced and cut as the faults say.
 pub fn event_stream(frames: Vec<Bytes>, faults: &Faults) -> HttpResponse {
+    paced(frames, faults, EVENT_STREAM, |name| {
+        exception_frame(name, "Injected by bedrock-sim.")
+    })
+}
+
+/// Streams `frames` (of `content_type`) one chunk each, with the first-token and inter-token
+/// delays between them; a mid-stream exception named `name` is the chunk `exception(name)`.
+pub fn paced(
+    frames: Vec<Bytes>,
+    faults: &Faults,
+    content_type: &str,
+    exception: impl Fn(&str) -> Bytes,
+) -> HttpResponse {
     let mut steps: Vec<Step> = frames.into_iter().map(Step::Frame).collect();
     match faults.stream_cut() {
         Some(StreamCut::Exception { after, name }) if after < steps.len() => {
             steps.truncate(after);
-            steps.push(Step::Frame(exception_frame(
-                &name,
-                "Injected by bedrock-sim.",
-            )));
+            steps.push(Step::Frame(exception(&name)));
         }
         Some(StreamCut::Drop { after }) if after < steps.len() => {
             steps.truncate(after);
@@ -58,7 +68,7 @@ pub fn event_stream(frames: Vec<Bytes>, faults: &Faults) -> HttpResponse {
         Some((item, steps))
     });
     HttpResponse::Ok()
-        .content_type(EVENT_STREAM)
+        .content_type(content_type)
         .streaming(body)
 }
 

@@ -1,0 +1,188 @@
+//! The Anthropic API (`sim --provider anthropic`): `POST /v1/messages`, plain and streamed as
+//! server-sent events, behind `x-api-key` and `anthropic-version`. The answers are those of the
+//! Claude models in Bedrock mode; only the envelope differs (model and stream in the body, the
+//! version in a header, errors as `{"type":"error","error":{...}}`).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::claude::{self, BEDROCK_VERSION};
+use super::claude_stream;
+use super::errors::SimError;
+use super::state::SimState;
+use super::stream::{paced, silence};
+
+pub const SSE: &str = "text/event-stream";
+
+/// An Anthropic API error: its HTTP status, `error.type` and message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind: error_type(status.as_u16()),
+            message: message.into(),
+        }
+    }
+
+    pub fn response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(self.body())
+    }
+
+    fn body(&self) -> Value {
+        json!({"type": "error", "error": {"type": self.kind, "message": self.message}})
+    }
+}
+
+/// A Bedrock-mode refusal of the same body keeps its status and message.
+impl From<SimError> for ApiError {
+    fn from(e: SimError) -> Self {
+        Self::new(e.status, e.message)
+    }
+}
+
+/// Anthropic's `error.type` for a status.
+fn error_type(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+pub async fn messages(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SimState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    state.stats.request();
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if !header("x-api-key").is_some_and(|key| state.accepts_api_key(key)) {
+        state.stats.bad_signature();
+        return ApiError::new(StatusCode::UNAUTHORIZED, "invalid x-api-key").response();
+    }
+    if header("anthropic-version").is_none() {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "anthropic-version: header is required",
+        )
+        .response();
+    }
+    let headers: BTreeMap<String, String> = sigv4_verify::header_list(req.headers())
+        .into_iter()
+        .collect();
+    answer(&body, headers, &state, started).unwrap_or_else(|e| e.response())
+}
+
+fn answer(
+    body: &[u8],
+    headers: BTreeMap<String, String>,
+    state: &SimState,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let mut object = claude::parse_object(body)?;
+    let model = match object.remove("model") {
+        Some(Value::String(model)) if !model.is_empty() => model,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "model: Field required",
+            ));
+        }
+    };
+    let stream = match object.remove("stream") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "stream: Input should be a valid boolean",
+            ));
+        }
+    };
+    let op = if stream {
+        "messages-stream"
+    } else {
+        "messages"
+    };
+    state.stats.model_request(&model, op, headers);
+    state.stats.claude_request(&model, op, &object);
+
+    let (faults, nth) = state.next_request();
+    if let Some(injected) = faults.injected_error(nth) {
+        state.stats.error_injected();
+        let mut res = HttpResponse::build(injected.error.status);
+        if let Some(seconds) = injected.retry_after {
+            res.insert_header(("retry-after", seconds));
+        }
+        return Ok(res.json(ApiError::new(injected.error.status, injected.error.message).body()));
+    }
+    if faults.silence_after_headers {
+        return Ok(silence(if stream { SSE } else { "application/json" }));
+    }
+    // Bedrock's rules are the API's, but for the version the body carries there.
+    object.insert(
+        "anthropic_version".to_owned(),
+        Value::String(BEDROCK_VERSION.to_owned()),
+    );
+    let request = claude::Request::check(object)?;
+    let answer = claude::answer(
+        &request,
+        &state.region,
+        &model,
+        &state.prompt_cache,
+        Instant::now(),
+    )?;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(if stream {
+        let events = claude_stream::events(&answer, &model, latency_ms)
+            .iter()
+            .map(sse_event)
+            .collect();
+        // The API reports a failure mid-stream as an `error` event; `overloaded_error` is the
+        // one it sends in practice.
+        paced(events, &faults, SSE, |name| {
+            sse_event(
+                &ApiError {
+                    status: StatusCode::OK,
+                    kind: "overloaded_error",
+                    message: format!("{name}: Injected by bedrock-sim."),
+                }
+                .body(),
+            )
+        })
+    } else {
+        HttpResponse::Ok().json(claude_stream::body(&answer, &model))
+    })
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route {} {}", req.method(), req.path()),
+    )
+    .response()
+}
+
+/// One server-sent event named by its `type`, as the Anthropic API frames them.
+fn sse_event(event: &Value) -> Bytes {
+    let name = event["type"].as_str().unwrap_or("message");
+    Bytes::from(format!("event: {name}\ndata: {event}\n\n"))
+}
