@@ -25,17 +25,7 @@ async fn three_regions(balancer: &str, weights: [u16; 3]) -> Harness {
 const FAILOVER: &str = "      failover_criteria: [error, timeout, http_503, non_idempotent]\n      connect_timeout: 2s\n      read_timeout: 5s";
 
 async fn post(url: &str, body: String) -> (u16, awc::http::header::HeaderMap, bytes::Bytes) {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
-    let mut resp = client
-        .post(url)
-        .insert_header(("content-type", "application/json"))
-        .send_body(body)
-        .await
-        .unwrap();
-    let body = resp.body().limit(1 << 22).await.unwrap();
-    (resp.status().as_u16(), resp.headers().clone(), body)
+    post_json(url, body, &[]).await
 }
 
 #[actix_rt::test]

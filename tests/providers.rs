@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use bedrock_balancer::eventstream::Frame;
 use bedrock_balancer_sim::{self as sim, SimOptions};
@@ -15,20 +14,15 @@ const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const API_KEY: &str = "bedrock-api-key-0123456789";
 const CLIENT_SECRET: &str = "client-own-secret-42";
 
+/// POSTs as a client that also sends credentials of its own, which must stay here.
 async fn post(url: &str, body: String) -> (u16, bytes::Bytes) {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
-    let mut resp = client
-        .post(url)
-        .insert_header(("content-type", "application/json"))
-        .insert_header(("authorization", format!("Bearer {CLIENT_SECRET}")))
-        .insert_header(("x-api-key", CLIENT_SECRET))
-        .send_body(body)
-        .await
-        .unwrap();
-    let body = resp.body().limit(1 << 22).await.unwrap();
-    (resp.status().as_u16(), body)
+    let bearer = format!("Bearer {CLIENT_SECRET}");
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("x-api-key", CLIENT_SECRET),
+    ];
+    let (status, _, body) = post_json(url, body, &headers).await;
+    (status, body)
 }
 
 /// A region that knows no AWS key at all, only the Bedrock API key: a signed request would fail.
@@ -36,7 +30,11 @@ async fn api_key_region() -> Harness {
     let mut opts = SimOptions::new("us-east-1");
     opts.keys.clear();
     opts.api_keys = vec![API_KEY.to_owned()];
-    let region = sim::start(opts).await.unwrap();
+    api_key_gateway(sim::start(opts).await.unwrap()).await
+}
+
+/// A gateway with one route whose only target reaches `region` with the Bedrock API key.
+async fn api_key_gateway(region: sim::SimHandle) -> Harness {
     let target = format!(
         r#"
       - model:
@@ -112,23 +110,7 @@ async fn a_bedrock_api_key_target_sends_the_bearer_key_and_no_signature() {
 async fn a_wrong_bedrock_api_key_is_refused_upstream_and_never_echoed() {
     let mut opts = SimOptions::new("us-east-1");
     opts.api_keys = vec!["another-key".to_owned()];
-    let region = sim::start(opts).await.unwrap();
-    let target = format!(
-        r#"
-      - model:
-          provider: bedrock
-          name: "{MODEL}"
-          options:
-            bedrock: {{ aws_region: us-east-1 }}
-            upstream_url: {}
-        auth: {{ aws_bearer_token: "{API_KEY}" }}"#,
-        region.url()
-    );
-    let h = start_gateway(
-        &config_yaml("claude", "      algorithm: round-robin", &[target]),
-        vec![region],
-    )
-    .await;
+    let h = api_key_gateway(sim::start(opts).await.unwrap()).await;
     let (status, body) = post(&h.url("/model/claude/converse"), converse_body("hi")).await;
     assert_eq!(status, 403, "{body:?}");
     let text = String::from_utf8_lossy(&body);

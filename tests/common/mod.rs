@@ -151,6 +151,26 @@ pub async fn wait_until_ready(gateway: &Running) {
     panic!("gateway never became ready");
 }
 
+/// POSTs a JSON `body` with extra `headers`; the status, headers and whole body.
+pub async fn post_json(
+    url: &str,
+    body: String,
+    headers: &[(&str, &str)],
+) -> (u16, awc::http::header::HeaderMap, bytes::Bytes) {
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .finish();
+    let mut req = client
+        .post(url)
+        .insert_header(("content-type", "application/json"));
+    for header in headers {
+        req = req.insert_header(*header);
+    }
+    let mut resp = req.send_body(body).await.unwrap();
+    let body = resp.body().limit(1 << 22).await.unwrap();
+    (resp.status().as_u16(), resp.headers().clone(), body)
+}
+
 pub fn converse_body(text: &str) -> String {
     serde_json::json!({"messages": [{"role": "user", "content": [{"text": text}]}]}).to_string()
 }

@@ -54,32 +54,26 @@ pub(super) fn provider_options(
     path: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<(ProviderOptions, Option<String>)> {
-    let mut ok = true;
     let own: &[&str] = match provider {
-        Provider::Bedrock | Provider::OpenAi => &[],
+        Provider::Bedrock => &["bedrock"],
+        Provider::OpenAi => &[],
         Provider::Anthropic => &["anthropic_version"],
         Provider::Azure => &["azure_instance", "azure_deployment_id", "azure_api_version"],
     };
-    for (name, set) in [
+    let foreign = [
         ("bedrock", options.bedrock.is_some()),
         ("anthropic_version", options.anthropic_version.is_some()),
         ("azure_instance", options.azure_instance.is_some()),
         ("azure_deployment_id", options.azure_deployment_id.is_some()),
         ("azure_api_version", options.azure_api_version.is_some()),
-    ] {
-        let belongs = if name == "bedrock" {
-            provider == Provider::Bedrock
-        } else {
-            own.contains(&name)
-        };
-        if set && !belongs {
-            problems.push(ConfigProblem::new(
-                field(path, name),
-                format!("not an option of provider {:?}", provider.as_str()),
-            ));
-            ok = false;
-        }
-    }
+    ]
+    .map(|(name, set)| (name, set && !own.contains(&name)));
+    let ok = refuse_set(
+        &foreign,
+        &format!("not an option of provider {:?}", provider.as_str()),
+        path,
+        problems,
+    );
     let word = |name: &str, v: &Option<String>, problems: &mut Vec<ConfigProblem>| match v {
         Some(v) if v.is_empty() || !v.bytes().all(is_url_safe) => {
             problems.push(ConfigProblem::new(
@@ -161,35 +155,18 @@ pub(super) fn target_auth(
     path: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<(Option<AwsKeys>, Option<KeyHeader>)> {
-    let Some(raw) = raw else {
-        return match provider {
-            Provider::Anthropic | Provider::Azure => {
-                problems.push(ConfigProblem::new(
-                    field(path, "header_name"),
-                    format!(
-                        "required for provider {:?} (with header_value)",
-                        provider.as_str()
-                    ),
-                ));
-                None
-            }
-            Provider::Bedrock | Provider::OpenAi => Some((None, None)),
-        };
-    };
+    // No `auth` at all is judged as an empty one: the same fields are required.
+    let raw = raw.unwrap_or_default();
     if provider == Provider::Bedrock {
-        let mut ok = true;
-        for (name, set) in [
-            ("header_name", raw.header_name.is_some()),
-            ("header_value", raw.header_value.is_some()),
-        ] {
-            if set {
-                problems.push(ConfigProblem::new(
-                    field(path, name),
-                    "not for provider \"bedrock\"; a Bedrock API key goes in aws_bearer_token",
-                ));
-                ok = false;
-            }
-        }
+        let mut ok = refuse_set(
+            &[
+                ("header_name", raw.header_name.is_some()),
+                ("header_value", raw.header_value.is_some()),
+            ],
+            "not for provider \"bedrock\"; a Bedrock API key goes in aws_bearer_token",
+            path,
+            problems,
+        );
         let Some(token) = raw.aws_bearer_token else {
             let keys = aws_keys(
                 raw.aws_access_key_id,
@@ -200,19 +177,16 @@ pub(super) fn target_auth(
             );
             return ok.then_some(keys.map(|k| (k, None))).flatten();
         };
-        for (name, set) in [
-            ("aws_access_key_id", raw.aws_access_key_id.is_some()),
-            ("aws_secret_access_key", raw.aws_secret_access_key.is_some()),
-            ("aws_session_token", raw.aws_session_token.is_some()),
-        ] {
-            if set {
-                problems.push(ConfigProblem::new(
-                    field(path, name),
-                    "not allowed with aws_bearer_token (a Bedrock API key replaces SigV4)",
-                ));
-                ok = false;
-            }
-        }
+        ok &= refuse_set(
+            &[
+                ("aws_access_key_id", raw.aws_access_key_id.is_some()),
+                ("aws_secret_access_key", raw.aws_secret_access_key.is_some()),
+                ("aws_session_token", raw.aws_session_token.is_some()),
+            ],
+            "not allowed with aws_bearer_token (a Bedrock API key replaces SigV4)",
+            path,
+            problems,
+        );
         if assumes_role {
             problems.push(ConfigProblem::new(
                 field(path, "aws_bearer_token"),
@@ -231,24 +205,20 @@ pub(super) fn target_auth(
             )
         });
     }
-    let mut ok = true;
-    for (name, set) in [
-        ("aws_access_key_id", raw.aws_access_key_id.is_some()),
-        ("aws_secret_access_key", raw.aws_secret_access_key.is_some()),
-        ("aws_session_token", raw.aws_session_token.is_some()),
-        ("aws_bearer_token", raw.aws_bearer_token.is_some()),
-    ] {
-        if set {
-            problems.push(ConfigProblem::new(
-                field(path, name),
-                format!(
-                    "only for provider \"bedrock\"; a {:?} key goes in header_name / header_value",
-                    provider.as_str()
-                ),
-            ));
-            ok = false;
-        }
-    }
+    let ok = refuse_set(
+        &[
+            ("aws_access_key_id", raw.aws_access_key_id.is_some()),
+            ("aws_secret_access_key", raw.aws_secret_access_key.is_some()),
+            ("aws_session_token", raw.aws_session_token.is_some()),
+            ("aws_bearer_token", raw.aws_bearer_token.is_some()),
+        ],
+        &format!(
+            "only for provider \"bedrock\"; a {:?} key goes in header_name / header_value",
+            provider.as_str()
+        ),
+        path,
+        problems,
+    );
     let header = match (raw.header_name, raw.header_value) {
         (Some(name), Some(value)) => {
             let name_ok = header_name_ok(&name, &field(path, "header_name"), problems);
@@ -287,6 +257,21 @@ pub(super) fn target_auth(
         }
     };
     ok.then_some(header.map(|h| (None, h))).flatten()
+}
+
+/// Reports each `(field, set)` that is set with `message`; true when none is.
+fn refuse_set(
+    fields: &[(&str, bool)],
+    message: &str,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> bool {
+    let mut ok = true;
+    for (name, _) in fields.iter().filter(|(_, set)| *set) {
+        problems.push(ConfigProblem::new(field(path, name), message));
+        ok = false;
+    }
+    ok
 }
 
 /// Headers the gateway sets itself, which a key must not replace.
