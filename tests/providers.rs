@@ -117,3 +117,72 @@ async fn a_wrong_bedrock_api_key_is_refused_upstream_and_never_echoed() {
     assert!(!text.contains(API_KEY), "{text}");
     assert_eq!(h.sims[0].stats().bad_signatures, 1);
 }
+
+/// A route of `targets` (YAML) over `sims`, reached on the native surface.
+async fn native_converse(targets: &[String], sims: Vec<sim::SimHandle>) -> (Harness, u16, String) {
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", targets),
+        sims,
+    )
+    .await;
+    let (status, body) = post(&h.url("/model/claude/converse"), converse_body("hi")).await;
+    (h, status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn anthropic_target(url: &str) -> String {
+    format!(
+        r#"
+      - model:
+          provider: anthropic
+          name: claude-sonnet-4-5
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: x-api-key, header_value: "{API_KEY}" }}"#
+    )
+}
+
+async fn anthropic_api() -> sim::SimHandle {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = sim::SimProvider::Anthropic;
+    opts.api_keys = vec![API_KEY.to_owned()];
+    sim::start(opts).await.unwrap()
+}
+
+#[actix_rt::test]
+async fn bedrock_operations_pass_over_other_providers_targets() {
+    let anthropic = anthropic_api().await;
+    let region = start_sims(&["us-east-1"]).await.remove(0);
+    let targets = [
+        anthropic_target(&anthropic.url()),
+        target_yaml(MODEL, "us-east-1", &region.url(), 100),
+    ];
+    let (h, _, _) = native_converse(&targets, vec![anthropic, region]).await;
+    for i in 0..4 {
+        let (status, body) = post(
+            &h.url("/model/claude/converse"),
+            converse_body(&format!("hi {i}")),
+        )
+        .await;
+        assert_eq!(status, 200, "{body:?}");
+    }
+    assert_eq!(h.sims[0].stats().requests_total, 0);
+    assert_eq!(h.sims[1].stats().by_operation["converse"], 5);
+}
+
+#[actix_rt::test]
+async fn a_route_of_only_other_providers_refuses_bedrock_operations_naming_the_target() {
+    let anthropic = anthropic_api().await;
+    let targets = [anthropic_target(&anthropic.url())];
+    let (h, status, body) = native_converse(&targets, vec![anthropic]).await;
+    assert_eq!(status, 400, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let message = json["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("target 127.0.0.1:")
+            && message.ends_with(
+                "/claude-sonnet-4-5 has provider \"anthropic\"; this request goes only to bedrock targets"
+            ),
+        "{message}"
+    );
+    assert!(!body.contains(API_KEY), "{body}");
+    assert_eq!(h.sims[0].stats().requests_total, 0);
+}

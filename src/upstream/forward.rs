@@ -16,7 +16,7 @@ use super::pick::Picker;
 use super::request::Params;
 use crate::backend::{Outcome, TargetRuntime};
 use crate::balance::Lease;
-use crate::config::Target;
+use crate::config::{ProviderOptions, Target};
 use crate::error::GatewayError;
 use crate::gateway::RouteRuntime;
 use crate::limits::Reservation;
@@ -56,6 +56,15 @@ pub trait PerTarget {
 
 impl ProxyRequest {
     pub(crate) fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
+        // Every request is shaped as a Bedrock operation, which only Bedrock targets take; the
+        // route's other targets are passed over without spending an attempt.
+        if target.provider != ProviderOptions::Bedrock {
+            return Err(GatewayError::bad_request(format!(
+                "target {} has provider {:?}; this request goes only to bedrock targets",
+                target.label(),
+                target.provider.provider().as_str()
+            )));
+        }
         match &self.per_target {
             Some(shape) => shape.prepare(target),
             None => Ok((self.operation, self.body.clone())),
