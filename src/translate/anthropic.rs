@@ -135,6 +135,96 @@ pub(crate) struct OutMessage<'a> {
     pub(crate) usage: MessagesUsage,
 }
 
+/// A Messages request as the gateway writes it for an Anthropic API target.
+#[derive(Serialize)]
+pub(crate) struct OutRequest<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) max_tokens: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) system: Vec<InBlock<'a>>,
+    pub(crate) messages: Vec<InMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tools: Vec<InTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tool_choice: Option<InToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stop_sequences: Vec<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) stream: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct InMessage<'a> {
+    pub(crate) role: &'static str,
+    pub(crate) content: Vec<InBlock<'a>>,
+}
+
+/// A content block the gateway writes into a request.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum InBlock<'a> {
+    Text {
+        text: Cow<'a, str>,
+    },
+    Image {
+        source: InImageSource<'a>,
+    },
+    ToolUse {
+        id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        input: Cow<'a, RawValue>,
+    },
+    ToolResult {
+        tool_use_id: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        content: Vec<InBlock<'a>>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum InImageSource<'a> {
+    Base64 {
+        media_type: Cow<'a, str>,
+        data: Cow<'a, str>,
+    },
+    Url {
+        url: Cow<'a, str>,
+    },
+}
+
+#[derive(Serialize)]
+pub(crate) struct InTool<'a> {
+    pub(crate) name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<Cow<'a, str>>,
+    pub(crate) input_schema: Cow<'a, RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum InToolChoice<'a> {
+    Auto {},
+    Any {},
+    None {},
+    Tool { name: Cow<'a, str> },
+}
+
+/// A Messages response from an Anthropic API target; content blocks read as request blocks do.
+#[derive(Deserialize)]
+pub(crate) struct Response<'a> {
+    #[serde(borrow, default)]
+    pub(crate) content: Vec<Block<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) usage: MessagesUsage,
+}
+
 /// `{"type":"error","error":{"type","message"}}`.
 pub fn error_body(error_type: &str, message: &str) -> Vec<u8> {
     #[derive(Serialize)]

@@ -119,7 +119,7 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
     })
 }
 
-fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>, TranslateError> {
+pub(crate) fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>, TranslateError> {
     let messages: Vec<&'a RawValue> = body
         .take("messages")?
         .ok_or_else(|| TranslateError::invalid("messages", "is required"))?;
@@ -132,7 +132,7 @@ fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>, Translate
     Ok(messages)
 }
 
-fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
+pub(crate) fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
     let unsupported = |param: &str, why: &str| Err(TranslateError::unsupported(param, why));
     if body.take::<bool>("logprobs")? == Some(true) {
         return unsupported(
@@ -199,50 +199,49 @@ fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawMessage<'a> {
+pub(crate) struct RawMessage<'a> {
     #[serde(borrow)]
-    role: Cow<'a, str>,
+    pub(crate) role: Cow<'a, str>,
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    pub(crate) content: Option<&'a RawValue>,
     /// Speaker names have no Converse counterpart; declared so they are type-checked, not refused.
     #[serde(borrow, default, rename = "name")]
-    _name: Option<Cow<'a, str>>,
+    pub(crate) _name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    tool_calls: Option<Vec<RawToolCall<'a>>>,
+    pub(crate) tool_calls: Option<Vec<RawToolCall<'a>>>,
     #[serde(borrow, default)]
-    tool_call_id: Option<Cow<'a, str>>,
+    pub(crate) tool_call_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    refusal: Option<Cow<'a, str>>,
+    pub(crate) refusal: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    function_call: Option<&'a RawValue>,
+    pub(crate) function_call: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    audio: Option<&'a RawValue>,
+    pub(crate) audio: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct RawToolCall<'a> {
+pub(crate) struct RawToolCall<'a> {
     #[serde(borrow)]
-    id: Cow<'a, str>,
+    pub(crate) id: Cow<'a, str>,
     #[serde(borrow, rename = "type", default)]
-    kind: Option<Cow<'a, str>>,
+    pub(crate) kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    function: RawFunctionCall<'a>,
+    pub(crate) function: RawFunctionCall<'a>,
 }
 
 #[derive(Deserialize)]
-struct RawFunctionCall<'a> {
+pub(crate) struct RawFunctionCall<'a> {
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
     #[serde(borrow, default)]
-    arguments: Cow<'a, str>,
+    pub(crate) arguments: Cow<'a, str>,
 }
 
-/// Adds message `i`; returns whether it carried tool calls or a tool result.
-fn push_message<'a>(
-    converse: &mut ConverseBody<'a>,
-    i: usize,
+/// Parses message `i` and refuses what no upstream can carry, whatever the target's format.
+pub(crate) fn parse_message<'a>(
     raw: &'a RawValue,
-) -> Result<bool, TranslateError> {
+    i: usize,
+) -> Result<RawMessage<'a>, TranslateError> {
     let m: RawMessage<'a> = serde_json::from_str(raw.get())
         .map_err(|e| TranslateError::invalid(format!("messages[{i}]"), strip_position(&e)))?;
     let role = m.role.as_ref();
@@ -276,6 +275,17 @@ fn push_message<'a>(
             "refusal messages are not supported",
         ));
     }
+    Ok(m)
+}
+
+/// Adds message `i`; returns whether it carried tool calls or a tool result.
+fn push_message<'a>(
+    converse: &mut ConverseBody<'a>,
+    i: usize,
+    raw: &'a RawValue,
+) -> Result<bool, TranslateError> {
+    let m = parse_message(raw, i)?;
+    let role = m.role.as_ref();
     match role {
         "system" | "developer" => {
             let blocks = content_blocks(m.content, i, PartsAllowed::TextOnly)?;
@@ -358,6 +368,20 @@ fn tool_use<'a>(
     i: usize,
     j: usize,
 ) -> Result<ContentBlock<'a>, TranslateError> {
+    let input = tool_call_input(&call, i, j)?;
+    Ok(ContentBlock::ToolUse(ToolUse {
+        tool_use_id: call.id,
+        name: call.function.name,
+        input,
+    }))
+}
+
+/// The arguments of tool call `j` of message `i` as a JSON object, borrowed when unescaped.
+pub(crate) fn tool_call_input<'a>(
+    call: &RawToolCall<'a>,
+    i: usize,
+    j: usize,
+) -> Result<Cow<'a, RawValue>, TranslateError> {
     if let Some(kind) = call.kind.as_deref().filter(|k| *k != "function") {
         return Err(TranslateError::unsupported(
             format!("messages[{i}].tool_calls[{j}].type"),
@@ -365,7 +389,7 @@ fn tool_use<'a>(
         ));
     }
     let param = || format!("messages[{i}].tool_calls[{j}].function.arguments");
-    let input: Cow<'a, RawValue> = match call.function.arguments {
+    let input: Cow<'a, RawValue> = match &call.function.arguments {
         // Some clients send "" for a call without arguments.
         args if args.trim().is_empty() => Cow::Owned(empty_object()?),
         Cow::Borrowed(args) => Cow::Borrowed(
@@ -373,18 +397,14 @@ fn tool_use<'a>(
                 .map_err(|e| TranslateError::invalid(param(), format!("is not valid JSON: {e}")))?,
         ),
         Cow::Owned(args) => Cow::Owned(
-            RawValue::from_string(args)
+            RawValue::from_string(args.clone())
                 .map_err(|e| TranslateError::invalid(param(), format!("is not valid JSON: {e}")))?,
         ),
     };
     if first_byte(&input) != b'{' {
         return Err(TranslateError::invalid(param(), "must be a JSON object"));
     }
-    Ok(ContentBlock::ToolUse(ToolUse {
-        tool_use_id: call.id,
-        name: call.function.name,
-        input,
-    }))
+    Ok(input)
 }
 
 fn empty_object() -> Result<Box<RawValue>, TranslateError> {
@@ -398,19 +418,19 @@ enum PartsAllowed {
 }
 
 #[derive(Deserialize)]
-struct RawPart<'a> {
+pub(crate) struct RawPart<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+    pub(crate) text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    image_url: Option<RawImageUrl<'a>>,
+    pub(crate) image_url: Option<RawImageUrl<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawImageUrl<'a> {
+pub(crate) struct RawImageUrl<'a> {
     #[serde(borrow)]
-    url: Cow<'a, str>,
+    pub(crate) url: Cow<'a, str>,
 }
 
 fn content_blocks<'a>(
@@ -535,7 +555,7 @@ struct RawFunctionDef<'a> {
     strict: Option<bool>,
 }
 
-fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<ToolSpec<'a>>, TranslateError> {
+pub(crate) fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<ToolSpec<'a>>, TranslateError> {
     let Some(raw) = body.take::<Vec<&'a RawValue>>("tools")? else {
         return Ok(Vec::new());
     };
@@ -576,7 +596,7 @@ fn schema_or_any_object(schema: Option<&RawValue>) -> Result<Cow<'_, RawValue>, 
     }
 }
 
-enum Choice<'a> {
+pub(crate) enum Choice<'a> {
     None,
     Auto,
     Required,
@@ -597,7 +617,7 @@ struct RawChoiceFunction<'a> {
     name: Cow<'a, str>,
 }
 
-fn take_tool_choice<'a>(body: &mut Body<'a>) -> Result<Option<Choice<'a>>, TranslateError> {
+pub(crate) fn take_tool_choice<'a>(body: &mut Body<'a>) -> Result<Option<Choice<'a>>, TranslateError> {
     let Some(raw) = body.take_raw("tool_choice") else {
         return Ok(None);
     };
@@ -673,9 +693,9 @@ fn tool_config<'a>(
     }))
 }
 
-struct JsonFormat<'a> {
-    name: String,
-    spec: ToolSpec<'a>,
+pub(crate) struct JsonFormat<'a> {
+    pub(crate) name: String,
+    pub(crate) spec: ToolSpec<'a>,
 }
 
 #[derive(Deserialize)]
@@ -698,7 +718,7 @@ struct RawJsonSchema<'a> {
     strict: Option<bool>,
 }
 
-fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>>, TranslateError> {
+pub(crate) fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>>, TranslateError> {
     let Some(format) = body.take::<RawResponseFormat<'a>>("response_format")? else {
         return Ok(None);
     };

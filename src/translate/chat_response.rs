@@ -69,7 +69,7 @@ pub(crate) struct OutputToolUse<'a> {
 /// What a Converse response says, flattened for either OpenAI object.
 pub(crate) struct Parsed<'a> {
     pub(crate) text: Option<Cow<'a, str>>,
-    tool_calls: Vec<ToolCall<'a>>,
+    pub(crate) tool_calls: Vec<ToolCall<'a>>,
     pub(crate) usage: Usage,
     pub(crate) finish_reason: FinishReason,
 }
@@ -132,7 +132,16 @@ pub fn chat_response(
     created: u64,
     json_schema_tool: Option<&str>,
 ) -> Result<TranslatedResponse, TranslateError> {
-    let parsed = parse(converse_body, json_schema_tool)?;
+    render(parse(converse_body, json_schema_tool)?, model, id, created)
+}
+
+/// The `chat.completion` object for an answer, whichever upstream format it came in.
+pub(crate) fn render(
+    parsed: Parsed<'_>,
+    model: &str,
+    id: &str,
+    created: u64,
+) -> Result<TranslatedResponse, TranslateError> {
     let content = match parsed.text {
         Some(text) => Some(text),
         None if parsed.tool_calls.is_empty() => Some(Cow::Borrowed("")),
@@ -200,18 +209,18 @@ struct AssistantMessage<'a> {
 }
 
 #[derive(Serialize)]
-struct ToolCall<'a> {
-    id: Cow<'a, str>,
+pub(crate) struct ToolCall<'a> {
+    pub(crate) id: Cow<'a, str>,
     #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCall<'a>,
+    pub(crate) kind: &'static str,
+    pub(crate) function: FunctionCall<'a>,
 }
 
 #[derive(Serialize)]
-struct FunctionCall<'a> {
-    name: Cow<'a, str>,
-    /// OpenAI carries arguments as a JSON string; Bedrock's input object is copied verbatim.
-    arguments: &'a str,
+pub(crate) struct FunctionCall<'a> {
+    pub(crate) name: Cow<'a, str>,
+    /// OpenAI carries arguments as a JSON string; the upstream's input object is copied verbatim.
+    pub(crate) arguments: &'a str,
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod converse;
 mod inference;
 
 pub mod anthropic;
+pub mod chat_messages;
 pub mod chat_request;
 pub mod chat_response;
 pub mod chat_stream;

@@ -1,0 +1,418 @@
+//! OpenAI chat completions <-> Anthropic Messages, for OpenAI clients reaching an Anthropic API
+//! target: the request becomes a Messages body, the answer a `chat.completion`.
+//!
+//! Mapping decisions:
+//! - `system` and `developer` messages become Anthropic's `system` blocks in order.
+//! - `tool` messages become `tool_result` blocks in a user turn; consecutive same-role turns
+//!   are merged, so a run of tool results (and the user text after them) shares one turn.
+//! - `image_url` data URLs become base64 image sources; `http(s)` URLs become URL image
+//!   sources, which Anthropic fetches itself.
+//! - `max_completion_tokens` (or the deprecated `max_tokens`) is required by Anthropic; when
+//!   absent the caller's default is sent.
+//! - `response_format` `json_schema` / `json_object` becomes a tool the model is forced to call,
+//!   whose input is the answer, exactly as on the Converse path; the answer then reads as
+//!   content with finish reason `stop`.
+//! - Refused by name, as on the Converse path: `n` > 1, logprobs, audio, penalties, deprecated
+//!   functions, unknown parameters; and the Bedrock-only fields (`additionalModelRequestFields`,
+//!   `guardrailConfig`, `performanceConfig`), which an Anthropic target cannot honour.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use super::anthropic::{
+    self, InBlock, InImageSource, InMessage, InTool, InToolChoice, OutRequest,
+};
+use super::body::{Body, first_byte, parse_raw, strip_position};
+use super::chat_request::{
+    Choice, RawMessage, RawPart, parse_message, refuse_chat_only, take_messages,
+    take_response_format, take_tool_choice, take_tools, tool_call_input,
+};
+use super::chat_response::{FunctionCall, Parsed, ToolCall, TranslatedResponse, render};
+use super::converse::image_format;
+use super::error::TranslateError;
+use super::finish_reason::FinishReason;
+use super::inference::{take_common, take_max_tokens};
+use super::usage::Usage;
+
+/// A chat request translated for an Anthropic API target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagesRequest {
+    pub stream: bool,
+    /// `stream_options.include_usage`: end the stream with a usage chunk.
+    pub include_usage: bool,
+    /// What was sent as `max_tokens` (the client's value or the default).
+    pub max_tokens: u32,
+    /// Name of the tool forced for `response_format`; its input is the answer's content.
+    pub json_schema_tool: Option<String>,
+    /// The Messages JSON body, `model` set to the target's model.
+    pub body: Vec<u8>,
+}
+
+/// Translates an OpenAI chat request body into a Messages body for `model`.
+/// `default_max_tokens` is sent when the client gave no limit, since Anthropic requires one.
+pub fn messages_request(
+    body: &[u8],
+    model: &str,
+    default_max_tokens: u32,
+) -> Result<MessagesRequest, TranslateError> {
+    let capacity = body.len() + 256;
+    let mut body = Body::parse(body)?;
+    let _client_model = body.take_model()?;
+    let messages = take_messages(&mut body)?;
+    let max_completion_tokens = take_max_tokens(&mut body, "max_completion_tokens")?;
+    let common = take_common(&mut body)?;
+    for (param, value) in [
+        (
+            "additionalModelRequestFields",
+            common.passthrough.additional_model_request_fields,
+        ),
+        ("guardrailConfig", common.passthrough.guardrail_config),
+        ("performanceConfig", common.passthrough.performance_config),
+    ] {
+        if value.is_some() {
+            return Err(TranslateError::unsupported(
+                param,
+                format!("{param} is a Bedrock setting; this route's target is the Anthropic API"),
+            ));
+        }
+    }
+    refuse_chat_only(&mut body)?;
+    let tools = take_tools(&mut body)?;
+    let choice = take_tool_choice(&mut body)?;
+    let response_format = take_response_format(&mut body)?;
+    body.reject_rest()?;
+
+    let max_tokens = max_completion_tokens
+        .or(common.inference.max_tokens)
+        .unwrap_or(default_max_tokens);
+    let mut request = OutRequest {
+        model,
+        max_tokens,
+        system: Vec::new(),
+        messages: Vec::with_capacity(messages.len()),
+        tools: tools
+            .into_iter()
+            .map(|t| InTool {
+                name: t.name,
+                description: t.description,
+                input_schema: t.input_schema.json,
+            })
+            .collect(),
+        tool_choice: None,
+        temperature: common.inference.temperature,
+        top_p: common.inference.top_p,
+        stop_sequences: common.inference.stop_sequences,
+        stream: common.stream,
+    };
+    for (i, raw) in messages.iter().enumerate() {
+        push_message(&mut request, i, raw)?;
+    }
+    let json_schema_tool = match response_format {
+        Some(format) => {
+            if !request.tools.is_empty() || choice.is_some() {
+                return Err(TranslateError::unsupported(
+                    "response_format",
+                    "response_format json_schema/json_object cannot be combined with tools or \
+                     tool_choice: it is enforced by forcing a tool call",
+                ));
+            }
+            request.tools.push(InTool {
+                name: format.spec.name,
+                description: format.spec.description,
+                input_schema: format.spec.input_schema.json,
+            });
+            request.tool_choice = Some(InToolChoice::Tool {
+                name: Cow::Owned(format.name.clone()),
+            });
+            Some(format.name)
+        }
+        None => {
+            request.tool_choice = tool_choice(&request.tools, choice)?;
+            None
+        }
+    };
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, &request)
+        .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
+    Ok(MessagesRequest {
+        stream: common.stream,
+        include_usage: common.include_usage,
+        max_tokens,
+        json_schema_tool,
+        body: out,
+    })
+}
+
+fn tool_choice<'a>(
+    tools: &[InTool<'a>],
+    choice: Option<Choice<'a>>,
+) -> Result<Option<InToolChoice<'a>>, TranslateError> {
+    let Some(choice) = choice else {
+        return Ok(None);
+    };
+    if tools.is_empty() {
+        return match choice {
+            Choice::None => Ok(None),
+            _ => Err(TranslateError::invalid(
+                "tool_choice",
+                "tool_choice requires tools",
+            )),
+        };
+    }
+    Ok(Some(match choice {
+        Choice::None => InToolChoice::None {},
+        Choice::Auto => InToolChoice::Auto {},
+        Choice::Required => InToolChoice::Any {},
+        Choice::Named(name) => {
+            if !tools.iter().any(|t| t.name == name) {
+                return Err(TranslateError::invalid(
+                    "tool_choice.function.name",
+                    format!("no tool named \"{name}\" in tools"),
+                ));
+            }
+            InToolChoice::Tool { name }
+        }
+    }))
+}
+
+/// Appends blocks to the last turn when it has the same role: Anthropic wants the tool
+/// results answering one assistant turn together in the next user turn.
+fn push_turn<'a>(request: &mut OutRequest<'a>, role: &'static str, blocks: Vec<InBlock<'a>>) {
+    match request.messages.last_mut() {
+        Some(last) if last.role == role => last.content.extend(blocks),
+        _ => request.messages.push(InMessage {
+            role,
+            content: blocks,
+        }),
+    }
+}
+
+fn push_message<'a>(
+    request: &mut OutRequest<'a>,
+    i: usize,
+    raw: &'a RawValue,
+) -> Result<(), TranslateError> {
+    let m: RawMessage<'a> = parse_message(raw, i)?;
+    match m.role.as_ref() {
+        "system" | "developer" => {
+            let blocks = content(m.content, i, false)?;
+            request.system.extend(blocks);
+        }
+        "user" => {
+            let blocks = content(m.content, i, true)?;
+            if blocks.is_empty() {
+                return Err(empty_content(i));
+            }
+            push_turn(request, "user", blocks);
+        }
+        "assistant" => {
+            let mut blocks = content(m.content, i, false)?;
+            for (j, call) in m.tool_calls.unwrap_or_default().into_iter().enumerate() {
+                let input = tool_call_input(&call, i, j)?;
+                blocks.push(InBlock::ToolUse {
+                    id: call.id,
+                    name: call.function.name,
+                    input,
+                });
+            }
+            if blocks.is_empty() {
+                return Err(empty_content(i));
+            }
+            push_turn(request, "assistant", blocks);
+        }
+        "tool" => {
+            let tool_use_id = m.tool_call_id.ok_or_else(|| {
+                TranslateError::invalid(
+                    format!("messages[{i}].tool_call_id"),
+                    "is required for tool messages",
+                )
+            })?;
+            let content = content(m.content, i, false)?;
+            push_turn(
+                request,
+                "user",
+                vec![InBlock::ToolResult {
+                    tool_use_id,
+                    content,
+                }],
+            );
+        }
+        "function" => {
+            return Err(TranslateError::unsupported(
+                format!("messages[{i}].role"),
+                "the deprecated \"function\" role is not supported; use \"tool\"",
+            ));
+        }
+        other => {
+            return Err(TranslateError::invalid(
+                format!("messages[{i}].role"),
+                format!("unknown role \"{other}\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn empty_content(i: usize) -> TranslateError {
+    TranslateError::invalid(format!("messages[{i}].content"), "must not be empty")
+}
+
+/// A message's content as Anthropic blocks; empty text is dropped (Anthropic rejects blank
+/// text blocks, and clients send `content: ""` beside `tool_calls`).
+fn content<'a>(
+    content: Option<&'a RawValue>,
+    i: usize,
+    images: bool,
+) -> Result<Vec<InBlock<'a>>, TranslateError> {
+    let Some(raw) = content else {
+        return Ok(Vec::new());
+    };
+    let param = format!("messages[{i}].content");
+    match first_byte(raw) {
+        b'"' => {
+            let text: Cow<'a, str> = parse_raw(raw, &param)?;
+            Ok(if text.is_empty() {
+                Vec::new()
+            } else {
+                vec![InBlock::Text { text }]
+            })
+        }
+        b'[' => {
+            let parts: Vec<&'a RawValue> = parse_raw(raw, &param)?;
+            let mut blocks = Vec::with_capacity(parts.len());
+            for (j, part) in parts.into_iter().enumerate() {
+                if let Some(block) = content_part(part, &format!("{param}[{j}]"), images)? {
+                    blocks.push(block);
+                }
+            }
+            Ok(blocks)
+        }
+        _ => Err(TranslateError::invalid(
+            param,
+            "must be a string or an array of content parts",
+        )),
+    }
+}
+
+fn content_part<'a>(
+    raw: &'a RawValue,
+    at: &str,
+    images: bool,
+) -> Result<Option<InBlock<'a>>, TranslateError> {
+    let part: RawPart<'a> = serde_json::from_str(raw.get())
+        .map_err(|e| TranslateError::invalid(at, strip_position(&e)))?;
+    match part.kind.as_ref() {
+        "text" => {
+            let text = part
+                .text
+                .ok_or_else(|| TranslateError::invalid(format!("{at}.text"), "is required"))?;
+            Ok((!text.is_empty()).then_some(InBlock::Text { text }))
+        }
+        "image_url" if images => {
+            let url = part
+                .image_url
+                .ok_or_else(|| TranslateError::invalid(format!("{at}.image_url"), "is required"))?
+                .url;
+            image_source(url, &format!("{at}.image_url"))
+                .map(|source| Some(InBlock::Image { source }))
+        }
+        "image_url" => Err(TranslateError::unsupported(
+            format!("{at}.type"),
+            "images are only supported in user messages",
+        )),
+        other => Err(TranslateError::unsupported(
+            format!("{at}.type"),
+            format!("content part type \"{other}\" is not supported"),
+        )),
+    }
+}
+
+fn image_source<'a>(url: Cow<'a, str>, param: &str) -> Result<InImageSource<'a>, TranslateError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(InImageSource::Url { url });
+    }
+    let Some((mime, data)) = url
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+    else {
+        return Err(TranslateError::invalid(
+            param,
+            "url must be an http(s) URL or a base64 data URL (data:image/png;base64,...)",
+        ));
+    };
+    image_format(mime, data, param)?;
+    let media_type = Cow::Owned(mime.to_ascii_lowercase());
+    let start = url.len() - data.len();
+    // Borrowed unless the client escaped a character (some encoders write `\/`).
+    let data = match url {
+        Cow::Borrowed(url) => Cow::Borrowed(&url[start..]),
+        Cow::Owned(mut url) => {
+            url.drain(..start);
+            Cow::Owned(url)
+        }
+    };
+    Ok(InImageSource::Base64 { media_type, data })
+}
+
+/// An Anthropic Messages response as an OpenAI `chat.completion`, with usage and finish reason
+/// for the gateway. Thinking blocks are left out: OpenAI's chat object has no field for them.
+pub fn chat_response(
+    messages_body: &[u8],
+    model: &str,
+    id: &str,
+    created: u64,
+    json_schema_tool: Option<&str>,
+) -> Result<TranslatedResponse, TranslateError> {
+    let response: anthropic::Response<'_> = serde_json::from_slice(messages_body)
+        .map_err(|e| TranslateError::upstream(format!("Anthropic Messages response: {e}")))?;
+    let mut text: Option<Cow<'_, str>> = None;
+    let mut tool_calls = Vec::new();
+    let mut forced = None;
+    for (k, block) in response.content.into_iter().enumerate() {
+        match block.kind.as_ref() {
+            "text" => {
+                let t = block.text.unwrap_or_default();
+                text = Some(match text {
+                    None => t,
+                    Some(joined) => Cow::Owned(joined.into_owned() + &t),
+                });
+            }
+            "tool_use" => {
+                let missing = |field: &str| {
+                    TranslateError::upstream(format!("content[{k}] tool_use has no {field}"))
+                };
+                let id = block.id.ok_or_else(|| missing("id"))?;
+                let name = block.name.ok_or_else(|| missing("name"))?;
+                let input = block.input.ok_or_else(|| missing("input"))?;
+                if json_schema_tool.is_some_and(|forced_name| forced_name == name) {
+                    forced = Some(input.get());
+                } else {
+                    tool_calls.push(ToolCall {
+                        id,
+                        kind: "function",
+                        function: FunctionCall {
+                            name,
+                            arguments: input.get(),
+                        },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let finish_reason =
+        FinishReason::from_anthropic(response.stop_reason.as_deref().unwrap_or("end_turn"))
+            .hiding_forced_tool(forced.is_some());
+    // The forced tool's input is the whole answer; any preamble text would make it invalid JSON.
+    if let Some(json) = forced {
+        text = Some(Cow::Borrowed(json));
+    }
+    let parsed = Parsed {
+        text,
+        tool_calls,
+        usage: Usage::from(response.usage),
+        finish_reason,
+    };
+    render(parsed, model, id, created)
+}
