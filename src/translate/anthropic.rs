@@ -225,6 +225,108 @@ pub(crate) struct Response<'a> {
     pub(crate) usage: MessagesUsage,
 }
 
+/// The `type` of a stream event's data, for servers that send no `event:` name.
+#[derive(Deserialize)]
+pub(crate) struct EventKind<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MessageStartEvent {
+    pub(crate) message: StartedMessage,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StartedMessage {
+    #[serde(default)]
+    pub(crate) usage: MessagesUsage,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BlockStartEvent<'a> {
+    pub(crate) index: u32,
+    #[serde(borrow)]
+    pub(crate) content_block: Block<'a>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BlockDeltaEvent<'a> {
+    pub(crate) index: u32,
+    #[serde(borrow)]
+    pub(crate) delta: BlockDelta<'a>,
+}
+
+/// `text_delta`, `input_json_delta`, and the thinking deltas OpenAI has no field for.
+#[derive(Deserialize)]
+pub(crate) struct BlockDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) partial_json: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MessageDeltaEvent<'a> {
+    #[serde(borrow)]
+    pub(crate) delta: StopDelta<'a>,
+    #[serde(default)]
+    pub(crate) usage: UsageDelta,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StopDelta<'a> {
+    #[serde(borrow, default)]
+    pub(crate) stop_reason: Option<Cow<'a, str>>,
+}
+
+/// `message_delta` usage: cumulative counts, each present only when the server reports it.
+#[derive(Deserialize, Default)]
+pub(crate) struct UsageDelta {
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) cache_creation_input_tokens: Option<u64>,
+    pub(crate) cache_read_input_tokens: Option<u64>,
+}
+
+impl MessagesUsage {
+    /// Takes the counts a `message_delta` reports, keeping the others.
+    pub(crate) fn update(&mut self, delta: &UsageDelta) {
+        let set = |field: &mut u64, value: Option<u64>| {
+            if let Some(v) = value {
+                *field = v;
+            }
+        };
+        set(&mut self.input_tokens, delta.input_tokens);
+        set(&mut self.output_tokens, delta.output_tokens);
+        set(
+            &mut self.cache_creation_input_tokens,
+            delta.cache_creation_input_tokens,
+        );
+        set(
+            &mut self.cache_read_input_tokens,
+            delta.cache_read_input_tokens,
+        );
+    }
+}
+
+/// An Anthropic error body (`{"type":"error","error":{...}}`), as a response or a stream event.
+#[derive(Deserialize)]
+pub(crate) struct ErrorEvent<'a> {
+    #[serde(borrow)]
+    pub(crate) error: ErrorDetail<'a>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ErrorDetail<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub(crate) kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) message: Option<Cow<'a, str>>,
+}
+
 /// `{"type":"error","error":{"type","message"}}`.
 pub fn error_body(error_type: &str, message: &str) -> Vec<u8> {
     #[derive(Serialize)]

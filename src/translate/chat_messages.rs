@@ -20,9 +20,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use super::anthropic::{
-    self, InBlock, InImageSource, InMessage, InTool, InToolChoice, OutRequest,
-};
+use super::anthropic::{self, InBlock, InImageSource, InMessage, InTool, InToolChoice, OutRequest};
 use super::body::{Body, first_byte, parse_raw, strip_position};
 use super::chat_request::{
     Choice, RawMessage, RawPart, parse_message, refuse_chat_only, take_messages,

@@ -617,7 +617,9 @@ struct RawChoiceFunction<'a> {
     name: Cow<'a, str>,
 }
 
-pub(crate) fn take_tool_choice<'a>(body: &mut Body<'a>) -> Result<Option<Choice<'a>>, TranslateError> {
+pub(crate) fn take_tool_choice<'a>(
+    body: &mut Body<'a>,
+) -> Result<Option<Choice<'a>>, TranslateError> {
     let Some(raw) = body.take_raw("tool_choice") else {
         return Ok(None);
     };
@@ -718,7 +720,9 @@ struct RawJsonSchema<'a> {
     strict: Option<bool>,
 }
 
-pub(crate) fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>>, TranslateError> {
+pub(crate) fn take_response_format<'a>(
+    body: &mut Body<'a>,
+) -> Result<Option<JsonFormat<'a>>, TranslateError> {
     let Some(format) = body.take::<RawResponseFormat<'a>>("response_format")? else {
         return Ok(None);
     };

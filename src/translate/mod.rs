@@ -22,6 +22,7 @@ mod inference;
 
 pub mod anthropic;
 pub mod chat_messages;
+pub mod chat_messages_stream;
 pub mod chat_request;
 pub mod chat_response;
 pub mod chat_stream;
@@ -34,6 +35,7 @@ pub mod messages_bedrock;
 pub mod messages_converse;
 pub mod messages_stream;
 pub mod sse;
+pub mod sse_decode;
 pub mod usage;
 
 pub use chat_request::{ChatRequest, DEFAULT_JSON_TOOL, chat_request};
@@ -48,8 +50,9 @@ pub use embeddings::{
 };
 pub use error::TranslateError;
 pub use error_map::{
-    OpenAiErrorKind, anthropic_error_for_bedrock, bedrock_error_message, classify,
-    openai_error_body, openai_error_for_bedrock,
+    OpenAiErrorKind, anthropic_error_for_bedrock, anthropic_error_for_openai,
+    anthropic_error_from_openai, bedrock_error_message, classify, openai_error_body,
+    openai_error_for_bedrock, openai_error_from_anthropic, openai_kind_for_anthropic,
 };
 pub use finish_reason::FinishReason;
 pub use usage::Usage;

@@ -52,7 +52,9 @@ impl From<&BedrockUsage> for Usage {
 impl From<MessagesUsage> for Usage {
     fn from(u: MessagesUsage) -> Self {
         Self {
-            input_tokens: u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens,
+            input_tokens: u.input_tokens
+                + u.cache_read_input_tokens
+                + u.cache_creation_input_tokens,
             output_tokens: u.output_tokens,
             cache_read_tokens: u.cache_read_input_tokens,
             cache_write_tokens: u.cache_creation_input_tokens,
