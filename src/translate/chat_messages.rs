@@ -414,3 +414,311 @@ pub fn chat_response(
     };
     render(parsed, model, id, created)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn translate(v: Value) -> Result<(MessagesRequest, Value), TranslateError> {
+        let req = messages_request(v.to_string().as_bytes(), "claude-sonnet-4-5", 4096)?;
+        let body = serde_json::from_slice(&req.body).unwrap();
+        Ok((req, body))
+    }
+
+    fn err(v: Value) -> TranslateError {
+        translate(v).unwrap_err()
+    }
+
+    #[test]
+    fn tool_conversation_maps_turn_for_turn() {
+        let (req, body) = translate(json!({
+            "model": "route-a", "stream": true, "stream_options": {"include_usage": true},
+            "max_completion_tokens": 300, "temperature": 0.5, "top_p": 0.9, "stop": "END",
+            "tools": [{"type": "function", "function": {"name": "w", "description": "Weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "now"}}],
+            "tool_choice": "required",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": [{"type": "text", "text": "Use tools."}]},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Weather here?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/PNG;base64,iVBORw0KGgo="}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}}
+                ]},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": ""}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+                {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "noon"}]},
+                {"role": "user", "content": "thanks"}
+            ]
+        }))
+        .unwrap();
+        assert!(req.stream && req.include_usage);
+        assert_eq!(req.max_tokens, 300);
+        assert_eq!(
+            body,
+            json!({
+                "model": "claude-sonnet-4-5", "max_tokens": 300,
+                "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}],
+                "messages": [
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "Weather here?"},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
+                    ]},
+                    {"role": "assistant", "content": [
+                        {"type": "tool_use", "id": "call_1", "name": "w", "input": {"city": "Paris"}},
+                        {"type": "tool_use", "id": "call_2", "name": "now", "input": {}}
+                    ]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "call_1", "content": [{"type": "text", "text": "sunny"}]},
+                        {"type": "tool_result", "tool_use_id": "call_2", "content": [{"type": "text", "text": "noon"}]},
+                        {"type": "text", "text": "thanks"}
+                    ]}
+                ],
+                "tools": [
+                    {"name": "w", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+                    {"name": "now", "input_schema": {"type": "object", "properties": {}}}
+                ],
+                "tool_choice": {"type": "any"},
+                "temperature": 0.5, "top_p": 0.9, "stop_sequences": ["END"], "stream": true
+            })
+        );
+    }
+
+    #[test]
+    fn max_tokens_default_and_alias() {
+        let user = json!([{"role": "user", "content": "hi"}]);
+        let (req, body) = translate(json!({"model": "m", "messages": user})).unwrap();
+        assert_eq!((req.max_tokens, &body["max_tokens"]), (4096, &json!(4096)));
+        assert!(body.get("stream").is_none());
+        let (req, _) = translate(json!({"model": "m", "messages": user, "max_tokens": 7})).unwrap();
+        assert_eq!(req.max_tokens, 7);
+        let (req, _) = translate(
+            json!({"model": "m", "messages": user, "max_tokens": 7, "max_completion_tokens": 9}),
+        )
+        .unwrap();
+        assert_eq!(req.max_tokens, 9);
+    }
+
+    #[test]
+    fn tool_choices() {
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        for (choice, want) in [
+            (json!("auto"), json!({"type": "auto"})),
+            (json!("none"), json!({"type": "none"})),
+            (json!("required"), json!({"type": "any"})),
+            (
+                json!({"type": "function", "function": {"name": "f"}}),
+                json!({"type": "tool", "name": "f"}),
+            ),
+        ] {
+            let (_, body) = translate(
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                "tools": tools, "tool_choice": choice}),
+            )
+            .unwrap();
+            assert_eq!(body["tool_choice"], want);
+        }
+        let e = err(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools,
+            "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+        );
+        assert_eq!(e.param(), Some("tool_choice.function.name"));
+        let e = err(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}),
+        );
+        assert_eq!(e.param(), Some("tool_choice"));
+    }
+
+    #[test]
+    fn json_schema_forces_a_tool() {
+        let (req, body) = translate(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "person",
+                "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}}),
+        )
+        .unwrap();
+        assert_eq!(req.json_schema_tool.as_deref(), Some("person"));
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "tool", "name": "person"})
+        );
+        assert_eq!(body["tools"][0]["name"], "person");
+        assert_eq!(
+            body["tools"][0]["input_schema"]["properties"]["name"]["type"],
+            "string"
+        );
+        let e = err(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_object"},
+            "tools": [{"type": "function", "function": {"name": "f"}}]}),
+        );
+        assert_eq!(e.param(), Some("response_format"));
+    }
+
+    #[test]
+    fn refused_by_name() {
+        for (param, value, want) in [
+            ("n", json!(2), "n"),
+            ("logprobs", json!(true), "logprobs"),
+            ("frequency_penalty", json!(0.5), "frequency_penalty"),
+            (
+                "additionalModelRequestFields",
+                json!({"top_k": 3}),
+                "additionalModelRequestFields",
+            ),
+            (
+                "guardrailConfig",
+                json!({"guardrailIdentifier": "g"}),
+                "guardrailConfig",
+            ),
+            ("reasoning_effort", json!("high"), "reasoning_effort"),
+        ] {
+            let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+            body[param] = value;
+            let e = err(body);
+            assert_eq!(e.param(), Some(want), "{e}");
+            assert_eq!(e.status(), 400);
+        }
+        for (message, want) in [
+            (
+                json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}),
+                "messages[0].content[0].image_url",
+            ),
+            (
+                json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/bmp;base64,AAAA"}}]}),
+                "messages[0].content[0].image_url",
+            ),
+            (
+                json!({"role": "system", "content": [{"type": "image_url", "image_url": {"url": "https://x"}}]}),
+                "messages[0].content[0].type",
+            ),
+            (
+                json!({"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}),
+                "messages[0].content[0].type",
+            ),
+            (
+                json!({"role": "tool", "content": "x"}),
+                "messages[0].tool_call_id",
+            ),
+            (json!({"role": "robot", "content": "x"}), "messages[0].role"),
+            (
+                json!({"role": "assistant", "content": null}),
+                "messages[0].content",
+            ),
+            (
+                json!({"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]}),
+                "messages[0].tool_calls[0].function.arguments",
+            ),
+        ] {
+            let e = err(json!({"model": "m", "messages": [message]}));
+            assert_eq!(e.param(), Some(want), "{e}");
+        }
+    }
+
+    fn answer(content: Value, stop: &str) -> Value {
+        json!({"id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": content, "stop_reason": stop, "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 20}})
+    }
+
+    fn respond(v: Value, json_tool: Option<&str>) -> (TranslatedResponse, Value) {
+        let r = chat_response(
+            v.to_string().as_bytes(),
+            "route-a",
+            "chatcmpl-1",
+            1700000000,
+            json_tool,
+        )
+        .unwrap();
+        let body = serde_json::from_slice(&r.body).unwrap();
+        (r, body)
+    }
+
+    #[test]
+    fn answer_with_tool_calls_and_cache_usage() {
+        let (r, v) = respond(
+            answer(
+                json!([
+                    {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {"city": "Oslo"}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}}
+                ]),
+                "tool_use",
+            ),
+            None,
+        );
+        assert_eq!(
+            v,
+            json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "route-a",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Checking.",
+                    "tool_calls": [
+                        {"id": "toolu_1", "type": "function", "function": {"name": "w", "arguments": "{\"city\":\"Oslo\"}"}},
+                        {"id": "toolu_2", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+                    ]}, "finish_reason": "tool_calls", "logprobs": null}],
+                "usage": {"prompt_tokens": 33, "completion_tokens": 5, "total_tokens": 38,
+                    "prompt_tokens_details": {"cached_tokens": 20}}
+            })
+        );
+        assert_eq!(
+            r.usage,
+            Usage {
+                input_tokens: 33,
+                output_tokens: 5,
+                cache_read_tokens: 20,
+                cache_write_tokens: 3
+            }
+        );
+    }
+
+    #[test]
+    fn finish_reasons() {
+        for (stop, want) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("tool_use", "tool_calls"),
+            ("refusal", "content_filter"),
+        ] {
+            let (_, v) = respond(answer(json!([{"type": "text", "text": "x"}]), stop), None);
+            assert_eq!(v["choices"][0]["finish_reason"], want, "{stop}");
+        }
+    }
+
+    #[test]
+    fn forced_tool_reads_as_content() {
+        let (r, v) = respond(
+            answer(
+                json!([{"type": "tool_use", "id": "t", "name": "person", "input": {"name": "Ada"}}]),
+                "tool_use",
+            ),
+            Some("person"),
+        );
+        assert_eq!(v["choices"][0]["message"]["content"], "{\"name\":\"Ada\"}");
+        assert!(v["choices"][0]["message"].get("tool_calls").is_none());
+        assert_eq!(r.finish_reason, FinishReason::Stop);
+    }
+
+    #[test]
+    fn broken_answers_are_upstream_errors() {
+        for body in [
+            "<html>".to_owned(),
+            answer(
+                json!([{"type": "tool_use", "name": "w", "input": {}}]),
+                "tool_use",
+            )
+            .to_string(),
+        ] {
+            let e = chat_response(body.as_bytes(), "m", "i", 0, None).unwrap_err();
+            assert_eq!(e.status(), 502, "{e}");
+        }
+    }
+}
