@@ -176,3 +176,178 @@ impl MessagesChatStream {
 fn parse<'a, T: Deserialize<'a>>(name: &str, data: &'a str) -> Result<T, TranslateError> {
     serde_json::from_str(data).map_err(|e| TranslateError::upstream(format!("{name} event: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    const TOOL_STREAM: &str =
+        include_str!("../../tests/golden/chat_messages/tool_stream.anthropic.sse");
+
+    fn translator(include_usage: bool, json_tool: Option<&str>) -> MessagesChatStream {
+        MessagesChatStream::new(
+            "route-a".into(),
+            "chatcmpl-1".into(),
+            1700000000,
+            include_usage,
+            json_tool.map(str::to_owned),
+        )
+    }
+
+    fn records(out: &[u8]) -> Vec<Value> {
+        std::str::from_utf8(out)
+            .unwrap()
+            .split("\n\n")
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let data = r.strip_prefix("data: ").unwrap();
+                if data == "[DONE]" {
+                    json!("[DONE]")
+                } else {
+                    serde_json::from_str(data).unwrap()
+                }
+            })
+            .collect()
+    }
+
+    fn run(t: &mut MessagesChatStream, sse: &str) -> (Vec<u8>, StreamStep) {
+        let mut out = Vec::new();
+        let step = t.feed(sse.as_bytes(), &mut out).unwrap();
+        t.finish(&mut out);
+        (out, step)
+    }
+
+    #[test]
+    fn text_and_two_tool_calls_in_openai_order() {
+        let mut t = translator(true, None);
+        let (out, step) = run(&mut t, TOOL_STREAM);
+        assert_eq!(step, StreamStep::Complete);
+        let r = records(&out);
+        let deltas: Vec<Value> = r[..r.len() - 2]
+            .iter()
+            .map(|c| {
+                assert_eq!(c["id"], "chatcmpl-1");
+                assert_eq!(c["object"], "chat.completion.chunk");
+                assert_eq!(c["model"], "route-a");
+                json!([c["choices"][0]["delta"], c["choices"][0]["finish_reason"]])
+            })
+            .collect();
+        assert_eq!(
+            deltas,
+            vec![
+                json!([{"role": "assistant", "content": ""}, null]),
+                json!([{"content": "Checking "}, null]),
+                json!([{"content": "both.\n\ndata: [DONE]"}, null]),
+                json!([{"tool_calls": [{"index": 0, "id": "toolu_A", "type": "function",
+                    "function": {"name": "weather", "arguments": ""}}]}, null]),
+                json!([{"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\": \"Pa"}}]}, null]),
+                json!([{"tool_calls": [{"index": 0, "function": {"arguments": "ris\"}"}}]}, null]),
+                json!([{"tool_calls": [{"index": 1, "id": "toolu_B", "type": "function",
+                    "function": {"name": "weather", "arguments": ""}}]}, null]),
+                json!([{"tool_calls": [{"index": 1, "function": {"arguments": "{\"city\": \"Rome\"}"}}]}, null]),
+                json!([{}, "tool_calls"]),
+            ]
+        );
+        assert_eq!(
+            r[r.len() - 2]["usage"],
+            json!({"prompt_tokens": 125, "completion_tokens": 61, "total_tokens": 186,
+                   "prompt_tokens_details": {"cached_tokens": 100}})
+        );
+        assert_eq!(r[r.len() - 2]["choices"], json!([]));
+        assert_eq!(r[r.len() - 1], json!("[DONE]"));
+        assert_eq!(t.usage().unwrap().cache_read_tokens, 100);
+        assert_eq!(t.finish_reason(), Some(FinishReason::ToolCalls));
+        assert!(!t.failed() && !t.truncated());
+    }
+
+    #[test]
+    fn first_content_and_no_usage_unless_asked() {
+        let mut t = translator(false, None);
+        let mut out = Vec::new();
+        let (head, tail) = TOOL_STREAM.split_at(TOOL_STREAM.find("Checking").unwrap());
+        assert_eq!(
+            t.feed(head.as_bytes(), &mut out).unwrap(),
+            StreamStep::Continue
+        );
+        assert_eq!(
+            t.feed(tail.as_bytes(), &mut out).unwrap(),
+            StreamStep::Complete
+        );
+        assert!(records(&out).iter().all(|c| c.get("usage").is_none()));
+        assert_eq!(t.usage().unwrap().output_tokens, 61);
+    }
+
+    #[test]
+    fn events_without_names_and_forced_json() {
+        let mut t = translator(false, Some("person"));
+        let sse = "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3}}}\n\n\
+            data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"person\",\"input\":{}}}\n\n\
+            data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"name\\\":\"}}\n\n\
+            data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Ada\\\"}\"}}\n\n\
+            data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":4}}\n\n\
+            data: {\"type\":\"message_stop\"}\n\n";
+        let (out, _) = run(&mut t, sse);
+        let r = records(&out);
+        let content: String = r
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(content, "{\"name\":\"Ada\"}");
+        assert_eq!(r[r.len() - 2]["choices"][0]["finish_reason"], "stop");
+        assert!(
+            r.iter()
+                .all(|c| c["choices"][0]["delta"].get("tool_calls").is_none())
+        );
+    }
+
+    #[test]
+    fn error_event_becomes_an_openai_error_record() {
+        let mut t = translator(false, None);
+        let sse = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{}}}\n\n\
+            event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let (out, step) = run(&mut t, sse);
+        assert_eq!(step, StreamStep::Continue);
+        assert!(t.failed());
+        assert_eq!(
+            records(&out)[1],
+            json!({"error": {"message": "Overloaded", "type": "api_error", "param": null, "code": "service_unavailable"}})
+        );
+    }
+
+    #[test]
+    fn protocol_errors_and_truncation() {
+        let mut t = translator(false, None);
+        let mut out = Vec::new();
+        assert!(
+            t.feed(b"event: content_block_delta\ndata: {oops}\n\n", &mut out)
+                .is_err()
+        );
+        let bad = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"name\":\"f\"}}\n\n";
+        assert!(t.feed(bad.as_bytes(), &mut out).is_err());
+        t.feed(b"event: message_stop\ndata: {\"type\":", &mut out)
+            .unwrap();
+        assert!(t.truncated());
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_gives_the_same_chunks(cuts in proptest::collection::vec(0usize..=TOOL_STREAM.len(), 0..12)) {
+            let (whole, _) = run(&mut translator(true, None), TOOL_STREAM);
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let bytes = TOOL_STREAM.as_bytes();
+            let mut t = translator(true, None);
+            let mut out = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                t.feed(&bytes[from..cut], &mut out).unwrap();
+                from = cut;
+            }
+            t.finish(&mut out);
+            prop_assert_eq!(out, whole);
+        }
+    }
+}
