@@ -56,6 +56,23 @@ pub(crate) struct Block<'a> {
     pub(crate) is_error: Option<bool>,
 }
 
+impl<'a> Block<'a> {
+    /// A text block, for string content read as blocks.
+    pub(crate) fn text(text: Cow<'a, str>) -> Self {
+        Self {
+            kind: Cow::Borrowed("text"),
+            text: Some(text),
+            source: None,
+            id: None,
+            name: None,
+            input: None,
+            tool_use_id: None,
+            content: None,
+            is_error: None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub(crate) struct ImageSource<'a> {
     #[serde(rename = "type", borrow)]
@@ -64,6 +81,8 @@ pub(crate) struct ImageSource<'a> {
     pub(crate) media_type: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) data: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) url: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +103,8 @@ pub(crate) struct ToolChoice<'a> {
     pub(crate) kind: Cow<'a, str>,
     #[serde(borrow, default)]
     pub(crate) name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) disable_parallel_tool_use: bool,
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@ use super::error_map::anthropic_error_for_bedrock;
 use super::messages_converse::messages_usage;
 use super::sse;
 
+#[derive(Debug)]
 pub struct MessagesStreamTranslator {
     model: String,
     id: String,
