@@ -429,3 +429,248 @@ fn tool_input(arguments: Option<&str>, k: usize) -> Result<Box<RawValue>, Transl
     }
     Ok(raw)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn convert(v: Value) -> Result<(ChatRequest, Value), TranslateError> {
+        let req = chat_request(v.to_string().as_bytes(), "gpt-4o")?;
+        let body = serde_json::from_slice(&req.body).unwrap();
+        Ok((req, body))
+    }
+
+    #[test]
+    fn tool_conversation_maps_message_for_message() {
+        let (req, body) = convert(json!({
+            "model": "claude-route", "max_tokens": 200, "stream": true, "temperature": 0.2,
+            "stop_sequences": ["END"], "metadata": {"user_id": "u"},
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}},
+                       {"type": "text", "text": "Use tools."}],
+            "tools": [{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "thinking": {"type": "disabled"},
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Weather?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Rome"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": true,
+                     "content": [{"type": "text", "text": "no "}, {"type": "text", "text": "data"}]},
+                    {"type": "text", "text": "And tomorrow?"}
+                ]}
+            ]
+        }))
+        .unwrap();
+        assert!(req.stream);
+        assert_eq!(
+            body,
+            json!({
+                "model": "gpt-4o",
+                "messages": [
+                    {"role": "system", "content": "Be brief.\n\nUse tools."},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "Weather?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+                    ]},
+                    {"role": "assistant", "content": "Checking.", "tool_calls": [
+                        {"id": "toolu_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
+                        {"id": "toolu_2", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Rome\"}"}}
+                    ]},
+                    {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+                    {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: no data"},
+                    {"role": "user", "content": [{"type": "text", "text": "And tomorrow?"}]}
+                ],
+                "max_tokens": 200, "temperature": 0.2, "stop": ["END"],
+                "tools": [{"type": "function", "function": {"name": "weather", "description": "Weather", "parameters": {"type": "object"}}}],
+                "tool_choice": "required", "parallel_tool_calls": false,
+                "stream": true, "stream_options": {"include_usage": true}
+            })
+        );
+    }
+
+    #[test]
+    fn tool_choices_and_plain_strings() {
+        let tools = json!([{"name": "f", "input_schema": {"type": "object"}}]);
+        for (choice, want) in [
+            (json!({"type": "auto"}), json!("auto")),
+            (json!({"type": "none"}), json!("none")),
+            (
+                json!({"type": "tool", "name": "f"}),
+                json!({"type": "function", "function": {"name": "f"}}),
+            ),
+        ] {
+            let (_, body) = convert(
+                json!({"model": "m", "max_tokens": 5, "system": "sys", "tools": tools,
+                "tool_choice": choice, "messages": [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "ok"}]}),
+            )
+            .unwrap();
+            assert_eq!(body["tool_choice"], want);
+            assert!(body.get("parallel_tool_calls").is_none());
+            assert_eq!(
+                body["messages"][0],
+                json!({"role": "system", "content": "sys"})
+            );
+            assert_eq!(
+                body["messages"][1],
+                json!({"role": "user", "content": [{"type": "text", "text": "hi"}]})
+            );
+            assert_eq!(
+                body["messages"][2],
+                json!({"role": "assistant", "content": "ok"})
+            );
+            assert!(body.get("stream_options").is_none());
+        }
+    }
+
+    #[test]
+    fn refused_by_name() {
+        let base = || json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        let with = |field: &str, value: Value| {
+            let mut v = base();
+            v[field] = value;
+            v
+        };
+        let message =
+            |content: Value| with("messages", json!([{"role": "user", "content": content}]));
+        for (body, param) in [
+            (
+                with(
+                    "thinking",
+                    json!({"type": "enabled", "budget_tokens": 1024}),
+                ),
+                "thinking",
+            ),
+            (with("top_k", json!(5)), "top_k"),
+            (with("service_tier", json!("auto")), "service_tier"),
+            (
+                with(
+                    "tools",
+                    json!([{"type": "web_search_20250305", "name": "web_search"}]),
+                ),
+                "tools[0].type",
+            ),
+            (with("tool_choice", json!({"type": "auto"})), "tool_choice"),
+            (
+                message(json!([{"type": "document", "source": {}}])),
+                "messages[0].content[0].type",
+            ),
+            (
+                message(json!([{"type": "thinking", "thinking": "x", "signature": "s"}])),
+                "messages[0].content[0].type",
+            ),
+            (
+                message(json!([{"type": "image", "source": {"type": "file", "file_id": "f"}}])),
+                "messages[0].content[0].source.type",
+            ),
+            (
+                message(
+                    json!([{"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": "AAAA"}}]),
+                ),
+                "messages[0].content[0].source",
+            ),
+            (
+                message(
+                    json!([{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]}]),
+                ),
+                "messages[0].content[0].content[0].type",
+            ),
+            (
+                with("messages", json!([{"role": "system", "content": "x"}])),
+                "messages[0].role",
+            ),
+            (
+                {
+                    let mut v = base();
+                    v.as_object_mut().unwrap().remove("max_tokens");
+                    v
+                },
+                "max_tokens",
+            ),
+        ] {
+            let e = convert(body).unwrap_err();
+            assert_eq!(e.param(), Some(param), "{e}");
+            assert_eq!(e.status(), 400);
+        }
+    }
+
+    fn completion(message: Value, finish: &str) -> Value {
+        json!({"id": "chatcmpl-9", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 9, "total_tokens": 129,
+                      "prompt_tokens_details": {"cached_tokens": 100}}})
+    }
+
+    #[test]
+    fn completion_becomes_a_message() {
+        let chat = completion(
+            json!({"role": "assistant", "content": "Let me check.", "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": ""}}]}),
+            "tool_calls",
+        );
+        let (body, usage) =
+            messages_response(chat.to_string().as_bytes(), "claude-route", "msg_1").unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-route",
+                "content": [
+                    {"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "call_1", "name": "weather", "input": {"city": "Oslo"}},
+                    {"type": "tool_use", "id": "call_2", "name": "now", "input": {}}
+                ],
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": 20, "output_tokens": 9,
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}
+            })
+        );
+        assert_eq!(usage.cache_read_input_tokens, 100);
+    }
+
+    #[test]
+    fn stop_reasons_and_broken_answers() {
+        for (finish, want) in [
+            ("stop", "end_turn"),
+            ("length", "max_tokens"),
+            ("content_filter", "refusal"),
+            ("tool_calls", "tool_use"),
+        ] {
+            let chat = completion(json!({"role": "assistant", "content": "x"}), finish);
+            let (body, _) = messages_response(chat.to_string().as_bytes(), "m", "i").unwrap();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["stop_reason"], want, "{finish}");
+        }
+        for chat in [
+            json!({"choices": []}),
+            completion(
+                json!({"content": null, "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}]}),
+                "tool_calls",
+            ),
+            completion(
+                json!({"content": null, "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "[1]"}}]}),
+                "tool_calls",
+            ),
+            completion(
+                json!({"content": null, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}),
+                "tool_calls",
+            ),
+        ] {
+            let e = messages_response(chat.to_string().as_bytes(), "m", "i").unwrap_err();
+            assert_eq!(e.status(), 502, "{e}");
+        }
+    }
+}
