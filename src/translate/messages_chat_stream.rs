@@ -177,3 +177,140 @@ impl ChatMessagesStream {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    const TOOL_STREAM: &str =
+        include_str!("../../tests/golden/messages_chat/tool_stream.openai.sse");
+
+    fn events(out: &[u8]) -> Vec<(String, Value)> {
+        std::str::from_utf8(out)
+            .unwrap()
+            .split("\n\n")
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let (event, data) = r.split_once('\n').unwrap();
+                (
+                    event.strip_prefix("event: ").unwrap().to_owned(),
+                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn run(sse: &str) -> (ChatMessagesStream, Vec<u8>) {
+        let mut t = ChatMessagesStream::new("claude-route".into(), "msg_1".into());
+        let mut out = Vec::new();
+        t.feed(sse.as_bytes(), &mut out).unwrap();
+        t.finish(&mut out).unwrap();
+        (t, out)
+    }
+
+    #[test]
+    fn text_then_two_tools_in_anthropic_order() {
+        let (t, out) = run(TOOL_STREAM);
+        let e = events(&out);
+        for (name, data) in &e {
+            assert_eq!(data["type"], name.as_str());
+        }
+        let summary: Vec<Value> = e
+            .iter()
+            .map(|(name, d)| match name.as_str() {
+                "content_block_start" => json!([d["index"], d["content_block"]]),
+                "content_block_delta" => json!([d["index"], d["delta"]]),
+                "content_block_stop" => json!([d["index"]]),
+                "message_delta" => json!([d["delta"]["stop_reason"], d["usage"]]),
+                _ => json!(name),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                json!("message_start"),
+                json!([0, {"type": "text", "text": ""}]),
+                json!([0, {"type": "text_delta", "text": "Checking "}]),
+                json!([0, {"type": "text_delta", "text": "both."}]),
+                json!([0]),
+                json!([1, {"type": "tool_use", "id": "call_A", "name": "weather", "input": {}}]),
+                json!([1, {"type": "input_json_delta", "partial_json": "{\"city\": \"Pa"}]),
+                json!([1, {"type": "input_json_delta", "partial_json": "ris\"}"}]),
+                json!([1]),
+                json!([2, {"type": "tool_use", "id": "call_B", "name": "weather", "input": {}}]),
+                json!([2, {"type": "input_json_delta", "partial_json": "{\"city\": \"Rome\"}"}]),
+                json!([2]),
+                json!(["tool_use", {"input_tokens": 25, "output_tokens": 61,
+                    "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}]),
+                json!("message_stop"),
+            ]
+        );
+        assert_eq!(e[0].1["message"]["id"], "msg_1");
+        assert_eq!(e[0].1["message"]["model"], "claude-route");
+        assert_eq!(t.usage().unwrap().output_tokens, 61);
+        assert!(!t.truncated());
+    }
+
+    #[test]
+    fn stream_without_done_ends_at_finish_once() {
+        let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"length\"}]}\n\n";
+        let (mut t, mut out) = run(sse);
+        t.finish(&mut out).unwrap();
+        let names: Vec<String> = events(&out).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(events(&out)[4].1["delta"]["stop_reason"], "max_tokens");
+    }
+
+    #[test]
+    fn error_records_and_protocol_errors() {
+        let (_, out) =
+            run("data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n");
+        assert_eq!(
+            events(&out),
+            vec![(
+                "error".to_owned(),
+                json!({"type": "error", "error": {"type": "api_error", "message": "boom"}})
+            )]
+        );
+        let mut t = ChatMessagesStream::new("m".into(), "i".into());
+        let mut out = Vec::new();
+        assert!(t.feed(b"data: {nope}\n\n", &mut out).is_err());
+        let orphan = "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":3,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\n";
+        assert!(t.feed(orphan.as_bytes(), &mut out).is_err());
+        let nameless =
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\"}]}}]}\n\n";
+        assert!(t.feed(nameless.as_bytes(), &mut out).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_gives_the_same_events(cuts in proptest::collection::vec(0usize..=TOOL_STREAM.len(), 0..12)) {
+            let (_, whole) = run(TOOL_STREAM);
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let bytes = TOOL_STREAM.as_bytes();
+            let mut t = ChatMessagesStream::new("claude-route".into(), "msg_1".into());
+            let mut out = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                t.feed(&bytes[from..cut], &mut out).unwrap();
+                from = cut;
+            }
+            t.finish(&mut out).unwrap();
+            prop_assert_eq!(out, whole);
+        }
+    }
+}
