@@ -23,11 +23,10 @@ use serde_json::value::RawValue;
 use super::anthropic::{self, InBlock, InImageSource, InMessage, InTool, InToolChoice, OutRequest};
 use super::body::{Body, first_byte, parse_raw, strip_position};
 use super::chat_request::{
-    Choice, RawMessage, RawPart, parse_message, refuse_chat_only, take_messages,
+    Choice, DataUrl, RawMessage, RawPart, data_url, parse_message, refuse_chat_only, take_messages,
     take_response_format, take_tool_choice, take_tools, tool_call_input,
 };
-use super::chat_response::{FunctionCall, Parsed, ToolCall, TranslatedResponse, render};
-use super::converse::image_format;
+use super::chat_response::{Answer, TranslatedResponse, render};
 use super::error::TranslateError;
 use super::finish_reason::FinishReason;
 use super::inference::{take_common, take_max_tokens};
@@ -330,27 +329,13 @@ fn image_source<'a>(url: Cow<'a, str>, param: &str) -> Result<InImageSource<'a>,
     if url.starts_with("http://") || url.starts_with("https://") {
         return Ok(InImageSource::Url { url });
     }
-    let Some((mime, data)) = url
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"))
-    else {
-        return Err(TranslateError::invalid(
-            param,
-            "url must be an http(s) URL or a base64 data URL (data:image/png;base64,...)",
-        ));
-    };
-    image_format(mime, data, param)?;
-    let media_type = Cow::Owned(mime.to_ascii_lowercase());
-    let start = url.len() - data.len();
-    // Borrowed unless the client escaped a character (some encoders write `\/`).
-    let data = match url {
-        Cow::Borrowed(url) => Cow::Borrowed(&url[start..]),
-        Cow::Owned(mut url) => {
-            url.drain(..start);
-            Cow::Owned(url)
-        }
-    };
-    Ok(InImageSource::Base64 { media_type, data })
+    let DataUrl {
+        media_type, data, ..
+    } = data_url(url, param)?;
+    Ok(InImageSource::Base64 {
+        media_type: Cow::Owned(media_type),
+        data,
+    })
 }
 
 /// An Anthropic Messages response as an OpenAI `chat.completion`, with usage and finish reason
@@ -364,18 +349,10 @@ pub fn chat_response(
 ) -> Result<TranslatedResponse, TranslateError> {
     let response: anthropic::Response<'_> = serde_json::from_slice(messages_body)
         .map_err(|e| TranslateError::upstream(format!("Anthropic Messages response: {e}")))?;
-    let mut text: Option<Cow<'_, str>> = None;
-    let mut tool_calls = Vec::new();
-    let mut forced = None;
+    let mut answer = Answer::default();
     for (k, block) in response.content.into_iter().enumerate() {
         match block.kind.as_ref() {
-            "text" => {
-                let t = block.text.unwrap_or_default();
-                text = Some(match text {
-                    None => t,
-                    Some(joined) => Cow::Owned(joined.into_owned() + &t),
-                });
-            }
+            "text" => answer.text(block.text.unwrap_or_default()),
             "tool_use" => {
                 let missing = |field: &str| {
                     TranslateError::upstream(format!("content[{k}] tool_use has no {field}"))
@@ -383,35 +360,14 @@ pub fn chat_response(
                 let id = block.id.ok_or_else(|| missing("id"))?;
                 let name = block.name.ok_or_else(|| missing("name"))?;
                 let input = block.input.ok_or_else(|| missing("input"))?;
-                if json_schema_tool.is_some_and(|forced_name| forced_name == name) {
-                    forced = Some(input.get());
-                } else {
-                    tool_calls.push(ToolCall {
-                        id,
-                        kind: "function",
-                        function: FunctionCall {
-                            name,
-                            arguments: input.get(),
-                        },
-                    });
-                }
+                answer.tool_use(id, name, input, json_schema_tool);
             }
             _ => {}
         }
     }
     let finish_reason =
-        FinishReason::from_anthropic(response.stop_reason.as_deref().unwrap_or("end_turn"))
-            .hiding_forced_tool(forced.is_some());
-    // The forced tool's input is the whole answer; any preamble text would make it invalid JSON.
-    if let Some(json) = forced {
-        text = Some(Cow::Borrowed(json));
-    }
-    let parsed = Parsed {
-        text,
-        tool_calls,
-        usage: Usage::from(response.usage),
-        finish_reason,
-    };
+        FinishReason::from_anthropic(response.stop_reason.as_deref().unwrap_or("end_turn"));
+    let parsed = answer.finish(finish_reason, Usage::from(response.usage));
     render(parsed, model, id, created)
 }
 

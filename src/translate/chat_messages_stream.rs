@@ -197,21 +197,7 @@ mod tests {
         )
     }
 
-    fn records(out: &[u8]) -> Vec<Value> {
-        std::str::from_utf8(out)
-            .unwrap()
-            .split("\n\n")
-            .filter(|r| !r.is_empty())
-            .map(|r| {
-                let data = r.strip_prefix("data: ").unwrap();
-                if data == "[DONE]" {
-                    json!("[DONE]")
-                } else {
-                    serde_json::from_str(data).unwrap()
-                }
-            })
-            .collect()
-    }
+    use super::super::sse::read_back::data as records;
 
     fn run(t: &mut MessagesChatStream, sse: &str) -> (Vec<u8>, StreamStep) {
         let mut out = Vec::new();

@@ -510,6 +510,24 @@ fn image_block<'a>(url: Cow<'a, str>, param: &str) -> Result<ContentBlock<'a>, T
             "the gateway does not fetch image URLs; send a base64 data URL",
         ));
     }
+    let DataUrl { format, data, .. } = data_url(url, param)?;
+    Ok(ContentBlock::Image(Image {
+        format,
+        source: ImageSource { bytes: data },
+    }))
+}
+
+/// A checked base64 `data:` image URL.
+pub(crate) struct DataUrl<'a> {
+    pub(crate) media_type: String,
+    /// The Converse image format for the media type.
+    pub(crate) format: &'static str,
+    /// The base64 data, borrowed unless the client escaped a character (some encoders write
+    /// `\/`).
+    pub(crate) data: Cow<'a, str>,
+}
+
+pub(crate) fn data_url<'a>(url: Cow<'a, str>, param: &str) -> Result<DataUrl<'a>, TranslateError> {
     let Some((mime, data)) = url
         .strip_prefix("data:")
         .and_then(|rest| rest.split_once(";base64,"))
@@ -520,19 +538,20 @@ fn image_block<'a>(url: Cow<'a, str>, param: &str) -> Result<ContentBlock<'a>, T
         ));
     };
     let format = image_format(mime, data, param)?;
+    let media_type = mime.to_ascii_lowercase();
     let start = url.len() - data.len();
-    // Borrowed unless the client escaped a character (some encoders write `\/`).
-    let bytes = match url {
+    let data = match url {
         Cow::Borrowed(url) => Cow::Borrowed(&url[start..]),
         Cow::Owned(mut url) => {
             url.drain(..start);
             Cow::Owned(url)
         }
     };
-    Ok(ContentBlock::Image(Image {
+    Ok(DataUrl {
+        media_type,
         format,
-        source: ImageSource { bytes },
-    }))
+        data,
+    })
 }
 
 #[derive(Deserialize)]

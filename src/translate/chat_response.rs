@@ -69,7 +69,7 @@ pub(crate) struct OutputToolUse<'a> {
 /// What a Converse response says, flattened for either OpenAI object.
 pub(crate) struct Parsed<'a> {
     pub(crate) text: Option<Cow<'a, str>>,
-    pub(crate) tool_calls: Vec<ToolCall<'a>>,
+    tool_calls: Vec<ToolCall<'a>>,
     pub(crate) usage: Usage,
     pub(crate) finish_reason: FinishReason,
 }
@@ -86,43 +86,70 @@ pub(crate) fn parse<'a>(
         .message
         .map(|m| m.content)
         .unwrap_or_default();
-    let mut text: Option<Cow<'a, str>> = None;
-    let mut tool_calls = Vec::new();
-    let mut forced: Option<&'a str> = None;
+    let mut answer = Answer::default();
     for block in blocks {
         if let Some(t) = block.text {
-            text = Some(match text {
-                None => t,
-                Some(joined) => Cow::Owned(joined.into_owned() + &t),
-            });
+            answer.text(t);
         }
         if let Some(tool) = block.tool_use {
-            if json_schema_tool.is_some_and(|name| name == tool.name) {
-                forced = Some(tool.input.get());
-            } else {
-                tool_calls.push(ToolCall {
-                    id: tool.tool_use_id,
-                    kind: "function",
-                    function: FunctionCall {
-                        name: tool.name,
-                        arguments: tool.input.get(),
-                    },
-                });
-            }
+            answer.tool_use(tool.tool_use_id, tool.name, tool.input, json_schema_tool);
         }
     }
-    let finish_reason =
-        FinishReason::from_bedrock(&response.stop_reason).hiding_forced_tool(forced.is_some());
-    // The forced tool's input is the whole answer; any preamble text would make it invalid JSON.
-    if let Some(json) = forced {
-        text = Some(Cow::Borrowed(json));
+    Ok(answer.finish(FinishReason::from_bedrock(&response.stop_reason), usage))
+}
+
+/// Gathers an answer's blocks, whichever upstream format they came in, into [`Parsed`].
+#[derive(Default)]
+pub(crate) struct Answer<'a> {
+    text: Option<Cow<'a, str>>,
+    tool_calls: Vec<ToolCall<'a>>,
+    /// The input of the forced `response_format` tool.
+    forced: Option<&'a str>,
+}
+
+impl<'a> Answer<'a> {
+    pub(crate) fn text(&mut self, t: Cow<'a, str>) {
+        self.text = Some(match self.text.take() {
+            None => t,
+            Some(joined) => Cow::Owned(joined.into_owned() + &t),
+        });
     }
-    Ok(Parsed {
-        text,
-        tool_calls,
-        usage,
-        finish_reason,
-    })
+
+    pub(crate) fn tool_use(
+        &mut self,
+        id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        input: &'a RawValue,
+        json_schema_tool: Option<&str>,
+    ) {
+        if json_schema_tool.is_some_and(|forced| forced == name) {
+            self.forced = Some(input.get());
+        } else {
+            self.tool_calls.push(ToolCall {
+                id,
+                kind: "function",
+                function: FunctionCall {
+                    name,
+                    arguments: input.get(),
+                },
+            });
+        }
+    }
+
+    pub(crate) fn finish(self, finish_reason: FinishReason, usage: Usage) -> Parsed<'a> {
+        let finish_reason = finish_reason.hiding_forced_tool(self.forced.is_some());
+        // The forced tool's input is the whole answer; any preamble text would make it invalid JSON.
+        let text = match self.forced {
+            Some(json) => Some(Cow::Borrowed(json)),
+            None => self.text,
+        };
+        Parsed {
+            text,
+            tool_calls: self.tool_calls,
+            usage,
+            finish_reason,
+        }
+    }
 }
 
 pub fn chat_response(
@@ -209,18 +236,18 @@ struct AssistantMessage<'a> {
 }
 
 #[derive(Serialize)]
-pub(crate) struct ToolCall<'a> {
-    pub(crate) id: Cow<'a, str>,
+struct ToolCall<'a> {
+    id: Cow<'a, str>,
     #[serde(rename = "type")]
-    pub(crate) kind: &'static str,
-    pub(crate) function: FunctionCall<'a>,
+    kind: &'static str,
+    function: FunctionCall<'a>,
 }
 
 #[derive(Serialize)]
-pub(crate) struct FunctionCall<'a> {
-    pub(crate) name: Cow<'a, str>,
+struct FunctionCall<'a> {
+    name: Cow<'a, str>,
     /// OpenAI carries arguments as a JSON string; the upstream's input object is copied verbatim.
-    pub(crate) arguments: &'a str,
+    arguments: &'a str,
 }
 
 #[cfg(test)]

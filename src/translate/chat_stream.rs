@@ -587,15 +587,7 @@ mod tests {
     }
 
     fn records(out: &[u8]) -> Vec<Value> {
-        let text = std::str::from_utf8(out).unwrap();
-        assert!(text.is_empty() || text.ends_with("\n\n"), "{text:?}");
-        text.split_terminator("\n\n")
-            .map(|r| {
-                let json = r.strip_prefix("data: ").unwrap();
-                assert!(!json.contains('\n') && !json.contains('\r'));
-                serde_json::from_str(json).unwrap()
-            })
-            .collect()
+        sse::read_back::data(out)
     }
 
     fn delta(v: &Value) -> &Value {

@@ -188,20 +188,7 @@ mod tests {
     const TOOL_STREAM: &str =
         include_str!("../../tests/golden/messages_chat/tool_stream.openai.sse");
 
-    fn events(out: &[u8]) -> Vec<(String, Value)> {
-        std::str::from_utf8(out)
-            .unwrap()
-            .split("\n\n")
-            .filter(|r| !r.is_empty())
-            .map(|r| {
-                let (event, data) = r.split_once('\n').unwrap();
-                (
-                    event.strip_prefix("event: ").unwrap().to_owned(),
-                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
-                )
-            })
-            .collect()
-    }
+    use super::super::sse::read_back::named as events;
 
     fn run(sse: &str) -> (ChatMessagesStream, Vec<u8>) {
         let mut t = ChatMessagesStream::new("claude-route".into(), "msg_1".into());

@@ -128,6 +128,23 @@ impl MessagesStreamTranslator {
         name: &str,
         out: &mut Vec<u8>,
     ) -> Result<(), TranslateError> {
+        self.open_block(
+            index,
+            StartedBlock::ToolUse {
+                id,
+                name,
+                input: Empty {},
+            },
+            out,
+        )
+    }
+
+    fn open_block(
+        &mut self,
+        index: u32,
+        content_block: StartedBlock<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
         self.open.push(index);
         write(
             out,
@@ -135,11 +152,7 @@ impl MessagesStreamTranslator {
             &BlockStartEvent {
                 kind: "content_block_start",
                 index,
-                content_block: StartedBlock::ToolUse {
-                    id,
-                    name,
-                    input: Empty {},
-                },
+                content_block,
             },
         )
     }
@@ -152,16 +165,7 @@ impl MessagesStreamTranslator {
         out: &mut Vec<u8>,
     ) -> Result<(), TranslateError> {
         if !self.open.contains(&index) {
-            self.open.push(index);
-            write(
-                out,
-                "content_block_start",
-                &BlockStartEvent {
-                    kind: "content_block_start",
-                    index,
-                    content_block: StartedBlock::Text { text: "" },
-                },
-            )?;
+            self.open_block(index, StartedBlock::Text { text: "" }, out)?;
         }
         self.delta(index, Delta::TextDelta { text }, out)
     }
@@ -203,14 +207,7 @@ impl MessagesStreamTranslator {
             return Ok(());
         };
         self.open.swap_remove(at);
-        write(
-            out,
-            "content_block_stop",
-            &StopEvent {
-                kind: "content_block_stop",
-                index,
-            },
-        )
+        write_stop(index, out)
     }
 
     /// Closes the blocks still open, then `message_delta` with the stop reason and the final
@@ -224,14 +221,7 @@ impl MessagesStreamTranslator {
         let mut open = std::mem::take(&mut self.open);
         open.sort_unstable();
         for index in open {
-            write(
-                out,
-                "content_block_stop",
-                &StopEvent {
-                    kind: "content_block_stop",
-                    index,
-                },
-            )?;
+            write_stop(index, out)?;
         }
         self.stop_reason = Some(stop_reason);
         self.usage = Some(usage);
@@ -261,6 +251,17 @@ impl MessagesStreamTranslator {
 pub fn on_exception(exception_type: &str, message: &str, out: &mut Vec<u8>) {
     let (_, error_type) = anthropic_error_for_bedrock(0, Some(exception_type));
     sse::write_event(out, "error", &anthropic::error_body(error_type, message));
+}
+
+fn write_stop(index: u32, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    write(
+        out,
+        "content_block_stop",
+        &StopEvent {
+            kind: "content_block_stop",
+            index,
+        },
+    )
 }
 
 fn write<T: Serialize>(out: &mut Vec<u8>, name: &str, event: &T) -> Result<(), TranslateError> {
@@ -362,18 +363,7 @@ mod tests {
             t.on_event(name, payload.to_string().as_bytes(), &mut out)
                 .unwrap();
         }
-        let text = String::from_utf8(out).unwrap();
-        let records = text
-            .split("\n\n")
-            .filter(|r| !r.is_empty())
-            .map(|r| {
-                let (event, data) = r.split_once('\n').unwrap();
-                (
-                    event.strip_prefix("event: ").unwrap().to_owned(),
-                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
-                )
-            })
-            .collect();
+        let records = sse::read_back::named(&out);
         (records, t)
     }
 
