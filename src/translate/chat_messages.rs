@@ -21,10 +21,11 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use super::anthropic::{self, InBlock, InImageSource, InMessage, InTool, InToolChoice, OutRequest};
-use super::body::{Body, first_byte, parse_raw, strip_position};
+use super::body::Body;
 use super::chat_request::{
-    Choice, DataUrl, RawMessage, RawPart, data_url, parse_message, refuse_chat_only, take_messages,
-    take_response_format, take_tool_choice, take_tools, tool_call_input,
+    Choice, DataUrl, FromPart, PartsAllowed, RawMessage, content_blocks, data_url, parse_message,
+    refuse_chat_only, take_messages, take_response_format, take_tool_choice, take_tools,
+    tool_call_input,
 };
 use super::chat_response::{Answer, TranslatedResponse, render};
 use super::error::TranslateError;
@@ -193,18 +194,18 @@ fn push_message<'a>(
     let m: RawMessage<'a> = parse_message(raw, i)?;
     match m.role.as_ref() {
         "system" | "developer" => {
-            let blocks = content(m.content, i, false)?;
+            let blocks = content_blocks(m.content, i, PartsAllowed::TextOnly)?;
             request.system.extend(blocks);
         }
         "user" => {
-            let blocks = content(m.content, i, true)?;
+            let blocks = content_blocks(m.content, i, PartsAllowed::TextAndImages)?;
             if blocks.is_empty() {
                 return Err(empty_content(i));
             }
             push_turn(request, "user", blocks);
         }
         "assistant" => {
-            let mut blocks = content(m.content, i, false)?;
+            let mut blocks = content_blocks(m.content, i, PartsAllowed::TextOnly)?;
             for (j, call) in m.tool_calls.unwrap_or_default().into_iter().enumerate() {
                 let input = tool_call_input(&call, i, j)?;
                 blocks.push(InBlock::ToolUse {
@@ -225,7 +226,7 @@ fn push_message<'a>(
                     "is required for tool messages",
                 )
             })?;
-            let content = content(m.content, i, false)?;
+            let content = content_blocks(m.content, i, PartsAllowed::TextOnly)?;
             push_turn(
                 request,
                 "user",
@@ -255,73 +256,13 @@ fn empty_content(i: usize) -> TranslateError {
     TranslateError::invalid(format!("messages[{i}].content"), "must not be empty")
 }
 
-/// A message's content as Anthropic blocks; empty text is dropped (Anthropic rejects blank
-/// text blocks, and clients send `content: ""` beside `tool_calls`).
-fn content<'a>(
-    content: Option<&'a RawValue>,
-    i: usize,
-    images: bool,
-) -> Result<Vec<InBlock<'a>>, TranslateError> {
-    let Some(raw) = content else {
-        return Ok(Vec::new());
-    };
-    let param = format!("messages[{i}].content");
-    match first_byte(raw) {
-        b'"' => {
-            let text: Cow<'a, str> = parse_raw(raw, &param)?;
-            Ok(if text.is_empty() {
-                Vec::new()
-            } else {
-                vec![InBlock::Text { text }]
-            })
-        }
-        b'[' => {
-            let parts: Vec<&'a RawValue> = parse_raw(raw, &param)?;
-            let mut blocks = Vec::with_capacity(parts.len());
-            for (j, part) in parts.into_iter().enumerate() {
-                if let Some(block) = content_part(part, &format!("{param}[{j}]"), images)? {
-                    blocks.push(block);
-                }
-            }
-            Ok(blocks)
-        }
-        _ => Err(TranslateError::invalid(
-            param,
-            "must be a string or an array of content parts",
-        )),
+impl<'a> FromPart<'a> for InBlock<'a> {
+    fn text(text: Cow<'a, str>) -> Self {
+        InBlock::Text { text }
     }
-}
 
-fn content_part<'a>(
-    raw: &'a RawValue,
-    at: &str,
-    images: bool,
-) -> Result<Option<InBlock<'a>>, TranslateError> {
-    let part: RawPart<'a> = serde_json::from_str(raw.get())
-        .map_err(|e| TranslateError::invalid(at, strip_position(&e)))?;
-    match part.kind.as_ref() {
-        "text" => {
-            let text = part
-                .text
-                .ok_or_else(|| TranslateError::invalid(format!("{at}.text"), "is required"))?;
-            Ok((!text.is_empty()).then_some(InBlock::Text { text }))
-        }
-        "image_url" if images => {
-            let url = part
-                .image_url
-                .ok_or_else(|| TranslateError::invalid(format!("{at}.image_url"), "is required"))?
-                .url;
-            image_source(url, &format!("{at}.image_url"))
-                .map(|source| Some(InBlock::Image { source }))
-        }
-        "image_url" => Err(TranslateError::unsupported(
-            format!("{at}.type"),
-            "images are only supported in user messages",
-        )),
-        other => Err(TranslateError::unsupported(
-            format!("{at}.type"),
-            format!("content part type \"{other}\" is not supported"),
-        )),
+    fn image(url: Cow<'a, str>, param: &str) -> Result<Self, TranslateError> {
+        image_source(url, param).map(|source| InBlock::Image { source })
     }
 }
 

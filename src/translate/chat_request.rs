@@ -288,7 +288,7 @@ fn push_message<'a>(
     let role = m.role.as_ref();
     match role {
         "system" | "developer" => {
-            let blocks = content_blocks(m.content, i, PartsAllowed::TextOnly)?;
+            let blocks = content_blocks::<ContentBlock<'a>>(m.content, i, PartsAllowed::TextOnly)?;
             converse
                 .system
                 .extend(blocks.into_iter().filter_map(|b| match b {
@@ -325,7 +325,7 @@ fn push_message<'a>(
                     "is required for tool messages",
                 )
             })?;
-            let content = content_blocks(m.content, i, PartsAllowed::TextOnly)?
+            let content = content_blocks::<ContentBlock<'a>>(m.content, i, PartsAllowed::TextOnly)?
                 .into_iter()
                 .filter_map(|b| match b {
                     ContentBlock::Text(t) => Some(ToolResultContent::Text(t)),
@@ -412,32 +412,50 @@ fn empty_object() -> Result<Box<RawValue>, TranslateError> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum PartsAllowed {
+pub(crate) enum PartsAllowed {
     TextOnly,
     TextAndImages,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct RawPart<'a> {
+struct RawPart<'a> {
     #[serde(borrow, rename = "type")]
-    pub(crate) kind: Cow<'a, str>,
+    kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(crate) text: Option<Cow<'a, str>>,
+    text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    pub(crate) image_url: Option<RawImageUrl<'a>>,
+    image_url: Option<RawImageUrl<'a>>,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct RawImageUrl<'a> {
+struct RawImageUrl<'a> {
     #[serde(borrow)]
-    pub(crate) url: Cow<'a, str>,
+    url: Cow<'a, str>,
 }
 
-fn content_blocks<'a>(
+/// A content block of an upstream format, built from an OpenAI content part.
+pub(crate) trait FromPart<'a>: Sized {
+    fn text(text: Cow<'a, str>) -> Self;
+    /// An `image_url` part's URL; `param` names it in errors.
+    fn image(url: Cow<'a, str>, param: &str) -> Result<Self, TranslateError>;
+}
+
+impl<'a> FromPart<'a> for ContentBlock<'a> {
+    fn text(text: Cow<'a, str>) -> Self {
+        ContentBlock::Text(text)
+    }
+
+    fn image(url: Cow<'a, str>, param: &str) -> Result<Self, TranslateError> {
+        image_block(url, param)
+    }
+}
+
+/// Message `i`'s content (a string or an array of parts) as blocks; empty text is dropped.
+pub(crate) fn content_blocks<'a, B: FromPart<'a>>(
     content: Option<&'a RawValue>,
     i: usize,
     allowed: PartsAllowed,
-) -> Result<Vec<ContentBlock<'a>>, TranslateError> {
+) -> Result<Vec<B>, TranslateError> {
     let Some(raw) = content else {
         return Ok(Vec::new());
     };
@@ -449,7 +467,7 @@ fn content_blocks<'a>(
             Ok(if text.is_empty() {
                 Vec::new()
             } else {
-                vec![ContentBlock::Text(text)]
+                vec![B::text(text)]
             })
         }
         b'[' => {
@@ -469,12 +487,12 @@ fn content_blocks<'a>(
     }
 }
 
-fn content_part<'a>(
+fn content_part<'a, B: FromPart<'a>>(
     raw: &'a RawValue,
     i: usize,
     j: usize,
     allowed: PartsAllowed,
-) -> Result<Option<ContentBlock<'a>>, TranslateError> {
+) -> Result<Option<B>, TranslateError> {
     let param = |field: &str| format!("messages[{i}].content[{j}]{field}");
     let part: RawPart<'a> = serde_json::from_str(raw.get())
         .map_err(|e| TranslateError::invalid(param(""), strip_position(&e)))?;
@@ -483,14 +501,14 @@ fn content_part<'a>(
             let text = part
                 .text
                 .ok_or_else(|| TranslateError::invalid(param(".text"), "is required"))?;
-            Ok((!text.is_empty()).then_some(ContentBlock::Text(text)))
+            Ok((!text.is_empty()).then(|| B::text(text)))
         }
         "image_url" if allowed == PartsAllowed::TextAndImages => {
             let url = part
                 .image_url
                 .ok_or_else(|| TranslateError::invalid(param(".image_url"), "is required"))?
                 .url;
-            image_block(url, &param(".image_url")).map(Some)
+            B::image(url, &param(".image_url")).map(Some)
         }
         "image_url" => Err(TranslateError::unsupported(
             param(".type"),
