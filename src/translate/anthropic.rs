@@ -226,13 +226,33 @@ pub(crate) struct InTool<'a> {
     pub(crate) input_schema: Cow<'a, RawValue>,
 }
 
+/// `tool_choice`: `type` is `auto`, `any`, `none` or `tool` (with `name`).
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum InToolChoice<'a> {
-    Auto {},
-    Any {},
-    None {},
-    Tool { name: Cow<'a, str> },
+pub(crate) struct InToolChoice<'a> {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) disable_parallel_tool_use: bool,
+}
+
+impl<'a> InToolChoice<'a> {
+    pub(crate) fn mode(kind: &'static str) -> Self {
+        Self {
+            kind,
+            name: None,
+            disable_parallel_tool_use: false,
+        }
+    }
+
+    pub(crate) fn tool(name: Cow<'a, str>) -> Self {
+        Self {
+            kind: "tool",
+            name: Some(name),
+            disable_parallel_tool_use: false,
+        }
+    }
 }
 
 /// A Messages response from an Anthropic API target; content blocks read as request blocks do.

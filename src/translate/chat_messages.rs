@@ -15,6 +15,7 @@
 //! - Refused by name, as on the Converse path: `n` > 1, logprobs, audio, penalties, deprecated
 //!   functions, unknown parameters; and the Bedrock-only fields (`additionalModelRequestFields`,
 //!   `guardrailConfig`, `performanceConfig`), which an Anthropic target cannot honour.
+//! - `parallel_tool_calls: false` becomes `tool_choice.disable_parallel_tool_use`.
 
 use std::borrow::Cow;
 
@@ -75,6 +76,8 @@ pub fn messages_request(
             ));
         }
     }
+    // Anthropic can forbid parallel tool calls (on `tool_choice`), so this is not refused here.
+    let serial_tools = body.take::<bool>("parallel_tool_calls")? == Some(false);
     refuse_chat_only(&mut body)?;
     let tools = take_tools(&mut body)?;
     let choice = take_tool_choice(&mut body)?;
@@ -120,13 +123,17 @@ pub fn messages_request(
                 description: format.spec.description,
                 input_schema: format.spec.input_schema.json,
             });
-            request.tool_choice = Some(InToolChoice::Tool {
-                name: Cow::Owned(format.name.clone()),
-            });
+            request.tool_choice = Some(InToolChoice::tool(Cow::Owned(format.name.clone())));
             Some(format.name)
         }
         None => {
             request.tool_choice = tool_choice(&request.tools, choice)?;
+            if serial_tools && !request.tools.is_empty() {
+                request
+                    .tool_choice
+                    .get_or_insert_with(|| InToolChoice::mode("auto"))
+                    .disable_parallel_tool_use = true;
+            }
             None
         }
     };
@@ -159,9 +166,9 @@ fn tool_choice<'a>(
         };
     }
     Ok(Some(match choice {
-        Choice::None => InToolChoice::None {},
-        Choice::Auto => InToolChoice::Auto {},
-        Choice::Required => InToolChoice::Any {},
+        Choice::None => InToolChoice::mode("none"),
+        Choice::Auto => InToolChoice::mode("auto"),
+        Choice::Required => InToolChoice::mode("any"),
         Choice::Named(name) => {
             if !tools.iter().any(|t| t.name == name) {
                 return Err(TranslateError::invalid(
@@ -169,7 +176,7 @@ fn tool_choice<'a>(
                     format!("no tool named \"{name}\" in tools"),
                 ));
             }
-            InToolChoice::Tool { name }
+            InToolChoice::tool(name)
         }
     }))
 }
