@@ -34,7 +34,7 @@ use super::openai_chat::{
 
 /// A Messages request translated for an OpenAI-compatible target.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChatRequest {
+pub struct UpstreamChatRequest {
     pub stream: bool,
     pub max_tokens: u32,
     /// The chat completions JSON body, `model` set to the target's model.
@@ -42,7 +42,7 @@ pub struct ChatRequest {
 }
 
 /// Translates an Anthropic Messages request body into a chat completions body for `model`.
-pub fn chat_request(body: &[u8], model: &str) -> Result<ChatRequest, TranslateError> {
+pub fn chat_request(body: &[u8], model: &str) -> Result<UpstreamChatRequest, TranslateError> {
     let capacity = body.len() + 256;
     let mut body = Body::parse(body)?;
     let _client_model = body.take_raw("model");
@@ -112,7 +112,7 @@ pub fn chat_request(body: &[u8], model: &str) -> Result<ChatRequest, TranslateEr
     let mut out = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut out, &request)
         .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
-    Ok(ChatRequest {
+    Ok(UpstreamChatRequest {
         stream,
         max_tokens,
         body: out,
@@ -436,7 +436,7 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn convert(v: Value) -> Result<(ChatRequest, Value), TranslateError> {
+    fn convert(v: Value) -> Result<(UpstreamChatRequest, Value), TranslateError> {
         let req = chat_request(v.to_string().as_bytes(), "gpt-4o")?;
         let body = serde_json::from_slice(&req.body).unwrap();
         Ok((req, body))
