@@ -12,6 +12,15 @@
 //! | embeddings | [`embeddings_request`] -> InvokeModel bodies | [`embeddings_response`] |
 //! | errors | [`TranslateError::to_openai_body`] | [`openai_error_for_bedrock`] |
 //!
+//! Across providers (Anthropic API, OpenAI-compatible and Azure targets):
+//!
+//! | client -> target | request | response | stream | errors |
+//! |---|---|---|---|---|
+//! | OpenAI chat -> Anthropic | [`chat_messages::messages_request`] | [`chat_messages::chat_response`] | [`chat_messages_stream::MessagesChatStream`] | [`openai_error_from_anthropic`] |
+//! | Anthropic -> OpenAI chat | [`messages_chat::chat_request`] | [`messages_chat::messages_response`] | [`messages_chat_stream::ChatMessagesStream`] | [`anthropic_error_from_openai`] |
+//!
+//! Upstream SSE bytes are decoded by [`sse_decode::SseDecoder`], fed at any split.
+//!
 //! Policy for OpenAI parameters: translate what Bedrock can honour, ignore only what cannot
 //! change the output (`user`, `seed`, neutral values), refuse everything else by name, including
 //! parameters this module does not know (OpenAI does the same).
