@@ -3,32 +3,20 @@
 //! golden_messages` rewrites the expected files after a deliberate change; review their diff.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-
 use bedrock_balancer::translate::messages_bedrock::{bedrock_body, chunk_to_sse};
 use bedrock_balancer::translate::messages_converse::converse_request;
 use bedrock_balancer::translate::messages_stream::MessagesStreamTranslator;
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/messages")
-}
+mod golden_files;
+
+const GOLDEN: golden_files::Golden = golden_files::Golden::new("messages");
 
 fn read(name: &str) -> Vec<u8> {
-    std::fs::read(dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    GOLDEN.read(name)
 }
 
 fn check(name: &str, actual: &[u8]) {
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(dir().join(name), actual).unwrap();
-        return;
-    }
-    let expected = read(name);
-    assert!(
-        expected == actual,
-        "{name} differs:\n--- expected\n{}\n--- actual\n{}",
-        String::from_utf8_lossy(&expected),
-        String::from_utf8_lossy(actual)
-    );
+    GOLDEN.check(name, actual);
 }
 
 /// `{"event": <type>, "payload": <json>}` per line.

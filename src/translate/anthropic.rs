@@ -56,6 +56,23 @@ pub(crate) struct Block<'a> {
     pub(crate) is_error: Option<bool>,
 }
 
+impl<'a> Block<'a> {
+    /// A text block, for string content read as blocks.
+    pub(crate) fn text(text: Cow<'a, str>) -> Self {
+        Self {
+            kind: Cow::Borrowed("text"),
+            text: Some(text),
+            source: None,
+            id: None,
+            name: None,
+            input: None,
+            tool_use_id: None,
+            content: None,
+            is_error: None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub(crate) struct ImageSource<'a> {
     #[serde(rename = "type", borrow)]
@@ -64,6 +81,8 @@ pub(crate) struct ImageSource<'a> {
     pub(crate) media_type: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) data: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) url: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +103,8 @@ pub(crate) struct ToolChoice<'a> {
     pub(crate) kind: Cow<'a, str>,
     #[serde(borrow, default)]
     pub(crate) name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) disable_parallel_tool_use: bool,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +154,218 @@ pub(crate) struct OutMessage<'a> {
     pub(crate) stop_reason: Option<&'static str>,
     pub(crate) stop_sequence: Option<()>,
     pub(crate) usage: MessagesUsage,
+}
+
+/// A Messages request as the gateway writes it for an Anthropic API target.
+#[derive(Serialize)]
+pub(crate) struct OutRequest<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) max_tokens: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) system: Vec<InBlock<'a>>,
+    pub(crate) messages: Vec<InMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tools: Vec<InTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tool_choice: Option<InToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stop_sequences: Vec<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) stream: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct InMessage<'a> {
+    pub(crate) role: &'static str,
+    pub(crate) content: Vec<InBlock<'a>>,
+}
+
+/// A content block the gateway writes into a request.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum InBlock<'a> {
+    Text {
+        text: Cow<'a, str>,
+    },
+    Image {
+        source: InImageSource<'a>,
+    },
+    ToolUse {
+        id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        input: Cow<'a, RawValue>,
+    },
+    ToolResult {
+        tool_use_id: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        content: Vec<InBlock<'a>>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum InImageSource<'a> {
+    Base64 {
+        media_type: Cow<'a, str>,
+        data: Cow<'a, str>,
+    },
+    Url {
+        url: Cow<'a, str>,
+    },
+}
+
+#[derive(Serialize)]
+pub(crate) struct InTool<'a> {
+    pub(crate) name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<Cow<'a, str>>,
+    pub(crate) input_schema: Cow<'a, RawValue>,
+}
+
+/// `tool_choice`: `type` is `auto`, `any`, `none` or `tool` (with `name`).
+#[derive(Serialize)]
+pub(crate) struct InToolChoice<'a> {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) disable_parallel_tool_use: bool,
+}
+
+impl<'a> InToolChoice<'a> {
+    pub(crate) fn mode(kind: &'static str) -> Self {
+        Self {
+            kind,
+            name: None,
+            disable_parallel_tool_use: false,
+        }
+    }
+
+    pub(crate) fn tool(name: Cow<'a, str>) -> Self {
+        Self {
+            kind: "tool",
+            name: Some(name),
+            disable_parallel_tool_use: false,
+        }
+    }
+}
+
+/// A Messages response from an Anthropic API target; content blocks read as request blocks do.
+#[derive(Deserialize)]
+pub(crate) struct Response<'a> {
+    #[serde(borrow, default)]
+    pub(crate) content: Vec<Block<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) usage: MessagesUsage,
+}
+
+/// The `type` of a stream event's data, for servers that send no `event:` name.
+#[derive(Deserialize)]
+pub(crate) struct EventKind<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MessageStartEvent {
+    pub(crate) message: StartedMessage,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StartedMessage {
+    #[serde(default)]
+    pub(crate) usage: MessagesUsage,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BlockStartEvent<'a> {
+    pub(crate) index: u32,
+    #[serde(borrow)]
+    pub(crate) content_block: Block<'a>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BlockDeltaEvent<'a> {
+    pub(crate) index: u32,
+    #[serde(borrow)]
+    pub(crate) delta: BlockDelta<'a>,
+}
+
+/// `text_delta`, `input_json_delta`, and the thinking deltas OpenAI has no field for.
+#[derive(Deserialize)]
+pub(crate) struct BlockDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) partial_json: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MessageDeltaEvent<'a> {
+    #[serde(borrow)]
+    pub(crate) delta: StopDelta<'a>,
+    #[serde(default)]
+    pub(crate) usage: UsageDelta,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StopDelta<'a> {
+    #[serde(borrow, default)]
+    pub(crate) stop_reason: Option<Cow<'a, str>>,
+}
+
+/// `message_delta` usage: cumulative counts, each present only when the server reports it.
+#[derive(Deserialize, Default)]
+pub(crate) struct UsageDelta {
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) cache_creation_input_tokens: Option<u64>,
+    pub(crate) cache_read_input_tokens: Option<u64>,
+}
+
+impl MessagesUsage {
+    /// Takes the counts a `message_delta` reports, keeping the others.
+    pub(crate) fn update(&mut self, delta: &UsageDelta) {
+        let set = |field: &mut u64, value: Option<u64>| {
+            if let Some(v) = value {
+                *field = v;
+            }
+        };
+        set(&mut self.input_tokens, delta.input_tokens);
+        set(&mut self.output_tokens, delta.output_tokens);
+        set(
+            &mut self.cache_creation_input_tokens,
+            delta.cache_creation_input_tokens,
+        );
+        set(
+            &mut self.cache_read_input_tokens,
+            delta.cache_read_input_tokens,
+        );
+    }
+}
+
+/// An Anthropic error body (`{"type":"error","error":{...}}`), as a response or a stream event.
+#[derive(Deserialize)]
+pub(crate) struct ErrorEvent<'a> {
+    #[serde(borrow)]
+    pub(crate) error: ErrorDetail<'a>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ErrorDetail<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub(crate) kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) message: Option<Cow<'a, str>>,
 }
 
 /// `{"type":"error","error":{"type","message"}}`.

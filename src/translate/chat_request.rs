@@ -119,7 +119,7 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
     })
 }
 
-fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>, TranslateError> {
+pub(crate) fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>, TranslateError> {
     let messages: Vec<&'a RawValue> = body
         .take("messages")?
         .ok_or_else(|| TranslateError::invalid("messages", "is required"))?;
@@ -132,7 +132,7 @@ fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>, Translate
     Ok(messages)
 }
 
-fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
+pub(crate) fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
     let unsupported = |param: &str, why: &str| Err(TranslateError::unsupported(param, why));
     if body.take::<bool>("logprobs")? == Some(true) {
         return unsupported(
@@ -199,50 +199,49 @@ fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawMessage<'a> {
+pub(crate) struct RawMessage<'a> {
     #[serde(borrow)]
-    role: Cow<'a, str>,
+    pub(crate) role: Cow<'a, str>,
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    pub(crate) content: Option<&'a RawValue>,
     /// Speaker names have no Converse counterpart; declared so they are type-checked, not refused.
     #[serde(borrow, default, rename = "name")]
-    _name: Option<Cow<'a, str>>,
+    pub(crate) _name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    tool_calls: Option<Vec<RawToolCall<'a>>>,
+    pub(crate) tool_calls: Option<Vec<RawToolCall<'a>>>,
     #[serde(borrow, default)]
-    tool_call_id: Option<Cow<'a, str>>,
+    pub(crate) tool_call_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    refusal: Option<Cow<'a, str>>,
+    pub(crate) refusal: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    function_call: Option<&'a RawValue>,
+    pub(crate) function_call: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    audio: Option<&'a RawValue>,
+    pub(crate) audio: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct RawToolCall<'a> {
+pub(crate) struct RawToolCall<'a> {
     #[serde(borrow)]
-    id: Cow<'a, str>,
+    pub(crate) id: Cow<'a, str>,
     #[serde(borrow, rename = "type", default)]
-    kind: Option<Cow<'a, str>>,
+    pub(crate) kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    function: RawFunctionCall<'a>,
+    pub(crate) function: RawFunctionCall<'a>,
 }
 
 #[derive(Deserialize)]
-struct RawFunctionCall<'a> {
+pub(crate) struct RawFunctionCall<'a> {
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
     #[serde(borrow, default)]
-    arguments: Cow<'a, str>,
+    pub(crate) arguments: Cow<'a, str>,
 }
 
-/// Adds message `i`; returns whether it carried tool calls or a tool result.
-fn push_message<'a>(
-    converse: &mut ConverseBody<'a>,
-    i: usize,
+/// Parses message `i` and refuses what no upstream can carry, whatever the target's format.
+pub(crate) fn parse_message<'a>(
     raw: &'a RawValue,
-) -> Result<bool, TranslateError> {
+    i: usize,
+) -> Result<RawMessage<'a>, TranslateError> {
     let m: RawMessage<'a> = serde_json::from_str(raw.get())
         .map_err(|e| TranslateError::invalid(format!("messages[{i}]"), strip_position(&e)))?;
     let role = m.role.as_ref();
@@ -276,9 +275,20 @@ fn push_message<'a>(
             "refusal messages are not supported",
         ));
     }
+    Ok(m)
+}
+
+/// Adds message `i`; returns whether it carried tool calls or a tool result.
+fn push_message<'a>(
+    converse: &mut ConverseBody<'a>,
+    i: usize,
+    raw: &'a RawValue,
+) -> Result<bool, TranslateError> {
+    let m = parse_message(raw, i)?;
+    let role = m.role.as_ref();
     match role {
         "system" | "developer" => {
-            let blocks = content_blocks(m.content, i, PartsAllowed::TextOnly)?;
+            let blocks = content_blocks::<ContentBlock<'a>>(m.content, i, PartsAllowed::TextOnly)?;
             converse
                 .system
                 .extend(blocks.into_iter().filter_map(|b| match b {
@@ -315,7 +325,7 @@ fn push_message<'a>(
                     "is required for tool messages",
                 )
             })?;
-            let content = content_blocks(m.content, i, PartsAllowed::TextOnly)?
+            let content = content_blocks::<ContentBlock<'a>>(m.content, i, PartsAllowed::TextOnly)?
                 .into_iter()
                 .filter_map(|b| match b {
                     ContentBlock::Text(t) => Some(ToolResultContent::Text(t)),
@@ -358,28 +368,7 @@ fn tool_use<'a>(
     i: usize,
     j: usize,
 ) -> Result<ContentBlock<'a>, TranslateError> {
-    if let Some(kind) = call.kind.as_deref().filter(|k| *k != "function") {
-        return Err(TranslateError::unsupported(
-            format!("messages[{i}].tool_calls[{j}].type"),
-            format!("tool call type \"{kind}\" is not supported; only \"function\""),
-        ));
-    }
-    let param = || format!("messages[{i}].tool_calls[{j}].function.arguments");
-    let input: Cow<'a, RawValue> = match call.function.arguments {
-        // Some clients send "" for a call without arguments.
-        args if args.trim().is_empty() => Cow::Owned(empty_object()?),
-        Cow::Borrowed(args) => Cow::Borrowed(
-            serde_json::from_str::<&'a RawValue>(args)
-                .map_err(|e| TranslateError::invalid(param(), format!("is not valid JSON: {e}")))?,
-        ),
-        Cow::Owned(args) => Cow::Owned(
-            RawValue::from_string(args)
-                .map_err(|e| TranslateError::invalid(param(), format!("is not valid JSON: {e}")))?,
-        ),
-    };
-    if first_byte(&input) != b'{' {
-        return Err(TranslateError::invalid(param(), "must be a JSON object"));
-    }
+    let input = tool_call_input(&call, i, j)?;
     Ok(ContentBlock::ToolUse(ToolUse {
         tool_use_id: call.id,
         name: call.function.name,
@@ -387,12 +376,43 @@ fn tool_use<'a>(
     }))
 }
 
+/// The arguments of tool call `j` of message `i` as a JSON object, borrowed when unescaped.
+pub(crate) fn tool_call_input<'a>(
+    call: &RawToolCall<'a>,
+    i: usize,
+    j: usize,
+) -> Result<Cow<'a, RawValue>, TranslateError> {
+    if let Some(kind) = call.kind.as_deref().filter(|k| *k != "function") {
+        return Err(TranslateError::unsupported(
+            format!("messages[{i}].tool_calls[{j}].type"),
+            format!("tool call type \"{kind}\" is not supported; only \"function\""),
+        ));
+    }
+    let param = || format!("messages[{i}].tool_calls[{j}].function.arguments");
+    let input: Cow<'a, RawValue> = match &call.function.arguments {
+        // Some clients send "" for a call without arguments.
+        args if args.trim().is_empty() => Cow::Owned(empty_object()?),
+        Cow::Borrowed(args) => Cow::Borrowed(
+            serde_json::from_str::<&'a RawValue>(args)
+                .map_err(|e| TranslateError::invalid(param(), format!("is not valid JSON: {e}")))?,
+        ),
+        Cow::Owned(args) => Cow::Owned(
+            RawValue::from_string(args.clone())
+                .map_err(|e| TranslateError::invalid(param(), format!("is not valid JSON: {e}")))?,
+        ),
+    };
+    if first_byte(&input) != b'{' {
+        return Err(TranslateError::invalid(param(), "must be a JSON object"));
+    }
+    Ok(input)
+}
+
 fn empty_object() -> Result<Box<RawValue>, TranslateError> {
     RawValue::from_string("{}".to_owned()).map_err(|e| TranslateError::upstream(e.to_string()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum PartsAllowed {
+pub(crate) enum PartsAllowed {
     TextOnly,
     TextAndImages,
 }
@@ -413,11 +433,29 @@ struct RawImageUrl<'a> {
     url: Cow<'a, str>,
 }
 
-fn content_blocks<'a>(
+/// A content block of an upstream format, built from an OpenAI content part.
+pub(crate) trait FromPart<'a>: Sized {
+    fn text(text: Cow<'a, str>) -> Self;
+    /// An `image_url` part's URL; `param` names it in errors.
+    fn image(url: Cow<'a, str>, param: &str) -> Result<Self, TranslateError>;
+}
+
+impl<'a> FromPart<'a> for ContentBlock<'a> {
+    fn text(text: Cow<'a, str>) -> Self {
+        ContentBlock::Text(text)
+    }
+
+    fn image(url: Cow<'a, str>, param: &str) -> Result<Self, TranslateError> {
+        image_block(url, param)
+    }
+}
+
+/// Message `i`'s content (a string or an array of parts) as blocks; empty text is dropped.
+pub(crate) fn content_blocks<'a, B: FromPart<'a>>(
     content: Option<&'a RawValue>,
     i: usize,
     allowed: PartsAllowed,
-) -> Result<Vec<ContentBlock<'a>>, TranslateError> {
+) -> Result<Vec<B>, TranslateError> {
     let Some(raw) = content else {
         return Ok(Vec::new());
     };
@@ -429,7 +467,7 @@ fn content_blocks<'a>(
             Ok(if text.is_empty() {
                 Vec::new()
             } else {
-                vec![ContentBlock::Text(text)]
+                vec![B::text(text)]
             })
         }
         b'[' => {
@@ -449,12 +487,12 @@ fn content_blocks<'a>(
     }
 }
 
-fn content_part<'a>(
+fn content_part<'a, B: FromPart<'a>>(
     raw: &'a RawValue,
     i: usize,
     j: usize,
     allowed: PartsAllowed,
-) -> Result<Option<ContentBlock<'a>>, TranslateError> {
+) -> Result<Option<B>, TranslateError> {
     let param = |field: &str| format!("messages[{i}].content[{j}]{field}");
     let part: RawPart<'a> = serde_json::from_str(raw.get())
         .map_err(|e| TranslateError::invalid(param(""), strip_position(&e)))?;
@@ -463,14 +501,14 @@ fn content_part<'a>(
             let text = part
                 .text
                 .ok_or_else(|| TranslateError::invalid(param(".text"), "is required"))?;
-            Ok((!text.is_empty()).then_some(ContentBlock::Text(text)))
+            Ok((!text.is_empty()).then(|| B::text(text)))
         }
         "image_url" if allowed == PartsAllowed::TextAndImages => {
             let url = part
                 .image_url
                 .ok_or_else(|| TranslateError::invalid(param(".image_url"), "is required"))?
                 .url;
-            image_block(url, &param(".image_url")).map(Some)
+            B::image(url, &param(".image_url")).map(Some)
         }
         "image_url" => Err(TranslateError::unsupported(
             param(".type"),
@@ -490,6 +528,24 @@ fn image_block<'a>(url: Cow<'a, str>, param: &str) -> Result<ContentBlock<'a>, T
             "the gateway does not fetch image URLs; send a base64 data URL",
         ));
     }
+    let DataUrl { format, data, .. } = data_url(url, param)?;
+    Ok(ContentBlock::Image(Image {
+        format,
+        source: ImageSource { bytes: data },
+    }))
+}
+
+/// A checked base64 `data:` image URL.
+pub(crate) struct DataUrl<'a> {
+    pub(crate) media_type: String,
+    /// The Converse image format for the media type.
+    pub(crate) format: &'static str,
+    /// The base64 data, borrowed unless the client escaped a character (some encoders write
+    /// `\/`).
+    pub(crate) data: Cow<'a, str>,
+}
+
+pub(crate) fn data_url<'a>(url: Cow<'a, str>, param: &str) -> Result<DataUrl<'a>, TranslateError> {
     let Some((mime, data)) = url
         .strip_prefix("data:")
         .and_then(|rest| rest.split_once(";base64,"))
@@ -500,19 +556,20 @@ fn image_block<'a>(url: Cow<'a, str>, param: &str) -> Result<ContentBlock<'a>, T
         ));
     };
     let format = image_format(mime, data, param)?;
+    let media_type = mime.to_ascii_lowercase();
     let start = url.len() - data.len();
-    // Borrowed unless the client escaped a character (some encoders write `\/`).
-    let bytes = match url {
+    let data = match url {
         Cow::Borrowed(url) => Cow::Borrowed(&url[start..]),
         Cow::Owned(mut url) => {
             url.drain(..start);
             Cow::Owned(url)
         }
     };
-    Ok(ContentBlock::Image(Image {
+    Ok(DataUrl {
+        media_type,
         format,
-        source: ImageSource { bytes },
-    }))
+        data,
+    })
 }
 
 #[derive(Deserialize)]
@@ -535,7 +592,7 @@ struct RawFunctionDef<'a> {
     strict: Option<bool>,
 }
 
-fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<ToolSpec<'a>>, TranslateError> {
+pub(crate) fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<ToolSpec<'a>>, TranslateError> {
     let Some(raw) = body.take::<Vec<&'a RawValue>>("tools")? else {
         return Ok(Vec::new());
     };
@@ -576,7 +633,7 @@ fn schema_or_any_object(schema: Option<&RawValue>) -> Result<Cow<'_, RawValue>, 
     }
 }
 
-enum Choice<'a> {
+pub(crate) enum Choice<'a> {
     None,
     Auto,
     Required,
@@ -597,7 +654,9 @@ struct RawChoiceFunction<'a> {
     name: Cow<'a, str>,
 }
 
-fn take_tool_choice<'a>(body: &mut Body<'a>) -> Result<Option<Choice<'a>>, TranslateError> {
+pub(crate) fn take_tool_choice<'a>(
+    body: &mut Body<'a>,
+) -> Result<Option<Choice<'a>>, TranslateError> {
     let Some(raw) = body.take_raw("tool_choice") else {
         return Ok(None);
     };
@@ -673,9 +732,9 @@ fn tool_config<'a>(
     }))
 }
 
-struct JsonFormat<'a> {
-    name: String,
-    spec: ToolSpec<'a>,
+pub(crate) struct JsonFormat<'a> {
+    pub(crate) name: String,
+    pub(crate) spec: ToolSpec<'a>,
 }
 
 #[derive(Deserialize)]
@@ -698,7 +757,9 @@ struct RawJsonSchema<'a> {
     strict: Option<bool>,
 }
 
-fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>>, TranslateError> {
+pub(crate) fn take_response_format<'a>(
+    body: &mut Body<'a>,
+) -> Result<Option<JsonFormat<'a>>, TranslateError> {
     let Some(format) = body.take::<RawResponseFormat<'a>>("response_format")? else {
         return Ok(None);
     };

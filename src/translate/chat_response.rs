@@ -86,43 +86,70 @@ pub(crate) fn parse<'a>(
         .message
         .map(|m| m.content)
         .unwrap_or_default();
-    let mut text: Option<Cow<'a, str>> = None;
-    let mut tool_calls = Vec::new();
-    let mut forced: Option<&'a str> = None;
+    let mut answer = Answer::default();
     for block in blocks {
         if let Some(t) = block.text {
-            text = Some(match text {
-                None => t,
-                Some(joined) => Cow::Owned(joined.into_owned() + &t),
-            });
+            answer.text(t);
         }
         if let Some(tool) = block.tool_use {
-            if json_schema_tool.is_some_and(|name| name == tool.name) {
-                forced = Some(tool.input.get());
-            } else {
-                tool_calls.push(ToolCall {
-                    id: tool.tool_use_id,
-                    kind: "function",
-                    function: FunctionCall {
-                        name: tool.name,
-                        arguments: tool.input.get(),
-                    },
-                });
-            }
+            answer.tool_use(tool.tool_use_id, tool.name, tool.input, json_schema_tool);
         }
     }
-    let finish_reason =
-        FinishReason::from_bedrock(&response.stop_reason).hiding_forced_tool(forced.is_some());
-    // The forced tool's input is the whole answer; any preamble text would make it invalid JSON.
-    if let Some(json) = forced {
-        text = Some(Cow::Borrowed(json));
+    Ok(answer.finish(FinishReason::from_bedrock(&response.stop_reason), usage))
+}
+
+/// Gathers an answer's blocks, whichever upstream format they came in, into [`Parsed`].
+#[derive(Default)]
+pub(crate) struct Answer<'a> {
+    text: Option<Cow<'a, str>>,
+    tool_calls: Vec<ToolCall<'a>>,
+    /// The input of the forced `response_format` tool.
+    forced: Option<&'a str>,
+}
+
+impl<'a> Answer<'a> {
+    pub(crate) fn text(&mut self, t: Cow<'a, str>) {
+        self.text = Some(match self.text.take() {
+            None => t,
+            Some(joined) => Cow::Owned(joined.into_owned() + &t),
+        });
     }
-    Ok(Parsed {
-        text,
-        tool_calls,
-        usage,
-        finish_reason,
-    })
+
+    pub(crate) fn tool_use(
+        &mut self,
+        id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        input: &'a RawValue,
+        json_schema_tool: Option<&str>,
+    ) {
+        if json_schema_tool.is_some_and(|forced| forced == name) {
+            self.forced = Some(input.get());
+        } else {
+            self.tool_calls.push(ToolCall {
+                id,
+                kind: "function",
+                function: FunctionCall {
+                    name,
+                    arguments: input.get(),
+                },
+            });
+        }
+    }
+
+    pub(crate) fn finish(self, finish_reason: FinishReason, usage: Usage) -> Parsed<'a> {
+        let finish_reason = finish_reason.hiding_forced_tool(self.forced.is_some());
+        // The forced tool's input is the whole answer; any preamble text would make it invalid JSON.
+        let text = match self.forced {
+            Some(json) => Some(Cow::Borrowed(json)),
+            None => self.text,
+        };
+        Parsed {
+            text,
+            tool_calls: self.tool_calls,
+            usage,
+            finish_reason,
+        }
+    }
 }
 
 pub fn chat_response(
@@ -132,7 +159,16 @@ pub fn chat_response(
     created: u64,
     json_schema_tool: Option<&str>,
 ) -> Result<TranslatedResponse, TranslateError> {
-    let parsed = parse(converse_body, json_schema_tool)?;
+    render(parse(converse_body, json_schema_tool)?, model, id, created)
+}
+
+/// The `chat.completion` object for an answer, whichever upstream format it came in.
+pub(crate) fn render(
+    parsed: Parsed<'_>,
+    model: &str,
+    id: &str,
+    created: u64,
+) -> Result<TranslatedResponse, TranslateError> {
     let content = match parsed.text {
         Some(text) => Some(text),
         None if parsed.tool_calls.is_empty() => Some(Cow::Borrowed("")),
@@ -210,7 +246,7 @@ struct ToolCall<'a> {
 #[derive(Serialize)]
 struct FunctionCall<'a> {
     name: Cow<'a, str>,
-    /// OpenAI carries arguments as a JSON string; Bedrock's input object is copied verbatim.
+    /// OpenAI carries arguments as a JSON string; the upstream's input object is copied verbatim.
     arguments: &'a str,
 }
 

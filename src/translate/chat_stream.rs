@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::error::TranslateError;
-use super::error_map::{self, classify};
+use super::error_map::{self, OpenAiErrorKind, classify};
 use super::finish_reason::FinishReason;
 use super::sse;
 use super::usage::{BedrockUsage, OpenAiUsage, Usage};
@@ -131,39 +131,18 @@ impl ChatStreamTranslator {
         out: &mut Vec<u8>,
     ) -> Result<StreamStep, TranslateError> {
         match event_type {
-            "messageStart" => {
-                if self.flavor == Flavor::Chat {
-                    self.write(
-                        out,
-                        Delta {
-                            role: Some("assistant"),
-                            content: Some(""),
-                            ..Delta::default()
-                        },
-                        None,
-                    )?;
-                }
-                Ok(StreamStep::Continue)
-            }
+            "messageStart" => self.start(out),
             "contentBlockStart" => self.on_block_start(payload, out),
             "contentBlockDelta" => self.on_block_delta(payload, out),
             "contentBlockStop" => Ok(StreamStep::Continue),
             "messageStop" => {
                 let event: MessageStop<'_> = parse(event_type, payload)?;
-                let finish = FinishReason::from_bedrock(&event.stop_reason)
-                    .hiding_forced_tool(self.forced_tool_seen);
-                self.finish_reason = Some(finish);
-                self.write(out, Delta::default(), Some(finish))?;
-                Ok(StreamStep::Continue)
+                self.stop(FinishReason::from_bedrock(&event.stop_reason), out)
             }
             "metadata" => {
                 let event: Metadata = parse(event_type, payload)?;
                 let usage = event.usage.as_ref().map(Usage::from).unwrap_or_default();
-                self.usage = Some(usage);
-                if self.include_usage {
-                    self.write_usage(out, usage)?;
-                }
-                Ok(StreamStep::Complete)
+                self.complete(usage, out)
             }
             other if other.ends_with("Exception") => {
                 let message = serde_json::from_slice::<ExceptionPayload<'_>>(payload)
@@ -180,17 +159,7 @@ impl ChatStreamTranslator {
     /// Writes an OpenAI-shaped error record for a Bedrock stream exception. The stream should
     /// end after it (`finish` may still be called).
     pub fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
-        let kind = classify(0, Some(exception_type));
-        self.failed = true;
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&error_map::openai_error_body(
-            kind.status,
-            kind.error_type,
-            Some(kind.code),
-            None,
-            message,
-        ));
-        out.extend_from_slice(b"\n\n");
+        self.error(classify(0, Some(exception_type)), message, out);
     }
 
     /// Ends the stream with `data: [DONE]`.
@@ -204,25 +173,70 @@ impl ChatStreamTranslator {
         out: &mut Vec<u8>,
     ) -> Result<StreamStep, TranslateError> {
         let event: BlockStart<'_> = parse("contentBlockStart", payload)?;
-        let Some(tool) = event.start.tool_use else {
-            return Ok(StreamStep::Continue);
-        };
-        if self.json_schema_tool.as_deref() == Some(tool.name.as_ref()) {
+        match event.start.tool_use {
+            Some(tool) => self.tool_start(
+                event.content_block_index,
+                &tool.tool_use_id,
+                &tool.name,
+                out,
+            ),
+            None => Ok(StreamStep::Continue),
+        }
+    }
+
+    fn on_block_delta(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<StreamStep, TranslateError> {
+        let event: BlockDelta<'_> = parse("contentBlockDelta", payload)?;
+        if let Some(text) = event.delta.text {
+            return self.text(&text, out);
+        }
+        match event.delta.tool_use {
+            Some(tool) => self.tool_input(event.content_block_index, &tool.input, out),
+            None => Ok(StreamStep::Continue),
+        }
+    }
+
+    /// The role chunk that opens a chat stream.
+    pub(crate) fn start(&mut self, out: &mut Vec<u8>) -> Result<StreamStep, TranslateError> {
+        if self.flavor == Flavor::Chat {
+            self.write(
+                out,
+                Delta {
+                    role: Some("assistant"),
+                    content: Some(""),
+                    ..Delta::default()
+                },
+                None,
+            )?;
+        }
+        Ok(StreamStep::Continue)
+    }
+
+    /// A tool-use block opened as upstream content block `block`.
+    pub(crate) fn tool_start(
+        &mut self,
+        block: u32,
+        id: &str,
+        name: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<StreamStep, TranslateError> {
+        if self.json_schema_tool.as_deref() == Some(name) {
             self.forced_tool_seen = true;
-            self.blocks
-                .push((event.content_block_index, Block::ForcedJson));
+            self.blocks.push((block, Block::ForcedJson));
             return Ok(StreamStep::Continue);
         }
         let index = self.next_tool_index;
         self.next_tool_index += 1;
-        self.blocks
-            .push((event.content_block_index, Block::Tool(index)));
+        self.blocks.push((block, Block::Tool(index)));
         let call = ToolCallDelta {
             index,
-            id: Some(&tool.tool_use_id),
+            id: Some(id),
             kind: Some("function"),
             function: FunctionDelta {
-                name: Some(&tool.name),
+                name: Some(name),
                 arguments: "",
             },
         };
@@ -237,38 +251,42 @@ impl ChatStreamTranslator {
         Ok(self.content_sent())
     }
 
-    fn on_block_delta(
+    /// A fragment of answer text.
+    pub(crate) fn text(
         &mut self,
-        payload: &[u8],
+        text: &str,
         out: &mut Vec<u8>,
     ) -> Result<StreamStep, TranslateError> {
-        let event: BlockDelta<'_> = parse("contentBlockDelta", payload)?;
-        if let Some(text) = event.delta.text {
-            if text.is_empty() || self.json_schema_tool.is_some() {
-                return Ok(StreamStep::Continue);
-            }
-            self.write(
-                out,
-                Delta {
-                    content: Some(&text),
-                    ..Delta::default()
-                },
-                None,
-            )?;
-            return Ok(self.content_sent());
-        }
-        let Some(tool) = event.delta.tool_use else {
+        if text.is_empty() || self.json_schema_tool.is_some() {
             return Ok(StreamStep::Continue);
-        };
-        let block = self
+        }
+        self.write(
+            out,
+            Delta {
+                content: Some(text),
+                ..Delta::default()
+            },
+            None,
+        )?;
+        Ok(self.content_sent())
+    }
+
+    /// A fragment of the JSON input of the tool-use block `block`.
+    pub(crate) fn tool_input(
+        &mut self,
+        block: u32,
+        input: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<StreamStep, TranslateError> {
+        let found = self
             .blocks
             .iter()
             .rev()
-            .find(|(i, _)| *i == event.content_block_index)
+            .find(|(i, _)| *i == block)
             .map(|(_, b)| *b);
-        let delta = match block {
+        let delta = match found {
             Some(Block::ForcedJson) => Delta {
-                content: Some(&tool.input),
+                content: Some(input),
                 ..Delta::default()
             },
             Some(Block::Tool(index)) => Delta {
@@ -278,23 +296,61 @@ impl ChatStreamTranslator {
                     kind: None,
                     function: FunctionDelta {
                         name: None,
-                        arguments: &tool.input,
+                        arguments: input,
                     },
                 }]),
                 ..Delta::default()
             },
             None => {
                 return Err(TranslateError::upstream(format!(
-                    "tool input for content block {} that never started",
-                    event.content_block_index
+                    "tool input for content block {block} that never started"
                 )));
             }
         };
-        if tool.input.is_empty() {
+        if input.is_empty() {
             return Ok(StreamStep::Continue);
         }
         self.write(out, delta, None)?;
         Ok(self.content_sent())
+    }
+
+    /// The chunk carrying the finish reason.
+    pub(crate) fn stop(
+        &mut self,
+        finish: FinishReason,
+        out: &mut Vec<u8>,
+    ) -> Result<StreamStep, TranslateError> {
+        let finish = finish.hiding_forced_tool(self.forced_tool_seen);
+        self.finish_reason = Some(finish);
+        self.write(out, Delta::default(), Some(finish))?;
+        Ok(StreamStep::Continue)
+    }
+
+    /// The final usage, written as its own chunk when the client asked for it.
+    pub(crate) fn complete(
+        &mut self,
+        usage: Usage,
+        out: &mut Vec<u8>,
+    ) -> Result<StreamStep, TranslateError> {
+        self.usage = Some(usage);
+        if self.include_usage {
+            self.write_usage(out, usage)?;
+        }
+        Ok(StreamStep::Complete)
+    }
+
+    /// Writes an OpenAI-shaped error record; the stream should end after it.
+    pub(crate) fn error(&mut self, kind: OpenAiErrorKind, message: &str, out: &mut Vec<u8>) {
+        self.failed = true;
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&error_map::openai_error_body(
+            kind.status,
+            kind.error_type,
+            Some(kind.code),
+            None,
+            message,
+        ));
+        out.extend_from_slice(b"\n\n");
     }
 
     fn content_sent(&mut self) -> StreamStep {
@@ -531,15 +587,7 @@ mod tests {
     }
 
     fn records(out: &[u8]) -> Vec<Value> {
-        let text = std::str::from_utf8(out).unwrap();
-        assert!(text.is_empty() || text.ends_with("\n\n"), "{text:?}");
-        text.split_terminator("\n\n")
-            .map(|r| {
-                let json = r.strip_prefix("data: ").unwrap();
-                assert!(!json.contains('\n') && !json.contains('\r'));
-                serde_json::from_str(json).unwrap()
-            })
-            .collect()
+        sse::read_back::data(out)
     }
 
     fn delta(v: &Value) -> &Value {

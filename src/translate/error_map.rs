@@ -1,4 +1,5 @@
-//! Bedrock errors to OpenAI errors.
+//! Upstream errors in the client's format: Bedrock's to OpenAI's and Anthropic's, and between
+//! the Anthropic API and OpenAI-compatible upstreams.
 //!
 //! Statuses are chosen for what OpenAI SDKs do with them: the official Python SDK raises
 //! `RateLimitError` on 429 and retries 408, 429 and 5xx, so throttling-like exceptions become 429
@@ -124,6 +125,103 @@ pub fn anthropic_error_for_bedrock(status: u16, error_type: Option<&str>) -> (u1
             _ => (500, "api_error"),
         }
     }
+}
+
+/// OpenAI's status, `type` and `code` for an Anthropic API error, by Anthropic's error `type`,
+/// falling back to the status. `status` 0 means unknown (a stream `error` event). Anthropic's
+/// 529 `overloaded_error` is OpenAI's retryable 503; a 401 from the upstream means the gateway's
+/// own key was refused, which is the gateway's failure (502), not the client's.
+pub fn openai_kind_for_anthropic(status: u16, error_type: Option<&str>) -> OpenAiErrorKind {
+    let kind = |status, error_type, code| OpenAiErrorKind {
+        status,
+        error_type,
+        code,
+    };
+    let upstream_auth = kind(502, "api_error", "upstream_authentication_failed");
+    match error_type.unwrap_or_default() {
+        "invalid_request_error" => kind(400, "invalid_request_error", "invalid_request"),
+        "authentication_error" => upstream_auth,
+        "permission_error" => kind(403, "permission_error", "permission_denied"),
+        "not_found_error" => kind(404, "not_found_error", "model_not_found"),
+        "request_too_large" => kind(413, "invalid_request_error", "request_too_large"),
+        "rate_limit_error" => RATE_LIMIT,
+        "timeout_error" => kind(408, "timeout_error", "upstream_timeout"),
+        "overloaded_error" => kind(503, "api_error", "service_unavailable"),
+        "api_error" => kind(502, "api_error", "upstream_error"),
+        _ => match status {
+            401 => upstream_auth,
+            403 => kind(403, "permission_error", "permission_denied"),
+            404 => kind(404, "not_found_error", "model_not_found"),
+            413 => kind(413, "invalid_request_error", "request_too_large"),
+            429 => RATE_LIMIT,
+            400..=499 => kind(400, "invalid_request_error", "invalid_request"),
+            503 | 529 => kind(503, "api_error", "service_unavailable"),
+            _ => kind(502, "api_error", "upstream_error"),
+        },
+    }
+}
+
+/// Anthropic's status and error `type` for an error from an OpenAI-compatible or Azure OpenAI
+/// upstream. Their bodies differ (OpenAI's `type` is `requests`, `insufficient_quota`,
+/// `server_error`...; Azure puts the status in `code`; vLLM writes its own), so the status
+/// decides. 503 is Anthropic's 529 `overloaded_error`, which Anthropic's SDKs back off on.
+pub fn anthropic_error_for_openai(status: u16) -> (u16, &'static str) {
+    match status {
+        // The upstream refused the gateway's key, not the client's.
+        401 => (502, "api_error"),
+        403 => (403, "permission_error"),
+        404 => (404, "not_found_error"),
+        408 => (504, "timeout_error"),
+        413 => (413, "request_too_large"),
+        429 => (429, "rate_limit_error"),
+        400..=499 => (400, "invalid_request_error"),
+        503 => (529, "overloaded_error"),
+        _ => (500, "api_error"),
+    }
+}
+
+/// The OpenAI status and body for an Anthropic API error response.
+pub fn openai_error_from_anthropic(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
+    let detail = serde_json::from_slice::<super::anthropic::ErrorEvent<'_>>(body).ok();
+    let error_type = detail.as_ref().and_then(|d| d.error.kind.as_deref());
+    let kind = openai_kind_for_anthropic(status, error_type);
+    let message = detail
+        .as_ref()
+        .and_then(|d| d.error.message.as_deref())
+        .unwrap_or("the Anthropic API returned an error");
+    (
+        kind.status,
+        openai_error_body(kind.status, kind.error_type, Some(kind.code), None, message),
+    )
+}
+
+/// The Anthropic status and body for an error response from an OpenAI-compatible or Azure
+/// upstream; the message is taken from `error.message` or, as vLLM writes it, `message`.
+pub fn anthropic_error_from_openai(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
+    #[derive(serde::Deserialize)]
+    struct Inner<'a> {
+        #[serde(borrow, default)]
+        message: Option<std::borrow::Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Outer<'a> {
+        #[serde(borrow, default)]
+        error: Option<Inner<'a>>,
+        #[serde(borrow, default)]
+        message: Option<std::borrow::Cow<'a, str>>,
+    }
+    let (status, error_type) = anthropic_error_for_openai(status);
+    let parsed = serde_json::from_slice::<Outer<'_>>(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|o| {
+            o.error
+                .as_ref()
+                .and_then(|e| e.message.as_deref())
+                .or(o.message.as_deref())
+        })
+        .unwrap_or("the OpenAI-compatible upstream returned an error");
+    (status, super::anthropic::error_body(error_type, message))
 }
 
 /// The OpenAI status and body for a Bedrock error.
@@ -285,6 +383,171 @@ mod tests {
                 anthropic_error_for_bedrock(status, Some(name)),
                 want,
                 "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn anthropic_errors_for_openai_clients() {
+        for (status, body, want_status, want_type, want_code) in [
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"m"}}"#,
+                400,
+                "invalid_request_error",
+                "invalid_request",
+            ),
+            (
+                401,
+                r#"{"type":"error","error":{"type":"authentication_error","message":"m"}}"#,
+                502,
+                "api_error",
+                "upstream_authentication_failed",
+            ),
+            (
+                403,
+                r#"{"type":"error","error":{"type":"permission_error","message":"m"}}"#,
+                403,
+                "permission_error",
+                "permission_denied",
+            ),
+            (
+                404,
+                r#"{"type":"error","error":{"type":"not_found_error","message":"m"}}"#,
+                404,
+                "not_found_error",
+                "model_not_found",
+            ),
+            (
+                413,
+                r#"{"type":"error","error":{"type":"request_too_large","message":"m"}}"#,
+                413,
+                "invalid_request_error",
+                "request_too_large",
+            ),
+            (
+                429,
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"m"}}"#,
+                429,
+                "requests",
+                "rate_limit_exceeded",
+            ),
+            (
+                529,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"m"}}"#,
+                503,
+                "api_error",
+                "service_unavailable",
+            ),
+            (
+                500,
+                r#"{"type":"error","error":{"type":"api_error","message":"m"}}"#,
+                502,
+                "api_error",
+                "upstream_error",
+            ),
+            (
+                529,
+                "<html>busy</html>",
+                503,
+                "api_error",
+                "service_unavailable",
+            ),
+            (429, "", 429, "requests", "rate_limit_exceeded"),
+            (418, "{}", 400, "invalid_request_error", "invalid_request"),
+            (504, "{}", 502, "api_error", "upstream_error"),
+        ] {
+            let (s, b) = openai_error_from_anthropic(status, body.as_bytes());
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!(
+                (s, v["error"]["type"].as_str(), v["error"]["code"].as_str()),
+                (want_status, Some(want_type), Some(want_code)),
+                "{status} {body}"
+            );
+            if body.starts_with("{\"type\"") {
+                assert_eq!(v["error"]["message"], "m");
+            }
+        }
+        assert_eq!(
+            openai_kind_for_anthropic(0, Some("overloaded_error")).status,
+            503
+        );
+    }
+
+    #[test]
+    fn openai_errors_for_anthropic_clients() {
+        for (status, body, want_status, want_type, want_message) in [
+            (
+                429,
+                r#"{"error":{"message":"slow","type":"requests","code":"rate_limit_exceeded"}}"#,
+                429,
+                "rate_limit_error",
+                "slow",
+            ),
+            (
+                429,
+                r#"{"error":{"code":"429","message":"Azure says wait"}}"#,
+                429,
+                "rate_limit_error",
+                "Azure says wait",
+            ),
+            (
+                400,
+                r#"{"object":"error","message":"vllm bad","type":"BadRequestError","code":400}"#,
+                400,
+                "invalid_request_error",
+                "vllm bad",
+            ),
+            (
+                401,
+                r#"{"error":{"message":"bad key"}}"#,
+                502,
+                "api_error",
+                "bad key",
+            ),
+            (
+                404,
+                "{}",
+                404,
+                "not_found_error",
+                "the OpenAI-compatible upstream returned an error",
+            ),
+            (
+                408,
+                "{}",
+                504,
+                "timeout_error",
+                "the OpenAI-compatible upstream returned an error",
+            ),
+            (
+                503,
+                "oops",
+                529,
+                "overloaded_error",
+                "the OpenAI-compatible upstream returned an error",
+            ),
+            (
+                500,
+                "{}",
+                500,
+                "api_error",
+                "the OpenAI-compatible upstream returned an error",
+            ),
+            (
+                422,
+                "{}",
+                400,
+                "invalid_request_error",
+                "the OpenAI-compatible upstream returned an error",
+            ),
+        ] {
+            let (s, b) = anthropic_error_from_openai(status, body.as_bytes());
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!(s, want_status, "{body}");
+            assert_eq!(
+                v,
+                json!({"type": "error", "error": {"type": want_type, "message": want_message}}),
+                "{body}"
             );
         }
     }

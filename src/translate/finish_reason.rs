@@ -22,9 +22,17 @@ impl FinishReason {
         match stop_reason {
             "max_tokens" | "model_context_window_exceeded" => Self::Length,
             "tool_use" => Self::ToolCalls,
-            "guardrail_intervened" | "content_filtered" => Self::ContentFilter,
+            "guardrail_intervened" | "content_filtered" | "refusal" => Self::ContentFilter,
             _ => Self::Stop,
         }
+    }
+
+    /// Maps an Anthropic `stop_reason`. Converse took Anthropic's words for the shared reasons
+    /// (`end_turn`, `stop_sequence`, `max_tokens`, `tool_use`, `model_context_window_exceeded`),
+    /// and Anthropic's `refusal` is already in the Bedrock table, so one table serves both;
+    /// `pause_turn` (a server tool paused) is `stop`, the turn ended for now.
+    pub fn from_anthropic(stop_reason: &str) -> Self {
+        Self::from_bedrock(stop_reason)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +71,7 @@ mod tests {
             ("content_filtered", "content_filter"),
             ("malformed_model_output", "stop"),
             ("malformed_tool_use", "stop"),
+            ("refusal", "content_filter"),
             ("something_new", "stop"),
         ];
         for (bedrock, openai) in cases {

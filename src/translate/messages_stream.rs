@@ -16,6 +16,7 @@ use super::error_map::anthropic_error_for_bedrock;
 use super::messages_converse::messages_usage;
 use super::sse;
 
+#[derive(Debug)]
 pub struct MessagesStreamTranslator {
     model: String,
     id: String,
@@ -49,65 +50,31 @@ impl MessagesStreamTranslator {
         out: &mut Vec<u8>,
     ) -> Result<(), TranslateError> {
         match event_type {
-            "messageStart" => {
-                let message = OutMessage {
-                    id: &self.id,
-                    kind: "message",
-                    role: "assistant",
-                    model: &self.model,
-                    content: Vec::new(),
-                    stop_reason: None,
-                    stop_sequence: None,
-                    usage: MessagesUsage::default(),
-                };
-                write(
-                    out,
-                    "message_start",
-                    &MessageStart {
-                        kind: "message_start",
-                        message,
-                    },
-                )
-            }
+            "messageStart" => self.start(out),
             "contentBlockStart" => {
                 let event: BlockStart<'_> = parse(event_type, payload)?;
-                let Some(tool) = event.start.tool_use else {
-                    return Ok(());
-                };
-                self.open.push(event.content_block_index);
-                write(
-                    out,
-                    "content_block_start",
-                    &BlockStartEvent {
-                        kind: "content_block_start",
-                        index: event.content_block_index,
-                        content_block: StartedBlock::ToolUse {
-                            id: &tool.tool_use_id,
-                            name: &tool.name,
-                            input: Empty {},
-                        },
-                    },
-                )
+                match event.start.tool_use {
+                    Some(tool) => self.tool_start(
+                        event.content_block_index,
+                        &tool.tool_use_id,
+                        &tool.name,
+                        out,
+                    ),
+                    None => Ok(()),
+                }
             }
-            "contentBlockDelta" => self.on_delta(payload, out),
+            "contentBlockDelta" => {
+                let event: BlockDelta<'_> = parse(event_type, payload)?;
+                let index = event.content_block_index;
+                match (&event.delta.text, &event.delta.tool_use) {
+                    (Some(text), _) => self.text(index, text, out),
+                    (None, Some(tool)) => self.tool_input(index, &tool.input, out),
+                    (None, None) => Ok(()),
+                }
+            }
             "contentBlockStop" => {
                 let event: BlockIndex = parse(event_type, payload)?;
-                let Some(at) = self
-                    .open
-                    .iter()
-                    .position(|i| *i == event.content_block_index)
-                else {
-                    return Ok(());
-                };
-                self.open.swap_remove(at);
-                write(
-                    out,
-                    "content_block_stop",
-                    &StopEvent {
-                        kind: "content_block_stop",
-                        index: event.content_block_index,
-                    },
-                )
+                self.block_stop(event.content_block_index, out)
             }
             "messageStop" => {
                 let event: MessageStop<'_> = parse(event_type, payload)?;
@@ -117,26 +84,7 @@ impl MessagesStreamTranslator {
             "metadata" => {
                 let event: Metadata = parse(event_type, payload)?;
                 let usage = event.usage.as_ref().map(messages_usage).unwrap_or_default();
-                self.usage = Some(usage);
-                write(
-                    out,
-                    "message_delta",
-                    &MessageDelta {
-                        kind: "message_delta",
-                        delta: StopDelta {
-                            stop_reason: self.stop_reason.unwrap_or("end_turn"),
-                            stop_sequence: None,
-                        },
-                        usage,
-                    },
-                )?;
-                write(
-                    out,
-                    "message_stop",
-                    &Kind {
-                        kind: "message_stop",
-                    },
-                )
+                self.end(self.stop_reason.unwrap_or("end_turn"), usage, out)
             }
             other if other.ends_with("Exception") => {
                 let message = serde_json::from_slice::<ExceptionPayload<'_>>(payload)
@@ -150,30 +98,94 @@ impl MessagesStreamTranslator {
         }
     }
 
-    fn on_delta(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
-        let event: BlockDelta<'_> = parse("contentBlockDelta", payload)?;
-        let index = event.content_block_index;
-        let delta = match (&event.delta.text, &event.delta.tool_use) {
-            (Some(text), _) => {
-                if !self.open.contains(&index) {
-                    self.open.push(index);
-                    write(
-                        out,
-                        "content_block_start",
-                        &BlockStartEvent {
-                            kind: "content_block_start",
-                            index,
-                            content_block: StartedBlock::Text { text: "" },
-                        },
-                    )?;
-                }
-                Delta::TextDelta { text }
-            }
-            (None, Some(tool)) => Delta::InputJsonDelta {
-                partial_json: &tool.input,
-            },
-            (None, None) => return Ok(()),
+    /// `message_start`, with zero usage: the upstreams report it only at the end.
+    pub(crate) fn start(&mut self, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        let message = OutMessage {
+            id: &self.id,
+            kind: "message",
+            role: "assistant",
+            model: &self.model,
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: MessagesUsage::default(),
         };
+        write(
+            out,
+            "message_start",
+            &MessageStart {
+                kind: "message_start",
+                message,
+            },
+        )
+    }
+
+    /// Opens tool-use block `index`.
+    pub(crate) fn tool_start(
+        &mut self,
+        index: u32,
+        id: &str,
+        name: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        self.open_block(
+            index,
+            StartedBlock::ToolUse {
+                id,
+                name,
+                input: Empty {},
+            },
+            out,
+        )
+    }
+
+    fn open_block(
+        &mut self,
+        index: u32,
+        content_block: StartedBlock<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        self.open.push(index);
+        write(
+            out,
+            "content_block_start",
+            &BlockStartEvent {
+                kind: "content_block_start",
+                index,
+                content_block,
+            },
+        )
+    }
+
+    /// A text fragment of block `index`, opening the block at its first fragment.
+    pub(crate) fn text(
+        &mut self,
+        index: u32,
+        text: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        if !self.open.contains(&index) {
+            self.open_block(index, StartedBlock::Text { text: "" }, out)?;
+        }
+        self.delta(index, Delta::TextDelta { text }, out)
+    }
+
+    /// A fragment of the JSON input of tool-use block `index`.
+    pub(crate) fn tool_input(
+        &mut self,
+        index: u32,
+        partial_json: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        self.delta(index, Delta::InputJsonDelta { partial_json }, out)
+    }
+
+    fn delta(
+        &mut self,
+        index: u32,
+        delta: Delta<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
         write(
             out,
             "content_block_delta",
@@ -184,12 +196,72 @@ impl MessagesStreamTranslator {
             },
         )
     }
+
+    /// Closes block `index` if it is open.
+    pub(crate) fn block_stop(
+        &mut self,
+        index: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        let Some(at) = self.open.iter().position(|i| *i == index) else {
+            return Ok(());
+        };
+        self.open.swap_remove(at);
+        write_stop(index, out)
+    }
+
+    /// Closes the blocks still open, then `message_delta` with the stop reason and the final
+    /// usage, and `message_stop`.
+    pub(crate) fn end(
+        &mut self,
+        stop_reason: &'static str,
+        usage: MessagesUsage,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        let mut open = std::mem::take(&mut self.open);
+        open.sort_unstable();
+        for index in open {
+            write_stop(index, out)?;
+        }
+        self.stop_reason = Some(stop_reason);
+        self.usage = Some(usage);
+        write(
+            out,
+            "message_delta",
+            &MessageDelta {
+                kind: "message_delta",
+                delta: StopDelta {
+                    stop_reason,
+                    stop_sequence: None,
+                },
+                usage,
+            },
+        )?;
+        write(
+            out,
+            "message_stop",
+            &Kind {
+                kind: "message_stop",
+            },
+        )
+    }
 }
 
 /// Writes Anthropic's `event: error` for a Bedrock exception; the stream ends after it.
 pub fn on_exception(exception_type: &str, message: &str, out: &mut Vec<u8>) {
     let (_, error_type) = anthropic_error_for_bedrock(0, Some(exception_type));
     sse::write_event(out, "error", &anthropic::error_body(error_type, message));
+}
+
+fn write_stop(index: u32, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    write(
+        out,
+        "content_block_stop",
+        &StopEvent {
+            kind: "content_block_stop",
+            index,
+        },
+    )
 }
 
 fn write<T: Serialize>(out: &mut Vec<u8>, name: &str, event: &T) -> Result<(), TranslateError> {
@@ -291,18 +363,7 @@ mod tests {
             t.on_event(name, payload.to_string().as_bytes(), &mut out)
                 .unwrap();
         }
-        let text = String::from_utf8(out).unwrap();
-        let records = text
-            .split("\n\n")
-            .filter(|r| !r.is_empty())
-            .map(|r| {
-                let (event, data) = r.split_once('\n').unwrap();
-                (
-                    event.strip_prefix("event: ").unwrap().to_owned(),
-                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
-                )
-            })
-            .collect();
+        let records = sse::read_back::named(&out);
         (records, t)
     }
 

@@ -12,6 +12,15 @@
 //! | embeddings | [`embeddings_request`] -> InvokeModel bodies | [`embeddings_response`] |
 //! | errors | [`TranslateError::to_openai_body`] | [`openai_error_for_bedrock`] |
 //!
+//! Across providers (Anthropic API, OpenAI-compatible and Azure targets):
+//!
+//! | client -> target | request | response | stream | errors |
+//! |---|---|---|---|---|
+//! | OpenAI chat -> Anthropic | [`chat_messages::messages_request`] | [`chat_messages::chat_response`] | [`chat_messages_stream::MessagesChatStream`] | [`openai_error_from_anthropic`] |
+//! | Anthropic -> OpenAI chat | [`messages_chat::chat_request`] | [`messages_chat::messages_response`] | [`messages_chat_stream::ChatMessagesStream`] | [`anthropic_error_from_openai`] |
+//!
+//! Upstream SSE bytes are decoded by [`sse_decode::SseDecoder`], fed at any split.
+//!
 //! Policy for OpenAI parameters: translate what Bedrock can honour, ignore only what cannot
 //! change the output (`user`, `seed`, neutral values), refuse everything else by name, including
 //! parameters this module does not know (OpenAI does the same).
@@ -21,6 +30,8 @@ mod converse;
 mod inference;
 
 pub mod anthropic;
+pub mod chat_messages;
+pub mod chat_messages_stream;
 pub mod chat_request;
 pub mod chat_response;
 pub mod chat_stream;
@@ -30,9 +41,13 @@ pub mod error;
 pub mod error_map;
 pub mod finish_reason;
 pub mod messages_bedrock;
+pub mod messages_chat;
+pub mod messages_chat_stream;
 pub mod messages_converse;
 pub mod messages_stream;
+pub mod openai_chat;
 pub mod sse;
+pub mod sse_decode;
 pub mod usage;
 
 pub use chat_request::{ChatRequest, DEFAULT_JSON_TOOL, chat_request};
@@ -47,8 +62,9 @@ pub use embeddings::{
 };
 pub use error::TranslateError;
 pub use error_map::{
-    OpenAiErrorKind, anthropic_error_for_bedrock, bedrock_error_message, classify,
-    openai_error_body, openai_error_for_bedrock,
+    OpenAiErrorKind, anthropic_error_for_bedrock, anthropic_error_for_openai,
+    anthropic_error_from_openai, bedrock_error_message, classify, openai_error_body,
+    openai_error_for_bedrock, openai_error_from_anthropic, openai_kind_for_anthropic,
 };
 pub use finish_reason::FinishReason;
 pub use usage::Usage;

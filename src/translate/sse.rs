@@ -47,6 +47,45 @@ pub fn write_done(out: &mut Vec<u8>) {
     out.extend_from_slice(DONE);
 }
 
+/// Reads written records back, for tests of the stream translators.
+#[cfg(test)]
+pub(crate) mod read_back {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::Value;
+
+    /// `event:`/`data:` records as (name, JSON).
+    pub(crate) fn named(out: &[u8]) -> Vec<(String, Value)> {
+        std::str::from_utf8(out)
+            .unwrap()
+            .split_terminator("\n\n")
+            .map(|r| {
+                let (event, data) = r.split_once('\n').unwrap();
+                (
+                    event.strip_prefix("event: ").unwrap().to_owned(),
+                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// `data:` records as JSON, `[DONE]` as the JSON string "[DONE]"; each must be one line.
+    pub(crate) fn data(out: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(out).unwrap();
+        assert!(text.is_empty() || text.ends_with("\n\n"), "{text:?}");
+        text.split_terminator("\n\n")
+            .map(|r| {
+                let json = r.strip_prefix("data: ").unwrap();
+                assert!(!json.contains('\n') && !json.contains('\r'));
+                if json == "[DONE]" {
+                    Value::from(json)
+                } else {
+                    serde_json::from_str(json).unwrap()
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::anthropic::MessagesUsage;
+
 /// Token counts of one upstream call, handed back to the gateway for limits and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -42,6 +44,20 @@ impl From<&BedrockUsage> for Usage {
             output_tokens: u.output_tokens,
             cache_read_tokens: u.cache_read_input_tokens,
             cache_write_tokens: u.cache_write_input_tokens,
+        }
+    }
+}
+
+/// Anthropic's `input_tokens` leaves cache reads and writes out, as Bedrock's does.
+impl From<MessagesUsage> for Usage {
+    fn from(u: MessagesUsage) -> Self {
+        Self {
+            input_tokens: u.input_tokens
+                + u.cache_read_input_tokens
+                + u.cache_creation_input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_tokens: u.cache_read_input_tokens,
+            cache_write_tokens: u.cache_creation_input_tokens,
         }
     }
 }

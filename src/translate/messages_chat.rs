@@ -1,0 +1,676 @@
+//! Anthropic Messages <-> OpenAI chat completions, for Anthropic clients reaching an
+//! OpenAI-compatible or Azure OpenAI target: the request becomes a chat body, the answer an
+//! Anthropic message.
+//!
+//! Mapping decisions:
+//! - `system` (a string or text blocks) becomes one leading system message, blocks joined by a
+//!   blank line: many OpenAI-compatible chat templates accept a single system message only.
+//! - A user turn's `tool_result` blocks become `tool` messages placed before the rest of the
+//!   turn (OpenAI wants them right after the assistant's `tool_calls`); the remaining text and
+//!   images become the user message. Tool result text blocks are joined; `is_error` has no
+//!   OpenAI field, so the text is sent prefixed with `Error: ` for the model to see the failure.
+//! - Images: base64 sources become data URLs, URL sources stay URLs.
+//! - `tool_use` blocks become `tool_calls` with the input as the JSON `arguments` string;
+//!   `tool_choice` `auto`/`any`/`tool`/`none` become `auto`/`required`/named/`none`, and
+//!   `disable_parallel_tool_use` becomes `parallel_tool_calls: false`.
+//! - `stream` asks for `stream_options.include_usage`, since the final usage is needed for
+//!   `message_delta`, metrics and limits.
+//! - Ignored, as on the Converse path: `cache_control`, `metadata`, `thinking` `disabled`.
+//! - Refused by name: `thinking` enabled (OpenAI-compatible servers have no equivalent),
+//!   `top_k`, server tools, and every block type or parameter not listed here.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use super::anthropic::{self, Block, Message, MessagesUsage, OutBlock, OutMessage, ToolDef};
+use super::body::{Body, first_byte, parse_raw};
+use super::error::TranslateError;
+use super::inference::{take_finite, take_max_tokens};
+use super::openai_chat::{
+    self, ImageUrl, NamedFunction, OutFunction, OutFunctionCall, OutMessage as ChatMessage,
+    OutPart, OutRequest, OutTool, OutToolCall, OutToolChoice, StreamOptions,
+};
+
+/// A Messages request translated for an OpenAI-compatible target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamChatRequest {
+    pub stream: bool,
+    pub max_tokens: u32,
+    /// The chat completions JSON body, `model` set to the target's model.
+    pub body: Vec<u8>,
+}
+
+/// Translates an Anthropic Messages request body into a chat completions body for `model`.
+pub fn chat_request(body: &[u8], model: &str) -> Result<UpstreamChatRequest, TranslateError> {
+    let capacity = body.len() + 256;
+    let mut body = Body::parse(body)?;
+    let _client_model = body.take_raw("model");
+    let _metadata = body.take_raw("metadata");
+    let _version = body.take_raw("anthropic_version");
+    let _betas = body.take_raw("anthropic_beta");
+    let stream = body.take::<bool>("stream")?.unwrap_or(false);
+    let max_tokens = take_max_tokens(&mut body, "max_tokens")?
+        .ok_or_else(|| TranslateError::invalid("max_tokens", "is required"))?;
+    if let Some(thinking) = body.take::<anthropic::Thinking<'_>>("thinking")?
+        && thinking.kind != "disabled"
+    {
+        return Err(TranslateError::unsupported(
+            "thinking",
+            "extended thinking has no equivalent on OpenAI-compatible targets",
+        ));
+    }
+    if body.take_raw("top_k").is_some() {
+        return Err(TranslateError::unsupported(
+            "top_k",
+            "top_k has no equivalent on OpenAI-compatible targets",
+        ));
+    }
+    let mut request = OutRequest {
+        model,
+        messages: Vec::new(),
+        max_tokens,
+        temperature: take_finite(&mut body, "temperature")?,
+        top_p: take_finite(&mut body, "top_p")?,
+        stop: body
+            .take::<Vec<Cow<'_, str>>>("stop_sequences")?
+            .unwrap_or_default(),
+        tools: Vec::new(),
+        tool_choice: None,
+        parallel_tool_calls: None,
+        stream,
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+    };
+    if let Some(system) = take_system(&mut body)? {
+        request
+            .messages
+            .push(ChatMessage::System { content: system });
+    }
+    let messages: Vec<Message<'_>> = body
+        .take("messages")?
+        .ok_or_else(|| TranslateError::invalid("messages", "is required"))?;
+    request.tools = take_tools(&mut body)?;
+    if let Some(choice) = body.take::<anthropic::ToolChoice<'_>>("tool_choice")? {
+        if request.tools.is_empty() && choice.kind != "none" {
+            return Err(TranslateError::invalid("tool_choice", "requires tools"));
+        }
+        request.parallel_tool_calls = choice.disable_parallel_tool_use.then_some(false);
+        request.tool_choice = Some(tool_choice(choice)?);
+    }
+    body.reject_rest().map_err(|e| {
+        let param = e.param().unwrap_or("");
+        TranslateError::unsupported(
+            param,
+            format!("unknown or unsupported parameter \"{param}\" for an OpenAI-compatible target"),
+        )
+    })?;
+    for (i, message) in messages.iter().enumerate() {
+        push_message(&mut request.messages, i, message)?;
+    }
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, &request)
+        .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
+    Ok(UpstreamChatRequest {
+        stream,
+        max_tokens,
+        body: out,
+    })
+}
+
+fn take_system(body: &mut Body<'_>) -> Result<Option<String>, TranslateError> {
+    let Some(raw) = body.take_raw("system") else {
+        return Ok(None);
+    };
+    if first_byte(raw) == b'"' {
+        let text: Cow<'_, str> = parse_raw(raw, "system")?;
+        return Ok((!text.is_empty()).then(|| text.into_owned()));
+    }
+    let blocks: Vec<Block<'_>> = parse_raw(raw, "system")?;
+    let texts = blocks
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| match (b.kind.as_ref(), b.text) {
+            ("text", Some(text)) => Ok(text),
+            (kind, _) => Err(TranslateError::unsupported(
+                format!("system[{i}].type"),
+                format!("system blocks must be text, got \"{kind}\""),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((!texts.is_empty()).then(|| texts.join("\n\n")))
+}
+
+fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<OutTool<'a>>, TranslateError> {
+    let Some(tools) = body.take::<Vec<ToolDef<'a>>>("tools")? else {
+        return Ok(Vec::new());
+    };
+    tools
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if let Some(kind) = t.kind.as_deref().filter(|k| *k != "custom") {
+                return Err(TranslateError::unsupported(
+                    format!("tools[{i}].type"),
+                    format!(
+                        "tool type \"{kind}\" is an Anthropic server or client tool, available \
+                         only on Claude models"
+                    ),
+                ));
+            }
+            let parameters = t.input_schema.ok_or_else(|| {
+                TranslateError::invalid(format!("tools[{i}].input_schema"), "is required")
+            })?;
+            Ok(OutTool {
+                kind: "function",
+                function: OutFunction {
+                    name: t.name,
+                    description: t.description,
+                    parameters,
+                },
+            })
+        })
+        .collect()
+}
+
+fn tool_choice(choice: anthropic::ToolChoice<'_>) -> Result<OutToolChoice<'_>, TranslateError> {
+    Ok(match choice.kind.as_ref() {
+        "auto" => OutToolChoice::Mode("auto"),
+        "any" => OutToolChoice::Mode("required"),
+        "none" => OutToolChoice::Mode("none"),
+        "tool" => OutToolChoice::Named {
+            kind: "function",
+            function: NamedFunction {
+                name: choice
+                    .name
+                    .ok_or_else(|| TranslateError::invalid("tool_choice.name", "is required"))?,
+            },
+        },
+        other => {
+            return Err(TranslateError::invalid(
+                "tool_choice.type",
+                format!("unknown tool_choice \"{other}\"; expected auto, any, tool or none"),
+            ));
+        }
+    })
+}
+
+fn push_message<'a>(
+    out: &mut Vec<ChatMessage<'a>>,
+    i: usize,
+    message: &Message<'a>,
+) -> Result<(), TranslateError> {
+    let param = format!("messages[{i}].content");
+    let blocks: Vec<Block<'a>> = if first_byte(message.content) == b'"' {
+        let text: Cow<'a, str> = parse_raw(message.content, &param)?;
+        vec![Block::text(text)]
+    } else {
+        parse_raw(message.content, &param)?
+    };
+    match message.role.as_ref() {
+        "user" => push_user(out, &param, blocks),
+        "assistant" => push_assistant(out, &param, blocks),
+        other => Err(TranslateError::invalid(
+            format!("messages[{i}].role"),
+            format!("unknown role \"{other}\"; use user or assistant"),
+        )),
+    }
+}
+
+fn push_user<'a>(
+    out: &mut Vec<ChatMessage<'a>>,
+    param: &str,
+    blocks: Vec<Block<'a>>,
+) -> Result<(), TranslateError> {
+    let mut parts = Vec::with_capacity(blocks.len());
+    for (j, block) in blocks.into_iter().enumerate() {
+        let at = format!("{param}[{j}]");
+        match block.kind.as_ref() {
+            "text" => {
+                let text = required(block.text, &at, "text")?;
+                if !text.is_empty() {
+                    parts.push(OutPart::Text { text });
+                }
+            }
+            "image" => parts.push(OutPart::ImageUrl {
+                image_url: ImageUrl {
+                    url: image_url(required(block.source, &at, "source")?, &at)?,
+                },
+            }),
+            "tool_result" => {
+                let mut content = tool_result_text(block.content, &at)?;
+                if block.is_error == Some(true) {
+                    content.insert_str(0, "Error: ");
+                }
+                out.push(ChatMessage::Tool {
+                    tool_call_id: required(block.tool_use_id, &at, "tool_use_id")?,
+                    content,
+                });
+            }
+            other => return Err(unsupported_block(&at, other)),
+        }
+    }
+    if !parts.is_empty() {
+        out.push(ChatMessage::User { content: parts });
+    }
+    Ok(())
+}
+
+fn push_assistant<'a>(
+    out: &mut Vec<ChatMessage<'a>>,
+    param: &str,
+    blocks: Vec<Block<'a>>,
+) -> Result<(), TranslateError> {
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for (j, block) in blocks.into_iter().enumerate() {
+        let at = format!("{param}[{j}]");
+        match block.kind.as_ref() {
+            "text" => text.push_str(&required(block.text, &at, "text")?),
+            "tool_use" => tool_calls.push(OutToolCall {
+                id: required(block.id, &at, "id")?,
+                kind: "function",
+                function: OutFunctionCall {
+                    name: required(block.name, &at, "name")?,
+                    arguments: required(block.input, &at, "input")?.get(),
+                },
+            }),
+            other => return Err(unsupported_block(&at, other)),
+        }
+    }
+    out.push(ChatMessage::Assistant {
+        content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
+        tool_calls,
+    });
+    Ok(())
+}
+
+fn unsupported_block(at: &str, kind: &str) -> TranslateError {
+    TranslateError::unsupported(
+        format!("{at}.type"),
+        format!("content block type \"{kind}\" is not supported on OpenAI-compatible targets"),
+    )
+}
+
+fn required<T>(v: Option<T>, at: &str, field: &str) -> Result<T, TranslateError> {
+    v.ok_or_else(|| TranslateError::invalid(format!("{at}.{field}"), "is required"))
+}
+
+fn image_url<'a>(source: &'a RawValue, at: &str) -> Result<Cow<'a, str>, TranslateError> {
+    let param = format!("{at}.source");
+    let source: anthropic::ImageSource<'a> = parse_raw(source, &param)?;
+    match source.kind.as_ref() {
+        "base64" => {
+            let media_type = required(source.media_type, &param, "media_type")?;
+            let data = required(source.data, &param, "data")?;
+            super::converse::image_format(&media_type, &data, &param)?;
+            Ok(Cow::Owned(format!("data:{media_type};base64,{data}")))
+        }
+        "url" => required(source.url, &param, "url"),
+        other => Err(TranslateError::unsupported(
+            format!("{param}.type"),
+            format!("image source \"{other}\" is not supported; use base64 or url"),
+        )),
+    }
+}
+
+fn tool_result_text(content: Option<&RawValue>, at: &str) -> Result<String, TranslateError> {
+    let param = format!("{at}.content");
+    let Some(raw) = content else {
+        return Ok(String::new());
+    };
+    if first_byte(raw) == b'"' {
+        return parse_raw::<Cow<'_, str>>(raw, &param).map(Cow::into_owned);
+    }
+    let blocks: Vec<Block<'_>> = parse_raw(raw, &param)?;
+    let mut text = String::new();
+    for (k, b) in blocks.into_iter().enumerate() {
+        match (b.kind.as_ref(), b.text) {
+            ("text", Some(t)) => text.push_str(&t),
+            (kind, _) => {
+                return Err(TranslateError::unsupported(
+                    format!("{param}[{k}].type"),
+                    format!(
+                        "tool results on OpenAI-compatible targets hold text only, got \"{kind}\""
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// Anthropic usage from OpenAI's: `prompt_tokens` includes cached tokens, which Anthropic
+/// counts apart.
+pub(crate) fn messages_usage(u: openai_chat::InUsage) -> MessagesUsage {
+    let cached = u.prompt_tokens_details.map_or(0, |d| d.cached_tokens);
+    MessagesUsage {
+        input_tokens: u.prompt_tokens.saturating_sub(cached),
+        output_tokens: u.completion_tokens,
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: cached,
+    }
+}
+
+/// An OpenAI `chat.completion` as an Anthropic message, with its usage for metrics and limits.
+pub fn messages_response(
+    chat_body: &[u8],
+    model: &str,
+    id: &str,
+) -> Result<(Vec<u8>, MessagesUsage), TranslateError> {
+    let completion: openai_chat::Completion<'_> = serde_json::from_slice(chat_body)
+        .map_err(|e| TranslateError::upstream(format!("chat completion: {e}")))?;
+    let usage = completion.usage.map(messages_usage).unwrap_or_default();
+    let choice = completion
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| TranslateError::upstream("chat completion without choices"))?;
+    let inputs = choice
+        .message
+        .tool_calls
+        .iter()
+        .enumerate()
+        .map(|(k, call)| tool_input(call.function.arguments.as_deref(), k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut content = Vec::with_capacity(1 + inputs.len());
+    if let Some(text) = choice.message.content.filter(|t| !t.is_empty()) {
+        content.push(OutBlock::Text { text });
+    }
+    for (k, (call, input)) in choice
+        .message
+        .tool_calls
+        .into_iter()
+        .zip(&inputs)
+        .enumerate()
+    {
+        let missing =
+            |field: &str| TranslateError::upstream(format!("tool_calls[{k}] has no {field}"));
+        content.push(OutBlock::ToolUse {
+            id: call.id.ok_or_else(|| missing("id"))?,
+            name: call.function.name.ok_or_else(|| missing("function.name"))?,
+            input,
+        });
+    }
+    let message = OutMessage {
+        id,
+        kind: "message",
+        role: "assistant",
+        model,
+        content,
+        stop_reason: Some(openai_chat::stop_reason(
+            choice.finish_reason.as_deref().unwrap_or("stop"),
+        )),
+        stop_sequence: None,
+        usage,
+    };
+    let body = serde_json::to_vec(&message)
+        .map_err(|e| TranslateError::upstream(format!("could not encode the message: {e}")))?;
+    Ok((body, usage))
+}
+
+/// A tool call's `arguments` string as the JSON object Anthropic's `input` must be; blank
+/// arguments (some servers send "" for a call without any) are `{}`.
+fn tool_input(arguments: Option<&str>, k: usize) -> Result<Box<RawValue>, TranslateError> {
+    let args = arguments
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("{}");
+    let raw = RawValue::from_string(args.to_owned()).map_err(|e| {
+        TranslateError::upstream(format!(
+            "tool_calls[{k}].function.arguments is not JSON: {e}"
+        ))
+    })?;
+    if first_byte(&raw) != b'{' {
+        return Err(TranslateError::upstream(format!(
+            "tool_calls[{k}].function.arguments is not a JSON object"
+        )));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn convert(v: Value) -> Result<(UpstreamChatRequest, Value), TranslateError> {
+        let req = chat_request(v.to_string().as_bytes(), "gpt-4o")?;
+        let body = serde_json::from_slice(&req.body).unwrap();
+        Ok((req, body))
+    }
+
+    #[test]
+    fn tool_conversation_maps_message_for_message() {
+        let (req, body) = convert(json!({
+            "model": "claude-route", "max_tokens": 200, "stream": true, "temperature": 0.2,
+            "stop_sequences": ["END"], "metadata": {"user_id": "u"},
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}},
+                       {"type": "text", "text": "Use tools."}],
+            "tools": [{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "thinking": {"type": "disabled"},
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Weather?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Rome"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "is_error": true,
+                     "content": [{"type": "text", "text": "no "}, {"type": "text", "text": "data"}]},
+                    {"type": "text", "text": "And tomorrow?"}
+                ]}
+            ]
+        }))
+        .unwrap();
+        assert!(req.stream);
+        assert_eq!(
+            body,
+            json!({
+                "model": "gpt-4o",
+                "messages": [
+                    {"role": "system", "content": "Be brief.\n\nUse tools."},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "Weather?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+                    ]},
+                    {"role": "assistant", "content": "Checking.", "tool_calls": [
+                        {"id": "toolu_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
+                        {"id": "toolu_2", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Rome\"}"}}
+                    ]},
+                    {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+                    {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: no data"},
+                    {"role": "user", "content": [{"type": "text", "text": "And tomorrow?"}]}
+                ],
+                "max_tokens": 200, "temperature": 0.2, "stop": ["END"],
+                "tools": [{"type": "function", "function": {"name": "weather", "description": "Weather", "parameters": {"type": "object"}}}],
+                "tool_choice": "required", "parallel_tool_calls": false,
+                "stream": true, "stream_options": {"include_usage": true}
+            })
+        );
+    }
+
+    #[test]
+    fn tool_choices_and_plain_strings() {
+        let tools = json!([{"name": "f", "input_schema": {"type": "object"}}]);
+        for (choice, want) in [
+            (json!({"type": "auto"}), json!("auto")),
+            (json!({"type": "none"}), json!("none")),
+            (
+                json!({"type": "tool", "name": "f"}),
+                json!({"type": "function", "function": {"name": "f"}}),
+            ),
+        ] {
+            let (_, body) = convert(
+                json!({"model": "m", "max_tokens": 5, "system": "sys", "tools": tools,
+                "tool_choice": choice, "messages": [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "ok"}]}),
+            )
+            .unwrap();
+            assert_eq!(body["tool_choice"], want);
+            assert!(body.get("parallel_tool_calls").is_none());
+            assert_eq!(
+                body["messages"][0],
+                json!({"role": "system", "content": "sys"})
+            );
+            assert_eq!(
+                body["messages"][1],
+                json!({"role": "user", "content": [{"type": "text", "text": "hi"}]})
+            );
+            assert_eq!(
+                body["messages"][2],
+                json!({"role": "assistant", "content": "ok"})
+            );
+            assert!(body.get("stream_options").is_none());
+        }
+    }
+
+    #[test]
+    fn refused_by_name() {
+        let base = || json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        let with = |field: &str, value: Value| {
+            let mut v = base();
+            v[field] = value;
+            v
+        };
+        let message =
+            |content: Value| with("messages", json!([{"role": "user", "content": content}]));
+        for (body, param) in [
+            (
+                with(
+                    "thinking",
+                    json!({"type": "enabled", "budget_tokens": 1024}),
+                ),
+                "thinking",
+            ),
+            (with("top_k", json!(5)), "top_k"),
+            (with("service_tier", json!("auto")), "service_tier"),
+            (
+                with(
+                    "tools",
+                    json!([{"type": "web_search_20250305", "name": "web_search"}]),
+                ),
+                "tools[0].type",
+            ),
+            (with("tool_choice", json!({"type": "auto"})), "tool_choice"),
+            (
+                message(json!([{"type": "document", "source": {}}])),
+                "messages[0].content[0].type",
+            ),
+            (
+                message(json!([{"type": "thinking", "thinking": "x", "signature": "s"}])),
+                "messages[0].content[0].type",
+            ),
+            (
+                message(json!([{"type": "image", "source": {"type": "file", "file_id": "f"}}])),
+                "messages[0].content[0].source.type",
+            ),
+            (
+                message(
+                    json!([{"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": "AAAA"}}]),
+                ),
+                "messages[0].content[0].source",
+            ),
+            (
+                message(
+                    json!([{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]}]),
+                ),
+                "messages[0].content[0].content[0].type",
+            ),
+            (
+                with("messages", json!([{"role": "system", "content": "x"}])),
+                "messages[0].role",
+            ),
+            (
+                {
+                    let mut v = base();
+                    v.as_object_mut().unwrap().remove("max_tokens");
+                    v
+                },
+                "max_tokens",
+            ),
+        ] {
+            let e = convert(body).unwrap_err();
+            assert_eq!(e.param(), Some(param), "{e}");
+            assert_eq!(e.status(), 400);
+        }
+    }
+
+    fn completion(message: Value, finish: &str) -> Value {
+        json!({"id": "chatcmpl-9", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 9, "total_tokens": 129,
+                      "prompt_tokens_details": {"cached_tokens": 100}}})
+    }
+
+    #[test]
+    fn completion_becomes_a_message() {
+        let chat = completion(
+            json!({"role": "assistant", "content": "Let me check.", "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": ""}}]}),
+            "tool_calls",
+        );
+        let (body, usage) =
+            messages_response(chat.to_string().as_bytes(), "claude-route", "msg_1").unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-route",
+                "content": [
+                    {"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "call_1", "name": "weather", "input": {"city": "Oslo"}},
+                    {"type": "tool_use", "id": "call_2", "name": "now", "input": {}}
+                ],
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": 20, "output_tokens": 9,
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}
+            })
+        );
+        assert_eq!(usage.cache_read_input_tokens, 100);
+    }
+
+    #[test]
+    fn stop_reasons_and_broken_answers() {
+        for (finish, want) in [
+            ("stop", "end_turn"),
+            ("length", "max_tokens"),
+            ("content_filter", "refusal"),
+            ("tool_calls", "tool_use"),
+        ] {
+            let chat = completion(json!({"role": "assistant", "content": "x"}), finish);
+            let (body, _) = messages_response(chat.to_string().as_bytes(), "m", "i").unwrap();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["stop_reason"], want, "{finish}");
+        }
+        for chat in [
+            json!({"choices": []}),
+            completion(
+                json!({"content": null, "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}]}),
+                "tool_calls",
+            ),
+            completion(
+                json!({"content": null, "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "[1]"}}]}),
+                "tool_calls",
+            ),
+            completion(
+                json!({"content": null, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}),
+                "tool_calls",
+            ),
+        ] {
+            let e = messages_response(chat.to_string().as_bytes(), "m", "i").unwrap_err();
+            assert_eq!(e.status(), 502, "{e}");
+        }
+    }
+}
