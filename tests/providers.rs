@@ -186,3 +186,222 @@ async fn a_route_of_only_other_providers_refuses_bedrock_operations_naming_the_t
     assert!(!body.contains(API_KEY), "{body}");
     assert_eq!(h.sims[0].stats().requests_total, 0);
 }
+
+/// Asserts the Anthropic API saw the target's key and version, the client's betas, and nothing
+/// of the client's own credentials.
+fn assert_anthropic_key_only(headers: &BTreeMap<String, String>) {
+    assert_eq!(
+        headers.get("x-api-key").map(String::as_str),
+        Some(API_KEY),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers.get("anthropic-version").map(String::as_str),
+        Some("2023-06-01"),
+        "{headers:?}"
+    );
+    assert!(!headers.contains_key("authorization"), "{headers:?}");
+    assert!(!headers.contains_key("x-amz-date"), "{headers:?}");
+    assert!(
+        headers.values().all(|v| !v.contains(CLIENT_SECRET)),
+        "{headers:?}"
+    );
+}
+
+fn messages_body(stream: bool) -> String {
+    serde_json::json!({
+        "model": "claude", "max_tokens": 64, "stream": stream,
+        "messages": [{"role": "user", "content": "hello there"}]
+    })
+    .to_string()
+}
+
+/// POSTs to the Messages surface as an Anthropic client with its own key and a beta flag.
+async fn post_messages(h: &Harness, body: String) -> (u16, awc::http::header::HeaderMap, String) {
+    let headers = [
+        ("x-api-key", CLIENT_SECRET),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "prompt-caching-2024-07-31"),
+    ];
+    let (status, head, body) = post_json(&h.url("/v1/messages"), body, &headers).await;
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[actix_rt::test]
+async fn anthropic_messages_pass_through_to_an_anthropic_target_plain_and_streamed() {
+    let anthropic = anthropic_api().await;
+    let h = start_gateway(
+        &config_yaml(
+            "claude",
+            "      algorithm: round-robin",
+            &[anthropic_target(&anthropic.url())],
+        ),
+        vec![anthropic],
+    )
+    .await;
+    let (status, head, body) = post_messages(&h, messages_body(false)).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["type"], "message", "{answer}");
+    assert_eq!(answer["model"], "claude-sonnet-4-5", "{answer}");
+    assert!(answer["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    let target = head
+        .get("x-bedrock-balancer-target")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(target.ends_with("/claude-sonnet-4-5"), "{target}");
+    let stats = h.sims[0].stats();
+    assert_anthropic_key_only(&stats.last_request_headers);
+    assert_eq!(
+        stats
+            .last_request_headers
+            .get("anthropic-beta")
+            .map(String::as_str),
+        Some("prompt-caching-2024-07-31")
+    );
+    // Only `model` changed on the way.
+    let sent = &stats.claude_requests.last().unwrap().body;
+    assert_eq!(sent["messages"][0]["content"], "hello there", "{sent}");
+    assert_eq!(sent["max_tokens"], 64, "{sent}");
+
+    let (status, head, body) = post_messages(&h, messages_body(true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        head.get("content-type").unwrap().to_str().unwrap(),
+        "text/event-stream"
+    );
+    for event in [
+        "event: message_start",
+        "event: content_block_delta",
+        "event: message_stop",
+    ] {
+        assert!(body.contains(event), "{event} missing: {body}");
+    }
+    let stats = h.sims[0].stats();
+    assert_anthropic_key_only(&stats.last_request_headers);
+    assert_eq!(stats.by_model["claude-sonnet-4-5"]["messages"], 1);
+    assert_eq!(stats.by_model["claude-sonnet-4-5"]["messages-stream"], 1);
+    // Both answers' usage reached the target's token count.
+    let streamed_output = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter(|e| e["type"] == "message_delta")
+        .find_map(|e| e["usage"]["output_tokens"].as_u64())
+        .unwrap();
+    let plain_output = answer["usage"]["output_tokens"].as_u64().unwrap();
+    let counted =
+        format!("bedrock_balancer_tokens_total{{target=\"{target}\",token_type=\"completion\"}} ");
+    let metrics = h.metrics().await;
+    let output: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&counted))
+        .unwrap_or_else(|| panic!("{counted} missing: {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(output, plain_output + streamed_output);
+}
+
+#[actix_rt::test]
+async fn a_throttled_bedrock_region_fails_over_to_the_anthropic_api_and_takes_traffic_again() {
+    let region = start_sims(&["us-east-1"]).await.remove(0);
+    let anthropic = anthropic_api().await;
+    let targets = [
+        format!(
+            "{}\n        priority: 1",
+            target_yaml(MODEL, "us-east-1", &region.url(), 100)
+        ),
+        format!(
+            "{}\n        priority: 2",
+            anthropic_target(&anthropic.url())
+        ),
+    ];
+    let h = start_gateway(
+        &config_yaml(
+            "claude",
+            "      algorithm: priority\n      retries: 1\n      failover_criteria: [error, timeout, http_429, non_idempotent]",
+            &targets,
+        ),
+        vec![region, anthropic],
+    )
+    .await;
+    let served_by = |head: &awc::http::header::HeaderMap| {
+        head.get("x-bedrock-balancer-target")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (status, head, body) = post_messages(&h, messages_body(false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_by(&head), format!("us-east-1/{MODEL}"));
+
+    h.fault(
+        0,
+        sim::Faults {
+            status: Some(429),
+            retry_after: Some(1),
+            ..sim::Faults::default()
+        },
+    );
+    for stream in [false, true] {
+        let (status, head, body) = post_messages(&h, messages_body(stream)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(served_by(&head).ends_with("/claude-sonnet-4-5"), "{head:?}");
+        if stream {
+            assert!(body.contains("event: message_stop"), "{body}");
+        }
+    }
+    // The first throttle cooled the region down: the second request went straight on.
+    assert_eq!(h.sims[0].stats().errors_injected, 1);
+    assert_eq!(h.sims[1].stats().requests_total, 2);
+    assert_anthropic_key_only(&h.sims[1].stats().last_request_headers);
+
+    // Its Retry-After over, the region takes the traffic back.
+    h.fault(0, sim::Faults::default());
+    poll_until(
+        "us-east-1 to be ready",
+        std::time::Duration::from_secs(10),
+        || async { h.admin_target("us-east-1").await["ready"] == true },
+    )
+    .await;
+    let (status, head, body) = post_messages(&h, messages_body(true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_by(&head), format!("us-east-1/{MODEL}"));
+    assert_eq!(h.sims[1].stats().requests_total, 2);
+}
+
+#[actix_rt::test]
+async fn the_anthropic_apis_own_errors_reach_anthropic_clients_as_sent() {
+    let anthropic = anthropic_api().await;
+    anthropic.set_faults(sim::Faults {
+        status: Some(529),
+        retry_after: Some(7),
+        ..sim::Faults::default()
+    });
+    let h = start_gateway(
+        &config_yaml(
+            "claude",
+            "      algorithm: round-robin",
+            &[anthropic_target(&anthropic.url())],
+        ),
+        vec![anthropic],
+    )
+    .await;
+    let (status, head, body) = post_messages(&h, messages_body(false)).await;
+    assert_eq!(status, 529, "{body}");
+    assert_eq!(head.get("retry-after").unwrap(), "7");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["error"]["type"], "overloaded_error", "{error}");
+    assert!(!body.contains(API_KEY), "{body}");
+    // An overload cools the target down as a throttle does.
+    let targets = h.admin_targets().await;
+    let target = &targets["targets"][0];
+    assert!(
+        target["cooldown_remaining_ms"].as_u64().unwrap() > 0,
+        "{target}"
+    );
+}

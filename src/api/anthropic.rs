@@ -1,10 +1,12 @@
 //! The Anthropic Messages surface: `POST /v1/messages` (whole and streamed),
 //! `POST /v1/messages/count_tokens`, and the model list in Anthropic's shape.
 //!
-//! The target picked decides the upstream call: a Claude target gets InvokeModel (or
+//! The target picked decides the upstream call: a Bedrock Claude target gets InvokeModel (or
 //! InvokeModelWithResponseStream, or CountTokens) with the client's body kept as sent, any other
-//! model Converse. Translation is in [`crate::translate`]; this file routes, forwards, streams and
-//! renders errors in Anthropic's shape.
+//! Bedrock model Converse, an `anthropic` target the Anthropic API's Messages call with the body
+//! as sent but `model` (its answer and stream passed through). Translation is in
+//! [`crate::translate`]; this file routes, forwards, streams and renders errors in Anthropic's
+//! shape.
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -18,9 +20,9 @@ use super::failure::{Failure, reply};
 use super::openai::{client_for, json_success, response_id, route_for};
 use super::quota::Quota;
 use super::reply::{Reply, hash_key, session_key};
-use super::sse::{EventTranslator, sse_response};
+use super::sse::{EventTranslator, sse_passthrough, sse_response};
 use super::state::AppState;
-use crate::config::{RouteType, Target};
+use crate::config::{Provider, RouteType, Target};
 use crate::error::{ApiFormat, GatewayError};
 use crate::gateway::Gateway;
 use crate::limits::estimate::BodyTokens;
@@ -84,6 +86,31 @@ fn bad_request(e: TranslateError) -> GatewayError {
 
 impl PerTarget for MessagesShape {
     fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
+        match target.provider.provider() {
+            Provider::Bedrock => {}
+            Provider::Anthropic if self.count_tokens => {
+                return Err(GatewayError::bad_request(format!(
+                    "target {} is the Anthropic API, which the gateway does not count tokens on; count_tokens goes to bedrock Claude targets",
+                    target.label()
+                )));
+            }
+            // The body goes as sent; `model` and the headers are the target's (upstream::request).
+            Provider::Anthropic => {
+                let operation = if self.head.stream {
+                    Operation::MessagesStream
+                } else {
+                    Operation::Messages
+                };
+                return Ok((operation, self.body.clone()));
+            }
+            other @ (Provider::OpenAi | Provider::Azure) => {
+                return Err(GatewayError::bad_request(format!(
+                    "target {} has provider {:?}; Anthropic Messages requests go only to bedrock and anthropic targets",
+                    target.label(),
+                    other.as_str()
+                )));
+            }
+        }
         if target.speaks_anthropic() {
             let operation = match (self.count_tokens, self.head.stream) {
                 (true, _) => Operation::CountTokens,
@@ -180,7 +207,10 @@ async fn messages_inner(
         hash_key: hash_key(req, route),
         pinned_model: selection.pinned_model.clone(),
         session: session_key(req, route),
-        params: Params::default(),
+        params: Params {
+            anthropic_betas: header_values(req, BETA_HEADER),
+            ..Params::default()
+        },
         tokens,
         consumer_reservation,
         // Every target gets its own shape; these two are never sent as they are.
@@ -202,6 +232,15 @@ async fn messages_inner(
     };
     let mut delivered = forward(route, &client, &request, obs).await?;
     let claude = delivered.lease.target().config.speaks_anthropic();
+    let anthropic_api = delivered.lease.target().config.provider.provider() == Provider::Anthropic;
+    if stream && anthropic_api {
+        return Ok(Reply::Stream(sse_passthrough(
+            delivered,
+            route.balancer_config.read_timeout,
+            Rc::clone(obs),
+            state.abort_signal(),
+        )));
+    }
     if stream {
         let events = if claude {
             Events::Claude
@@ -227,7 +266,8 @@ async fn messages_inner(
         let body = messages_bedrock::count_tokens_response(&upstream)?;
         return Ok(Reply::Full(json_success(&delivered, body), None));
     }
-    let (body, usage) = if claude {
+    // The Anthropic API answers as Bedrock's Claude does: the Messages shape, usage included.
+    let (body, usage) = if claude || anthropic_api {
         let usage = messages_bedrock::response_usage(&upstream).unwrap_or_default();
         (upstream, usage)
     } else {

@@ -7,6 +7,7 @@ use actix_web::http::header::{HeaderName, RETRY_AFTER};
 
 use super::openai::json_response;
 use super::reply::{Reply, TARGET_HEADER};
+use crate::config::Provider;
 use crate::error::{ApiFormat, GatewayError};
 use crate::observe::{self, Obs};
 use crate::translate::{self, TranslateError, anthropic};
@@ -62,18 +63,23 @@ impl Failure {
     }
 }
 
-/// Bedrock's error in the client's format, with its `Retry-After` and the target that sent it.
+/// The upstream's error in the client's format, with its `Retry-After` and the target that sent
+/// it: an error already in the client's format passes as it came.
 fn upstream_error(e: &UpstreamError, format: ApiFormat) -> HttpResponse {
     let message = translate::bedrock_error_message(&e.body)
         .unwrap_or_else(|| format!("upstream returned {}", e.status));
     let status = e.status.as_u16();
-    let (status, body) = match format {
-        ApiFormat::Anthropic => {
+    let (status, body) = match (e.provider, format) {
+        (Provider::Anthropic, ApiFormat::Anthropic) => (status, e.body.to_vec()),
+        (Provider::Anthropic, ApiFormat::OpenAi | ApiFormat::Bedrock) => {
+            translate::error_map::openai_error_from_anthropic(status, &e.body)
+        }
+        (_, ApiFormat::Anthropic) => {
             let (status, kind) =
                 translate::anthropic_error_for_bedrock(status, Some(&e.error_type));
             (status, anthropic::error_body(kind, &message))
         }
-        ApiFormat::OpenAi | ApiFormat::Bedrock => {
+        (_, ApiFormat::OpenAi | ApiFormat::Bedrock) => {
             translate::openai_error_for_bedrock(status, Some(&e.error_type), &message)
         }
     };

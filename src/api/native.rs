@@ -173,6 +173,13 @@ async fn proxy(
             json_object(&body)?;
             typed_route(&gateway, RouteType::Agent, name)?.into()
         }
+        // The Anthropic API's call, which no Bedrock path names.
+        Operation::Messages | Operation::MessagesStream => {
+            return Err(GatewayError::Internal(format!(
+                "{operation:?} is not a Bedrock operation"
+            ))
+            .into());
+        }
     };
     obs.set_route(&route.name);
     let quota = Quota::for_request(&gateway, route, caller.consumer());

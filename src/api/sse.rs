@@ -1,6 +1,7 @@
 //! Streams an upstream event stream to the client as server-sent events, in the client's format:
 //! the framing, flushing and error endings are the same for OpenAI and Anthropic streams, only
-//! the translation of each event differs.
+//! the translation of each event differs. A stream already in the client's format (the Anthropic
+//! API's) passes through as it came.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,8 +16,9 @@ use super::reply::stream_end;
 use crate::eventstream::Frame;
 use crate::observe::Obs;
 use crate::shutdown::AbortSignal;
-use crate::translate::{self, ChatStreamTranslator, TranslateError};
+use crate::translate::{self, ChatStreamTranslator, TranslateError, messages_stream};
 use crate::upstream::forward::Delivered;
+use crate::upstream::sse_stream::{SseItem, SseReader};
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
 /// One stream's translation from upstream events to the client's SSE records.
@@ -132,6 +134,45 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
             }
             if !out.is_empty() {
                 return Some((Ok(Bytes::from(out)), state));
+            }
+        }
+    });
+    builder.streaming(body)
+}
+
+/// Passes an Anthropic API event stream through to an Anthropic client as it arrives; the
+/// reader takes usage on the way. A break or timeout appends Anthropic's `error` event, then the
+/// stream ends.
+pub(crate) fn sse_passthrough(
+    delivered: Delivered,
+    read_timeout: Duration,
+    obs: Rc<Obs>,
+    abort: AbortSignal,
+) -> HttpResponse {
+    let mut builder = success_head(&delivered);
+    builder
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"));
+    let sent_at = delivered.sent_at;
+    obs.streaming_from(sent_at);
+    let reader = SseReader::new(delivered.response, delivered.lease, read_timeout, abort);
+    let body = stream::unfold(Some((reader, obs)), move |mut state| async move {
+        let (reader, obs) = state.as_mut()?;
+        match reader.next().await {
+            Some(SseItem::Bytes(bytes)) => {
+                obs.first_token(sent_at.elapsed());
+                Some((Ok::<Bytes, actix_web::Error>(bytes), state))
+            }
+            Some(SseItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
+                obs.set_error_kind("stream_error");
+                stream_end(reader, obs, sent_at);
+                let mut out = Vec::new();
+                messages_stream::on_exception("internalServerException", &m, &mut out);
+                Some((Ok(Bytes::from(out)), None))
+            }
+            None => {
+                stream_end(reader, obs, sent_at);
+                None
             }
         }
     });

@@ -331,7 +331,8 @@ impl FailoverCriterion {
         match status {
             403 => Some(Self::Http403),
             404 => Some(Self::Http404),
-            429 => Some(Self::Http429),
+            // The Anthropic API's 529 (overloaded) fails over as a throttle does.
+            429 | 529 => Some(Self::Http429),
             500 => Some(Self::Http500),
             502 => Some(Self::Http502),
             503 => Some(Self::Http503),

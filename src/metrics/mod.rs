@@ -505,7 +505,7 @@ pub fn error_kind(status: u16, error_name: &str) -> &'static str {
         _ => {}
     }
     match status {
-        429 => "throttling",
+        429 | 529 => "throttling",
         503 => "unavailable",
         408 | 504 => "timeout",
         400 => "validation",

@@ -228,7 +228,7 @@ pub(crate) async fn send_once(
             },
             &url,
         )
-        .insert_header((ACCEPT, request.accept.as_str()));
+        .insert_header((ACCEPT, operation.accept().unwrap_or(&request.accept)));
     if has_body {
         outgoing = outgoing.insert_header((CONTENT_TYPE, request.content_type.as_str()));
     }
@@ -307,6 +307,7 @@ pub(crate) async fn read_error(
             Bytes::from_static(b"{\"message\":\"upstream error body unreadable\"}")
         });
     UpstreamError {
+        provider: target.config.provider.provider(),
         status: response.status(),
         error_type,
         body,

@@ -1,5 +1,5 @@
-//! Turns an upstream status and Bedrock error name into what it means for the target and for
-//! failover.
+//! Turns an upstream status and error name (Bedrock's, or the Anthropic API's error type) into
+//! what it means for the target and for failover.
 
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ pub fn error_name(raw: &str) -> String {
         .unwrap_or_default()
 }
 
-/// What an HTTP error response means for the target that sent it.
+/// What an HTTP error response means for the target that sent it. The Anthropic API's 529
+/// (overloaded) is its capacity running out, as a 429 is a quota's: both cool the target down.
 pub fn outcome_for_status(status: u16, error_name: &str, retry_after: Option<Duration>) -> Outcome {
-    if status == 429 || error_name == "ThrottlingException" {
+    if matches!(status, 429 | 529) || error_name == "ThrottlingException" {
         return Outcome::Throttled { retry_after };
     }
     match status {
@@ -37,6 +38,19 @@ pub fn outcome_for_stream_exception(error_name: &str) -> Outcome {
         "ValidationException" | "AccessDeniedException" | "ResourceNotFoundException" => {
             Outcome::Neutral
         }
+        _ => Outcome::Failure,
+    }
+}
+
+/// What an `error` event inside an Anthropic API stream means for the target, by its type.
+pub fn outcome_for_anthropic_error(error_type: &str) -> Outcome {
+    match error_type {
+        "rate_limit_error" | "overloaded_error" => Outcome::Throttled { retry_after: None },
+        "invalid_request_error"
+        | "authentication_error"
+        | "permission_error"
+        | "not_found_error"
+        | "request_too_large" => Outcome::Neutral,
         _ => Outcome::Failure,
     }
 }
@@ -91,6 +105,28 @@ mod tests {
             outcome_for_status(400, "ValidationException", None),
             Outcome::Neutral
         );
+        // The Anthropic API: no error name in a header, its overload is a throttle.
+        assert_eq!(
+            outcome_for_status(529, "", secs),
+            Outcome::Throttled { retry_after: secs }
+        );
+        assert_eq!(
+            outcome_for_status(429, "", None),
+            Outcome::Throttled { retry_after: None }
+        );
+        assert_eq!(outcome_for_status(401, "", None), Outcome::Neutral);
+    }
+
+    #[test]
+    fn anthropic_stream_errors_map_by_type() {
+        let throttled = Outcome::Throttled { retry_after: None };
+        assert_eq!(outcome_for_anthropic_error("overloaded_error"), throttled);
+        assert_eq!(outcome_for_anthropic_error("rate_limit_error"), throttled);
+        assert_eq!(
+            outcome_for_anthropic_error("invalid_request_error"),
+            Outcome::Neutral
+        );
+        assert_eq!(outcome_for_anthropic_error("api_error"), Outcome::Failure);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::pick::Picker;
 use super::request::Params;
 use crate::backend::{Outcome, TargetRuntime};
 use crate::balance::Lease;
-use crate::config::{ProviderOptions, Target};
+use crate::config::{Provider, ProviderOptions, Target};
 use crate::error::GatewayError;
 use crate::gateway::RouteRuntime;
 use crate::limits::Reservation;
@@ -56,9 +56,9 @@ pub trait PerTarget {
 
 impl ProxyRequest {
     pub(crate) fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
-        // Every request is shaped as a Bedrock operation, which only Bedrock targets take; the
-        // route's other targets are passed over without spending an attempt.
-        if target.provider != ProviderOptions::Bedrock {
+        // A request not shaped per target is a Bedrock operation, which only Bedrock targets
+        // take; the route's other targets are passed over without spending an attempt.
+        if self.per_target.is_none() && target.provider != ProviderOptions::Bedrock {
             return Err(GatewayError::bad_request(format!(
                 "target {} has provider {:?}; this request goes only to bedrock targets",
                 target.label(),
@@ -82,9 +82,11 @@ pub struct Delivered {
     pub sent_at: Instant,
 }
 
-/// A Bedrock error response, buffered so it can be passed on after failover gave up.
+/// An upstream error response, buffered so it can be passed on after failover gave up.
 #[derive(Debug, Clone)]
 pub struct UpstreamError {
+    /// Whose API the body is in.
+    pub provider: Provider,
     pub status: StatusCode,
     /// Bedrock's error name, e.g. `ThrottlingException`.
     pub error_type: String,

@@ -1,4 +1,5 @@
-//! Everything between a picked target and Bedrock: forwarding one attempt, failing over, classifying.
+//! Everything between a picked target and its upstream (Bedrock or another provider's API):
+//! forwarding one attempt, failing over, classifying.
 
 pub mod attempt;
 pub mod backoff;
@@ -9,5 +10,6 @@ pub mod forward;
 pub mod operation;
 pub mod pick;
 pub mod request;
+pub mod sse_stream;
 pub mod stream;
 pub mod timeouts;

@@ -1,4 +1,5 @@
-//! The Bedrock Runtime and Agent Runtime operations the gateway forwards.
+//! The Bedrock Runtime and Agent Runtime operations the gateway forwards, and the Anthropic
+//! API's Messages call.
 
 use crate::config::Service;
 
@@ -17,6 +18,10 @@ pub enum Operation {
     Retrieve,
     RetrieveAndGenerate,
     RetrieveAndGenerateStream,
+    /// The Anthropic API's `POST /v1/messages`, answered whole.
+    Messages,
+    /// The same, answered as server-sent events.
+    MessagesStream,
 }
 
 /// Geographic prefixes of cross-region inference profile ids (`us.anthropic.claude-...`).
@@ -50,7 +55,9 @@ impl Operation {
             | Self::Rerank
             | Self::Retrieve
             | Self::RetrieveAndGenerate
-            | Self::RetrieveAndGenerateStream => None,
+            | Self::RetrieveAndGenerateStream
+            | Self::Messages
+            | Self::MessagesStream => None,
         }
     }
 
@@ -87,7 +94,9 @@ impl Operation {
             | Self::Rerank
             | Self::Retrieve
             | Self::RetrieveAndGenerate
-            | Self::RetrieveAndGenerateStream => "POST",
+            | Self::RetrieveAndGenerateStream
+            | Self::Messages
+            | Self::MessagesStream => "POST",
         }
     }
 
@@ -105,7 +114,9 @@ impl Operation {
             | Self::ApplyGuardrail
             | Self::StartAsyncInvoke
             | Self::GetAsyncInvoke
-            | Self::ListAsyncInvokes => Service::Runtime,
+            | Self::ListAsyncInvokes
+            | Self::Messages
+            | Self::MessagesStream => Service::Runtime,
         }
     }
 
@@ -115,7 +126,9 @@ impl Operation {
             Self::Converse
             | Self::ConverseStream
             | Self::Invoke
-            | Self::InvokeWithResponseStream => true,
+            | Self::InvokeWithResponseStream
+            | Self::Messages
+            | Self::MessagesStream => true,
             Self::CountTokens
             | Self::ApplyGuardrail
             | Self::StartAsyncInvoke
@@ -125,6 +138,16 @@ impl Operation {
             | Self::Retrieve
             | Self::RetrieveAndGenerate
             | Self::RetrieveAndGenerateStream => false,
+        }
+    }
+
+    /// What the upstream is asked to answer in, when it is not the client's `Accept`: the
+    /// Anthropic API streams server-sent events where Bedrock streams AWS event streams.
+    pub const fn accept(self) -> Option<&'static str> {
+        match self {
+            Self::Messages => Some("application/json"),
+            Self::MessagesStream => Some("text/event-stream"),
+            _ => None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! One upstream request for one target: method, path, query, headers and body. What differs
 //! between targets is written here: the target's model id, its region's guardrail and knowledge
-//! base, its default InvokeModel headers. The body is passed as received unless an id in it must
-//! change (StartAsyncInvoke's `modelId`, a mapped knowledge base).
+//! base, its default InvokeModel headers, the Anthropic API's version and beta headers. The body
+//! is passed as received unless an id in it must change (StartAsyncInvoke's `modelId`, a mapped
+//! knowledge base, the Anthropic API's `model`).
 
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
@@ -9,7 +10,7 @@ use serde_json::Value;
 
 use super::operation::Operation;
 use crate::aws::sign::PATH_LABEL;
-use crate::config::Target;
+use crate::config::{ProviderOptions, Target};
 
 /// What the client named besides the operation: path labels, the query and Bedrock's request
 /// headers, decoded. Each operation reads the ones its REST path has.
@@ -25,6 +26,8 @@ pub struct Params {
     pub query: String,
     /// The client's values of [`crate::config::INVOKE_HEADERS`], names lower-cased.
     pub invoke_headers: Vec<(&'static str, String)>,
+    /// The client's Anthropic beta flags, for the Anthropic API's `anthropic-beta` header.
+    pub anthropic_betas: Vec<String>,
 }
 
 /// The request for one target.
@@ -51,6 +54,9 @@ pub enum PrepareError {
     NoModel { operation: Operation },
     #[error("the request body is not a JSON object: {0}")]
     Body(String),
+    /// A Messages call picked for a target of another provider: a bug in the surface's shaping.
+    #[error("{operation:?} goes only to anthropic targets")]
+    WrongProvider { operation: Operation },
 }
 
 pub fn prepare(
@@ -134,6 +140,21 @@ pub fn prepare(
             };
             (path.to_owned(), body)
         }
+        Operation::Messages | Operation::MessagesStream => {
+            let ProviderOptions::Anthropic { version } = &target.provider else {
+                return Err(PrepareError::WrongProvider { operation });
+            };
+            headers.push(("anthropic-version", version.clone()));
+            if !params.anthropic_betas.is_empty() {
+                headers.push(("anthropic-beta", params.anthropic_betas.join(",")));
+            }
+            let model = model()?;
+            let body = rewrite(body, |doc| {
+                doc.insert("model".to_owned(), Value::String(model.to_owned()));
+                true
+            })?;
+            ("/v1/messages".to_owned(), body)
+        }
     };
     let query = if operation == Operation::ListAsyncInvokes {
         params.query.clone()
@@ -205,7 +226,7 @@ mod tests {
     use std::num::NonZeroU16;
 
     use super::*;
-    use crate::config::{GuardrailRef, InvokeHeaders, Limits, ProviderOptions, Service};
+    use crate::config::{GuardrailRef, InvokeHeaders, Limits, Service};
 
     fn target(model: Option<&str>) -> Target {
         Target {
@@ -327,6 +348,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(up.body, other);
+    }
+
+    #[test]
+    fn messages_go_to_the_anthropic_api_with_its_headers_and_the_targets_model() {
+        let mut t = target(Some("claude-sonnet-4-5"));
+        let body = Bytes::from_static(
+            br#"{"model":"route","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        let params = Params {
+            anthropic_betas: vec!["b1".into(), "b2".into()],
+            ..Params::default()
+        };
+        let refused = prepare(&t, Operation::Messages, &params, &body).unwrap_err();
+        assert!(matches!(refused, PrepareError::WrongProvider { .. }));
+        t.provider = ProviderOptions::Anthropic {
+            version: "2023-06-01".into(),
+        };
+        let up = prepare(&t, Operation::MessagesStream, &params, &body).unwrap();
+        assert_eq!(up.path, "/v1/messages");
+        assert_eq!(
+            up.headers,
+            [
+                ("anthropic-version", "2023-06-01".to_owned()),
+                ("anthropic-beta", "b1,b2".to_owned())
+            ]
+        );
+        let doc: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(doc["model"], "claude-sonnet-4-5");
+        assert_eq!(doc["max_tokens"], 5);
+        assert_eq!(doc["messages"][0]["content"], "hi");
+        let bare = prepare(&t, Operation::Messages, &Params::default(), &body).unwrap();
+        assert_eq!(bare.headers.len(), 1);
     }
 
     #[test]

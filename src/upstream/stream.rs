@@ -90,10 +90,6 @@ impl FrameReader {
         self
     }
 
-    pub fn lease(&self) -> &Lease {
-        &self.lease
-    }
-
     /// The next frame or failure; `None` once the stream has ended either way.
     pub async fn next(&mut self) -> Option<StreamItem> {
         if self.done {
@@ -112,23 +108,9 @@ impl FrameReader {
                     );
                 }
             }
-            let chunk = tokio::select! {
-                chunk = tokio::time::timeout(self.idle_timeout, self.body.next()) => chunk,
-                () = self.abort.fired() => {
-                    let what = "the gateway is shutting down; the stream was cut short".to_owned();
-                    // The target did nothing wrong.
-                    return Some(self.fail(StreamFailure::Broken(what), Outcome::Abandoned));
-                }
-            };
-            match chunk {
-                Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
-                Ok(Some(Err(e))) => {
-                    return Some(self.fail(
-                        StreamFailure::Broken(format!("upstream stream broke: {e}")),
-                        Outcome::Failure,
-                    ));
-                }
-                Ok(None) => {
+            match next_chunk(&mut self.body, self.idle_timeout, &mut self.abort).await {
+                Chunk::Data(chunk) => self.decoder.push(&chunk),
+                Chunk::End => {
                     self.done = true;
                     return match self.decoder.finish() {
                         Err(e) => {
@@ -147,12 +129,8 @@ impl FrameReader {
                         }
                     };
                 }
-                Err(_) => {
-                    let what = format!(
-                        "no data from upstream for {} ms",
-                        self.idle_timeout.as_millis()
-                    );
-                    return Some(self.fail(StreamFailure::Broken(what), Outcome::Failure));
+                Chunk::Failed(what, outcome) => {
+                    return Some(self.fail(StreamFailure::Broken(what), outcome));
                 }
             }
         }
@@ -258,6 +236,57 @@ impl FrameReader {
                 self.summary.stop_reason = Some(reason);
             }
         }
+    }
+}
+
+/// What the next read of an upstream body brought.
+pub(crate) enum Chunk {
+    Data(bytes::Bytes),
+    /// The body ended cleanly.
+    End,
+    /// The body broke, fell silent for the idle timeout, or the gateway is stopping: what to tell
+    /// the client, and what it means for the target.
+    Failed(String, Outcome),
+}
+
+/// Reads the next chunk of an upstream body, waiting at most `idle_timeout` for it.
+pub(crate) async fn next_chunk(
+    body: &mut Payload,
+    idle_timeout: Duration,
+    abort: &mut AbortSignal,
+) -> Chunk {
+    let chunk = tokio::select! {
+        chunk = tokio::time::timeout(idle_timeout, body.next()) => chunk,
+        () = abort.fired() => {
+            let what = "the gateway is shutting down; the stream was cut short".to_owned();
+            // The target did nothing wrong.
+            return Chunk::Failed(what, Outcome::Abandoned);
+        }
+    };
+    match chunk {
+        Ok(Some(Ok(chunk))) => Chunk::Data(chunk),
+        Ok(Some(Err(e))) => Chunk::Failed(format!("upstream stream broke: {e}"), Outcome::Failure),
+        Ok(None) => Chunk::End,
+        Err(_) => Chunk::Failed(
+            format!("no data from upstream for {} ms", idle_timeout.as_millis()),
+            Outcome::Failure,
+        ),
+    }
+}
+
+/// A stream reader's account of its stream, for the request record when it ends.
+pub trait StreamRecord {
+    fn lease(&self) -> &Lease;
+    fn summary(&self) -> &StreamSummary;
+}
+
+impl StreamRecord for FrameReader {
+    fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    fn summary(&self) -> &StreamSummary {
+        &self.summary
     }
 }
 

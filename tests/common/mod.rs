@@ -44,6 +44,16 @@ impl Harness {
         resp.json().limit(1 << 20).await.unwrap()
     }
 
+    /// The gateway's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let mut resp = awc::Client::default()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        String::from_utf8(resp.body().limit(1 << 22).await.unwrap().to_vec()).unwrap()
+    }
+
     pub fn fault(&self, index: usize, faults: Faults) {
         self.sims[index].set_faults(faults);
     }
