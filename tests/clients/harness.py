@@ -59,8 +59,9 @@ class Process:
                 self.proc.wait(5)
 
 
-def start_sim(region):
-    p = Process(["sim", "--listen", "127.0.0.1:0", "--region", region], r"listening on (http://\S+)")
+def start_sim(region, *extra):
+    """`extra`: further `sim` arguments, e.g. `--provider anthropic --api-key KEY`."""
+    p = Process(["sim", "--listen", "127.0.0.1:0", "--region", region, *extra], r"listening on (http://\S+)")
     p.url = p.match.group(1)
     return p
 
