@@ -17,9 +17,7 @@ use super::errors::SimError;
 use super::fault_gate;
 use super::faults::Faults;
 use super::state::SimState;
-use super::stream::paced;
-
-pub const SSE: &str = "text/event-stream";
+use super::stream::{SSE, paced};
 
 /// An Anthropic API error: its HTTP status, `error.type` and message.
 #[derive(Debug)]

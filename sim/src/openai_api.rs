@@ -17,9 +17,8 @@ use super::faults::Injected;
 use super::openai_chat::{self, Invalid};
 use super::openai_embeddings;
 use super::state::SimState;
-use super::stream::paced;
+use super::stream::{SSE, paced};
 
-const SSE: &str = "text/event-stream";
 /// Seconds a throttled client is told to wait when the faults name none: both APIs always say.
 const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 /// What `GET /v1/models` lists; any model name is answered all the same.
@@ -32,7 +31,7 @@ const CATALOGUE: [&str; 5] = [
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
+pub enum Dialect {
     OpenAi,
     Azure,
 }
@@ -102,39 +101,29 @@ fn error_type(status: u16) -> &'static str {
     }
 }
 
-pub async fn chat_completions(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<SimState>,
-) -> HttpResponse {
-    serve(&req, &body, &state, Dialect::OpenAi, Operation::Chat).await
+/// The dialect's routes: each operation is the one flow with its dialect and operation.
+pub fn routes(cfg: &mut web::ServiceConfig, dialect: Dialect) {
+    let handler = |op| {
+        move |req: HttpRequest, body: web::Bytes, state: web::Data<SimState>| async move {
+            serve(&req, &body, &state, dialect, op).await
+        }
+    };
+    let (chat, embeddings) = match dialect {
+        Dialect::OpenAi => ("/v1/chat/completions", "/v1/embeddings"),
+        Dialect::Azure => (
+            "/openai/deployments/{id}/chat/completions",
+            "/openai/deployments/{id}/embeddings",
+        ),
+    };
+    cfg.route(chat, web::post().to(handler(Operation::Chat)))
+        .route(embeddings, web::post().to(handler(Operation::Embeddings)));
+    if dialect == Dialect::OpenAi {
+        cfg.route("/v1/models", web::get().to(models));
+    }
+    cfg.default_service(web::to(not_found));
 }
 
-pub async fn embeddings(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<SimState>,
-) -> HttpResponse {
-    serve(&req, &body, &state, Dialect::OpenAi, Operation::Embeddings).await
-}
-
-pub async fn azure_chat_completions(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<SimState>,
-) -> HttpResponse {
-    serve(&req, &body, &state, Dialect::Azure, Operation::Chat).await
-}
-
-pub async fn azure_embeddings(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<SimState>,
-) -> HttpResponse {
-    serve(&req, &body, &state, Dialect::Azure, Operation::Embeddings).await
-}
-
-pub async fn models(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+async fn models(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let admitted = admit(&req, &state, Dialect::OpenAi);
     if let Err(e) = admitted {
         return e.response();
@@ -149,7 +138,7 @@ pub async fn models(req: HttpRequest, state: web::Data<SimState>) -> HttpRespons
     HttpResponse::Ok().json(json!({ "object": "list", "data": data }))
 }
 
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
+async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("Invalid URL ({} {})", req.method(), req.path()),

@@ -80,26 +80,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, provider: SimProvider) {
             cfg.route("/v1/messages", web::post().to(anthropic_api::messages))
                 .default_service(web::to(anthropic_api::not_found));
         }
-        SimProvider::OpenAi => {
-            cfg.route(
-                "/v1/chat/completions",
-                web::post().to(openai_api::chat_completions),
-            )
-            .route("/v1/embeddings", web::post().to(openai_api::embeddings))
-            .route("/v1/models", web::get().to(openai_api::models))
-            .default_service(web::to(openai_api::not_found));
-        }
-        SimProvider::Azure => {
-            cfg.route(
-                "/openai/deployments/{id}/chat/completions",
-                web::post().to(openai_api::azure_chat_completions),
-            )
-            .route(
-                "/openai/deployments/{id}/embeddings",
-                web::post().to(openai_api::azure_embeddings),
-            )
-            .default_service(web::to(openai_api::not_found));
-        }
+        SimProvider::OpenAi => openai_api::routes(cfg, openai_api::Dialect::OpenAi),
+        SimProvider::Azure => openai_api::routes(cfg, openai_api::Dialect::Azure),
     }
 }
 
