@@ -9,15 +9,15 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::claude::{self, BEDROCK_VERSION};
 use super::claude_stream;
 use super::errors::SimError;
+use super::fault_gate;
+use super::faults::Faults;
 use super::state::SimState;
-use super::stream::{paced, silence};
-
-pub const SSE: &str = "text/event-stream";
+use super::stream::{SSE, paced};
 
 /// An Anthropic API error: its HTTP status, `error.type` and message.
 #[derive(Debug)]
@@ -74,8 +74,7 @@ pub async fn messages(
     let started = Instant::now();
     state.stats.request();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if !header("x-api-key").is_some_and(|key| state.accepts_api_key(key)) {
-        state.stats.bad_signature();
+    if !state.admits_api_key(header("x-api-key")) {
         return ApiError::new(StatusCode::UNAUTHORIZED, "invalid x-api-key").response();
     }
     if header("anthropic-version").is_none() {
@@ -88,15 +87,31 @@ pub async fn messages(
     let headers: BTreeMap<String, String> = sigv4_verify::header_list(req.headers())
         .into_iter()
         .collect();
-    answer(&body, headers, &state, started).unwrap_or_else(|e| e.response())
+    let (model, stream, object) = match envelope(&body) {
+        Ok(parts) => parts,
+        Err(e) => return e.response(),
+    };
+    let op = if stream {
+        "messages-stream"
+    } else {
+        "messages"
+    };
+    state.stats.model_request(&model, op, headers);
+    state.stats.claude_request(&model, op, &object);
+    let content_type = if stream { SSE } else { "application/json" };
+    let faults = match fault_gate::pass(&state, content_type, |injected| {
+        ApiError::new(injected.error.status, injected.error.message.clone()).response()
+    })
+    .await
+    {
+        Ok(faults) => faults,
+        Err(res) => return res,
+    };
+    answer(object, &model, stream, &faults, &state, started).unwrap_or_else(|e| e.response())
 }
 
-fn answer(
-    body: &[u8],
-    headers: BTreeMap<String, String>,
-    state: &SimState,
-    started: Instant,
-) -> Result<HttpResponse, ApiError> {
+/// The body's `model` and `stream`, which the API takes and Bedrock's schema does not, and the rest.
+fn envelope(body: &[u8]) -> Result<(String, bool, Map<String, Value>), ApiError> {
     let mut object = claude::parse_object(body)?;
     let model = match object.remove("model") {
         Some(Value::String(model)) if !model.is_empty() => model,
@@ -117,26 +132,17 @@ fn answer(
             ));
         }
     };
-    let op = if stream {
-        "messages-stream"
-    } else {
-        "messages"
-    };
-    state.stats.model_request(&model, op, headers);
-    state.stats.claude_request(&model, op, &object);
+    Ok((model, stream, object))
+}
 
-    let (faults, nth) = state.next_request();
-    if let Some(injected) = faults.injected_error(nth) {
-        state.stats.error_injected();
-        let mut res = HttpResponse::build(injected.error.status);
-        if let Some(seconds) = injected.retry_after {
-            res.insert_header(("retry-after", seconds));
-        }
-        return Ok(res.json(ApiError::new(injected.error.status, injected.error.message).body()));
-    }
-    if faults.silence_after_headers {
-        return Ok(silence(if stream { SSE } else { "application/json" }));
-    }
+fn answer(
+    mut object: Map<String, Value>,
+    model: &str,
+    stream: bool,
+    faults: &Faults,
+    state: &SimState,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
     // Bedrock's rules are the API's, but for the version the body carries there.
     object.insert(
         "anthropic_version".to_owned(),
@@ -146,19 +152,19 @@ fn answer(
     let answer = claude::answer(
         &request,
         &state.region,
-        &model,
+        model,
         &state.prompt_cache,
         Instant::now(),
     )?;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(if stream {
-        let events = claude_stream::events(&answer, &model, latency_ms)
+        let events = claude_stream::events(&answer, model, latency_ms)
             .iter()
             .map(sse_event)
             .collect();
         // The API reports a failure mid-stream as an `error` event; `overloaded_error` is the
         // one it sends in practice.
-        paced(events, &faults, SSE, |name| {
+        paced(events, faults, SSE, |name| {
             sse_event(
                 &ApiError {
                     status: StatusCode::OK,
@@ -169,7 +175,7 @@ fn answer(
             )
         })
     } else {
-        HttpResponse::Ok().json(claude_stream::body(&answer, &model))
+        HttpResponse::Ok().json(claude_stream::body(&answer, model))
     })
 }
 

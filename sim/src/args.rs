@@ -23,7 +23,8 @@ pub struct SimArgs {
     /// Accepted credentials as ID:SECRET[:SESSION_TOKEN]; repeatable. Default: the AWS example key.
     #[arg(long = "key", value_name = "ID:SECRET[:SESSION_TOKEN]")]
     pub keys: Vec<SimKey>,
-    /// Accepted Bedrock API keys (`Authorization: Bearer KEY` instead of SigV4); repeatable.
+    /// Accepted API keys, repeatable: Bedrock API keys (`Authorization: Bearer KEY` instead of
+    /// SigV4), or the provider API's keys (`x-api-key`, `Authorization: Bearer`, `api-key`).
     #[arg(long = "api-key", value_name = "KEY")]
     pub api_keys: Vec<String>,
     /// actix-web worker threads.
@@ -113,6 +114,13 @@ mod tests {
         assert_eq!(opts.keys.len(), 1);
         assert_eq!(opts.keys[0].access_key_id, "AKIDEXAMPLE");
         assert_eq!(opts.provider, SimProvider::Bedrock);
+        for (name, provider) in [
+            ("openai", SimProvider::OpenAi),
+            ("azure", SimProvider::Azure),
+        ] {
+            let cli = Cli::try_parse_from(["sim", "--provider", name]).unwrap();
+            assert_eq!(cli.sim.into_options().provider, provider);
+        }
         assert!("nocolon".parse::<SimKey>().is_err());
     }
 }

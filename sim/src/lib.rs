@@ -21,10 +21,14 @@ mod converse;
 mod count_tokens;
 mod errors;
 mod eventstream;
+mod fault_gate;
 mod faults;
 mod guardrail;
 mod invoke;
 mod models;
+mod openai_api;
+mod openai_chat;
+mod openai_embeddings;
 mod prompt_cache;
 mod server;
 mod state;
@@ -85,6 +89,12 @@ pub enum SimProvider {
     Bedrock,
     /// The Anthropic API: `POST /v1/messages`, `x-api-key` checked against `api_keys`.
     Anthropic,
+    /// The OpenAI API: chat completions, embeddings and models, `Authorization: Bearer` checked
+    /// against `api_keys`.
+    #[value(name = "openai")]
+    OpenAi,
+    /// Azure OpenAI: `/openai/deployments/{id}/...?api-version=`, `api-key` checked against `api_keys`.
+    Azure,
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +104,8 @@ pub struct SimOptions {
     pub region: String,
     pub keys: Vec<SimKey>,
     /// API keys: Bedrock API keys (`Authorization: Bearer <key>` in place of a signature) in
-    /// Bedrock mode, the `x-api-key` values in Anthropic mode.
+    /// Bedrock mode, the `x-api-key` values in Anthropic mode, the bearer tokens in OpenAI mode,
+    /// the `api-key` values in Azure mode.
     pub api_keys: Vec<String>,
     pub faults: Faults,
     pub workers: usize,

@@ -17,10 +17,10 @@ use super::errors::{ErrorKind, SimError};
 use super::faults::Faults;
 use super::models::Family;
 use super::state::SimState;
-use super::stream::{EVENT_STREAM, event_stream, silence};
+use super::stream::{EVENT_STREAM, event_stream};
 use super::{
-    SimProvider, agent, anthropic_api, claude, claude_stream, converse, count_tokens, guardrail,
-    invoke, sts,
+    SimProvider, agent, anthropic_api, claude, claude_stream, converse, count_tokens, fault_gate,
+    guardrail, invoke, openai_api, sts,
 };
 use sigv4_verify::{self as sigv4, AuthError, RegionPolicy};
 
@@ -80,6 +80,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, provider: SimProvider) {
             cfg.route("/v1/messages", web::post().to(anthropic_api::messages))
                 .default_service(web::to(anthropic_api::not_found));
         }
+        SimProvider::OpenAi => openai_api::routes(cfg, openai_api::Dialect::OpenAi),
+        SimProvider::Azure => openai_api::routes(cfg, openai_api::Dialect::Azure),
     }
 }
 
@@ -152,29 +154,16 @@ async fn bedrock(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>)
         headers.into_iter().collect::<BTreeMap<_, _>>(),
     );
 
-    let (faults, nth) = state.next_request();
-    let delay = faults.head_delay(fastrand::f64());
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    if faults.silence_after_headers {
-        return silence(if call.is_stream() {
-            EVENT_STREAM
-        } else {
-            "application/json"
-        });
-    }
-    if let Some(injected) = faults.injected_error(nth) {
-        state.stats.error_injected();
-        let mut res = injected.error.response();
-        if let Some(seconds) = injected.retry_after
-            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-        {
-            res.headers_mut()
-                .insert(actix_web::http::header::RETRY_AFTER, value);
-        }
-        return res;
-    }
+    let content_type = if call.is_stream() {
+        EVENT_STREAM
+    } else {
+        "application/json"
+    };
+    let faults =
+        match fault_gate::pass(&state, content_type, |injected| injected.error.response()).await {
+            Ok(faults) => faults,
+            Err(res) => return res,
+        };
     let answered = match model_op {
         Some((model_id, op)) => operate(op, model_id, &body, &state, &faults, started),
         None => answer(

@@ -56,6 +56,16 @@ impl SimState {
         self.api_keys.iter().any(|k| k == key)
     }
 
+    /// Whether a provider API's key is one of the configured ones; a missing or unknown key is
+    /// counted as a bad one.
+    pub fn admits_api_key(&self, key: Option<&str>) -> bool {
+        let admitted = key.is_some_and(|k| self.accepts_api_key(k));
+        if !admitted {
+            self.stats.bad_signature();
+        }
+        admitted
+    }
+
     pub fn add_key(&self, key: SimKey) {
         self.keys
             .write()

@@ -10,6 +10,8 @@ use super::eventstream::exception_frame;
 use super::faults::{Faults, StreamCut};
 
 pub const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
+/// Server-sent events, the provider APIs' stream format.
+pub const SSE: &str = "text/event-stream";
 
 /// How long a silenced response holds the connection before giving up.
 const SILENCE_LIMIT: Duration = Duration::from_secs(600);

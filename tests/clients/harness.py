@@ -59,9 +59,11 @@ class Process:
                 self.proc.wait(5)
 
 
-def start_sim(region, *extra):
-    """`extra`: further `sim` arguments, e.g. `--provider anthropic --api-key KEY`."""
-    p = Process(["sim", "--listen", "127.0.0.1:0", "--region", region, *extra], r"listening on (http://\S+)")
+def start_sim(region, *flags):
+    """A simulator; `flags` are more `sim` options, e.g. `--provider openai --api-key KEY`."""
+    p = Process(
+        ["sim", "--listen", "127.0.0.1:0", "--region", region, *flags], r"listening on (http://\S+)"
+    )
     p.url = p.match.group(1)
     return p
 

@@ -1,0 +1,313 @@
+//! The OpenAI API (`sim --provider openai`: `/v1/chat/completions`, `/v1/embeddings`,
+//! `/v1/models` behind `Authorization: Bearer`) and Azure OpenAI (`sim --provider azure`:
+//! `/openai/deployments/{id}/chat/completions` and `/embeddings` behind `api-key`, with
+//! `api-version` required). One flow serves both dialects; they differ in where the key and model
+//! come from and in how a throttle is announced.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::fault_gate;
+use super::faults::Injected;
+use super::openai_chat::{self, Invalid};
+use super::openai_embeddings;
+use super::state::SimState;
+use super::stream::{SSE, paced};
+
+/// Seconds a throttled client is told to wait when the faults name none: both APIs always say.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+/// What `GET /v1/models` lists; any model name is answered all the same.
+const CATALOGUE: [&str; 5] = [
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Azure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Chat,
+    Embeddings,
+}
+
+/// An error in the OpenAI format, `{"error":{"message","type","param","code"}}`, which Azure
+/// OpenAI also uses.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    param: Option<&'static str>,
+    code: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind: error_type(status.as_u16()),
+            param: None,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    fn code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    fn body(&self) -> Value {
+        json!({ "error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        } })
+    }
+
+    fn response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(self.body())
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        Self {
+            param: Some(e.param),
+            ..Self::new(StatusCode::BAD_REQUEST, e.message)
+        }
+    }
+}
+
+fn error_type(status: u16) -> &'static str {
+    match status {
+        400 | 401 | 404 | 413 => "invalid_request_error",
+        403 => "permission_error",
+        429 => "requests",
+        _ => "server_error",
+    }
+}
+
+/// The dialect's routes: each operation is the one flow with its dialect and operation.
+pub fn routes(cfg: &mut web::ServiceConfig, dialect: Dialect) {
+    let handler = |op| {
+        move |req: HttpRequest, body: web::Bytes, state: web::Data<SimState>| async move {
+            serve(&req, &body, &state, dialect, op).await
+        }
+    };
+    let (chat, embeddings) = match dialect {
+        Dialect::OpenAi => ("/v1/chat/completions", "/v1/embeddings"),
+        Dialect::Azure => (
+            "/openai/deployments/{id}/chat/completions",
+            "/openai/deployments/{id}/embeddings",
+        ),
+    };
+    cfg.route(chat, web::post().to(handler(Operation::Chat)))
+        .route(embeddings, web::post().to(handler(Operation::Embeddings)));
+    if dialect == Dialect::OpenAi {
+        cfg.route("/v1/models", web::get().to(models));
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+async fn models(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    let admitted = admit(&req, &state, Dialect::OpenAi);
+    if let Err(e) = admitted {
+        return e.response();
+    }
+    state
+        .stats
+        .model_request("-", "models", request_headers(&req));
+    let data: Vec<Value> = CATALOGUE
+        .iter()
+        .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "bedrock-sim" }))
+        .collect();
+    HttpResponse::Ok().json(json!({ "object": "list", "data": data }))
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("Invalid URL ({} {})", req.method(), req.path()),
+    )
+    .response()
+}
+
+async fn serve(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &SimState,
+    dialect: Dialect,
+    op: Operation,
+) -> HttpResponse {
+    if let Err(e) = admit(req, state, dialect) {
+        return e.response();
+    }
+    let (model, body) = match envelope(req, body, dialect) {
+        Ok(parts) => parts,
+        Err(e) => return e.response(),
+    };
+    let chat = match op {
+        Operation::Chat => match openai_chat::Request::parse(body.clone()) {
+            Ok(chat) => Some(chat),
+            Err(e) => return ApiError::from(e).response(),
+        },
+        Operation::Embeddings => None,
+    };
+    let stream = chat.as_ref().is_some_and(|c| c.stream);
+    let name = match (op, stream) {
+        (Operation::Chat, false) => "chat-completions",
+        (Operation::Chat, true) => "chat-completions-stream",
+        (Operation::Embeddings, _) => "embeddings",
+    };
+    state
+        .stats
+        .model_request(&model, name, request_headers(req));
+    let content_type = if stream { SSE } else { "application/json" };
+    let faults = match fault_gate::pass(state, content_type, |i| injected(i, dialect)).await {
+        Ok(faults) => faults,
+        Err(res) => return res,
+    };
+    let answered = match chat {
+        Some(chat) => {
+            let created = OffsetDateTime::now_utc().unix_timestamp();
+            openai_chat::complete(&chat, &state.region, &model, created).map(|done| {
+                if stream {
+                    let mut events: Vec<Bytes> = done.chunks().iter().map(sse_data).collect();
+                    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                    // The API reports a failure mid-stream as a data line holding an `error`.
+                    paced(events, &faults, SSE, |name| {
+                        sse_data(
+                            &ApiError::new(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                format!("{name}: Injected by bedrock-sim."),
+                            )
+                            .body(),
+                        )
+                    })
+                } else {
+                    HttpResponse::Ok().json(done.body())
+                }
+            })
+        }
+        None => openai_embeddings::embed(body, &model).map(|list| HttpResponse::Ok().json(list)),
+    };
+    answered.unwrap_or_else(|e| ApiError::from(e).response())
+}
+
+/// Counts the request and checks its key (and Azure's `api-version`).
+fn admit(req: &HttpRequest, state: &SimState, dialect: Dialect) -> Result<(), ApiError> {
+    state.stats.request();
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    match dialect {
+        Dialect::OpenAi => {
+            let key = header("authorization").and_then(|v| v.strip_prefix("Bearer "));
+            if !state.admits_api_key(key) {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    if key.is_none() {
+                        "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+                    } else {
+                        "Incorrect API key provided."
+                    },
+                )
+                .code("invalid_api_key"));
+            }
+        }
+        Dialect::Azure => {
+            if !state.admits_api_key(header("api-key")) {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
+                )
+                .code("401"));
+            }
+            let query = web::Query::<BTreeMap<String, String>>::from_query(req.query_string());
+            if !query.is_ok_and(|q| q.get("api-version").is_some_and(|v| !v.is_empty())) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Missing API version: the api-version query parameter is required.",
+                )
+                .code("MissingApiVersionParameter"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The model (the body's for OpenAI, the path's deployment for Azure) and the JSON body.
+fn envelope(req: &HttpRequest, body: &[u8], dialect: Dialect) -> Result<(String, Value), ApiError> {
+    let body: Value = serde_json::from_slice(body)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "We could not parse the JSON body of your request. The body must be a JSON object.",
+            )
+        })?;
+    let model = match dialect {
+        Dialect::OpenAi => body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        Dialect::Azure => req.match_info().get("id").unwrap_or_default(),
+    };
+    if model.is_empty() {
+        return Err(Invalid::new("model", "you must provide a model parameter").into());
+    }
+    Ok((model.to_owned(), body))
+}
+
+fn request_headers(req: &HttpRequest) -> BTreeMap<String, String> {
+    sigv4_verify::header_list(req.headers())
+        .into_iter()
+        .collect()
+}
+
+/// An injected error as the dialect sends it; a throttle carries its rate-limit headers.
+fn injected(injected: &Injected, dialect: Dialect) -> HttpResponse {
+    let status = injected.error.status;
+    if status != StatusCode::TOO_MANY_REQUESTS {
+        return ApiError::new(status, injected.error.message.clone()).response();
+    }
+    let seconds = injected.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS);
+    let error = match dialect {
+        Dialect::OpenAi => ApiError::new(
+            status,
+            format!("Rate limit reached for requests. Please try again in {seconds}s. (Injected by bedrock-sim.)"),
+        )
+        .code("rate_limit_exceeded"),
+        Dialect::Azure => ApiError::new(
+            status,
+            format!("Requests to the deployment have exceeded the rate limit of your current pricing tier. Please retry after {seconds} seconds. (Injected by bedrock-sim.)"),
+        )
+        .code("429"),
+    };
+    let mut res = HttpResponse::build(status);
+    res.insert_header(("retry-after", seconds))
+        .insert_header(("x-ratelimit-remaining-requests", 0))
+        .insert_header(("x-ratelimit-reset-requests", format!("{seconds}s")));
+    if dialect == Dialect::Azure {
+        res.insert_header(("retry-after-ms", seconds * 1000));
+    }
+    res.json(error.body())
+}
+
+/// One server-sent event holding `value`, as the OpenAI API frames them (no event names).
+fn sse_data(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}

@@ -1,0 +1,282 @@
+//! The simulator's OpenAI and Azure OpenAI modes in-process on a free port: the key checked where
+//! each API puts it, chat completions plain and as SSE chunks, embeddings, errors and faults in
+//! the OpenAI error format with each API's throttling headers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use bedrock_balancer_sim::{self as sim, Faults, SimHandle, SimOptions, SimProvider};
+use common::post_json;
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-sim-openai-key";
+const BEARER: &str = "Bearer sk-sim-openai-key";
+const DEPLOYMENT: &str = "gpt4o-prod";
+const API_VERSION: &str = "2024-10-21";
+
+async fn start(provider: SimProvider, region: &str) -> SimHandle {
+    let mut opts = SimOptions::new(region);
+    opts.provider = provider;
+    opts.api_keys = vec![KEY.to_owned()];
+    sim::start(opts).await.unwrap()
+}
+
+fn chat(stream: bool) -> Value {
+    json!({"model": "gpt-4o", "stream": stream, "stream_options": {"include_usage": stream},
+           "messages": [{"role": "user", "content": "Hello"}]})
+}
+
+fn azure_url(sim: &SimHandle, op: &str, version: Option<&str>) -> String {
+    let query = version
+        .map(|v| format!("?api-version={v}"))
+        .unwrap_or_default();
+    format!("{}/openai/deployments/{DEPLOYMENT}/{op}{query}", sim.url())
+}
+
+fn error_of(body: &[u8]) -> Value {
+    let json: Value = serde_json::from_slice(body).unwrap();
+    assert!(json["error"]["message"].is_string(), "{json}");
+    json["error"].clone()
+}
+
+/// The JSON of each `data:` line of an SSE body, and whether it ended with `[DONE]`.
+fn sse_chunks(body: &[u8]) -> (Vec<Value>, bool) {
+    let text = std::str::from_utf8(body).unwrap();
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    let done = data.last() == Some(&"[DONE]");
+    let chunks = data
+        .iter()
+        .filter(|d| **d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    (chunks, done)
+}
+
+#[actix_rt::test]
+async fn openai_chat_answers_plain_and_streamed_and_records_the_bearer_header() {
+    let sim = start(SimProvider::OpenAi, "openai-east").await;
+    let url = format!("{}/v1/chat/completions", sim.url());
+    let auth = [("authorization", BEARER)];
+    let (status, _, body) = post_json(&url, chat(false).to_string(), &auth).await;
+    assert_eq!(status, 200, "{body:?}");
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["object"], "chat.completion");
+    assert_eq!(json["model"], "gpt-4o");
+    assert_eq!(
+        json["choices"][0]["message"]["content"],
+        "Hello from openai-east (gpt-4o). You said: Hello"
+    );
+    assert_eq!(json["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+
+    let (status, headers, body) = post_json(&url, chat(true).to_string(), &auth).await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(headers.get("content-type").unwrap(), "text/event-stream");
+    let (chunks, done) = sse_chunks(&body);
+    assert!(done, "{body:?}");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Hello from openai-east (gpt-4o). You said: Hello");
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["total_tokens"], json["usage"]["total_tokens"]);
+
+    let stats = sim.stats();
+    assert_eq!(stats.by_operation["chat-completions"], 1);
+    assert_eq!(stats.by_operation["chat-completions-stream"], 1);
+    assert_eq!(stats.by_model["gpt-4o"].values().sum::<u64>(), 2);
+    assert_eq!(stats.last_request_headers["authorization"], BEARER);
+    assert_eq!(stats.bad_signatures, 0);
+}
+
+#[actix_rt::test]
+async fn openai_refuses_missing_or_wrong_keys_and_bodies_in_its_error_format() {
+    let sim = start(SimProvider::OpenAi, "us-east-1").await;
+    let url = format!("{}/v1/chat/completions", sim.url());
+    let (status, _, body) = post_json(&url, chat(false).to_string(), &[]).await;
+    assert_eq!(status, 401);
+    assert!(
+        error_of(&body)["message"]
+            .as_str()
+            .unwrap()
+            .contains("didn't provide an API key")
+    );
+    let (status, _, body) = post_json(
+        &url,
+        chat(false).to_string(),
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let error = error_of(&body);
+    assert_eq!(error["code"], "invalid_api_key");
+    assert!(
+        !body.windows(4).any(|w| w == b"nope"),
+        "the key is not echoed"
+    );
+    // Another API's header is no key here.
+    let (status, _, _) = post_json(&url, chat(false).to_string(), &[("x-api-key", KEY)]).await;
+    assert_eq!(status, 401);
+
+    let auth = [("authorization", BEARER)];
+    let mut no_model = chat(false);
+    no_model.as_object_mut().unwrap().remove("model");
+    let (status, _, body) = post_json(&url, no_model.to_string(), &auth).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_of(&body)["param"], "model");
+    let (status, _, body) = post_json(&url, "[1]".to_owned(), &auth).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_of(&body)["type"], "invalid_request_error");
+    let (status, _, body) = post_json(
+        &format!("{}/v1/completions", sim.url()),
+        "{}".to_owned(),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 404);
+    error_of(&body);
+    let stats = sim.stats();
+    assert_eq!(stats.bad_signatures, 3);
+    assert!(stats.by_operation.is_empty(), "{:?}", stats.by_operation);
+}
+
+#[actix_rt::test]
+async fn openai_embeds_and_lists_models() {
+    let sim = start(SimProvider::OpenAi, "us-east-1").await;
+    let auth = [("authorization", BEARER)];
+    let body = json!({"model": "text-embedding-3-small", "input": ["a", "b c"], "dimensions": 16});
+    let (status, _, out) = post_json(
+        &format!("{}/v1/embeddings", sim.url()),
+        body.to_string(),
+        &auth,
+    )
+    .await;
+    assert_eq!(status, 200, "{out:?}");
+    let json: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["data"].as_array().unwrap().len(), 2);
+    assert_eq!(json["data"][1]["embedding"].as_array().unwrap().len(), 16);
+    assert_eq!(json["usage"]["prompt_tokens"], 3);
+
+    let client = awc::Client::default();
+    let mut resp = client
+        .get(format!("{}/v1/models", sim.url()))
+        .insert_header(auth[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let models: Value = resp.json().await.unwrap();
+    assert!(
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gpt-4o")
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.by_model["text-embedding-3-small"]["embeddings"], 1);
+    assert_eq!(stats.by_operation["models"], 1);
+}
+
+#[actix_rt::test]
+async fn azure_serves_deployments_behind_api_key_and_api_version() {
+    let sim = start(SimProvider::Azure, "eastus").await;
+    let key = [("api-key", KEY)];
+    let url = azure_url(&sim, "chat/completions", Some(API_VERSION));
+    let mut body = chat(false);
+    body.as_object_mut().unwrap().remove("model");
+    let (status, _, out) = post_json(&url, body.to_string(), &key).await;
+    assert_eq!(status, 200, "{out:?}");
+    let json: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["model"], DEPLOYMENT);
+    assert_eq!(
+        json["choices"][0]["message"]["content"],
+        format!("Hello from eastus ({DEPLOYMENT}). You said: Hello")
+    );
+    assert_eq!(sim.stats().last_request_headers["api-key"], KEY);
+
+    let (status, _, out) = post_json(
+        &azure_url(&sim, "chat/completions", None),
+        body.to_string(),
+        &key,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(error_of(&out)["code"], "MissingApiVersionParameter");
+    let (status, _, out) = post_json(&url, body.to_string(), &[("authorization", BEARER)]).await;
+    assert_eq!(status, 401);
+    assert_eq!(error_of(&out)["code"], "401");
+
+    let embed = json!({"input": "hello"});
+    let (status, _, out) = post_json(
+        &azure_url(&sim, "embeddings", Some(API_VERSION)),
+        embed.to_string(),
+        &key,
+    )
+    .await;
+    assert_eq!(status, 200, "{out:?}");
+    let json: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["data"][0]["embedding"].as_array().unwrap().len(), 1536);
+    let stats = sim.stats();
+    assert_eq!(stats.by_model[DEPLOYMENT]["chat-completions"], 1);
+    assert_eq!(stats.by_model[DEPLOYMENT]["embeddings"], 1);
+    assert_eq!(stats.bad_signatures, 1);
+    assert_eq!(stats.requests_total, 4);
+}
+
+#[actix_rt::test]
+async fn injected_faults_keep_their_status_with_each_apis_throttling_headers() {
+    let openai = start(SimProvider::OpenAi, "us-east-1").await;
+    openai.set_faults(Faults {
+        status: Some(429),
+        ..Faults::default()
+    });
+    let url = format!("{}/v1/chat/completions", openai.url());
+    let auth = [("authorization", BEARER)];
+    let (status, headers, body) = post_json(&url, chat(false).to_string(), &auth).await;
+    assert_eq!(status, 429);
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    assert_eq!(headers.get("x-ratelimit-remaining-requests").unwrap(), "0");
+    assert_eq!(error_of(&body)["code"], "rate_limit_exceeded");
+    openai.set_faults(Faults {
+        status: Some(503),
+        retry_after: Some(4),
+        ..Faults::default()
+    });
+    let (status, headers, body) = post_json(&url, chat(true).to_string(), &auth).await;
+    assert_eq!(status, 503);
+    assert_eq!(headers.get("retry-after").unwrap(), "4");
+    assert_eq!(error_of(&body)["type"], "server_error");
+    openai.set_faults(Faults {
+        stream_exception_after: Some(2),
+        ..Faults::default()
+    });
+    let (status, _, body) = post_json(&url, chat(true).to_string(), &auth).await;
+    assert_eq!(status, 200);
+    let (chunks, done) = sse_chunks(&body);
+    assert!(!done);
+    assert_eq!(chunks.len(), 3);
+    assert!(chunks[2]["error"]["message"].is_string(), "{:?}", chunks[2]);
+    assert_eq!(openai.stats().errors_injected, 2);
+
+    let azure = start(SimProvider::Azure, "eastus").await;
+    azure.set_faults(Faults {
+        status: Some(429),
+        retry_after: Some(2),
+        ..Faults::default()
+    });
+    let (status, headers, body) = post_json(
+        &azure_url(&azure, "chat/completions", Some(API_VERSION)),
+        chat(false).to_string(),
+        &[("api-key", KEY)],
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(headers.get("retry-after-ms").unwrap(), "2000");
+    assert_eq!(headers.get("retry-after").unwrap(), "2");
+    assert_eq!(error_of(&body)["code"], "429");
+}
