@@ -4,7 +4,8 @@
 //! The target picked decides the upstream call: a Bedrock Claude target gets InvokeModel (or
 //! InvokeModelWithResponseStream, or CountTokens) with the client's body kept as sent, any other
 //! Bedrock model Converse, an `anthropic` target the Anthropic API's Messages call with the body
-//! as sent but `model` (its answer and stream passed through). Translation is in
+//! as sent but `model` (its answer and stream passed through), an `openai` or `azure` target
+//! chat completions (translated both ways). Translation is in
 //! [`crate::translate`]; this file routes, forwards, streams and renders errors in Anthropic's
 //! shape.
 
@@ -20,7 +21,7 @@ use super::failure::{Failure, reply};
 use super::openai::{client_for, json_success, response_id, route_for};
 use super::quota::Quota;
 use super::reply::{Reply, hash_key, session_key};
-use super::sse::{EventTranslator, sse_passthrough, sse_response};
+use super::sse::{AnthropicRelay, EventTranslator, sse_relay, sse_response};
 use super::state::AppState;
 use crate::config::{Provider, RouteType, Target};
 use crate::error::{ApiFormat, GatewayError};
@@ -33,11 +34,14 @@ use crate::translate::anthropic::MessagesUsage;
 use crate::translate::messages_bedrock::{
     self, MessagesHead, count_tokens_body, messages_head, split_betas,
 };
+use crate::translate::messages_chat::{self, chat_request};
+use crate::translate::messages_chat_stream::ChatMessagesStream;
 use crate::translate::messages_converse::{converse_request, messages_response};
 use crate::translate::messages_stream::{self, MessagesStreamTranslator};
 use crate::upstream::forward::{Delivered, PerTarget, ProxyRequest, forward, read_success_body};
 use crate::upstream::operation::Operation;
 use crate::upstream::request::Params;
+use crate::upstream::sse_stream::Dialect;
 
 /// The header Anthropic clients send their beta flags in.
 const BETA_HEADER: &str = "anthropic-beta";
@@ -103,12 +107,21 @@ impl PerTarget for MessagesShape {
                 };
                 return Ok((operation, self.body.clone()));
             }
-            other @ (Provider::OpenAi | Provider::Azure) => {
+            Provider::OpenAi | Provider::Azure if self.count_tokens => {
                 return Err(GatewayError::bad_request(format!(
-                    "target {} has provider {:?}; Anthropic Messages requests go only to bedrock and anthropic targets",
-                    target.label(),
-                    other.as_str()
+                    "target {} is an OpenAI-compatible API, which cannot count Anthropic tokens; count_tokens goes to bedrock Claude targets",
+                    target.label()
                 )));
+            }
+            Provider::OpenAi | Provider::Azure => {
+                let model = target.model_id.as_deref().unwrap_or_default();
+                let request = chat_request(&self.body, model).map_err(bad_request)?;
+                let operation = if request.stream {
+                    Operation::ChatCompletionsStream
+                } else {
+                    Operation::ChatCompletions
+                };
+                return Ok((operation, Bytes::from(request.body)));
             }
         }
         if target.speaks_anthropic() {
@@ -232,11 +245,26 @@ async fn messages_inner(
     };
     let mut delivered = forward(route, &client, &request, obs).await?;
     let claude = delivered.lease.target().config.speaks_anthropic();
-    let anthropic_api = delivered.lease.target().config.provider.provider() == Provider::Anthropic;
+    let provider = delivered.lease.target().config.provider.provider();
+    let anthropic_api = provider == Provider::Anthropic;
+    let read_timeout = route.balancer_config.read_timeout;
     if stream && anthropic_api {
-        return Ok(Reply::Stream(sse_passthrough(
+        return Ok(Reply::Stream(sse_relay(
             delivered,
-            route.balancer_config.read_timeout,
+            Dialect::Anthropic,
+            read_timeout,
+            AnthropicRelay,
+            Rc::clone(obs),
+            state.abort_signal(),
+        )));
+    }
+    let openai_api = matches!(provider, Provider::OpenAi | Provider::Azure);
+    if stream && openai_api {
+        return Ok(Reply::Stream(sse_relay(
+            delivered,
+            Dialect::OpenAi,
+            read_timeout,
+            ChatMessagesStream::new(model, response_id("msg")),
             Rc::clone(obs),
             state.abort_signal(),
         )));
@@ -270,6 +298,10 @@ async fn messages_inner(
     let (body, usage) = if claude || anthropic_api {
         let usage = messages_bedrock::response_usage(&upstream).unwrap_or_default();
         (upstream, usage)
+    } else if openai_api {
+        let (body, usage) =
+            messages_chat::messages_response(&upstream, &model, &response_id("msg"))?;
+        (Bytes::from(body), usage)
     } else {
         let (body, usage) = messages_response(&upstream, &model, &response_id("msg"))?;
         (Bytes::from(body), usage)
@@ -295,6 +327,29 @@ enum Events {
     /// Claude's own events, unwrapped from Bedrock's `chunk` frames.
     Claude,
     Converse(MessagesStreamTranslator),
+}
+
+/// An OpenAI-compatible server's chunks to an Anthropic client, as Messages events.
+impl EventTranslator for ChatMessagesStream {
+    fn on_event(
+        &mut self,
+        _: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        self.on_data(&String::from_utf8_lossy(payload), out)
+    }
+
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        messages_stream::on_exception(exception_type, message, out);
+    }
+
+    /// Ends the message if the upstream's `[DONE]` has not.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Err(e) = Self::finish(self, out) {
+            messages_stream::on_exception("internalServerException", &e.to_string(), out);
+        }
+    }
 }
 
 impl EventTranslator for Events {

@@ -70,7 +70,11 @@ fn upstream_error(e: &UpstreamError, format: ApiFormat) -> HttpResponse {
         .unwrap_or_else(|| format!("upstream returned {}", e.status));
     let status = e.status.as_u16();
     let (status, body) = match (e.provider, format) {
-        (Provider::Anthropic, ApiFormat::Anthropic) => (status, e.body.to_vec()),
+        (Provider::Anthropic, ApiFormat::Anthropic)
+        | (Provider::OpenAi | Provider::Azure, ApiFormat::OpenAi) => (status, e.body.to_vec()),
+        (Provider::OpenAi | Provider::Azure, ApiFormat::Anthropic | ApiFormat::Bedrock) => {
+            translate::error_map::anthropic_error_from_openai(status, &e.body)
+        }
         (Provider::Anthropic, ApiFormat::OpenAi | ApiFormat::Bedrock) => {
             translate::error_map::openai_error_from_anthropic(status, &e.body)
         }

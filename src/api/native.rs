@@ -173,8 +173,11 @@ async fn proxy(
             json_object(&body)?;
             typed_route(&gateway, RouteType::Agent, name)?.into()
         }
-        // The Anthropic API's call, which no Bedrock path names.
-        Operation::Messages | Operation::MessagesStream => {
+        // Other providers' calls, which no Bedrock path names.
+        Operation::Messages
+        | Operation::MessagesStream
+        | Operation::ChatCompletions
+        | Operation::ChatCompletionsStream => {
             return Err(GatewayError::Internal(format!(
                 "{operation:?} is not a Bedrock operation"
             ))

@@ -1,7 +1,9 @@
 //! The OpenAI-compatible surface: chat and legacy completions over Converse / ConverseStream,
-//! embeddings over InvokeModel, and the model list. Translation itself is in [`crate::translate`];
-//! this file routes, forwards and streams.
+//! embeddings over InvokeModel, and the model list. Chat goes to `openai` and `azure` targets as
+//! sent but `model` (answers and streams passed through), and to `anthropic` targets as Messages.
+//! Translation itself is in [`crate::translate`]; this file routes, forwards and streams.
 
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,20 +18,26 @@ use super::body::read_authenticated;
 use super::failure::{Failure, reply};
 use super::quota::Quota;
 use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key};
-use super::sse::sse_response;
+use super::sse::{ChatRelay, sse_relay, sse_response};
 use super::state::AppState;
 use crate::auth::Caller;
-use crate::config::RouteType;
+use crate::config::{Provider, RouteType, Target};
 use crate::error::{ApiFormat, GatewayError};
 use crate::gateway::{Gateway, RouteRuntime, Selection};
+use crate::limits::estimate::DEFAULT_MAX_TOKENS;
 use crate::observe::Obs;
+use crate::translate::chat_messages;
+use crate::translate::chat_messages_stream::MessagesChatStream;
 use crate::translate::{
     self, ChatStreamTranslator, EmbeddingFamily, TranslateError, UpstreamEmbedding,
 };
 use crate::upstream::client::UpstreamClients;
-use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, forward, read_success_body};
+use crate::upstream::forward::{
+    Delivered, PerTarget, ProxyError, ProxyRequest, forward, read_success_body,
+};
 use crate::upstream::operation::Operation;
 use crate::upstream::request::Params;
+use crate::upstream::sse_stream::Dialect;
 
 /// Upstream embedding calls a single request may have in flight at once (Titan takes one text per
 /// call, so a batch of inputs fans out).
@@ -87,6 +95,73 @@ pub(crate) fn client_for(
         .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))
 }
 
+/// What a chat request becomes for each provider's target.
+struct ChatShape {
+    /// As the client sent it, for OpenAI-compatible targets; a stream also asks for its usage
+    /// chunk, which the gateway needs to count tokens.
+    openai: Bytes,
+    /// As the client sent it, for the Anthropic API's translation.
+    client: Bytes,
+    converse: Bytes,
+    stream: bool,
+}
+
+impl ChatShape {
+    fn new(client: Bytes, converse: Bytes, stream: bool) -> Result<Self, TranslateError> {
+        let openai = if stream {
+            let mut doc: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&client).map_err(|e| TranslateError::body_json(&e))?;
+            let options = doc.entry("stream_options").or_insert_with(|| json!({}));
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".to_owned(), json!(true));
+            }
+            Bytes::from(serde_json::to_vec(&doc).map_err(|e| TranslateError::body_json(&e))?)
+        } else {
+            client.clone()
+        };
+        Ok(Self {
+            openai,
+            client,
+            converse,
+            stream,
+        })
+    }
+}
+
+impl PerTarget for ChatShape {
+    fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
+        let (whole, streamed, body) = match target.provider.provider() {
+            Provider::Bedrock => (
+                Operation::Converse,
+                Operation::ConverseStream,
+                self.converse.clone(),
+            ),
+            Provider::OpenAi | Provider::Azure => (
+                Operation::ChatCompletions,
+                Operation::ChatCompletionsStream,
+                self.openai.clone(),
+            ),
+            Provider::Anthropic => {
+                let model = target.model_id.as_deref().unwrap_or_default();
+                let max_tokens = target
+                    .max_tokens
+                    .map_or(DEFAULT_MAX_TOKENS, NonZeroU32::get);
+                let request = chat_messages::messages_request(&self.client, model, max_tokens)
+                    .map_err(|e| GatewayError::BadRequest {
+                        param: e.param().map(str::to_owned),
+                        message: e.to_string(),
+                    })?;
+                (
+                    Operation::Messages,
+                    Operation::MessagesStream,
+                    Bytes::from(request.body),
+                )
+            }
+        };
+        Ok((if self.stream { streamed } else { whole }, body))
+    }
+}
+
 async fn converse_request(
     req: &HttpRequest,
     gateway: &Gateway,
@@ -94,6 +169,7 @@ async fn converse_request(
     selection: &Selection<'_>,
     body: Vec<u8>,
     stream: bool,
+    per_target: Option<Box<dyn PerTarget>>,
 ) -> Result<ProxyRequest, GatewayError> {
     let route = selection.route;
     let quota = Quota::for_request(gateway, route, caller.consumer());
@@ -118,7 +194,7 @@ async fn converse_request(
         } else {
             "application/json".to_owned()
         },
-        per_target: None,
+        per_target,
     })
 }
 
@@ -261,6 +337,15 @@ async fn converse_surface(
     obs.set_route(&route.name);
     let client = client_for(req, route)?;
     let converse_body = std::mem::take(&mut parsed.converse_body);
+    let per_target: Option<Box<dyn PerTarget>> = match surface {
+        Surface::Chat => Some(Box::new(ChatShape::new(
+            body.clone(),
+            Bytes::from(converse_body.clone()),
+            parsed.stream,
+        )?)),
+        // Legacy completions are Bedrock's only.
+        Surface::Completions => None,
+    };
     let request = converse_request(
         req,
         &gateway,
@@ -268,11 +353,41 @@ async fn converse_surface(
         &selection,
         converse_body,
         parsed.stream,
+        per_target,
     )
     .await?;
     let mut delivered = forward(route, &client, &request, obs).await?;
     let id = response_id(surface.id_prefix());
     let created = unix_now();
+    let provider = delivered.lease.target().config.provider.provider();
+    if parsed.stream && provider != Provider::Bedrock {
+        let read_timeout = route.balancer_config.read_timeout;
+        let abort = state.abort_signal();
+        let include_usage = parsed.include_usage;
+        let json_schema_tool = parsed.json_schema_tool.clone();
+        let model = parsed.model.clone();
+        return Ok(Reply::Stream(match provider {
+            Provider::Anthropic => sse_relay(
+                delivered,
+                Dialect::Anthropic,
+                read_timeout,
+                MessagesChatStream::new(model, id, created, include_usage, json_schema_tool),
+                Rc::clone(obs),
+                abort,
+            ),
+            _ => sse_relay(
+                delivered,
+                Dialect::OpenAi,
+                read_timeout,
+                ChatRelay {
+                    include_usage,
+                    errors: surface.translator(parsed, id, created),
+                },
+                Rc::clone(obs),
+                abort,
+            ),
+        }));
+    }
     if parsed.stream {
         return Ok(Reply::Stream(sse_response(
             delivered,
@@ -289,17 +404,33 @@ async fn converse_surface(
         obs,
     )
     .await?;
-    let translated = surface.respond(&upstream, &parsed, &id, created)?;
-    let tokens = translated.usage;
+    let (body, tokens) = match provider {
+        Provider::Bedrock => {
+            let translated = surface.respond(&upstream, &parsed, &id, created)?;
+            (Bytes::from(translated.body), translated.usage)
+        }
+        Provider::Anthropic => {
+            let translated = chat_messages::chat_response(
+                &upstream,
+                &parsed.model,
+                &id,
+                created,
+                parsed.json_schema_tool.as_deref(),
+            )?;
+            (Bytes::from(translated.body), translated.usage)
+        }
+        // The answer is already the client's; only its usage is read.
+        Provider::OpenAi | Provider::Azure => {
+            let usage = translate::usage::chat_completion_usage(&upstream).unwrap_or_default();
+            (upstream, usage)
+        }
+    };
     let usage = (tokens.input_tokens, tokens.output_tokens);
     delivered
         .lease
         .record_usage_u64(tokens.quota_input(), tokens.output_tokens);
     obs.cache_tokens(tokens.cache_read_tokens, tokens.cache_write_tokens);
-    Ok(Reply::Full(
-        json_success(&delivered, translated.body),
-        Some(usage),
-    ))
+    Ok(Reply::Full(json_success(&delivered, body), Some(usage)))
 }
 
 /// `POST /v1/embeddings`: one or more InvokeModel calls, each balanced on its own.

@@ -16,9 +16,10 @@ use super::reply::stream_end;
 use crate::eventstream::Frame;
 use crate::observe::Obs;
 use crate::shutdown::AbortSignal;
+use crate::translate::chat_messages_stream::MessagesChatStream;
 use crate::translate::{self, ChatStreamTranslator, TranslateError, messages_stream};
 use crate::upstream::forward::Delivered;
-use crate::upstream::sse_stream::{SseItem, SseReader};
+use crate::upstream::sse_stream::{Dialect, SseItem, SseReader};
 use crate::upstream::stream::{FrameReader, StreamFailure, StreamItem};
 
 /// One stream's translation from upstream events to the client's SSE records.
@@ -140,12 +141,14 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
     builder.streaming(body)
 }
 
-/// Passes an Anthropic API event stream through to an Anthropic client as it arrives; the
-/// reader takes usage on the way. A break or timeout appends Anthropic's `error` event, then the
-/// stream ends.
-pub(crate) fn sse_passthrough(
+/// Relays a server-sent-event stream (the Anthropic API's or an OpenAI-compatible server's) to
+/// the client as it arrives, each event through `translator`; the reader takes usage on the way.
+/// A break, timeout or bad event appends the client format's error record, then the stream ends.
+pub(crate) fn sse_relay<T: EventTranslator + 'static>(
     delivered: Delivered,
+    dialect: Dialect,
     read_timeout: Duration,
+    translator: T,
     obs: Rc<Obs>,
     abort: AbortSignal,
 ) -> HttpResponse {
@@ -155,26 +158,141 @@ pub(crate) fn sse_passthrough(
         .insert_header((CACHE_CONTROL, "no-cache"));
     let sent_at = delivered.sent_at;
     obs.streaming_from(sent_at);
-    let reader = SseReader::new(delivered.response, delivered.lease, read_timeout, abort);
-    let body = stream::unfold(Some((reader, obs)), move |mut state| async move {
-        let (reader, obs) = state.as_mut()?;
-        match reader.next().await {
-            Some(SseItem::Bytes(bytes)) => {
-                obs.first_token(sent_at.elapsed());
-                Some((Ok::<Bytes, actix_web::Error>(bytes), state))
+    let reader = SseReader::new(
+        dialect,
+        delivered.response,
+        delivered.lease,
+        read_timeout,
+        abort,
+    );
+    let body = stream::unfold(
+        Some((reader, translator, obs)),
+        move |mut state| async move {
+            let (reader, translator, obs) = state.as_mut()?;
+            let mut out = Vec::new();
+            loop {
+                let events = match reader.next().await {
+                    Some(SseItem::Events(events)) => events,
+                    Some(SseItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
+                        obs.set_error_kind("stream_error");
+                        stream_end(reader, obs, sent_at);
+                        translator.on_exception("internalServerException", &m, &mut out);
+                        return Some((Ok::<Bytes, actix_web::Error>(Bytes::from(out)), None));
+                    }
+                    None => {
+                        stream_end(reader, obs, sent_at);
+                        translator.finish(&mut out);
+                        return Some((Ok(Bytes::from(out)), None));
+                    }
+                };
+                for event in events {
+                    if let Err(e) =
+                        translator.on_event(&event.event, event.data.as_bytes(), &mut out)
+                    {
+                        obs.set_error_kind("stream_error");
+                        stream_end(reader, obs, sent_at);
+                        translator.on_exception(
+                            "internalServerException",
+                            &e.to_string(),
+                            &mut out,
+                        );
+                        return Some((Ok(Bytes::from(out)), None));
+                    }
+                }
+                if !out.is_empty() {
+                    obs.first_token(sent_at.elapsed());
+                    return Some((Ok(Bytes::from(out)), state));
+                }
             }
-            Some(SseItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
-                obs.set_error_kind("stream_error");
-                stream_end(reader, obs, sent_at);
-                let mut out = Vec::new();
-                messages_stream::on_exception("internalServerException", &m, &mut out);
-                Some((Ok(Bytes::from(out)), None))
-            }
-            None => {
-                stream_end(reader, obs, sent_at);
-                None
-            }
-        }
-    });
+        },
+    );
     builder.streaming(body)
+}
+
+/// The Anthropic API's events to an OpenAI client, as chat chunks.
+impl EventTranslator for MessagesChatStream {
+    fn on_event(
+        &mut self,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        Self::on_event(self, event_type, &String::from_utf8_lossy(payload), out).map(|_| ())
+    }
+
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        Self::on_exception(self, exception_type, message, out);
+    }
+
+    /// `[DONE]` only after a complete answer: an errored stream ends without it.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.failed() {
+            Self::finish(self, out);
+        }
+    }
+}
+
+/// The Anthropic API's events to an Anthropic client: as they came.
+pub(crate) struct AnthropicRelay;
+
+impl EventTranslator for AnthropicRelay {
+    fn on_event(
+        &mut self,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        translate::sse::write_event(out, event_type, payload);
+        Ok(())
+    }
+
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        messages_stream::on_exception(exception_type, message, out);
+    }
+
+    /// The upstream's own `message_stop` ended it.
+    fn finish(&mut self, _: &mut Vec<u8>) {}
+}
+
+/// An OpenAI-compatible server's chunks to an OpenAI client: as they came, but for the usage
+/// chunk the gateway asked for on its own account (to count tokens) when the client did not.
+pub(crate) struct ChatRelay {
+    pub include_usage: bool,
+    /// For the error record of a broken stream.
+    pub errors: ChatStreamTranslator,
+}
+
+impl EventTranslator for ChatRelay {
+    fn on_event(
+        &mut self,
+        _: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        if !self.include_usage && is_usage_only_chunk(payload) {
+            return Ok(());
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\n\n");
+        Ok(())
+    }
+
+    fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        self.errors.on_exception(exception_type, message, out);
+    }
+
+    /// The upstream's own `[DONE]` ended it.
+    fn finish(&mut self, _: &mut Vec<u8>) {}
+}
+
+/// The chunk `stream_options.include_usage` adds: no choices, only usage.
+fn is_usage_only_chunk(payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Chunk {
+        choices: Vec<serde::de::IgnoredAny>,
+        usage: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Chunk>(payload)
+        .is_ok_and(|c| c.choices.is_empty() && c.usage.is_some())
 }

@@ -152,6 +152,12 @@ impl MessagesChatStream {
         self.chat.finish(out);
     }
 
+    /// Writes the OpenAI error record for a stream the gateway saw break (a Bedrock-style
+    /// exception name, as [`ChatStreamTranslator::on_exception`]); the stream should end after it.
+    pub fn on_exception(&mut self, exception_type: &str, message: &str, out: &mut Vec<u8>) {
+        self.chat.on_exception(exception_type, message, out);
+    }
+
     /// Usage, once `message_stop` was seen.
     pub fn usage(&self) -> Option<Usage> {
         self.chat.usage()

@@ -214,6 +214,9 @@ pub(crate) struct ChunkToolCall<'a> {
 pub(crate) struct ChunkError<'a> {
     #[serde(borrow, default)]
     pub(crate) message: Option<Cow<'a, str>>,
+    /// E.g. `rate_limit_exceeded`, `server_error`.
+    #[serde(borrow, default, rename = "type")]
+    pub(crate) kind: Option<Cow<'a, str>>,
 }
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.

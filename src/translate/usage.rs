@@ -48,6 +48,30 @@ impl From<&BedrockUsage> for Usage {
     }
 }
 
+/// OpenAI's `prompt_tokens` already counts its cached tokens.
+impl From<super::openai_chat::InUsage> for Usage {
+    fn from(u: super::openai_chat::InUsage) -> Self {
+        let cached = u.prompt_tokens_details.map_or(0, |d| d.cached_tokens);
+        Self {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            cache_read_tokens: cached.min(u.prompt_tokens),
+            cache_write_tokens: 0,
+        }
+    }
+}
+
+/// The `usage` of an OpenAI `chat.completion`, if it has one.
+pub fn chat_completion_usage(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        usage: super::openai_chat::InUsage,
+    }
+    serde_json::from_slice::<WithUsage>(body)
+        .ok()
+        .map(|w| w.usage.into())
+}
+
 /// Anthropic's `input_tokens` leaves cache reads and writes out, as Bedrock's does.
 impl From<MessagesUsage> for Usage {
     fn from(u: MessagesUsage) -> Self {

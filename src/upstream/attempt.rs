@@ -11,7 +11,9 @@ use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
 
 use super::body::read_body;
-use super::classify::{error_name, outcome_for_status, parse_retry_after};
+use super::classify::{
+    error_name, outcome_for_status, parse_ratelimit_reset, parse_retry_after, parse_retry_after_ms,
+};
 use super::forward::{LastFailure, ProxyRequest, UpstreamError};
 use super::operation::Operation;
 use super::request::{Upstream, prepare};
@@ -300,7 +302,15 @@ pub(crate) async fn read_error(
     let error_type = header("x-amzn-errortype")
         .map(|v| error_name(&v))
         .unwrap_or_default();
-    let retry_after = parse_retry_after(header("retry-after").as_deref());
+    // Azure's milliseconds first, then the standard header, then OpenAI's quota reset.
+    let retry_after = parse_retry_after_ms(header("retry-after-ms").as_deref())
+        .or_else(|| parse_retry_after(header("retry-after").as_deref()))
+        .or_else(|| {
+            ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
+                .into_iter()
+                .filter_map(|name| parse_ratelimit_reset(header(name).as_deref()?))
+                .max()
+        });
     let body = read_body(response, MAX_ERROR_BODY, read_timeout)
         .await
         .unwrap_or_else(|_| {

@@ -55,11 +55,56 @@ pub fn outcome_for_anthropic_error(error_type: &str) -> Outcome {
     }
 }
 
+/// What an error chunk inside an OpenAI-compatible stream means for the target, by its type or
+/// code.
+pub fn outcome_for_openai_error(error_type: &str) -> Outcome {
+    match error_type {
+        "rate_limit_exceeded" | "rate_limit_error" | "insufficient_quota" => {
+            Outcome::Throttled { retry_after: None }
+        }
+        "invalid_request_error" | "authentication_error" | "permission_error" => Outcome::Neutral,
+        _ => Outcome::Failure,
+    }
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is not used by AWS).
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
     value
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+/// Azure OpenAI's `retry-after-ms`.
+pub fn parse_retry_after_ms(value: Option<&str>) -> Option<Duration> {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
+
+/// OpenAI's `x-ratelimit-reset-*` durations, e.g. `1s`, `6m0s`, `20ms`, `1.5s`.
+pub fn parse_ratelimit_reset(value: &str) -> Option<Duration> {
+    let mut total = 0.0_f64;
+    let mut rest = value.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (seconds, unit_len) = match rest.as_bytes() {
+            [b'm', b's', ..] => (0.001, 2),
+            [b's', ..] => (1.0, 1),
+            [b'm', ..] => (60.0, 1),
+            [b'h', ..] => (3600.0, 1),
+            _ => return None,
+        };
+        total += number * seconds;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -133,5 +178,23 @@ mod tests {
     fn retry_after_is_seconds() {
         assert_eq!(parse_retry_after(Some("7")), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after(Some("soon")), None);
+    }
+
+    #[test]
+    fn azure_waits_in_milliseconds_and_openai_in_go_durations() {
+        assert_eq!(
+            parse_retry_after_ms(Some("1500")),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_retry_after_ms(Some("1.5")), None);
+        let reset = |v| parse_ratelimit_reset(v);
+        assert_eq!(reset("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(reset("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(reset("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(reset("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(reset("1h2m"), Some(Duration::from_secs(3720)));
+        assert_eq!(reset(""), None);
+        assert_eq!(reset("soon"), None);
+        assert_eq!(reset("5"), None);
     }
 }

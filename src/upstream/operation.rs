@@ -1,5 +1,5 @@
-//! The Bedrock Runtime and Agent Runtime operations the gateway forwards, and the Anthropic
-//! API's Messages call.
+//! The Bedrock Runtime and Agent Runtime operations the gateway forwards, the Anthropic API's
+//! Messages call and OpenAI's chat completions (an OpenAI-compatible server's or Azure's).
 
 use crate::config::Service;
 
@@ -22,6 +22,10 @@ pub enum Operation {
     Messages,
     /// The same, answered as server-sent events.
     MessagesStream,
+    /// OpenAI's `POST /v1/chat/completions` (Azure: on the deployment's path), answered whole.
+    ChatCompletions,
+    /// The same, answered as server-sent events.
+    ChatCompletionsStream,
 }
 
 /// Geographic prefixes of cross-region inference profile ids (`us.anthropic.claude-...`).
@@ -57,7 +61,9 @@ impl Operation {
             | Self::RetrieveAndGenerate
             | Self::RetrieveAndGenerateStream
             | Self::Messages
-            | Self::MessagesStream => None,
+            | Self::MessagesStream
+            | Self::ChatCompletions
+            | Self::ChatCompletionsStream => None,
         }
     }
 
@@ -96,7 +102,9 @@ impl Operation {
             | Self::RetrieveAndGenerate
             | Self::RetrieveAndGenerateStream
             | Self::Messages
-            | Self::MessagesStream => "POST",
+            | Self::MessagesStream
+            | Self::ChatCompletions
+            | Self::ChatCompletionsStream => "POST",
         }
     }
 
@@ -116,7 +124,9 @@ impl Operation {
             | Self::GetAsyncInvoke
             | Self::ListAsyncInvokes
             | Self::Messages
-            | Self::MessagesStream => Service::Runtime,
+            | Self::MessagesStream
+            | Self::ChatCompletions
+            | Self::ChatCompletionsStream => Service::Runtime,
         }
     }
 
@@ -128,7 +138,9 @@ impl Operation {
             | Self::Invoke
             | Self::InvokeWithResponseStream
             | Self::Messages
-            | Self::MessagesStream => true,
+            | Self::MessagesStream
+            | Self::ChatCompletions
+            | Self::ChatCompletionsStream => true,
             Self::CountTokens
             | Self::ApplyGuardrail
             | Self::StartAsyncInvoke
@@ -142,11 +154,11 @@ impl Operation {
     }
 
     /// What the upstream is asked to answer in, when it is not the client's `Accept`: the
-    /// Anthropic API streams server-sent events where Bedrock streams AWS event streams.
+    /// other providers stream server-sent events where Bedrock streams AWS event streams.
     pub const fn accept(self) -> Option<&'static str> {
         match self {
-            Self::Messages => Some("application/json"),
-            Self::MessagesStream => Some("text/event-stream"),
+            Self::Messages | Self::ChatCompletions => Some("application/json"),
+            Self::MessagesStream | Self::ChatCompletionsStream => Some("text/event-stream"),
             _ => None,
         }
     }

@@ -54,8 +54,8 @@ pub enum PrepareError {
     NoModel { operation: Operation },
     #[error("the request body is not a JSON object: {0}")]
     Body(String),
-    /// A Messages call picked for a target of another provider: a bug in the surface's shaping.
-    #[error("{operation:?} goes only to anthropic targets")]
+    /// A call picked for a target of another provider: a bug in the surface's shaping.
+    #[error("{operation:?} cannot go to a target of this provider")]
     WrongProvider { operation: Operation },
 }
 
@@ -148,18 +148,34 @@ pub fn prepare(
             if !params.anthropic_betas.is_empty() {
                 headers.push(("anthropic-beta", params.anthropic_betas.join(",")));
             }
-            let model = model()?;
-            let body = rewrite(body, |doc| {
-                doc.insert("model".to_owned(), Value::String(model.to_owned()));
-                true
-            })?;
-            ("/v1/messages".to_owned(), body)
+            ("/v1/messages".to_owned(), with_model(body, model()?)?)
+        }
+        Operation::ChatCompletions | Operation::ChatCompletionsStream => {
+            let path = match &target.provider {
+                ProviderOptions::OpenAi => "/v1/chat/completions".to_owned(),
+                ProviderOptions::Azure { deployment_id, .. } => format!(
+                    "/openai/deployments/{}/chat/completions",
+                    encode(deployment_id)
+                ),
+                ProviderOptions::Bedrock | ProviderOptions::Anthropic { .. } => {
+                    return Err(PrepareError::WrongProvider { operation });
+                }
+            };
+            // Azure picks the model by deployment; a `model` named for it goes as well.
+            let body = match target.model_id.as_deref() {
+                Some(model) => with_model(body, model)?,
+                None => body.clone(),
+            };
+            (path, body)
         }
     };
-    let query = if operation == Operation::ListAsyncInvokes {
-        params.query.clone()
-    } else {
-        String::new()
+    let query = match (operation, &target.provider) {
+        (Operation::ListAsyncInvokes, _) => params.query.clone(),
+        (
+            Operation::ChatCompletions | Operation::ChatCompletionsStream,
+            ProviderOptions::Azure { api_version, .. },
+        ) => format!("api-version={}", encode(api_version)),
+        _ => String::new(),
     };
     Ok(Upstream {
         path,
@@ -202,6 +218,14 @@ fn map_knowledge_base(doc: &mut serde_json::Map<String, Value>, target: &Target)
         }
         None => false,
     }
+}
+
+/// The body with `model` set to the target's.
+fn with_model(body: &Bytes, model: &str) -> Result<Bytes, PrepareError> {
+    rewrite(body, |doc| {
+        doc.insert("model".to_owned(), Value::String(model.to_owned()));
+        true
+    })
 }
 
 /// Applies `edit` to the body's JSON object; re-serialises only when it changed something.
@@ -380,6 +404,30 @@ mod tests {
         assert_eq!(doc["messages"][0]["content"], "hi");
         let bare = prepare(&t, Operation::Messages, &Params::default(), &body).unwrap();
         assert_eq!(bare.headers.len(), 1);
+    }
+
+    #[test]
+    fn chat_goes_to_openai_or_the_azure_deployment_with_its_api_version() {
+        let mut t = target(Some("gpt-4o-mini"));
+        let body = Bytes::from_static(br#"{"model":"route","messages":[]}"#);
+        let params = Params::default();
+        assert!(prepare(&t, Operation::ChatCompletions, &params, &body).is_err());
+        t.provider = ProviderOptions::OpenAi;
+        let up = prepare(&t, Operation::ChatCompletionsStream, &params, &body).unwrap();
+        assert_eq!(
+            (up.path.as_str(), up.query.as_str()),
+            ("/v1/chat/completions", "")
+        );
+        let doc: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(doc["model"], "gpt-4o-mini");
+        t.provider = ProviderOptions::Azure {
+            deployment_id: "prod-4o".into(),
+            api_version: "2024-10-21".into(),
+        };
+        let up = prepare(&t, Operation::ChatCompletions, &params, &body).unwrap();
+        assert_eq!(up.path, "/openai/deployments/prod-4o/chat/completions");
+        assert_eq!(up.query, "api-version=2024-10-21");
+        assert!(up.headers.is_empty());
     }
 
     #[test]

@@ -1,52 +1,66 @@
-//! Reads an Anthropic API event stream (server-sent events) as it arrives, for passing through
-//! unchanged: the bytes go to the client as they came, while a side look at each event takes
-//! usage, the stop reason and errors for the lease, as [`super::stream::FrameReader`] does for
-//! Bedrock's event streams.
+//! Reads a server-sent-event stream from the Anthropic API or an OpenAI-compatible server as it
+//! arrives, event by event: a side look at each event takes usage, the stop reason and errors for
+//! the lease, as [`super::stream::FrameReader`] does for Bedrock's event streams; the caller
+//! relays or translates the events.
 
 use std::time::Duration;
 
 use actix_web::HttpMessage;
 use actix_web::dev::Payload;
-use bytes::Bytes;
 use serde::Deserialize;
 
-use super::classify::outcome_for_anthropic_error;
+use super::classify::{outcome_for_anthropic_error, outcome_for_openai_error};
 use super::stream::{Chunk, StreamFailure, StreamRecord, StreamSummary, next_chunk};
 use crate::backend::Outcome;
 use crate::balance::Lease;
 use crate::metrics;
 use crate::shutdown::AbortSignal;
+use crate::translate::Usage;
+use crate::translate::anthropic::MessagesUsage;
+use crate::translate::openai_chat::Chunk as ChatChunk;
 use crate::translate::sse_decode::{SseDecoder, SseEvent};
 
 /// One item for the consumer of the stream.
 pub enum SseItem {
-    /// Upstream bytes, to pass on as they are.
-    Bytes(Bytes),
+    /// The events one upstream chunk completed (possibly none).
+    Events(Vec<SseEvent>),
     Failed(StreamFailure),
 }
 
+/// Whose event stream it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Named events ending with `message_stop`; failures as an `error` event.
+    Anthropic,
+    /// `data:` chunks ending with `data: [DONE]`; failures as a chunk with `error`.
+    OpenAi,
+}
+
 pub struct SseReader {
+    dialect: Dialect,
     body: Payload,
     abort: AbortSignal,
     decoder: SseDecoder,
     idle_timeout: Duration,
     lease: Lease,
     summary: StreamSummary,
-    /// An `error` event arrived: the stream ends there, and the lease has its outcome.
+    /// An error event arrived: the stream ends there, and the lease has its outcome.
     error_seen: bool,
-    /// `message_stop` arrived; a stream that ends without it was cut.
+    /// `message_stop` or `[DONE]` arrived; a stream that ends without it was cut.
     complete: bool,
     done: bool,
 }
 
 impl SseReader {
     pub fn new(
+        dialect: Dialect,
         mut response: awc::ClientResponse,
         lease: Lease,
         idle_timeout: Duration,
         abort: AbortSignal,
     ) -> Self {
         Self {
+            dialect,
             body: response.take_payload(),
             abort,
             decoder: SseDecoder::new(),
@@ -66,19 +80,32 @@ impl SseReader {
         }
         match next_chunk(&mut self.body, self.idle_timeout, &mut self.abort).await {
             Chunk::Data(bytes) => {
-                for event in self.decoder.feed(&bytes) {
-                    self.observe(&event);
+                let events = self.decoder.feed(&bytes);
+                for event in &events {
+                    match self.dialect {
+                        Dialect::Anthropic => self.observe_anthropic(event),
+                        Dialect::OpenAi => self.observe_openai(event),
+                    }
                 }
-                Some(SseItem::Bytes(bytes))
+                Some(SseItem::Events(events))
             }
             Chunk::End => {
                 self.done = true;
                 if self.error_seen {
                     return None;
                 }
+                // Some OpenAI-compatible servers end without `[DONE]` once the finish reason
+                // went out.
+                if !self.complete
+                    && self.dialect == Dialect::OpenAi
+                    && self.summary.stop_reason.is_some()
+                    && !self.decoder.pending()
+                {
+                    self.end();
+                }
                 if !self.complete || self.decoder.pending() {
                     return Some(self.fail(
-                        "upstream stream ended before message_stop".to_owned(),
+                        "upstream stream ended before its final event".to_owned(),
                         Outcome::Failure,
                     ));
                 }
@@ -96,7 +123,7 @@ impl SseReader {
         SseItem::Failed(StreamFailure::Broken(what))
     }
 
-    fn observe(&mut self, event: &SseEvent) {
+    fn observe_anthropic(&mut self, event: &SseEvent) {
         self.summary.frames += 1;
         let Ok(data) = serde_json::from_str::<EventData>(&event.data) else {
             return;
@@ -104,12 +131,7 @@ impl SseReader {
         match data.kind.as_str() {
             "message_start" => {
                 if let Some(usage) = data.message.and_then(|m| m.usage) {
-                    self.summary.cache_read_tokens = usage.cache_read_input_tokens;
-                    self.summary.cache_write_tokens = usage.cache_creation_input_tokens;
-                    self.summary.input_tokens = usage.input_tokens
-                        + usage.cache_read_input_tokens
-                        + usage.cache_creation_input_tokens;
-                    self.summary.output_tokens = usage.output_tokens;
+                    self.set_usage(usage.into());
                 }
             }
             "content_block_delta" => self.lease.record_first_token(),
@@ -122,14 +144,7 @@ impl SseReader {
                     self.summary.stop_reason = Some(reason);
                 }
             }
-            "message_stop" => {
-                self.complete = true;
-                // Limits settle on what Anthropic bills at the input rate: cache reads go.
-                self.lease.record_usage_u64(
-                    self.summary.input_tokens - self.summary.cache_read_tokens,
-                    self.summary.output_tokens,
-                );
-            }
+            "message_stop" => self.end(),
             "error" => {
                 let kind = data.error.map(|e| e.kind).unwrap_or_default();
                 metrics::upstream_error(&self.lease.target().label, "stream_error");
@@ -137,6 +152,51 @@ impl SseReader {
                 self.error_seen = true;
             }
             _ => {}
+        }
+    }
+
+    fn set_usage(&mut self, usage: Usage) {
+        self.summary.input_tokens = usage.input_tokens;
+        self.summary.output_tokens = usage.output_tokens;
+        self.summary.cache_read_tokens = usage.cache_read_tokens;
+        self.summary.cache_write_tokens = usage.cache_write_tokens;
+    }
+
+    /// The final event: the usage is whole.
+    fn end(&mut self) {
+        self.complete = true;
+        // Limits settle on what is billed at the input rate: cache reads go.
+        self.lease.record_usage_u64(
+            self.summary.input_tokens - self.summary.cache_read_tokens,
+            self.summary.output_tokens,
+        );
+    }
+
+    fn observe_openai(&mut self, event: &SseEvent) {
+        self.summary.frames += 1;
+        if event.data == "[DONE]" {
+            self.end();
+            return;
+        }
+        let Ok(chunk) = serde_json::from_str::<ChatChunk<'_>>(&event.data) else {
+            return;
+        };
+        if let Some(error) = chunk.error {
+            metrics::upstream_error(&self.lease.target().label, "stream_error");
+            self.lease.set_outcome(outcome_for_openai_error(
+                error.kind.as_deref().unwrap_or_default(),
+            ));
+            self.error_seen = true;
+            return;
+        }
+        if !chunk.choices.is_empty() {
+            self.lease.record_first_token();
+        }
+        if let Some(reason) = chunk.choices.into_iter().find_map(|c| c.finish_reason) {
+            self.summary.stop_reason = Some(reason.into_owned());
+        }
+        if let Some(usage) = chunk.usage {
+            self.set_usage(usage.into());
         }
     }
 }
@@ -156,26 +216,14 @@ struct EventData {
     #[serde(rename = "type")]
     kind: String,
     message: Option<StartMessage>,
-    usage: Option<Usage>,
+    usage: Option<MessagesUsage>,
     delta: Option<Delta>,
     error: Option<ErrorDetail>,
 }
 
 #[derive(Deserialize)]
 struct StartMessage {
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct Usage {
-    #[serde(default)]
-    input_tokens: u64,
-    #[serde(default)]
-    output_tokens: u64,
-    #[serde(default)]
-    cache_read_input_tokens: u64,
-    #[serde(default)]
-    cache_creation_input_tokens: u64,
+    usage: Option<MessagesUsage>,
 }
 
 #[derive(Deserialize)]

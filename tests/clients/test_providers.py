@@ -1,9 +1,13 @@
-"""The official `anthropic` SDK through the gateway to the simulated Anthropic API (an `anthropic`
-target), alone and as the overflow of a throttled Bedrock region."""
+"""The official `anthropic` and `openai` SDKs through the gateway to the simulated Anthropic API,
+OpenAI API and Azure OpenAI: every surface x provider pair, plain, streamed and with tools; the
+Anthropic API as the overflow of a throttled Bedrock region; Azure's retry-after-ms."""
 
+import json
 import time
+import urllib.request
 
 import anthropic
+import openai
 import pytest
 
 import harness
@@ -15,6 +19,11 @@ OVERFLOW_MODEL = "claude-haiku-4-5"
 # The gateway's own key for the Anthropic API, and the client's key for the gateway.
 UPSTREAM_KEY = "sk-ant-upstream-0123456789"
 CONSUMER_KEY = "sk-team-a-0123456789"
+OPENAI_KEY = "sk-openai-upstream-0123456789"
+AZURE_KEY = "azure-upstream-0123456789"
+GPT = "gpt-4o-mini"
+AZURE_MODEL = "gpt-4o"
+AZURE_DEPLOYMENT = "prod-4o"
 TIMEOUT = 20
 TARGET_HEADER = "x-bedrock-balancer-target"
 
@@ -43,6 +52,8 @@ def anthropic_target(url, priority, model=API_MODEL):
 def stack():
     region = harness.start_sim("us-east-1")
     api = harness.start_sim("us-east-1", "--provider", "anthropic", "--api-key", UPSTREAM_KEY)
+    oai = harness.start_sim("us-east-1", "--provider", "openai", "--api-key", OPENAI_KEY)
+    azure = harness.start_sim("us-east-1", "--provider", "azure", "--api-key", AZURE_KEY)
     try:
         config = f"""
 server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 2 }}
@@ -56,15 +67,33 @@ routes:
     balancer: {{ algorithm: priority, retries: 1, failover_criteria: [error, timeout, http_429, non_idempotent] }}
     targets:{harness.target_yaml(CLAUDE, "us-east-1", region.url)}
         priority: 1{anthropic_target(api.url, 2, OVERFLOW_MODEL)}
+  - name: gpt
+    targets:
+      - model:
+          provider: openai
+          name: {GPT}
+          options: {{ upstream_url: "{oai.url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+  - name: gpt-azure
+    targets:
+      - model:
+          provider: azure
+          name: {AZURE_MODEL}
+          options:
+            upstream_url: "{azure.url}"
+            azure_deployment_id: {AZURE_DEPLOYMENT}
+            azure_api_version: "2024-10-21"
+        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
 """
         gw = harness.start_gateway(config)
+        gw.sims = {"anthropic": api, "openai": oai, "azure": azure}
         try:
             yield gw, region, api
         finally:
             gw.stop()
     finally:
-        region.stop()
-        api.stop()
+        for sim in (region, api, oai, azure):
+            sim.stop()
 
 
 @pytest.fixture
@@ -149,8 +178,155 @@ def test_a_throttled_region_overflows_to_the_anthropic_api_and_comes_back(stack,
 
 
 def admin_targets(gw):
-    import json
-    import urllib.request
-
     with urllib.request.urlopen(gw.admin + "/admin/targets", timeout=5) as r:
         return json.load(r)["targets"]
+
+
+@pytest.fixture
+def oai_client(stack):
+    gw, _, _ = stack
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=CONSUMER_KEY, timeout=TIMEOUT, max_retries=0)
+
+
+# Each route's simulator, and what its last request must have carried.
+UPSTREAMS = {
+    "claude-api": ("anthropic", {"x-api-key": UPSTREAM_KEY}),
+    "gpt": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
+    "gpt-azure": ("azure", {"api-key": AZURE_KEY}),
+}
+
+
+def assert_upstream_auth(gw, route):
+    sim, expected = UPSTREAMS[route]
+    headers = harness.sim_stats(gw.sims[sim].url)["last_request_headers"]
+    for name, value in expected.items():
+        assert headers.get(name) == value, headers
+    assert all(CONSUMER_KEY not in v for v in headers.values()), headers
+    assert not ({"x-api-key", "authorization", "api-key"} - set(expected)) & set(headers), headers
+
+
+def oai_tool_round_trip(oai_client, route, streamed):
+    tool = {
+        "type": "function",
+        "function": {
+            "name": WEATHER_TOOL["name"],
+            "description": WEATHER_TOOL["description"],
+            "parameters": WEATHER_TOOL["input_schema"],
+        },
+    }
+    messages = [{"role": "user", "content": "use the tool for Paris"}]
+    if streamed:
+        stream = oai_client.chat.completions.create(
+            model=route, messages=messages, tools=[tool], stream=True, max_tokens=200
+        )
+        calls, finish = {}, None
+        for chunk in stream:
+            for choice in chunk.choices:
+                finish = choice.finish_reason or finish
+                for call in choice.delta.tool_calls or []:
+                    entry = calls.setdefault(call.index, {"id": None, "name": "", "arguments": ""})
+                    entry["id"] = call.id or entry["id"]
+                    if call.function:
+                        entry["name"] += call.function.name or ""
+                        entry["arguments"] += call.function.arguments or ""
+        call = calls[0]
+    else:
+        answer = oai_client.chat.completions.create(model=route, messages=messages, tools=[tool], max_tokens=200)
+        finish = answer.choices[0].finish_reason
+        c = answer.choices[0].message.tool_calls[0]
+        call = {"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+    assert finish == "tool_calls"
+    assert call["name"] == "get_weather" and isinstance(json.loads(call["arguments"]), dict)
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call["id"], "content": "rainy, 12C"},
+    ]
+    second = oai_client.chat.completions.create(model=route, messages=messages, tools=[tool], max_tokens=200)
+    assert second.choices[0].finish_reason == "stop"
+    assert "rainy, 12C" in second.choices[0].message.content
+
+
+@pytest.mark.parametrize("route", ["gpt", "gpt-azure", "claude-api"])
+def test_openai_chat_reaches_every_provider(stack, oai_client, route):
+    gw, _, _ = stack
+    answer = oai_client.chat.completions.create(
+        model=route, messages=[{"role": "user", "content": "hello there"}], max_tokens=50
+    )
+    assert answer.choices[0].message.content
+    assert answer.usage.completion_tokens > 0
+    assert_upstream_auth(gw, route)
+
+
+@pytest.mark.parametrize("route", ["gpt", "gpt-azure", "claude-api"])
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_openai_chat_streams_from_every_provider(stack, oai_client, route, include_usage):
+    gw, _, _ = stack
+    kwargs = dict(model=route, messages=[{"role": "user", "content": "hello there"}], max_tokens=50, stream=True)
+    if include_usage:
+        kwargs["stream_options"] = {"include_usage": True}
+    chunks = list(oai_client.chat.completions.create(**kwargs))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    usage = [c.usage for c in chunks if c.usage]
+    # The gateway asks for the usage chunk to count tokens; the client sees it only if it asked.
+    assert bool(usage) == include_usage, chunks[-2:]
+    if include_usage:
+        assert usage[-1].completion_tokens > 0
+    assert_upstream_auth(gw, route)
+
+
+@pytest.mark.parametrize("route", ["gpt", "gpt-azure", "claude-api"])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_openai_tools_round_trip_on_every_provider(stack, oai_client, route, streamed):
+    oai_tool_round_trip(oai_client, route, streamed)
+    assert_upstream_auth(stack[0], route)
+
+
+@pytest.mark.parametrize("route", ["gpt", "gpt-azure"])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_anthropic_messages_reach_openai_and_azure_with_tools(stack, client, route, streamed):
+    gw, _, _ = stack
+    messages = [{"role": "user", "content": "use the tool for Paris"}]
+    kwargs = dict(model=route, max_tokens=200, tools=[WEATHER_TOOL], messages=messages)
+    if streamed:
+        with client.messages.stream(**kwargs) as s:
+            first = s.get_final_message()
+    else:
+        first = client.messages.create(**kwargs)
+    assert first.stop_reason == "tool_use"
+    assert first.usage.output_tokens > 0
+    call = next(b for b in first.content if b.type == "tool_use")
+    assert call.name == "get_weather" and isinstance(call.input, dict)
+    assert_upstream_auth(gw, route)
+    messages += [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "rainy, 12C"}]},
+    ]
+    kwargs["messages"] = messages
+    if streamed:
+        with client.messages.stream(**kwargs) as s:
+            text = "".join(s.text_stream)
+    else:
+        second = client.messages.create(**kwargs)
+        assert second.stop_reason == "end_turn"
+        text = second.content[0].text
+    assert "rainy, 12C" in text
+
+
+def test_azure_retry_after_ms_cools_the_target_down(stack, oai_client):
+    gw, _, _ = stack
+    azure = gw.sims["azure"]
+    harness.set_faults(azure.url, {"status": 429, "retry_after": 30})
+    try:
+        with pytest.raises(openai.RateLimitError):
+            oai_client.chat.completions.create(model="gpt-azure", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        harness.set_faults(azure.url, {})
+    target = next(t for t in admin_targets(gw) if t["target"].endswith(f"/{AZURE_MODEL}"))
+    assert 20_000 < target["cooldown_remaining_ms"] <= 30_000, target
