@@ -177,7 +177,8 @@ async fn proxy(
         Operation::Messages
         | Operation::MessagesStream
         | Operation::ChatCompletions
-        | Operation::ChatCompletionsStream => {
+        | Operation::ChatCompletionsStream
+        | Operation::Embeddings => {
             return Err(GatewayError::Internal(format!(
                 "{operation:?} is not a Bedrock operation"
             ))

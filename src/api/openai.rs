@@ -421,7 +421,7 @@ async fn converse_surface(
         }
         // The answer is already the client's; only its usage is read.
         Provider::OpenAi | Provider::Azure => {
-            let usage = translate::usage::chat_completion_usage(&upstream).unwrap_or_default();
+            let usage = translate::usage::openai_usage(&upstream).unwrap_or_default();
             (upstream, usage)
         }
     };
@@ -454,11 +454,19 @@ async fn embeddings_inner(
     let (caller, body) = read_authenticated(req, payload, &gateway).await?;
     obs.set_consumer(caller.consumer());
     let model = translate::embeddings_model(&body)?;
-    let Selection {
-        route,
-        pinned_model,
-    } = route_for(&gateway, &model, RouteType::Embeddings)?;
+    let selection = route_for(&gateway, &model, RouteType::Embeddings)?;
+    let route = selection.route;
     obs.set_route(&route.name);
+    let first_provider = route
+        .balancer
+        .roster()
+        .targets
+        .first()
+        .map(|t| t.config.provider.provider());
+    if matches!(first_provider, Some(Provider::OpenAi | Provider::Azure)) {
+        return openai_embeddings(req, &gateway, &caller, &selection, body, obs).await;
+    }
+    let pinned_model = selection.pinned_model;
     let family = route
         .balancer
         .roster()
@@ -548,6 +556,66 @@ async fn embeddings_inner(
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(response.body);
     Ok(Reply::Full(response, Some((input_tokens, 0))))
+}
+
+/// Embeddings for an OpenAI-compatible or Azure route: one call, passed through but `model`.
+async fn openai_embeddings(
+    req: &HttpRequest,
+    gateway: &Gateway,
+    caller: &Caller,
+    selection: &Selection<'_>,
+    body: Bytes,
+    obs: &Obs,
+) -> Result<Reply, Failure> {
+    let route = selection.route;
+    let quota = Quota::for_request(gateway, route, caller.consumer());
+    let tokens = quota.tokens(&body);
+    let consumer_reservation = quota.admit_consumer([tokens]).await?;
+    let request = ProxyRequest {
+        hash_key: hash_key(req, route),
+        pinned_model: selection.pinned_model.clone(),
+        session: session_key(req, route),
+        tokens,
+        consumer_reservation,
+        params: Params::default(),
+        // Only the shape is sent, and only to the route's OpenAI-compatible and Azure targets.
+        operation: Operation::Embeddings,
+        body: Bytes::new(),
+        content_type: "application/json".to_owned(),
+        accept: "application/json".to_owned(),
+        per_target: Some(Box::new(OpenAiEmbeddings(body))),
+    };
+    let client = client_for(req, route)?;
+    let mut delivered = forward(route, &client, &request, obs).await?;
+    let upstream = read_success_body(
+        &mut delivered,
+        route.balancer_config.read_timeout,
+        gateway.config.server.max_response_body_size.get(),
+        obs,
+    )
+    .await?;
+    let usage = translate::usage::openai_usage(&upstream).unwrap_or_default();
+    delivered.lease.record_usage_u64(usage.input_tokens, 0);
+    Ok(Reply::Full(
+        json_success(&delivered, upstream),
+        Some((usage.input_tokens, 0)),
+    ))
+}
+
+/// An embeddings request as sent, for the OpenAI-compatible and Azure targets of a route.
+struct OpenAiEmbeddings(Bytes);
+
+impl PerTarget for OpenAiEmbeddings {
+    fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
+        match target.provider.provider() {
+            Provider::OpenAi | Provider::Azure => Ok((Operation::Embeddings, self.0.clone())),
+            other => Err(GatewayError::bad_request(format!(
+                "target {} has provider {:?}; this route's embeddings go to its openai and azure targets",
+                target.label(),
+                other.as_str()
+            ))),
+        }
+    }
 }
 
 /// `GET /v1/models`: the routes, in OpenAI's list shape, or Anthropic's for a client that sends

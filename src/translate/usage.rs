@@ -61,8 +61,8 @@ impl From<super::openai_chat::InUsage> for Usage {
     }
 }
 
-/// The `usage` of an OpenAI `chat.completion`, if it has one.
-pub fn chat_completion_usage(body: &[u8]) -> Option<Usage> {
+/// The `usage` of an OpenAI answer (a `chat.completion` or an embeddings list), if it has one.
+pub fn openai_usage(body: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     struct WithUsage {
         usage: super::openai_chat::InUsage,

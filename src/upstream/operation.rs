@@ -26,6 +26,8 @@ pub enum Operation {
     ChatCompletions,
     /// The same, answered as server-sent events.
     ChatCompletionsStream,
+    /// OpenAI's `POST /v1/embeddings` (Azure: on the deployment's path).
+    Embeddings,
 }
 
 /// Geographic prefixes of cross-region inference profile ids (`us.anthropic.claude-...`).
@@ -63,7 +65,8 @@ impl Operation {
             | Self::Messages
             | Self::MessagesStream
             | Self::ChatCompletions
-            | Self::ChatCompletionsStream => None,
+            | Self::ChatCompletionsStream
+            | Self::Embeddings => None,
         }
     }
 
@@ -104,7 +107,8 @@ impl Operation {
             | Self::Messages
             | Self::MessagesStream
             | Self::ChatCompletions
-            | Self::ChatCompletionsStream => "POST",
+            | Self::ChatCompletionsStream
+            | Self::Embeddings => "POST",
         }
     }
 
@@ -126,7 +130,8 @@ impl Operation {
             | Self::Messages
             | Self::MessagesStream
             | Self::ChatCompletions
-            | Self::ChatCompletionsStream => Service::Runtime,
+            | Self::ChatCompletionsStream
+            | Self::Embeddings => Service::Runtime,
         }
     }
 
@@ -140,7 +145,8 @@ impl Operation {
             | Self::Messages
             | Self::MessagesStream
             | Self::ChatCompletions
-            | Self::ChatCompletionsStream => true,
+            | Self::ChatCompletionsStream
+            | Self::Embeddings => true,
             Self::CountTokens
             | Self::ApplyGuardrail
             | Self::StartAsyncInvoke
@@ -157,7 +163,7 @@ impl Operation {
     /// other providers stream server-sent events where Bedrock streams AWS event streams.
     pub const fn accept(self) -> Option<&'static str> {
         match self {
-            Self::Messages | Self::ChatCompletions => Some("application/json"),
+            Self::Messages | Self::ChatCompletions | Self::Embeddings => Some("application/json"),
             Self::MessagesStream | Self::ChatCompletionsStream => Some("text/event-stream"),
             _ => None,
         }

@@ -150,13 +150,17 @@ pub fn prepare(
             }
             ("/v1/messages".to_owned(), with_model(body, model()?)?)
         }
-        Operation::ChatCompletions | Operation::ChatCompletionsStream => {
+        Operation::ChatCompletions | Operation::ChatCompletionsStream | Operation::Embeddings => {
+            let call = if operation == Operation::Embeddings {
+                "embeddings"
+            } else {
+                "chat/completions"
+            };
             let path = match &target.provider {
-                ProviderOptions::OpenAi => "/v1/chat/completions".to_owned(),
-                ProviderOptions::Azure { deployment_id, .. } => format!(
-                    "/openai/deployments/{}/chat/completions",
-                    encode(deployment_id)
-                ),
+                ProviderOptions::OpenAi => format!("/v1/{call}"),
+                ProviderOptions::Azure { deployment_id, .. } => {
+                    format!("/openai/deployments/{}/{call}", encode(deployment_id))
+                }
                 ProviderOptions::Bedrock | ProviderOptions::Anthropic { .. } => {
                     return Err(PrepareError::WrongProvider { operation });
                 }
@@ -172,7 +176,7 @@ pub fn prepare(
     let query = match (operation, &target.provider) {
         (Operation::ListAsyncInvokes, _) => params.query.clone(),
         (
-            Operation::ChatCompletions | Operation::ChatCompletionsStream,
+            Operation::ChatCompletions | Operation::ChatCompletionsStream | Operation::Embeddings,
             ProviderOptions::Azure { api_version, .. },
         ) => format!("api-version={}", encode(api_version)),
         _ => String::new(),
@@ -428,6 +432,9 @@ mod tests {
         assert_eq!(up.path, "/openai/deployments/prod-4o/chat/completions");
         assert_eq!(up.query, "api-version=2024-10-21");
         assert!(up.headers.is_empty());
+        let up = prepare(&t, Operation::Embeddings, &params, &body).unwrap();
+        assert_eq!(up.path, "/openai/deployments/prod-4o/embeddings");
+        assert_eq!(up.query, "api-version=2024-10-21");
     }
 
     #[test]

@@ -84,6 +84,25 @@ routes:
             azure_deployment_id: {AZURE_DEPLOYMENT}
             azure_api_version: "2024-10-21"
         auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
+  - name: embed
+    route_type: llm/v1/embeddings
+    targets:
+      - model:
+          provider: openai
+          name: text-embedding-3-small
+          options: {{ upstream_url: "{oai.url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+  - name: embed-azure
+    route_type: llm/v1/embeddings
+    targets:
+      - model:
+          provider: azure
+          name: text-embedding-3-large
+          options:
+            upstream_url: "{azure.url}"
+            azure_deployment_id: emb-prod
+            azure_api_version: "2024-10-21"
+        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
 """
         gw = harness.start_gateway(config)
         gw.sims = {"anthropic": api, "openai": oai, "azure": azure}
@@ -193,6 +212,8 @@ UPSTREAMS = {
     "claude-api": ("anthropic", {"x-api-key": UPSTREAM_KEY}),
     "gpt": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
     "gpt-azure": ("azure", {"api-key": AZURE_KEY}),
+    "embed": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
+    "embed-azure": ("azure", {"api-key": AZURE_KEY}),
 }
 
 
@@ -330,3 +351,17 @@ def test_azure_retry_after_ms_cools_the_target_down(stack, oai_client):
         harness.set_faults(azure.url, {})
     target = next(t for t in admin_targets(gw) if t["target"].endswith(f"/{AZURE_MODEL}"))
     assert 20_000 < target["cooldown_remaining_ms"] <= 30_000, target
+
+
+@pytest.mark.parametrize(("route", "model"), [("embed", "text-embedding-3-small"), ("embed-azure", "emb-prod")])
+def test_embeddings_reach_openai_and_azure(stack, oai_client, route, model):
+    gw, _, _ = stack
+    sim = gw.sims[UPSTREAMS[route][0]]
+    before = harness.sim_stats(sim.url)["by_model"].get(model, {}).get("embeddings", 0)
+    answer = oai_client.embeddings.create(model=route, input=["one text", "another text"])
+    assert [d.index for d in answer.data] == [0, 1]
+    assert len(answer.data[0].embedding) > 0
+    assert answer.usage.prompt_tokens > 0
+    assert_upstream_auth(gw, route)
+    # One upstream call for the whole batch, to the target's model (Azure: its deployment).
+    assert harness.sim_stats(sim.url)["by_model"][model]["embeddings"] == before + 1
