@@ -227,18 +227,20 @@ async fn post_messages(h: &Harness, body: String) -> (u16, awc::http::header::He
     (status, head, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A gateway with one route whose only target is the Anthropic API `anthropic`.
+async fn anthropic_gateway(anthropic: sim::SimHandle) -> Harness {
+    let route = config_yaml(
+        "claude",
+        "      algorithm: round-robin",
+        &[anthropic_target(&anthropic.url())],
+    );
+    start_gateway(&route, vec![anthropic]).await
+}
+
 #[actix_rt::test]
 async fn anthropic_messages_pass_through_to_an_anthropic_target_plain_and_streamed() {
     let anthropic = anthropic_api().await;
-    let h = start_gateway(
-        &config_yaml(
-            "claude",
-            "      algorithm: round-robin",
-            &[anthropic_target(&anthropic.url())],
-        ),
-        vec![anthropic],
-    )
-    .await;
+    let h = anthropic_gateway(anthropic).await;
     let (status, head, body) = post_messages(&h, messages_body(false)).await;
     assert_eq!(status, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -381,15 +383,7 @@ async fn the_anthropic_apis_own_errors_reach_anthropic_clients_as_sent() {
         retry_after: Some(7),
         ..sim::Faults::default()
     });
-    let h = start_gateway(
-        &config_yaml(
-            "claude",
-            "      algorithm: round-robin",
-            &[anthropic_target(&anthropic.url())],
-        ),
-        vec![anthropic],
-    )
-    .await;
+    let h = anthropic_gateway(anthropic).await;
     let (status, head, body) = post_messages(&h, messages_body(false)).await;
     assert_eq!(status, 529, "{body}");
     assert_eq!(head.get("retry-after").unwrap(), "7");

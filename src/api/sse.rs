@@ -4,10 +4,10 @@
 //! API's) passes through as it came.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_web::HttpResponse;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use futures_util::stream;
 
@@ -56,6 +56,16 @@ impl EventTranslator for ChatStreamTranslator {
     }
 }
 
+/// The head of a streamed answer; the request's clock now runs for a stream.
+fn stream_head(delivered: &Delivered, obs: &Obs) -> (HttpResponseBuilder, Instant) {
+    let mut builder = success_head(delivered);
+    builder
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"));
+    obs.streaming_from(delivered.sent_at);
+    (builder, delivered.sent_at)
+}
+
 /// Translates upstream frames to SSE as each arrives; every upstream event is flushed at once.
 /// An upstream exception, break or timeout becomes the format's error record, then the stream
 /// ends (for OpenAI without `[DONE]`, so clients cannot mistake it for a complete answer).
@@ -66,12 +76,7 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
     obs: Rc<Obs>,
     abort: AbortSignal,
 ) -> HttpResponse {
-    let mut builder = success_head(&delivered);
-    builder
-        .insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"));
-    let sent_at = delivered.sent_at;
-    obs.streaming_from(sent_at);
+    let (mut builder, sent_at) = stream_head(&delivered, &obs);
     let reader = FrameReader::new(delivered.response, delivered.lease, read_timeout, abort);
     let state = Some((reader, translator, obs));
     let body = stream::unfold(state, move |mut state| async move {
@@ -152,12 +157,7 @@ pub(crate) fn sse_relay<T: EventTranslator + 'static>(
     obs: Rc<Obs>,
     abort: AbortSignal,
 ) -> HttpResponse {
-    let mut builder = success_head(&delivered);
-    builder
-        .insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"));
-    let sent_at = delivered.sent_at;
-    obs.streaming_from(sent_at);
+    let (mut builder, sent_at) = stream_head(&delivered, &obs);
     let reader = SseReader::new(
         dialect,
         delivered.response,

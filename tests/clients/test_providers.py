@@ -129,29 +129,13 @@ def assert_upstream_saw_only_the_targets_key(api):
     assert all(CONSUMER_KEY not in v for v in headers.values()), headers
 
 
-@pytest.mark.parametrize("streamed", [False, True])
-def test_messages_reach_the_anthropic_api_with_tools(stack, client, streamed):
+def test_messages_pass_through_to_the_anthropic_api(stack, client):
     _, _, api = stack
-    messages = [{"role": "user", "content": "use the tool for Paris"}]
-    kwargs = dict(model="claude-api", max_tokens=200, tools=[WEATHER_TOOL], messages=messages)
-    if streamed:
-        with client.messages.stream(**kwargs) as s:
-            first = s.get_final_message()
-    else:
-        first = client.messages.create(**kwargs)
-    assert first.model == API_MODEL
-    assert first.usage.output_tokens > 0
-    assert first.stop_reason == "tool_use"
-    call = next(b for b in first.content if b.type == "tool_use")
-    assert call.name == "get_weather" and isinstance(call.input, dict)
+    answer = client.messages.create(model="claude-api", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    # As the Anthropic API answered: its own model name.
+    assert answer.model == API_MODEL
+    assert answer.usage.output_tokens > 0
     assert_upstream_saw_only_the_targets_key(api)
-    messages += [
-        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "rainy, 12C"}]},
-    ]
-    second = client.messages.create(model="claude-api", max_tokens=200, tools=[WEATHER_TOOL], messages=messages)
-    assert second.stop_reason == "end_turn"
-    assert "rainy, 12C" in second.content[0].text
 
 
 def test_betas_go_upstream_as_the_anthropic_beta_header(stack, client):
@@ -309,9 +293,9 @@ def test_openai_tools_round_trip_on_every_provider(stack, oai_client, route, str
     assert_upstream_auth(stack[0], route)
 
 
-@pytest.mark.parametrize("route", ["gpt", "gpt-azure"])
+@pytest.mark.parametrize("route", ["claude-api", "gpt", "gpt-azure"])
 @pytest.mark.parametrize("streamed", [False, True])
-def test_anthropic_messages_reach_openai_and_azure_with_tools(stack, client, route, streamed):
+def test_anthropic_tools_round_trip_on_every_provider(stack, client, route, streamed):
     gw, _, _ = stack
     messages = [{"role": "user", "content": "use the tool for Paris"}]
     kwargs = dict(model=route, max_tokens=200, tools=[WEATHER_TOOL], messages=messages)
