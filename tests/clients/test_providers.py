@@ -349,3 +349,47 @@ def test_embeddings_reach_openai_and_azure(stack, oai_client, route, model):
     assert_upstream_auth(gw, route)
     # One upstream call for the whole batch, to the target's model (Azure: its deployment).
     assert harness.sim_stats(sim.url)["by_model"][model]["embeddings"] == before + 1
+
+
+def test_provider_errors_reach_each_client_in_its_own_format(stack, client, oai_client):
+    gw, _, _ = stack
+    oai = gw.sims["openai"]
+    harness.set_faults(oai.url, {"status": 429, "retry_after": 3})
+    try:
+        # Same format: the OpenAI server's own error, its Retry-After kept.
+        with pytest.raises(openai.RateLimitError) as same:
+            oai_client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
+        assert same.value.response.headers["retry-after"] == "3"
+        # Across formats: Anthropic's rate_limit_error.
+        with pytest.raises(anthropic.RateLimitError) as across:
+            client.messages.create(model="gpt", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+        assert across.value.body["type"] == "error"
+        assert across.value.body["error"]["type"] == "rate_limit_error"
+        for e in (same.value, across.value):
+            assert OPENAI_KEY not in e.response.text and CONSUMER_KEY not in e.response.text
+    finally:
+        harness.set_faults(oai.url, {})
+
+
+def completion_tokens(gw, model):
+    with urllib.request.urlopen(gw.admin + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    prefix = "bedrock_balancer_tokens_total{target="
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix) and f'/{model}"' in line and 'token_type="completion"' in line
+    )
+
+
+@pytest.mark.parametrize(("route", "model"), [("gpt", GPT), ("gpt-azure", AZURE_MODEL), ("claude-api", API_MODEL)])
+def test_streamed_usage_is_counted_even_when_the_client_did_not_ask(stack, oai_client, route, model):
+    gw, _, _ = stack
+    before = completion_tokens(gw, model)
+    chunks = list(
+        oai_client.chat.completions.create(
+            model=route, messages=[{"role": "user", "content": "count me"}], max_tokens=50, stream=True
+        )
+    )
+    assert not any(c.usage for c in chunks)
+    assert completion_tokens(gw, model) > before
