@@ -95,6 +95,36 @@ pub(crate) fn client_for(
         .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))
 }
 
+/// What every OpenAI request names at its top level, read before the route is known.
+struct ChatHead {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn chat_head(body: &[u8]) -> Result<ChatHead, TranslateError> {
+    #[derive(serde::Deserialize)]
+    struct Options {
+        #[serde(default)]
+        include_usage: bool,
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        model: Option<String>,
+        #[serde(default)]
+        stream: Option<bool>,
+        stream_options: Option<Options>,
+    }
+    let head: Head = serde_json::from_slice(body).map_err(|e| TranslateError::body_json(&e))?;
+    Ok(ChatHead {
+        model: head
+            .model
+            .ok_or_else(|| TranslateError::invalid("model", "is required"))?,
+        stream: head.stream.unwrap_or(false),
+        include_usage: head.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
 /// What a chat request becomes for each provider's target.
 struct ChatShape {
     /// As the client sent it, for OpenAI-compatible targets; a stream also asks for its usage
@@ -331,12 +361,44 @@ async fn converse_surface(
     let gateway = state.gateway();
     let (caller, body) = read_authenticated(req, payload, &gateway).await?;
     obs.set_consumer(caller.consumer());
-    let mut parsed = surface.parse(&body)?;
-    let selection = route_for(&gateway, &parsed.model, surface.route_type())?;
+    let head = match chat_head(&body) {
+        Ok(head) => head,
+        Err(e) => {
+            // The full parse says what is wrong in its usual words.
+            surface.parse(&body)?;
+            return Err(e.into());
+        }
+    };
+    let selection = route_for(&gateway, &head.model, surface.route_type())?;
+    // A chat route of only OpenAI-compatible targets takes the body as the client wrote it: what
+    // Converse or the Anthropic API could not express is the upstream's to judge.
+    let passthrough = matches!(surface, Surface::Chat)
+        && selection.route.balancer.roster().targets.iter().all(|t| {
+            matches!(
+                t.config.provider.provider(),
+                Provider::OpenAi | Provider::Azure
+            )
+        });
+    let mut parsed = if passthrough {
+        Parsed {
+            model: head.model,
+            stream: head.stream,
+            include_usage: head.include_usage,
+            json_schema_tool: None,
+            converse_body: Vec::new(),
+        }
+    } else {
+        surface.parse(&body)?
+    };
     let route = selection.route;
     obs.set_route(&route.name);
     let client = client_for(req, route)?;
-    let converse_body = std::mem::take(&mut parsed.converse_body);
+    let converse_body = if passthrough {
+        // Only for the token estimate, which reads `max_tokens` from the OpenAI body as well.
+        body.to_vec()
+    } else {
+        std::mem::take(&mut parsed.converse_body)
+    };
     let per_target: Option<Box<dyn PerTarget>> = match surface {
         Surface::Chat => Some(Box::new(ChatShape::new(
             body.clone(),

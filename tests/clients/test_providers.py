@@ -393,3 +393,13 @@ def test_streamed_usage_is_counted_even_when_the_client_did_not_ask(stack, oai_c
     )
     assert not any(c.usage for c in chunks)
     assert completion_tokens(gw, model) > before
+
+
+def test_an_openai_only_route_takes_what_converse_could_not(stack, oai_client):
+    """`logit_bias` is refused on Bedrock routes; an OpenAI server judges it itself."""
+    gw, _, _ = stack
+    answer = oai_client.chat.completions.create(
+        model="gpt", messages=[{"role": "user", "content": "hi"}], max_tokens=20, logit_bias={"50256": -100}
+    )
+    assert answer.choices[0].message.content
+    assert_upstream_auth(gw, "gpt")
