@@ -242,7 +242,11 @@ impl EventTranslator for AnthropicRelay {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), TranslateError> {
-        translate::sse::write_event(out, event_type, payload);
+        if event_type.is_empty() {
+            translate::sse::write_data(out, payload);
+        } else {
+            translate::sse::write_event(out, event_type, payload);
+        }
         Ok(())
     }
 
@@ -272,9 +276,7 @@ impl EventTranslator for ChatRelay {
         if !self.include_usage && is_usage_only_chunk(payload) {
             return Ok(());
         }
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(payload);
-        out.extend_from_slice(b"\n\n");
+        translate::sse::write_data(out, payload);
         Ok(())
     }
 
@@ -295,4 +297,57 @@ fn is_usage_only_chunk(payload: &[u8]) -> bool {
     }
     serde_json::from_slice::<Chunk>(payload)
         .is_ok_and(|c| c.choices.is_empty() && c.usage.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn relayed(relay: &mut impl EventTranslator, events: &[(&str, &str)]) -> String {
+        let mut out = Vec::new();
+        for (name, data) in events {
+            relay.on_event(name, data.as_bytes(), &mut out).unwrap();
+        }
+        relay.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn anthropic_events_keep_their_names_and_unnamed_ones_stay_unnamed() {
+        let out = relayed(
+            &mut AnthropicRelay,
+            &[
+                ("message_start", r#"{"type":"message_start"}"#),
+                ("", "{\"a\":\n1}"),
+            ],
+        );
+        assert_eq!(
+            out,
+            "event: message_start\ndata: {\"type\":\"message_start\"}\n\ndata: {\"a\": 1}\n\n"
+        );
+    }
+
+    #[test]
+    fn the_usage_chunk_the_gateway_asked_for_reaches_only_a_client_that_asked() {
+        let events = [
+            ("", r#"{"choices":[{"delta":{"content":"hi"}}]}"#),
+            (
+                "",
+                r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+            ),
+            ("", "[DONE]"),
+        ];
+        let relay = |include_usage| ChatRelay {
+            include_usage,
+            errors: ChatStreamTranslator::new("m".into(), "id".into(), 0, include_usage, None),
+        };
+        let hidden = relayed(&mut relay(false), &events);
+        assert!(!hidden.contains("usage"), "{hidden}");
+        assert!(hidden.ends_with("data: [DONE]\n\n"), "{hidden}");
+        assert_eq!(hidden.matches("data: ").count(), 2);
+        let shown = relayed(&mut relay(true), &events);
+        assert_eq!(shown.matches("data: ").count(), 3);
+        assert!(shown.contains(r#""completion_tokens":1"#), "{shown}");
+    }
 }

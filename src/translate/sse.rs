@@ -16,7 +16,13 @@ const DONE: &[u8] = b"data: [DONE]\n\n";
 pub fn write_event(out: &mut Vec<u8>, name: &str, json: &[u8]) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
+    out.push(b'\n');
+    write_data(out, json);
+}
+
+/// Appends one unnamed `data:` record holding `json`, line breaks blanked as in [`write_event`].
+pub fn write_data(out: &mut Vec<u8>, json: &[u8]) {
+    out.extend_from_slice(b"data: ");
     out.extend(
         json.iter()
             .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
