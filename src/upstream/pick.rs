@@ -46,9 +46,11 @@ impl<'a> Picker<'a> {
             route,
             roster,
             request,
-            session: route
-                .balancer
-                .session(request.session.as_deref(), clock::now_ms()),
+            session: route.balancer.session(
+                request.session.as_deref(),
+                request.pinned_model.as_deref(),
+                clock::now_ms(),
+            ),
             tried: roster.untried(request.pinned_model.as_deref()),
             refused: None,
             unservable: None,
