@@ -86,7 +86,10 @@ pub(crate) async fn attempt(
             })
         }
         Err(failure) => {
-            lease.set_outcome(Outcome::Failure);
+            // A request that cannot be written for this target says nothing of its health.
+            if failure.kind != FailureKind::Request {
+                lease.set_outcome(Outcome::Failure);
+            }
             obs.upstream_time(&target, sent_at.elapsed());
             metrics::upstream_error(&target.label, failure.kind.metric());
             let may_fail_over = failure
