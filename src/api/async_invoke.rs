@@ -20,6 +20,7 @@ use crate::clock;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::limits::estimate::BodyTokens;
+use crate::metrics;
 use crate::observe::Obs;
 use crate::upstream::attempt::{read_error, send_once};
 use crate::upstream::classify::outcome_for_status;
@@ -206,6 +207,16 @@ async fn send_to_region<'g>(
         .into());
     }
     candidates.sort_by_key(|(_, t)| !t.state.is_ready(now));
+    // Reads go to the region's ready targets in turn, at most `retries + 1` of them (the first
+    // route's setting); with none ready, to the first alone, so a region is never left untried.
+    let ready = candidates
+        .iter()
+        .filter(|(_, t)| t.state.is_ready(now))
+        .count()
+        .max(1);
+    let max_attempts = usize::try_from(candidates[0].0.balancer_config.retries)
+        .map_or(usize::MAX, |r| r.saturating_add(1));
+    candidates.truncate(ready.min(max_attempts));
     let mut last: Option<ProxyError> = None;
     let mut previous: Option<Arc<TargetRuntime>> = None;
     for (attempt, (route, target)) in (1u32..).zip(candidates) {
@@ -242,6 +253,11 @@ async fn send_to_region<'g>(
                     route.balancer_config.read_timeout,
                 )
                 .await;
+                obs.upstream_time(target, sent_at.elapsed());
+                metrics::upstream_error(
+                    &target.label,
+                    metrics::error_kind(error.status.as_u16(), &error.error_type),
+                );
                 lease.set_outcome(outcome_for_status(
                     error.status.as_u16(),
                     &error.error_type,
@@ -255,6 +271,8 @@ async fn send_to_region<'g>(
             }
             Err(failure) => {
                 lease.set_outcome(Outcome::Failure);
+                obs.upstream_time(target, sent_at.elapsed());
+                metrics::upstream_error(&target.label, failure.metric_kind());
                 last = Some(
                     GatewayError::AllTargetsFailed {
                         route: format!("region {region}"),

@@ -91,7 +91,7 @@ pub(crate) async fn attempt(
                 lease.set_outcome(Outcome::Failure);
             }
             obs.upstream_time(&target, sent_at.elapsed());
-            metrics::upstream_error(&target.label, failure.kind.metric());
+            metrics::upstream_error(&target.label, failure.metric_kind());
             let may_fail_over = failure
                 .kind
                 .criterion()
@@ -159,6 +159,11 @@ impl AttemptFailure {
                 last: self.describe(),
             },
         }
+    }
+
+    /// The `kind` label of `upstream_errors_total` for this failure.
+    pub(crate) fn metric_kind(&self) -> &'static str {
+        self.kind.metric()
     }
 
     pub(crate) fn describe(&self) -> String {
