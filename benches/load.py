@@ -6,7 +6,8 @@ Phases:
      latency percentiles of each and their difference (median of alternating rounds), plus the
      gateway's own `overhead_seconds`;
   3. streaming time to first byte, direct and through the gateway;
-  4. CPU seconds per request (from /proc) and RSS idle and after load;
+  4. CPU seconds per request (from /proc) and RSS idle and after load, for native ConverseStream
+     and Anthropic `/v1/messages` streams (with their TTFB overhead against the direct Bedrock call);
   5. RSS with (up to) 10,000 streams held open at once (the simulators pace their events);
   6. with `--litellm`: the LiteLLM proxy in front of the same two simulators, same workload.
 Results go to BENCHMARKS.md (or the path given as the first argument). The micro-benchmark
@@ -459,6 +460,20 @@ routes:
     cpu1 = cpu_seconds(gateway.pid)
     r["cpu_us_per_stream"] = (cpu1 - cpu0) / max(r["stream"]["requests"], 1) * 1e6
 
+    # Phase 4b: Anthropic Messages streams (`/v1/messages`, Claude passthrough to
+    # InvokeModelWithResponseStream, each chunk re-sent as SSE), against the same Bedrock call direct.
+    messages = json.dumps({"model": "claude", "max_tokens": 64, "stream": True,
+                           "messages": [{"role": "user", "content": "stream"}]})
+    invoke_body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
+                              "messages": [{"role": "user", "content": "stream"}]})
+    invoke_url = f"/model/{MODEL.replace(':', '%3A')}/invoke-with-response-stream"
+    r["ttfb_messages_direct"] = ttfb_ms(f"{direct}{invoke_url}", invoke_body)
+    r["ttfb_messages"] = ttfb_ms(f"{base}/v1/messages", messages, auth=GATEWAY_KEY)
+    cpu0 = cpu_seconds(gateway.pid)
+    r["messages_stream"] = wrk(f"{base}/v1/messages", messages, seconds=max(SECONDS // 2, 3), auth=GATEWAY_KEY)
+    cpu1 = cpu_seconds(gateway.pid)
+    r["cpu_us_per_messages_stream"] = (cpu1 - cpu0) / max(r["messages_stream"]["requests"], 1) * 1e6
+
     # Phase 5: memory with many streams open at once.
     r["held"] = streams_phase(gateway, base, sims, direct)
 
@@ -597,6 +612,9 @@ share the same 2 cores, so every figure includes their cost too: the gateway alo
 | streaming time to first byte, direct p50 / p99 | {r['ttfb_direct']['p50']:.2f} / {r['ttfb_direct']['p99']:.2f} ms |
 | streaming time to first byte through the gateway p50 / p99 | {r['ttfb_gateway']['p50']:.2f} / {r['ttfb_gateway']['p99']:.2f} ms |
 | **streaming TTFB overhead p50 / p99** | **{ttfb[0]:.2f} / {ttfb[1]:.2f} ms** |
+| gateway CPU per Anthropic `/v1/messages` stream (Claude passthrough, SSE) | {r['cpu_us_per_messages_stream']:.0f} us ({r['messages_stream']['rps']:.0f} streams/s, {r['messages_stream']['errors']} errors) |
+| `/v1/messages` stream TTFB, direct InvokeModelWithResponseStream / through the gateway p50 | {r['ttfb_messages_direct']['p50']:.2f} / {r['ttfb_messages']['p50']:.2f} ms |
+| **`/v1/messages` streaming TTFB overhead p50 / p99** | **{r['ttfb_messages']['p50'] - r['ttfb_messages_direct']['p50']:.2f} / {r['ttfb_messages']['p99'] - r['ttfb_messages_direct']['p99']:.2f} ms** |
 | RSS idle / after the max-rate phase | {r['rss_idle_mb']:.1f} / {r['rss_loaded_mb']:.1f} MB |
 
 ## Many open streams

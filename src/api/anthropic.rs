@@ -375,19 +375,25 @@ impl EventTranslator for Events {
     fn finish(&mut self, _: &mut Vec<u8>) {}
 }
 
-/// `GET /v1/models` for a client that sent `anthropic-version`: the routes in Anthropic's list
-/// shape. Routes are configuration, not releases, so `created_at` is the epoch.
+/// `GET /v1/models` for a client that sent `anthropic-version`: the chat routes (the ones
+/// `/v1/messages` serves) in Anthropic's list shape. Routes are configuration, not releases, so
+/// `created_at` is the epoch.
 pub fn models_page(gateway: &Gateway) -> HttpResponse {
-    let data: Vec<_> = gateway
+    let chat: Vec<&str> = gateway
         .routes()
         .iter()
-        .map(|r| {
-            json!({"type": "model", "id": r.name, "display_name": r.name,
+        .filter(|r| r.route_type == RouteType::Chat)
+        .map(|r| r.name.as_str())
+        .collect();
+    let data: Vec<_> = chat
+        .iter()
+        .map(|name| {
+            json!({"type": "model", "id": name, "display_name": name,
                    "created_at": "1970-01-01T00:00:00Z"})
         })
         .collect();
-    let first = gateway.routes().first().map(|r| r.name.as_str());
-    let last = gateway.routes().last().map(|r| r.name.as_str());
+    let first = chat.first();
+    let last = chat.last();
     HttpResponse::Ok()
         .json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
 }

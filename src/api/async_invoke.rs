@@ -14,15 +14,14 @@ use futures_util::future::join_all;
 use super::async_merge::{self, Cursor, MAX_RESULTS, RegionCursor, RegionPage};
 use super::native::full_response;
 use super::reply::{ATTEMPTS_HEADER, Reply};
-use crate::backend::{Outcome, TargetRuntime};
+use crate::backend::TargetRuntime;
 use crate::balance::Lease;
 use crate::clock;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::limits::estimate::BodyTokens;
 use crate::observe::Obs;
-use crate::upstream::attempt::{read_error, send_once};
-use crate::upstream::classify::outcome_for_status;
+use crate::upstream::attempt::{error_answer, failed_attempt, send_once};
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{Delivered, ProxyError, ProxyRequest, read_success_body};
 use crate::upstream::operation::Operation;
@@ -206,6 +205,16 @@ async fn send_to_region<'g>(
         .into());
     }
     candidates.sort_by_key(|(_, t)| !t.state.is_ready(now));
+    // Reads go to the region's ready targets in turn, at most `retries + 1` of them (the first
+    // route's setting); with none ready, to the first alone, so a region is never left untried.
+    let ready = candidates
+        .iter()
+        .filter(|(_, t)| t.state.is_ready(now))
+        .count()
+        .max(1);
+    let max_attempts = usize::try_from(candidates[0].0.balancer_config.retries)
+        .map_or(usize::MAX, |r| r.saturating_add(1));
+    candidates.truncate(ready.min(max_attempts));
     let mut last: Option<ProxyError> = None;
     let mut previous: Option<Arc<TargetRuntime>> = None;
     for (attempt, (route, target)) in (1u32..).zip(candidates) {
@@ -235,18 +244,16 @@ async fn send_to_region<'g>(
                 return Ok((delivered, route));
             }
             Ok(mut response) => {
-                let error = read_error(
+                let read_timeout = route.balancer_config.read_timeout;
+                let error = error_answer(
                     &mut response,
-                    target,
+                    &mut lease,
                     attempt,
-                    route.balancer_config.read_timeout,
+                    sent_at,
+                    read_timeout,
+                    obs,
                 )
                 .await;
-                lease.set_outcome(outcome_for_status(
-                    error.status.as_u16(),
-                    &error.error_type,
-                    error.retry_after,
-                ));
                 let retry = error.status.is_server_error() || error.status.as_u16() == 429;
                 last = Some(ProxyError::Upstream(error));
                 if !retry {
@@ -254,7 +261,7 @@ async fn send_to_region<'g>(
                 }
             }
             Err(failure) => {
-                lease.set_outcome(Outcome::Failure);
+                failed_attempt(&failure, &mut lease, sent_at, obs);
                 last = Some(
                     GatewayError::AllTargetsFailed {
                         route: format!("region {region}"),

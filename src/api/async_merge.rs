@@ -43,9 +43,15 @@ pub fn encode_cursor(cursor: &Cursor) -> String {
 }
 
 /// `None` when the token was not written by [`encode_cursor`].
+/// The cursor a client sent back, if it is one of ours. A `skip` past what one page can hold was
+/// never issued by the gateway (and would overflow `maxResults`), so it is refused like garbage.
 pub fn decode_cursor(token: &str) -> Option<Cursor> {
     let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let cursor: Cursor = serde_json::from_slice(&bytes).ok()?;
+    cursor
+        .values()
+        .all(|region| region.skip <= MAX_RESULTS)
+        .then_some(cursor)
 }
 
 /// One region's answer to the page it was asked for.
@@ -228,5 +234,7 @@ mod tests {
     fn foreign_tokens_are_not_cursors() {
         assert!(decode_cursor("not-ours!").is_none());
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode(b"[1,2]")).is_none());
+        let forged = URL_SAFE_NO_PAD.encode(br#"{"us-east-1":{"skip":4294967295}}"#);
+        assert!(decode_cursor(&forged).is_none(), "a skip no page can hold");
     }
 }

@@ -133,9 +133,10 @@ impl BalancerHandle {
         &self.roster
     }
 
-    /// The session named by `key` (the request's session header), over this snapshot's roster.
-    pub fn session(&self, key: Option<&str>, now_ms: u64) -> Session<'_> {
-        self.sessions.session(&self.roster, key, now_ms)
+    /// The session named by `key` (the request's session header) for `model` (the model id the
+    /// request is pinned to, if any), over this snapshot's roster.
+    pub fn session(&self, key: Option<&str>, model: Option<&str>, now_ms: u64) -> Session<'_> {
+        self.sessions.session(&self.roster, key, model, now_ms)
     }
 
     /// Tells the route's actor that this handle's roster is live. Queued past the mailbox bound

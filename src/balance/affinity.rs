@@ -75,15 +75,20 @@ impl Sessions {
     }
 
     /// The session a request belongs to, over the roster it picks from. Without a session key,
-    /// or with affinity off for the route, the session has no pin and records nothing.
+    /// or with affinity off for the route, the session has no pin and records nothing. A request
+    /// pinned to one model id has a session of its own per model: Claude Code sends one session
+    /// id for its main and its small model, whose prompt caches live on different targets.
     pub fn session<'a>(
         &'a self,
         roster: &'a Roster,
         key: Option<&str>,
+        model: Option<&str>,
         now_ms: u64,
     ) -> Session<'a> {
         let settings = roster.session_affinity.as_ref();
-        let key = settings.zip(key).map(|(_, k)| self.hasher.hash_one(k));
+        let key = settings
+            .zip(key)
+            .map(|(_, k)| self.hasher.hash_one((k, model)));
         let pinned = key.zip(settings).and_then(|(key, settings)| {
             let pin = self.entries.get(&key)?;
             let idle = now_ms.saturating_sub(pin.last_seen_ms.load(Ordering::Relaxed));
@@ -239,7 +244,7 @@ mod tests {
     fn pinned_index(sessions: &Sessions, roster: &Roster, key: &str, now_ms: u64) -> Option<usize> {
         let tried = vec![false; roster.targets.len()];
         sessions
-            .session(roster, Some(key), now_ms)
+            .session(roster, Some(key), None, now_ms)
             .target_ready(&tried, now_ms)
     }
 
@@ -249,12 +254,12 @@ mod tests {
         let sessions = Sessions::new("r".to_owned());
         assert_eq!(pinned_index(&sessions, &roster, "s1", 0), None);
         sessions
-            .session(&roster, Some("s1"), 0)
+            .session(&roster, Some("s1"), None, 0)
             .served_by(&roster.targets[2], 0);
         assert_eq!(pinned_index(&sessions, &roster, "s1", 10), Some(2));
         // Each visit restarts the idle clock.
         sessions
-            .session(&roster, Some("s1"), HOUR_MS - 1)
+            .session(&roster, Some("s1"), None, HOUR_MS - 1)
             .served_by(&roster.targets[2], HOUR_MS - 1);
         assert_eq!(
             pinned_index(&sessions, &roster, "s1", 2 * HOUR_MS - 2),
@@ -278,9 +283,34 @@ mod tests {
         assert_eq!(pinned_index(&sessions, &roster, "s2", 0), None);
         let tried = vec![false; 3];
         assert_eq!(
-            sessions.session(&roster, None, 0).target_ready(&tried, 0),
+            sessions
+                .session(&roster, None, None, 0)
+                .target_ready(&tried, 0),
             None
         );
+    }
+
+    /// Claude Code sends one session id for its main and its small model: each model id keeps its
+    /// own pin, so neither evicts the other's cache target.
+    #[actix_rt::test]
+    async fn one_session_id_pins_each_model_apart() {
+        let roster = roster(3, 100).await;
+        let sessions = Sessions::new("r".to_owned());
+        sessions
+            .session(&roster, Some("s"), Some("model-a"), 0)
+            .served_by(&roster.targets[0], 0);
+        sessions
+            .session(&roster, Some("s"), Some("model-b"), 0)
+            .served_by(&roster.targets[2], 0);
+        let tried = vec![false; 3];
+        let pin = |model| {
+            sessions
+                .session(&roster, Some("s"), model, 1)
+                .target_ready(&tried, 1)
+        };
+        assert_eq!(pin(Some("model-a")), Some(0));
+        assert_eq!(pin(Some("model-b")), Some(2));
+        assert_eq!(pin(None), None, "the whole route is a session of its own");
     }
 
     #[actix_rt::test]
@@ -288,9 +318,9 @@ mod tests {
         let roster = roster(3, 100).await;
         let sessions = Sessions::new("r".to_owned());
         sessions
-            .session(&roster, Some("s"), 0)
+            .session(&roster, Some("s"), None, 0)
             .served_by(&roster.targets[0], 0);
-        let session = sessions.session(&roster, Some("s"), 1);
+        let session = sessions.session(&roster, Some("s"), None, 1);
         assert_eq!(session.target_ready(&[true, false, false], 1), None);
         roster.targets[0].state.set_cooldown_until(u64::MAX);
         assert_eq!(session.target_ready(&[false; 3], 1), None);
@@ -305,7 +335,7 @@ mod tests {
         let roster_b = roster(2, 100).await;
         let sessions = Sessions::new("r".to_owned());
         sessions
-            .session(&roster_a, Some("s"), 0)
+            .session(&roster_a, Some("s"), None, 0)
             .served_by(&roster_a.targets[1], 0);
         // Same labels, same indices, but other runtimes (as a reload that changed the targets'
         // settings builds): the pin is not carried over to them.
@@ -322,7 +352,7 @@ mod tests {
         let target = &roster.targets[0];
         for i in 0..20u64 {
             sessions
-                .session(&roster, Some(&format!("s{i}")), i)
+                .session(&roster, Some(&format!("s{i}")), None, i)
                 .served_by(target, i);
         }
         assert_eq!(
@@ -343,13 +373,13 @@ mod tests {
         // session it holds still has its visits recorded.
         for i in 20..22u64 {
             sessions
-                .session(&roster, Some(&format!("s{i}")), i)
+                .session(&roster, Some(&format!("s{i}")), None, i)
                 .served_by(target, i);
         }
         assert_eq!(pinned_index(&sessions, &roster, "s20", 30), Some(0));
         assert_eq!(pinned_index(&sessions, &roster, "s21", 30), None);
         sessions
-            .session(&roster, Some("s1"), HOUR_MS)
+            .session(&roster, Some("s1"), None, HOUR_MS)
             .served_by(target, HOUR_MS);
         assert_eq!(pinned_index(&sessions, &roster, "s1", HOUR_MS + 1), Some(0));
         assert_eq!(sessions.entries.len(), 10);

@@ -69,17 +69,8 @@ pub(crate) async fn attempt(
     match send_once(client, &target, request, operation, body, config).await {
         Ok(response) if response.status().is_success() => Ok((response, sent_at)),
         Ok(mut response) => {
-            let error = read_error(&mut response, &target, nth, config.read_timeout).await;
-            obs.upstream_time(&target, sent_at.elapsed());
-            metrics::upstream_error(
-                &target.label,
-                metrics::error_kind(error.status.as_u16(), &error.error_type),
-            );
-            lease.set_outcome(outcome_for_status(
-                error.status.as_u16(),
-                &error.error_type,
-                error.retry_after,
-            ));
+            let error =
+                error_answer(&mut response, lease, nth, sent_at, config.read_timeout, obs).await;
             let may_fail_over = FailoverCriterion::for_status(error.status.as_u16())
                 .is_some_and(|c| may_fail_over(criteria, c, true));
             tracing::debug!(target_id = %target.label, status = error.status.as_u16(), may_fail_over, "upstream error");
@@ -89,9 +80,7 @@ pub(crate) async fn attempt(
             })
         }
         Err(failure) => {
-            lease.set_outcome(Outcome::Failure);
-            obs.upstream_time(&target, sent_at.elapsed());
-            metrics::upstream_error(&target.label, failure.kind.metric());
+            failed_attempt(&failure, lease, sent_at, obs);
             let may_fail_over = failure
                 .kind
                 .criterion()
@@ -103,6 +92,47 @@ pub(crate) async fn attempt(
             })
         }
     }
+}
+
+/// Reads an error answer and records it: upstream time, the error metric, and the outcome the
+/// target's breaker and cooldown learn from.
+pub(crate) async fn error_answer(
+    response: &mut awc::ClientResponse,
+    lease: &mut Lease,
+    nth: u32,
+    sent_at: Instant,
+    read_timeout: Duration,
+    obs: &Obs,
+) -> UpstreamError {
+    let target = Arc::clone(lease.target());
+    let error = read_error(response, &target, nth, read_timeout).await;
+    obs.upstream_time(&target, sent_at.elapsed());
+    metrics::upstream_error(
+        &target.label,
+        metrics::error_kind(error.status.as_u16(), &error.error_type),
+    );
+    lease.set_outcome(outcome_for_status(
+        error.status.as_u16(),
+        &error.error_type,
+        error.retry_after,
+    ));
+    error
+}
+
+/// Records an attempt that got no answer: upstream time, the error metric, and a failure for the
+/// target, unless the request could not be written for it (which says nothing of its health).
+pub(crate) fn failed_attempt(
+    failure: &AttemptFailure,
+    lease: &mut Lease,
+    sent_at: Instant,
+    obs: &Obs,
+) {
+    if failure.kind != FailureKind::Request {
+        lease.set_outcome(Outcome::Failure);
+    }
+    let target = lease.target();
+    obs.upstream_time(target, sent_at.elapsed());
+    metrics::upstream_error(&target.label, failure.kind.metric());
 }
 
 /// Whether an attempt that failed by `criterion` may go on to another target. Every Bedrock call

@@ -74,10 +74,18 @@ impl Operation {
     /// id: Bedrock refuses a cross-region inference profile there, so its geographic prefix goes.
     pub fn model_id(self, target_model_id: &str) -> &str {
         match self {
-            Self::CountTokens => PROFILE_PREFIXES
-                .iter()
-                .find_map(|p| target_model_id.strip_prefix(p))
-                .unwrap_or(target_model_id),
+            Self::CountTokens => {
+                // A system inference profile's or foundation model's ARN names the model after
+                // its last `/`; an application inference profile's names none and stays as is.
+                let id = [":inference-profile/", ":foundation-model/"]
+                    .iter()
+                    .find_map(|kind| Some(target_model_id.split_once(kind)?.1))
+                    .unwrap_or(target_model_id);
+                PROFILE_PREFIXES
+                    .iter()
+                    .find_map(|p| id.strip_prefix(p))
+                    .unwrap_or(id)
+            }
             _ => target_model_id,
         }
     }
@@ -191,6 +199,19 @@ mod tests {
             "anthropic.claude-haiku-4-5"
         );
         assert_eq!(Operation::Invoke.model_id(profile), profile);
+        assert_eq!(
+            Operation::CountTokens
+                .model_id("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-haiku-4-5"),
+            "anthropic.claude-haiku-4-5"
+        );
+        assert_eq!(
+            Operation::CountTokens
+                .model_id("arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-haiku-4-5"),
+            "anthropic.claude-haiku-4-5"
+        );
+        let application =
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3";
+        assert_eq!(Operation::CountTokens.model_id(application), application);
         assert_eq!(
             Operation::from_path_suffix("count-tokens"),
             Some(Operation::CountTokens)

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::forward::ProxyRequest;
 use super::operation::Operation;
-use crate::backend::{Health, TargetRuntime};
+use crate::backend::{Health, TargetRuntime, TargetState};
 use crate::balance::Roster;
 use crate::balance::affinity::Session;
 use crate::clock;
@@ -46,9 +46,11 @@ impl<'a> Picker<'a> {
             route,
             roster,
             request,
-            session: route
-                .balancer
-                .session(request.session.as_deref(), clock::now_ms()),
+            session: route.balancer.session(
+                request.session.as_deref(),
+                request.pinned_model.as_deref(),
+                clock::now_ms(),
+            ),
             tried: roster.untried(request.pinned_model.as_deref()),
             refused: None,
             unservable: None,
@@ -67,25 +69,29 @@ impl<'a> Picker<'a> {
         let pinned = self.request.pinned_model.as_deref();
         loop {
             let now = clock::now_ms();
-            // The session's own target first, while it is ready: its prompt cache is there.
-            let candidate = self
+            // The session's own target first, while it is ready: its prompt cache is there. Both
+            // admit a target as the strategy does, which may claim its half-open trial.
+            let admitted = self
                 .session
                 .target_ready(&self.tried, now)
-                .or_else(|| self.roster.pick(pinned, &self.tried, now, hash_key))
-                .or_else(|| self.least_bad(first));
-            let index = candidate?;
+                .or_else(|| self.roster.pick(pinned, &self.tried, now, hash_key));
+            let (index, claim) = match admitted {
+                Some(index) => (index, TrialClaim::of(&self.roster.targets[index].state)),
+                // A forced pick claims nothing, so it must not give back another request's trial.
+                None => (self.least_bad(first)?, TrialClaim::none()),
+            };
             self.tried[index] = true;
             let target = &self.roster.targets[index];
             let shaped = match self.request.prepare(&target.config) {
                 Ok(shaped) => shaped,
                 Err(why) => {
-                    release_trial(target);
                     self.unservable = Some(why);
                     continue;
                 }
             };
             match admit_target(target, self.request.tokens).await {
                 Ok(reservation) => {
+                    claim.keep();
                     return Some(Picked {
                         index,
                         reservation,
@@ -93,7 +99,6 @@ impl<'a> Picker<'a> {
                     });
                 }
                 Err(refusal) => {
-                    release_trial(target);
                     metrics::rate_limited("target");
                     tracing::debug!(target_id = %target.label, ?refusal, "target at its limit");
                     self.refused = Some(self.refused.map_or(refusal, |r| r.sooner(refusal)));
@@ -133,10 +138,32 @@ impl<'a> Picker<'a> {
     }
 }
 
-/// The pick may have claimed the target's half-open trial: hand it back.
-fn release_trial(target: &TargetRuntime) {
-    if target.state.health() == Health::HalfOpen {
-        target.state.release_trial();
+/// A half-open trial this request's pick claimed. It is handed back when dropped (the target
+/// could not take the request, its limits refused it, or the request itself was dropped while the
+/// limits were asked), unless the request goes on to use it.
+struct TrialClaim<'t>(Option<&'t TargetState>);
+
+impl<'t> TrialClaim<'t> {
+    /// After a pick admitted `target`: a half-open target now is one whose trial this pick won.
+    fn of(state: &'t TargetState) -> Self {
+        Self((state.health() == Health::HalfOpen).then_some(state))
+    }
+
+    fn none() -> Self {
+        Self(None)
+    }
+
+    /// The request goes on to this target: its lease's outcome ends the trial.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TrialClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(state) = self.0 {
+            state.release_trial();
+        }
     }
 }
 
@@ -156,4 +183,47 @@ async fn admit_target(
         .admit(1, tokens.reservation(default_max))
         .await
         .map(|r| Some(Arc::new(r)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state whose expired open circuit a pick just admitted: this request holds its trial.
+    fn claimed() -> TargetState {
+        let state = TargetState::default();
+        state.set_health(Health::Open, 0);
+        state
+            .credentials
+            .store(Some(Arc::new(aws_credential_types::Credentials::new(
+                "AKID", "secret", None, None, "test",
+            ))));
+        assert!(state.try_admit(0));
+        state
+    }
+
+    #[test]
+    fn an_unused_claim_gives_the_trial_back_and_a_kept_one_does_not() {
+        let state = claimed();
+        drop(TrialClaim::of(&state));
+        assert_eq!(
+            state.health(),
+            Health::Open,
+            "dropped: the next request may try"
+        );
+        assert!(state.try_admit(0));
+        TrialClaim::of(&state).keep();
+        assert_eq!(
+            state.health(),
+            Health::HalfOpen,
+            "kept: the lease ends the trial"
+        );
+    }
+
+    #[test]
+    fn a_forced_pick_never_gives_back_another_requests_trial() {
+        let state = claimed();
+        drop(TrialClaim::none());
+        assert_eq!(state.health(), Health::HalfOpen);
+    }
 }

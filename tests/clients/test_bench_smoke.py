@@ -2,6 +2,7 @@
 The figures themselves are not judged here: this machine is shared and noisy."""
 
 import os
+import re
 import pathlib
 import shutil
 import subprocess
@@ -28,3 +29,6 @@ def test_load_benchmark_runs(tmp_path):
     assert "maximum rate" in text and "req/s" in text
     assert "overhead (difference)" in text
     assert "streams complete (200, every event to `[DONE]`, chunked end) | 50 of 50" in text
+    # The Anthropic Messages stream row: measured, and every stream answered.
+    assert "`/v1/messages` streaming TTFB overhead" in text
+    assert re.search(r"`/v1/messages` stream \(Claude passthrough, SSE\) \| \d+ us \(\d+ streams/s, 0 errors\)", text), text
