@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine as _;
+use bedrock_balancer_sim::Faults;
 use common::*;
 use serde_json::{Value, json};
 
@@ -162,4 +163,51 @@ async fn missing_route_types_and_unserved_operations_answer_in_bedrocks_shape() 
         (404, Some("UnknownOperationException"))
     );
     assert_eq!(h.sims[0].stats().requests_total, 0);
+}
+
+/// GetAsyncInvoke goes to the region in its ARN, trying that region's targets in turn: at most
+/// `retries + 1` of them, however many the region has, so a failing region is not hammered by one
+/// read.
+#[actix_rt::test]
+async fn async_invoke_reads_try_at_most_retries_plus_one_of_the_regions_targets() {
+    const MODELS: [&str; 3] = [
+        MODEL,
+        "anthropic.claude-3-sonnet-20240229-v1:0",
+        "amazon.nova-lite-v1:0",
+    ];
+    let sims = start_sims(&["us-east-1", "us-east-1", "us-east-1"]).await;
+    let targets: Vec<String> = MODELS
+        .iter()
+        .zip(&sims)
+        .map(|(model, sim)| target_yaml(model, "us-east-1", &sim.url(), 100))
+        .collect();
+    let h = start_gateway(&config_yaml("claude", "      retries: 1", &targets), sims).await;
+    for i in 0..MODELS.len() {
+        h.fault(
+            i,
+            Faults {
+                status: Some(503),
+                ..Faults::default()
+            },
+        );
+    }
+    let arn = "arn:aws:bedrock:us-east-1:123456789012:async-invoke/abc123";
+    let path = format!(
+        "/async-invoke/{}",
+        percent_encoding::utf8_percent_encode(arn, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut resp = client().get(h.url(&path)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let _ = resp.body().await.unwrap();
+    let tried: u64 = h.counts("get-async-invoke").iter().sum();
+    assert_eq!(tried, 2, "retries: 1 allows two of the three targets");
+
+    // A region that answers is read once, from one target.
+    for i in 0..MODELS.len() {
+        h.fault(i, Faults::default());
+    }
+    let mut resp = client().get(h.url(&path)).send().await.unwrap();
+    let _ = resp.body().await.unwrap();
+    let tried: u64 = h.counts("get-async-invoke").iter().sum();
+    assert_eq!(tried, 3, "{}", resp.status());
 }
