@@ -83,7 +83,10 @@ pub async fn run(config_path: PathBuf, listeners: Listeners) -> std::io::Result<
         }
         sims.push(sim::start(options).await?);
     }
-    let urls: Vec<(&DemoSim, String)> = SIMS.iter().zip(sims.iter().map(sim::SimHandle::url)).collect();
+    let urls: Vec<(&DemoSim, String)> = SIMS
+        .iter()
+        .zip(sims.iter().map(sim::SimHandle::url))
+        .collect();
     let env_urls: Vec<(&str, String)> = urls.iter().map(|(s, url)| (s.var, url.clone())).collect();
     let env = move |name: &str| {
         env_urls
