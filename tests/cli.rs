@@ -78,6 +78,23 @@ fn lines(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> 
     rx
 }
 
+/// The lines received up to and including the first that is `done`, waiting at most 30 s.
+fn read_until(lines: &mpsc::Receiver<String>, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut text = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {what}:\n{text}"));
+        text.push_str(&line);
+        text.push('\n');
+        if done(&line) {
+            return text;
+        }
+    }
+}
+
 /// Reads the `listening on` line (bounded) and returns (public, admin) URLs.
 fn wait_for_listening(child: &mut Child) -> (String, String) {
     let line = lines(child.stdout.take().unwrap())
@@ -433,19 +450,9 @@ routes:
     let log_lines = lines(child.stderr.take().unwrap());
     let (_, admin) = wait_for_listening(&mut child);
     let admin = admin.trim_start_matches("http://").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = log_lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no admin server start logged:\n{log}"));
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("starting service") && line.contains(&admin) {
-            break;
-        }
-    }
+    let log = read_until(&log_lines, "admin server start logged", |line| {
+        line.contains("starting service") && line.contains(&admin)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     log
@@ -487,19 +494,10 @@ fn start_demo() -> (Demo, String) {
             .unwrap(),
     );
     let printed = lines(demo.0.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut text = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = printed
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("the demo printed no instructions:\n{text}"));
-        text.push_str(&line);
-        text.push('\n');
-        if line == "Stop with Ctrl-C." {
-            return (demo, text);
-        }
-    }
+    let text = read_until(&printed, "demo instructions", |line| {
+        line == "Stop with Ctrl-C."
+    });
+    (demo, text)
 }
 
 /// The `curl` commands in the demo's text, each joined with its `\` continuation lines.
