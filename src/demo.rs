@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use bedrock_balancer::config::{self, Config};
-use bedrock_balancer::{app, config::ConfigErrors};
+use bedrock_balancer::app;
+use bedrock_balancer::config::{self, Config, ConfigErrors};
 use bedrock_balancer_sim::{self as sim, SimProvider};
 
 /// A simulator the demo starts: the name it is printed under (a Bedrock simulator's region), the
@@ -15,6 +15,8 @@ struct DemoSim {
     name: &'static str,
     var: &'static str,
     provider: SimProvider,
+    /// Whether the printed failover instructions throttle it: `claude-overflow`'s first tier.
+    throttled: bool,
 }
 
 const SIMS: [DemoSim; 4] = [
@@ -22,22 +24,26 @@ const SIMS: [DemoSim; 4] = [
         name: "us-east-1",
         var: "SIM_US_EAST_1",
         provider: SimProvider::Bedrock,
+        throttled: true,
     },
     DemoSim {
         name: "us-west-2",
         var: "SIM_US_WEST_2",
         provider: SimProvider::Bedrock,
+        throttled: true,
     },
     DemoSim {
         name: "eu-west-1",
         var: "SIM_EU_WEST_1",
         provider: SimProvider::Bedrock,
+        throttled: false,
     },
     // Its answers say "Hello from anthropic", which tells it apart from the regions at a glance.
     DemoSim {
         name: "anthropic",
         var: "SIM_ANTHROPIC",
         provider: SimProvider::Anthropic,
+        throttled: false,
     },
 ];
 
@@ -45,9 +51,6 @@ const SIMS: [DemoSim; 4] = [
 /// `claude-overflow` route's Anthropic target. A made-up key, like the AWS example key pair the
 /// simulated regions accept.
 const ANTHROPIC_KEY: &str = "sk-ant-demo-not-a-real-key";
-
-/// The Bedrock regions the failover instructions throttle: `claude-overflow`'s first tier.
-const THROTTLED: [&str; 2] = ["us-east-1", "us-west-2"];
 
 /// The `Retry-After` of the printed throttle, so the cooldown is short enough to watch end.
 const THROTTLE_RETRY_AFTER_SECS: u64 = 5;
@@ -77,7 +80,6 @@ pub async fn run(config_path: PathBuf, listeners: Listeners) -> std::io::Result<
     for demo_sim in &SIMS {
         let mut options = sim::SimOptions::new(demo_sim.name);
         options.provider = demo_sim.provider;
-        options.listen = ([127, 0, 0, 1], 0).into();
         if demo_sim.provider == SimProvider::Anthropic {
             options.api_keys = vec![ANTHROPIC_KEY.to_owned()];
         }
@@ -114,11 +116,7 @@ pub async fn run(config_path: PathBuf, listeners: Listeners) -> std::io::Result<
 }
 
 fn print_instructions(base: &str, admin: &str, urls: &[(&DemoSim, String)]) {
-    let url_of = |name: &str| {
-        urls.iter()
-            .find(|(s, _)| s.name == name)
-            .map_or("", |(_, url)| url.as_str())
-    };
+    let throttled = || urls.iter().filter(|(s, _)| s.throttled).map(|(_, url)| url);
     println!("bedrock-balancer demo: gateway on {base}, admin on {admin}");
     for (demo_sim, url) in urls {
         let what = match demo_sim.provider {
@@ -145,24 +143,27 @@ Make both regions throttle (429 ThrottlingException, Retry-After {retry}s), then
 Anthropic API answers, and /admin/targets shows the regions cooling down."#,
         retry = THROTTLE_RETRY_AFTER_SECS,
     );
-    for region in THROTTLED {
+    for url in throttled() {
         println!(
-            r#"  curl -s {}/_sim/faults -d '{{"status":429,"retry_after":{THROTTLE_RETRY_AFTER_SECS}}}'"#,
-            url_of(region)
+            r#"  curl -s {url}/_sim/faults -d '{{"status":429,"retry_after":{THROTTLE_RETRY_AFTER_SECS}}}'"#
         );
     }
     println!(
         "Clear the faults: once the {THROTTLE_RETRY_AFTER_SECS}s cooldown is over, the regions take the traffic back."
     );
-    for region in THROTTLED {
-        println!("  curl -s -X DELETE {}/_sim/faults", url_of(region));
+    for url in throttled() {
+        println!("  curl -s -X DELETE {url}/_sim/faults");
+    }
+    println!("Requests the simulated Anthropic API served:");
+    for (_, url) in urls
+        .iter()
+        .filter(|(s, _)| s.provider == SimProvider::Anthropic)
+    {
+        println!("  curl -s {url}/_sim/stats");
     }
     println!(
-        r#"Requests the simulated Anthropic API served:
-  curl -s {anthropic}/_sim/stats
-Live target state:
+        r#"Live target state:
   curl -s {admin}/admin/targets
-Stop with Ctrl-C."#,
-        anthropic = url_of("anthropic"),
+Stop with Ctrl-C."#
     );
 }
