@@ -1,5 +1,6 @@
 //! The `bedrock-balancer` command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,10 +39,17 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Run a simulated Bedrock Runtime region.
     Sim(Box<sim::SimArgs>),
-    /// Start three simulated regions and the gateway on config/demo.yaml.
+    /// Start three simulated regions, a simulated Anthropic API and the gateway on
+    /// config/demo.yaml.
     Demo {
         #[arg(long, default_value = "config/demo.yaml")]
         config: PathBuf,
+        /// Listen here instead of the config's server.listen (port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Serve /admin, /metrics and the probes here instead of server.admin_listen.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
 }
 
@@ -94,7 +102,17 @@ fn main() -> ExitCode {
             })
         }
         Command::Sim(args) => run(sim::run(*args)),
-        Command::Demo { config } => run(demo::run(config)),
+        Command::Demo {
+            config,
+            listen,
+            admin_listen,
+        } => run(demo::run(
+            config,
+            demo::Listeners {
+                listen,
+                admin_listen,
+            },
+        )),
     }
 }
 

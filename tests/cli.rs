@@ -1,5 +1,5 @@
-//! The real binary: `check-config`, and `serve` with the AWS credential chain, readiness and a
-//! graceful stop on SIGTERM.
+//! The real binary: `check-config`, `serve` with the AWS credential chain, readiness and a
+//! graceful stop on SIGTERM, and `demo` followed by its own printed instructions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -53,6 +53,7 @@ fn check_config_accepts_the_demo_config() {
         .env("SIM_US_EAST_1", "http://127.0.0.1:1")
         .env("SIM_US_WEST_2", "http://127.0.0.1:2")
         .env("SIM_EU_WEST_1", "http://127.0.0.1:3")
+        .env("SIM_ANTHROPIC", "http://127.0.0.1:4")
         .output()
         .unwrap();
     assert!(
@@ -62,7 +63,7 @@ fn check_config_accepts_the_demo_config() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "config/demo.yaml: ok (2 routes, 5 targets)\n"
+        "config/demo.yaml: ok (3 routes, 8 targets)\n"
     );
 }
 
@@ -75,6 +76,23 @@ fn lines(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> 
         }
     });
     rx
+}
+
+/// The lines received up to and including the first that is `done`, waiting at most 30 s.
+fn read_until(lines: &mpsc::Receiver<String>, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut text = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {what}:\n{text}"));
+        text.push_str(&line);
+        text.push('\n');
+        if done(&line) {
+            return text;
+        }
+    }
 }
 
 /// Reads the `listening on` line (bounded) and returns (public, admin) URLs.
@@ -432,19 +450,9 @@ routes:
     let log_lines = lines(child.stderr.take().unwrap());
     let (_, admin) = wait_for_listening(&mut child);
     let admin = admin.trim_start_matches("http://").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = log_lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no admin server start logged:\n{log}"));
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("starting service") && line.contains(&admin) {
-            break;
-        }
-    }
+    let log = read_until(&log_lines, "admin server start logged", |line| {
+        line.contains("starting service") && line.contains(&admin)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     log
@@ -457,4 +465,174 @@ fn an_open_data_listener_without_consumers_warns_once_at_start() {
     assert_eq!(open.matches(WARNING).count(), 1, "{open}");
     let local = startup_log("127.0.0.1:0");
     assert_eq!(local.matches(WARNING).count(), 0, "{local}");
+}
+
+/// A running `demo`, killed when the test ends, however it ends.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `demo` on free ports and returns it with everything it printed up to `Stop with Ctrl-C.`
+fn start_demo() -> (Demo, String) {
+    let mut demo = Demo(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let printed = lines(demo.0.stdout.take().unwrap());
+    let text = read_until(&printed, "demo instructions", |line| {
+        line == "Stop with Ctrl-C."
+    });
+    (demo, text)
+}
+
+/// The `curl` commands in the demo's text, each joined with its `\` continuation lines.
+fn printed_commands(text: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut open: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        let Some(mut command) = open
+            .take()
+            .or_else(|| line.starts_with("curl ").then(String::new))
+        else {
+            continue;
+        };
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                command.push_str(head);
+                open = Some(command);
+            }
+            None => {
+                command.push_str(line);
+                commands.push(command);
+            }
+        }
+    }
+    commands
+}
+
+/// Runs a printed command as the reader would paste it; its output.
+fn run_printed(command: &str) -> String {
+    let out = Command::new("sh").args(["-c", command]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The target a `curl -si` answer names in `x-bedrock-balancer-target`, once it is known to be a
+/// 200, and the answer's text.
+fn served_by(answer: &str) -> (String, String) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{answer}");
+    let target = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-bedrock-balancer-target")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no target header: {answer}"));
+    let answer: serde_json::Value = serde_json::from_str(body).unwrap();
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    (target, text.to_owned())
+}
+
+#[test]
+fn the_demo_fails_over_from_two_bedrock_regions_to_the_anthropic_api_and_back_as_it_prints() {
+    let (_demo, text) = start_demo();
+    let sim_url = |name: &str| {
+        let prefix = format!("  simulated {name}: ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} simulator printed:\n{text}"))
+            .to_owned()
+    };
+    let (east, west) = (sim_url("us-east-1"), sim_url("us-west-2"));
+    let anthropic = sim_url("the Anthropic API");
+    let commands = printed_commands(&text);
+    let find = |what: &str, test: &dyn Fn(&str) -> bool| -> Vec<&String> {
+        let found: Vec<_> = commands.iter().filter(|c| test(c)).collect();
+        assert!(!found.is_empty(), "no {what} command printed:\n{text}");
+        found
+    };
+    let ask = find("overflow request", &|c| {
+        c.contains("\"model\":\"claude-overflow\"")
+    });
+    let throttle = find("throttle", &|c| c.contains("/_sim/faults -d"));
+    let clear = find("clear", &|c| {
+        c.contains("-X DELETE") && c.contains("/_sim/faults")
+    });
+    let stats = find("stats", &|c| c.contains(&format!("{anthropic}/_sim/stats")));
+    assert_eq!(ask.len(), 1, "{text}");
+    for commands in [&throttle, &clear] {
+        let mut urls: Vec<&str> = commands
+            .iter()
+            .filter_map(|c| {
+                [&east, &west]
+                    .into_iter()
+                    .find(|url| c.contains(url.as_str()))
+            })
+            .map(String::as_str)
+            .collect();
+        urls.sort_unstable();
+        let mut both = [east.as_str(), west.as_str()];
+        both.sort_unstable();
+        assert_eq!(urls, both, "one command per region: {commands:?}");
+    }
+    let is_region = |target: &str| {
+        target.starts_with("us-east-1/us.anthropic.")
+            || target.starts_with("us-west-2/us.anthropic.")
+    };
+    let anthropic_target = format!("{}/", anthropic.trim_start_matches("http://"));
+
+    let (target, answer) = served_by(&run_printed(ask[0]));
+    assert!(is_region(&target), "{target}: {answer}");
+
+    for command in &throttle {
+        assert!(run_printed(command).contains("\"status\":429"), "{command}");
+    }
+    let (target, answer) = served_by(&run_printed(ask[0]));
+    assert!(target.starts_with(&anthropic_target), "{target}");
+    assert!(answer.starts_with("Hello from anthropic "), "{answer}");
+    let served: serde_json::Value = serde_json::from_str(&run_printed(stats[0])).unwrap();
+    assert_eq!(served["requests_total"], 1, "{served}");
+
+    for command in &clear {
+        assert!(
+            run_printed(command).contains("\"status\":null"),
+            "{command}"
+        );
+    }
+    // The regions come back when their Retry-After is over, so poll, bounded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (target, answer) = served_by(&run_printed(ask[0]));
+        if is_region(&target) {
+            assert!(answer.starts_with("Hello from us-"), "{answer}");
+            break;
+        }
+        assert!(target.starts_with(&anthropic_target), "{target}");
+        assert!(
+            Instant::now() < deadline,
+            "the regions never took the traffic back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

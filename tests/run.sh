@@ -10,12 +10,14 @@ log() { printf '\n== %s\n' "$*"; }
 # System packages a fresh machine may lack, installed in one apt run: python3-venv for the client
 # libraries' venv, a real Prometheus (test_prometheus.py evaluates the dashboard's queries), wrk
 # (the load benchmark's smoke test) and redis-server (tests/shared_limits.rs starts its own on a
-# free port: limits shared by three replicas), and Node's npm for the Claude Code CLI.
+# free port: limits shared by three replicas), curl (tests/cli.rs runs the demo's printed curl
+# commands) and Node's npm for the Claude Code CLI.
 missing=()
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
