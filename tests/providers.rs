@@ -293,17 +293,15 @@ async fn anthropic_messages_pass_through_to_an_anthropic_target_plain_and_stream
         .find_map(|e| e["usage"]["output_tokens"].as_u64())
         .unwrap();
     let plain_output = answer["usage"]["output_tokens"].as_u64().unwrap();
-    let counted =
-        format!("bedrock_balancer_tokens_total{{target=\"{target}\",token_type=\"completion\"}} ");
     let metrics = h.metrics().await;
-    let output: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&counted))
-        .unwrap_or_else(|| panic!("{counted} missing: {metrics}"))
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(output, plain_output + streamed_output);
+    let labels = [
+        ("target", target),
+        ("provider", "anthropic"),
+        ("token_type", "completion"),
+    ];
+    let output = sample(&metrics, "tokens_total", &labels)
+        .unwrap_or_else(|| panic!("completion tokens of {target} missing: {metrics}"));
+    assert_eq!(output, (plain_output + streamed_output) as f64);
 }
 
 #[actix_rt::test]
@@ -358,6 +356,17 @@ async fn a_throttled_bedrock_region_fails_over_to_the_anthropic_api_and_takes_tr
     }
     // The first throttle cooled the region down: the second request went straight on.
     assert_eq!(h.sims[0].stats().errors_injected, 1);
+    let bedrock_target = format!("us-east-1/{MODEL}");
+    let throttled = [
+        ("target", bedrock_target.as_str()),
+        ("provider", "bedrock"),
+        ("kind", "throttling"),
+    ];
+    let metrics = h.metrics().await;
+    assert!(
+        sample(&metrics, "upstream_errors_total", &throttled).is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
     assert_eq!(h.sims[1].stats().requests_total, 2);
     assert_anthropic_key_only(&h.sims[1].stats().last_request_headers);
 
@@ -397,5 +406,134 @@ async fn the_anthropic_apis_own_errors_reach_anthropic_clients_as_sent() {
     assert!(
         target["cooldown_remaining_ms"].as_u64().unwrap() > 0,
         "{target}"
+    );
+}
+
+/// The `/admin/targets` rows by their `provider` field.
+async fn targets_by_provider(h: &Harness) -> BTreeMap<String, serde_json::Value> {
+    let json = h.admin_targets().await;
+    json["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let provider = t["provider"].as_str().unwrap_or_else(|| panic!("{t}"));
+            (provider.to_owned(), t.clone())
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn metrics_and_admin_name_each_targets_provider() {
+    // Metrics are process-wide: a region no other test here uses keeps the series this test's own.
+    let region = start_sims(&["eu-central-1"]).await.remove(0);
+    let anthropic = anthropic_api().await;
+    let targets = [
+        target_yaml(MODEL, "eu-central-1", &region.url(), 100),
+        anthropic_target(&anthropic.url()),
+    ];
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", &targets),
+        vec![region, anthropic],
+    )
+    .await;
+    let rows = targets_by_provider(&h).await;
+    assert_eq!(
+        rows.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["anthropic", "bedrock"],
+        "{rows:?}"
+    );
+    assert_eq!(rows["bedrock"]["target"], format!("eu-central-1/{MODEL}"));
+    let field = |provider: &str, name: &str| rows[provider][name].as_str().unwrap().to_owned();
+
+    // Round-robin over both; bounded, in case the order starts on either.
+    let mut sent = 0;
+    while h.sims.iter().any(|s| s.stats().requests_total == 0) {
+        assert!(
+            sent < 8,
+            "a target never served: {:?}",
+            h.admin_targets().await
+        );
+        let (status, _, body) = post_messages(&h, messages_body(sent % 2 == 1)).await;
+        assert_eq!(status, 200, "{body}");
+        sent += 1;
+    }
+    let (status, _, _) = post_json(
+        &h.url("/model/not-configured/converse"),
+        converse_body("hi"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let providers = ["bedrock", "anthropic"];
+    let served = |metrics: &str, provider: &str| {
+        let target = field(provider, "target");
+        let labels = [
+            ("route", "claude"),
+            ("target", target.as_str()),
+            ("provider", provider),
+            ("code", "200"),
+        ];
+        sample(metrics, "requests_total", &labels)
+    };
+    // A stream is counted when it ends, which may be just after its last bytes reached us.
+    poll_until(
+        "every answer counted by provider",
+        std::time::Duration::from_secs(10),
+        || async {
+            let metrics = h.metrics().await;
+            h.sims.iter().zip(providers).all(|(sim, provider)| {
+                served(&metrics, provider) == Some(sim.stats().requests_total as f64)
+            })
+        },
+    )
+    .await;
+    let metrics = h.metrics().await;
+    for provider in providers {
+        let (target, region, model) = (
+            field(provider, "target"),
+            field(provider, "region"),
+            field(provider, "model"),
+        );
+        let target = target.as_str();
+        let completion = [
+            ("target", target),
+            ("provider", provider),
+            ("token_type", "completion"),
+        ];
+        assert!(
+            sample(&metrics, "tokens_total", &completion).is_some_and(|n| n > 0.0),
+            "{provider}: {metrics}"
+        );
+        // No prices are configured: the spend is 0, but counted under the provider.
+        let cost = [("target", target), ("provider", provider)];
+        assert_eq!(
+            sample(&metrics, "cost_total", &cost),
+            Some(0.0),
+            "{provider}: {metrics}"
+        );
+        let state = [
+            ("route", "claude"),
+            ("target", target),
+            ("provider", provider),
+            ("region", region.as_str()),
+            ("model", model.as_str()),
+        ];
+        assert_eq!(
+            sample(&metrics, "target_state", &state),
+            Some(0.0),
+            "{provider}: {metrics}"
+        );
+    }
+    let unserved = [
+        ("route", "other"),
+        ("target", "none"),
+        ("provider", "none"),
+        ("code", "404"),
+    ];
+    assert!(
+        sample(&metrics, "requests_total", &unserved).is_some_and(|n| n >= 1.0),
+        "{metrics}"
     );
 }

@@ -62,6 +62,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 struct TargetView<'a> {
     route: &'a str,
     target: &'a str,
+    provider: &'static str,
     region: &'a str,
     model: &'a str,
     weight: u16,
@@ -118,6 +119,7 @@ pub async fn targets(state: web::Data<AppState>) -> HttpResponse {
             views.push(TargetView {
                 route,
                 target: &t.label,
+                provider: t.config.provider.provider().as_str(),
                 region: &t.config.region,
                 model: t.config.resource(),
                 weight: t.config.weight.get(),
@@ -188,6 +190,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .map(|(route, t)| TargetRow {
             route,
             target: &t.label,
+            provider: t.metric_labels().provider,
             region: &t.config.region,
             model: t.config.resource(),
             health: t.state.health() as u8,

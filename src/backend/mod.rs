@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::aws::sign::{BEDROCK_SERVICE, Signer};
 use crate::config::{BalancerConfig, Target};
 use crate::limits::{Backend, Meter};
+use crate::metrics;
 pub use actor::TargetHandle;
 pub use outcome::Outcome;
 pub use state::{Health, TargetState, UsageSample};
@@ -73,6 +74,14 @@ impl TargetRuntime {
         self.limits
             .as_deref()
             .filter(|m| m.limits() != crate::config::Limits::default())
+    }
+
+    /// The target's label and provider, as its metrics are labelled.
+    pub fn metric_labels(&self) -> metrics::TargetLabels<'_> {
+        metrics::TargetLabels {
+            target: &self.label,
+            provider: self.config.provider.provider().as_str(),
+        }
     }
 
     pub fn report(&self, outcome: Outcome) {

@@ -3,10 +3,10 @@
 //! time), so it imports nothing of the gateway.
 //!
 //! Every metric is registered once, in one [`Registry`], when [`metrics`] is first called. Label
-//! values come only from config (route name, target `region/model` label, region, model) or from
-//! small fixed sets (status code, error kind, token type); a route the client names that is not
-//! configured is [`OTHER`], and a request that never reached a target has target [`NONE`], so no
-//! client input can create a series. Target gauges (circuit, cooldown, in-flight, EWMA latency)
+//! values come only from config (route name, target `region/model` label, region, model, the
+//! target's provider) or from small fixed sets (status code, error kind, token type); a route the
+//! client names that is not configured is [`OTHER`], and a request that never reached a target has
+//! target and provider [`NONE`], so no client input can create a series. Target gauges (circuit, cooldown, in-flight, EWMA latency)
 //! are read from each target's atomics at scrape time rather than kept up to date on the hot path.
 
 use std::sync::OnceLock;
@@ -19,7 +19,7 @@ use prometheus::{
 
 /// Label value for anything not named in config (an unknown route).
 pub const OTHER: &str = "other";
-/// Target label of a request that failed before any target was tried.
+/// Target and provider label of a request that failed before any target was tried.
 pub const NONE: &str = "none";
 
 /// LLM latencies span milliseconds (embeddings, errors) to minutes (long generations), and
@@ -41,11 +41,28 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 
 const PREFIX: &str = "bedrock_balancer_";
 
+/// The labels naming a target in the series about its requests: its `region/model` label and
+/// its provider (`bedrock`, `anthropic`, `openai`, `azure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetLabels<'a> {
+    pub target: &'a str,
+    pub provider: &'a str,
+}
+
+impl TargetLabels<'_> {
+    /// A request no target served.
+    pub const NONE: TargetLabels<'static> = TargetLabels {
+        target: NONE,
+        provider: NONE,
+    };
+}
+
 /// One target's live state, as the target gauges show it.
 #[derive(Debug, Clone, Copy)]
 pub struct TargetRow<'a> {
     pub route: &'a str,
     pub target: &'a str,
+    pub provider: &'a str,
     pub region: &'a str,
     pub model: &'a str,
     /// 0 closed, 1 half-open, 2 open.
@@ -166,9 +183,9 @@ impl Metrics {
             requests: reg!(IntCounterVec::new(
                 opts(
                     "requests_total",
-                    "Proxied requests by route, serving target and status code"
+                    "Proxied requests by route, serving target, its provider and status code"
                 ),
-                &["route", "target", "code"]
+                &["route", "target", "provider", "code"]
             )?),
             request_duration: reg!(HistogramVec::new(
                 hist(
@@ -210,16 +227,16 @@ impl Metrics {
             tokens: reg!(IntCounterVec::new(
                 opts(
                     "tokens_total",
-                    "Tokens reported by Bedrock, by target and type"
+                    "Tokens reported upstream, by target, provider and type"
                 ),
-                &["target", "token_type"]
+                &["target", "provider", "token_type"]
             )?),
             cost: reg!(prometheus::CounterVec::new(
                 opts(
                     "cost_total",
                     "Spend in the config's currency: tokens x input/output/cache_read/cache_write_cost per 1M"
                 ),
-                &["target"]
+                &["target", "provider"]
             )?),
             retries: reg!(IntCounterVec::new(
                 opts(
@@ -252,9 +269,9 @@ impl Metrics {
             upstream_errors: reg!(IntCounterVec::new(
                 opts(
                     "upstream_errors_total",
-                    "Failed upstream attempts by target and kind"
+                    "Failed upstream attempts by target, provider and kind"
                 ),
-                &["target", "kind"]
+                &["target", "provider", "kind"]
             )?),
             rate_limited,
             auth_failures,
@@ -270,7 +287,7 @@ impl Metrics {
                     "target_state",
                     "Circuit breaker: 0 closed, 1 half-open, 2 open"
                 ),
-                &["route", "target", "region", "model"]
+                &["route", "target", "provider", "region", "model"]
             )?),
             target_cooldown: reg!(IntGaugeVec::new(
                 opts(
@@ -346,7 +363,7 @@ impl Metrics {
         for row in targets {
             let labels = [row.route, row.target];
             self.target_state
-                .with_label_values(&[row.route, row.target, row.region, row.model])
+                .with_label_values(&[row.route, row.target, row.provider, row.region, row.model])
                 .set(i64::from(row.health));
             self.target_cooldown
                 .with_label_values(&labels)
@@ -369,13 +386,13 @@ impl Metrics {
     pub fn request(
         &self,
         route: &str,
-        target: &str,
+        served: TargetLabels<'_>,
         status: u16,
         total: Duration,
         overhead: Duration,
     ) {
         self.requests
-            .with_label_values(&[route, target, &status.to_string()])
+            .with_label_values(&[route, served.target, served.provider, &status.to_string()])
             .inc();
         self.request_duration
             .with_label_values(&[route])
@@ -385,16 +402,21 @@ impl Metrics {
 
     /// Tokens a target reported for one request (the prompt-cache reads and writes among the
     /// input as well), and what they cost.
-    pub fn usage(&self, target: &str, tokens: TokenCounts, cost: f64) {
+    pub fn usage(&self, served: TargetLabels<'_>, tokens: TokenCounts, cost: f64) {
+        let TargetLabels { target, provider } = served;
         for (kind, count) in [
             ("prompt", tokens.input),
             ("completion", tokens.output),
             ("cache_read", tokens.cache_read),
             ("cache_write", tokens.cache_write),
         ] {
-            self.tokens.with_label_values(&[target, kind]).inc_by(count);
+            self.tokens
+                .with_label_values(&[target, provider, kind])
+                .inc_by(count);
         }
-        self.cost.with_label_values(&[target]).inc_by(cost);
+        self.cost
+            .with_label_values(&[target, provider])
+            .inc_by(cost);
     }
 
     /// Streams: time from sending upstream to the first event.
@@ -524,9 +546,11 @@ pub fn bounded<'a>(value: &'a str, known: impl IntoIterator<Item = &'a str>) -> 
 }
 
 /// Counts one failed upstream attempt (`kind` from [`error_kind`] or the transport failure).
-pub fn upstream_error(target: &str, kind: &'static str) {
+pub fn upstream_error(target: TargetLabels<'_>, kind: &'static str) {
     if let Some(m) = metrics() {
-        m.upstream_errors.with_label_values(&[target, kind]).inc();
+        m.upstream_errors
+            .with_label_values(&[target.target, target.provider, kind])
+            .inc();
     }
 }
 

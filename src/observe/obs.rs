@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::REQUEST_ID_HEADER;
 use super::access_log::{self, AccessRecord};
 use crate::backend::TargetRuntime;
-use crate::metrics::{NONE, OTHER, TokenCounts, metrics};
+use crate::metrics::{OTHER, TargetLabels, TokenCounts, metrics};
 
 /// Dollars per million tokens is how Bedrock prices are written (and how `input_cost` is set).
 const TOKENS_PER_PRICE_UNIT: f64 = 1_000_000.0;
@@ -154,13 +154,6 @@ impl Obs {
         overhead
     }
 
-    fn target_label(&self) -> String {
-        self.target
-            .borrow()
-            .as_ref()
-            .map_or_else(|| NONE.to_owned(), |t| t.label.clone())
-    }
-
     /// Records the request's counters and histograms and writes its log line. Idempotent.
     pub fn finish(&self, status: u16, usage: Option<(u64, u64)>) {
         if self.finished.replace(true) {
@@ -170,10 +163,12 @@ impl Obs {
         let overhead = self.head_overhead.get().unwrap_or_else(|| self.overhead());
         let route = self.route.borrow();
         let target = self.target.borrow();
-        let target_label = self.target_label();
+        let served = target
+            .as_deref()
+            .map_or(TargetLabels::NONE, TargetRuntime::metric_labels);
         let (input, output) = usage.unwrap_or((0, 0));
         if let Some(m) = metrics() {
-            m.request(&route, &target_label, status, total, overhead);
+            m.request(&route, served, status, total, overhead);
             if let (Some(t), Some(ttft)) = (target.as_ref(), self.ttft.get()) {
                 m.time_to_first_token(&t.label, ttft);
             }
@@ -192,7 +187,7 @@ impl Obs {
                     cache_read: read,
                     cache_write: write,
                 };
-                m.usage(&t.label, tokens, cost);
+                m.usage(served, tokens, cost);
                 if let Some(per_token) =
                     per_output_token(self.upstream.get(), self.ttft.get(), output)
                 {
@@ -204,7 +199,7 @@ impl Obs {
             request_id: &self.id,
             route: &route,
             consumer: self.consumer.borrow().as_deref().unwrap_or(""),
-            target: &target_label,
+            target: served.target,
             attempts: self.attempts.get(),
             status,
             error: self.error_kind.get().unwrap_or(""),

@@ -108,7 +108,7 @@ pub(crate) async fn error_answer(
     let error = read_error(response, &target, nth, read_timeout).await;
     obs.upstream_time(&target, sent_at.elapsed());
     metrics::upstream_error(
-        &target.label,
+        target.metric_labels(),
         metrics::error_kind(error.status.as_u16(), &error.error_type),
     );
     lease.set_outcome(outcome_for_status(
@@ -132,7 +132,7 @@ pub(crate) fn failed_attempt(
     }
     let target = lease.target();
     obs.upstream_time(target, sent_at.elapsed());
-    metrics::upstream_error(&target.label, failure.kind.metric());
+    metrics::upstream_error(target.metric_labels(), failure.kind.metric());
 }
 
 /// Whether an attempt that failed by `criterion` may go on to another target. Every Bedrock call

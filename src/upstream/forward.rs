@@ -241,11 +241,11 @@ pub async fn read_success_body(
             return Ok(body);
         }
         Err(BodyError::Idle(_)) => {
-            metrics::upstream_error(&delivered.lease.target().label, "timeout");
+            metrics::upstream_error(delivered.lease.target().metric_labels(), "timeout");
             GatewayError::UpstreamTimeout(format!("response body from {label}"))
         }
         Err(e @ (BodyError::TooLarge(_) | BodyError::Broken(_))) => {
-            metrics::upstream_error(&delivered.lease.target().label, "other");
+            metrics::upstream_error(delivered.lease.target().metric_labels(), "other");
             GatewayError::BadUpstreamResponse {
                 target: label,
                 message: format!("reading the body: {e}"),

@@ -118,7 +118,7 @@ impl SseReader {
 
     fn fail(&mut self, what: String, outcome: Outcome) -> SseItem {
         self.done = true;
-        metrics::upstream_error(&self.lease.target().label, "stream_error");
+        metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
         self.lease.set_outcome(outcome);
         SseItem::Failed(StreamFailure::Broken(what))
     }
@@ -147,7 +147,7 @@ impl SseReader {
             "message_stop" => self.end(),
             "error" => {
                 let kind = data.error.map(|e| e.kind).unwrap_or_default();
-                metrics::upstream_error(&self.lease.target().label, "stream_error");
+                metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
                 self.lease.set_outcome(outcome_for_anthropic_error(&kind));
                 self.error_seen = true;
             }
@@ -182,7 +182,7 @@ impl SseReader {
             return;
         };
         if let Some(error) = chunk.error {
-            metrics::upstream_error(&self.lease.target().label, "stream_error");
+            metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
             self.lease.set_outcome(outcome_for_openai_error(
                 error.kind.as_deref().unwrap_or_default(),
             ));

@@ -138,7 +138,7 @@ impl FrameReader {
 
     fn fail(&mut self, failure: StreamFailure, outcome: Outcome) -> StreamItem {
         self.done = true;
-        metrics::upstream_error(&self.lease.target().label, "stream_error");
+        metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
         self.lease.set_outcome(outcome);
         StreamItem::Failed(failure)
     }
@@ -156,12 +156,12 @@ impl FrameReader {
                     "other" => "stream_error",
                     kind => kind,
                 };
-                metrics::upstream_error(&self.lease.target().label, kind);
+                metrics::upstream_error(self.lease.target().metric_labels(), kind);
                 self.lease.set_outcome(outcome_for_stream_exception(&name));
                 self.exception_seen = true;
             }
             Frame::Error { .. } => {
-                metrics::upstream_error(&self.lease.target().label, "stream_error");
+                metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
                 self.lease.set_outcome(Outcome::Failure);
                 self.exception_seen = true;
             }

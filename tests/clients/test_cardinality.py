@@ -62,7 +62,8 @@ def test_random_models_and_keys_do_not_create_series():
     routes, labels = {"claude"}, {f"us-east-1/{o.MODEL}", f"us-west-2/{o.MODEL}"}
     r, t = len(routes) + 1, len(labels) + 1  # + other / none
     allowed = {
-        "route": routes | {"other"}, "target": labels | {"none"}, "from": labels, "to": labels,
+        "route": routes | {"other"}, "target": labels | {"none"}, "provider": {"bedrock", "none"},
+        "from": labels, "to": labels,
         "region": {"us-east-1", "us-west-2"}, "model": {o.MODEL}, "kind": KINDS,
         "token_type": {"prompt", "completion", "cache_read", "cache_write"}, "scope": {"consumer", "target", "all_targets"},
         "result": {"success", "failure"}, "limit": {"rpm", "tpm"},

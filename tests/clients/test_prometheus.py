@@ -1,6 +1,6 @@
-"""A real Prometheus scrapes the gateway under simulated traffic (a throttled region, streams);
-every PromQL expression in dashboards/*.json must then return data, and dashboards/prometheus.yml
-must pass promtool."""
+"""A real Prometheus scrapes the gateway under simulated traffic (a throttled region, streams, a
+route to the Anthropic API); every PromQL expression in dashboards/*.json must then return data,
+the by-provider panels a series per provider, and dashboards/prometheus.yml must pass promtool."""
 
 import json
 import os
@@ -23,6 +23,9 @@ DASHBOARDS = harness.ROOT / "dashboards"
 DEADLINE_SECONDS = 60
 # Grafana's template variables, replaced the way Grafana would at a 1 s scrape interval.
 VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
+ANTHROPIC_KEY = "sk-ant-upstream-0123456789"
+# The traffic reaches two providers; a by-provider panel must show each.
+PROVIDERS = {"bedrock", "anthropic"}
 
 
 def dashboard_exprs():
@@ -64,16 +67,43 @@ def query(base, expr):
     return body["data"]["result"]
 
 
+def anthropic_route(url):
+    """A second route, to the (simulated) Anthropic API."""
+    return f"""
+  - name: claude-api
+    targets:
+      - model:
+          provider: anthropic
+          name: claude-sonnet-4-5
+          options: {{ upstream_url: "{url}", input_cost: 3.0, output_cost: 15.0 }}
+        auth: {{ header_name: x-api-key, header_value: "{ANTHROPIC_KEY}" }}
+"""
+
+
+def shows_data(expr, result):
+    """Whether a query's result is what its panel needs: any series, and for a by-provider panel
+    a series for each provider the traffic reached."""
+    if not result:
+        return False
+    if "by (provider" not in expr:
+        return True
+    return {r["metric"].get("provider") for r in result} >= PROVIDERS
+
+
 def traffic(gateway_url, stop):
-    """Converse (one Claude Code session among it), streams and an unknown model, until told to
-    stop."""
+    """Converse (one Claude Code session among it), streams, Messages to the Anthropic API and an
+    unknown model, until told to stop."""
     chat = {"model": "claude", "messages": [{"role": "user", "content": "Tell me something"}]}
+    messages = {"model": "claude-api", "max_tokens": 50,
+                "messages": [{"role": "user", "content": "Tell me something"}]}
     while not stop.is_set():
         o.post(gateway_url, "/model/claude/converse", o.CHAT)
         o.post(gateway_url, "/model/claude/converse", o.CHAT, {"x-claude-code-session-id": "s-1"})
         o.post(gateway_url, "/model/claude/converse-stream", o.CHAT)
         o.post(gateway_url, "/v1/chat/completions", {**chat, "stream": True})
         o.post(gateway_url, "/v1/chat/completions", chat)
+        o.post(gateway_url, "/v1/messages", messages)
+        o.post(gateway_url, "/v1/messages", {**messages, "stream": True})
         o.post(gateway_url, "/model/not-configured/converse", o.CHAT)
         stop.wait(0.05)
 
@@ -81,8 +111,10 @@ def traffic(gateway_url, stop):
 def test_every_dashboard_query_returns_data():
     exprs = dashboard_exprs()
     assert len(exprs) >= 10
+    assert sum("by (provider" in e for e in exprs) >= 2, "requests and tokens by provider"
     regions = ("us-east-1", "us-west-2", "eu-west-1")
     sims = [harness.start_sim(r) for r in regions]
+    api = harness.start_sim("us-east-1", "--provider", "anthropic", "--api-key", ANTHROPIC_KEY)
     # us-east-1 throttles every second request: upstream 429s, cooldowns and failovers.
     harness.set_faults(sims[0].url, {"status": 429, "fail_every_nth": 2, "retry_after": 1})
     gw = prom = None
@@ -92,7 +124,8 @@ def test_every_dashboard_query_returns_data():
         # eu-west-1 has a quota (generous: it must not refuse), so its remaining-quota gauges exist.
         limits = {"eu-west-1": "{ rpm: 100000, tpm: 100000000 }"}
         gw = harness.start_gateway(o.config(
-            [o.target(r, s.url, limits=limits.get(r)) for r, s in zip(regions, sims)]))
+            [o.target(r, s.url, limits=limits.get(r)) for r, s in zip(regions, sims)])
+            + anthropic_route(api.url))
         admin = urllib.parse.urlsplit(gw.admin)
         config = pathlib.Path(tmp, "prometheus.yml")
         config.write_text(
@@ -116,12 +149,12 @@ def test_every_dashboard_query_returns_data():
         while pending and time.monotonic() < deadline:
             for original, expr in list(pending.items()):
                 try:
-                    if query(base, expr):
+                    if shows_data(expr, query(base, expr)):
                         del pending[original]
                 except OSError:
                     break  # Prometheus still starting
             time.sleep(1)
-        assert not pending, "no data for:\n" + "\n".join(pending)
+        assert not pending, "no data (or not every provider) for:\n" + "\n".join(pending)
     finally:
         stop.set()
         if prom:
@@ -133,6 +166,6 @@ def test_every_dashboard_query_returns_data():
                 prom.wait(5)
         if gw:
             gw.stop()
-        for s in sims:
+        for s in (*sims, api):
             s.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -371,28 +371,31 @@ def test_provider_errors_reach_each_client_in_its_own_format(stack, client, oai_
         harness.set_faults(oai.url, {})
 
 
-def completion_tokens(gw, model):
+def completion_tokens(gw, provider, model):
     with urllib.request.urlopen(gw.admin + "/metrics", timeout=5) as r:
         text = r.read().decode()
-    prefix = "bedrock_balancer_tokens_total{target="
+    # The text format lists labels by name: provider, target, token_type.
+    prefix = f'bedrock_balancer_tokens_total{{provider="{provider}",target="'
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(prefix) and f'/{model}"' in line and 'token_type="completion"' in line
+        if line.startswith(prefix) and f'/{model}",token_type="completion"}}' in line
     )
 
 
-@pytest.mark.parametrize(("route", "model"), [("gpt", GPT), ("gpt-azure", AZURE_MODEL), ("claude-api", API_MODEL)])
-def test_streamed_usage_is_counted_even_when_the_client_did_not_ask(stack, oai_client, route, model):
+@pytest.mark.parametrize(("route", "provider", "model"),
+                         [("gpt", "openai", GPT), ("gpt-azure", "azure", AZURE_MODEL),
+                          ("claude-api", "anthropic", API_MODEL)])
+def test_streamed_usage_is_counted_even_when_the_client_did_not_ask(stack, oai_client, route, provider, model):
     gw, _, _ = stack
-    before = completion_tokens(gw, model)
+    before = completion_tokens(gw, provider, model)
     chunks = list(
         oai_client.chat.completions.create(
             model=route, messages=[{"role": "user", "content": "count me"}], max_tokens=50, stream=True
         )
     )
     assert not any(c.usage for c in chunks)
-    assert completion_tokens(gw, model) > before
+    assert completion_tokens(gw, provider, model) > before
 
 
 def test_an_openai_only_route_takes_what_converse_could_not(stack, oai_client):

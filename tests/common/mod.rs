@@ -71,6 +71,18 @@ impl Harness {
     }
 }
 
+/// The value of the series `name{labels}` in Prometheus text, if it is there. The text format
+/// lists labels sorted by name, so `labels` are sorted before matching.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut labels = labels.to_vec();
+    labels.sort_unstable();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let prefix = format!("bedrock_balancer_{name}{{{}}} ", labels.join(","));
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().parse().unwrap())
+}
+
 /// Polls `check` every 10 ms until it holds, failing the test after `limit`.
 pub async fn poll_until<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
 where
