@@ -1,6 +1,7 @@
 """The official `anthropic` and `openai` SDKs through the gateway to the simulated Anthropic API,
-OpenAI API and Azure OpenAI: every surface x provider pair, plain, streamed and with tools; the
-Anthropic API as the overflow of a throttled Bedrock region; Azure's retry-after-ms."""
+OpenAI API and Azure OpenAI: every surface x provider pair (legacy completions included), plain,
+streamed and with tools; the Anthropic API as the overflow of a throttled Bedrock region; Azure's
+retry-after-ms."""
 
 import json
 import time
@@ -24,6 +25,9 @@ AZURE_KEY = "azure-upstream-0123456789"
 GPT = "gpt-4o-mini"
 AZURE_MODEL = "gpt-4o"
 AZURE_DEPLOYMENT = "prod-4o"
+INSTRUCT = "gpt-3.5-turbo-instruct"
+AZURE_INSTRUCT = "gpt-35-turbo-instruct"
+AZURE_INSTRUCT_DEPLOYMENT = "instruct-prod"
 TIMEOUT = 20
 TARGET_HEADER = "x-bedrock-balancer-target"
 
@@ -82,6 +86,25 @@ routes:
           options:
             upstream_url: "{azure.url}"
             azure_deployment_id: {AZURE_DEPLOYMENT}
+            azure_api_version: "2024-10-21"
+        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
+  - name: text
+    route_type: llm/v1/completions
+    targets:
+      - model:
+          provider: openai
+          name: {INSTRUCT}
+          options: {{ upstream_url: "{oai.url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+  - name: text-azure
+    route_type: llm/v1/completions
+    targets:
+      - model:
+          provider: azure
+          name: {AZURE_INSTRUCT}
+          options:
+            upstream_url: "{azure.url}"
+            azure_deployment_id: {AZURE_INSTRUCT_DEPLOYMENT}
             azure_api_version: "2024-10-21"
         auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
   - name: embed
@@ -196,6 +219,8 @@ UPSTREAMS = {
     "claude-api": ("anthropic", {"x-api-key": UPSTREAM_KEY}),
     "gpt": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
     "gpt-azure": ("azure", {"api-key": AZURE_KEY}),
+    "text": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
+    "text-azure": ("azure", {"api-key": AZURE_KEY}),
     "embed": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
     "embed-azure": ("azure", {"api-key": AZURE_KEY}),
 }
@@ -403,3 +428,51 @@ def test_an_openai_only_route_takes_what_converse_could_not(stack, oai_client):
     )
     assert answer.choices[0].message.content
     assert_upstream_auth(gw, "gpt")
+
+
+# Each completions route's target name, and the model the simulator was asked for (Azure: the deployment).
+INSTRUCT_ROUTES = {"text": (INSTRUCT, INSTRUCT), "text-azure": (AZURE_INSTRUCT, AZURE_INSTRUCT_DEPLOYMENT)}
+
+
+def completions_seen(gw, route, op):
+    _, upstream = INSTRUCT_ROUTES[route]
+    sim = gw.sims[UPSTREAMS[route][0]]
+    return harness.sim_stats(sim.url)["by_model"].get(upstream, {}).get(op, 0)
+
+
+@pytest.mark.parametrize("route", ["text", "text-azure"])
+def test_legacy_completions_reach_openai_and_azure(stack, oai_client, route):
+    gw, _, _ = stack
+    name, upstream = INSTRUCT_ROUTES[route]
+    before = completions_seen(gw, route, "completions"), completion_tokens(gw, name)
+    answer = oai_client.completions.create(model=route, prompt=["Say hi", "Say bye"], max_tokens=30)
+    assert answer.object == "text_completion"
+    # A batch of prompts passes through as sent: one choice each, answered by the target's model.
+    assert [c.index for c in answer.choices] == [0, 1]
+    assert answer.choices[1].text == f"Hello from us-east-1 ({upstream}). You said: Say bye"
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage.completion_tokens > 0
+    assert_upstream_auth(gw, route)
+    assert completions_seen(gw, route, "completions") == before[0] + 1
+    assert completion_tokens(gw, name) == before[1] + answer.usage.completion_tokens
+
+
+@pytest.mark.parametrize("route", ["text", "text-azure"])
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_legacy_completions_stream_from_openai_and_azure(stack, oai_client, route, include_usage):
+    gw, _, _ = stack
+    name, upstream = INSTRUCT_ROUTES[route]
+    before = completions_seen(gw, route, "completions-stream"), completion_tokens(gw, name)
+    kwargs = dict(model=route, prompt="Say hello there", max_tokens=30, stream=True)
+    if include_usage:
+        kwargs["stream_options"] = {"include_usage": True}
+    chunks = list(oai_client.completions.create(**kwargs))
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == f"Hello from us-east-1 ({upstream}). You said: Say hello there"
+    assert chunks[-2 if include_usage else -1].choices[0].finish_reason == "stop"
+    usage = [c.usage for c in chunks if c.usage]
+    # The gateway asks for the usage chunk to count tokens; the client sees it only if it asked.
+    assert bool(usage) == include_usage, chunks[-2:]
+    assert_upstream_auth(gw, route)
+    assert completions_seen(gw, route, "completions-stream") == before[0] + 1
+    assert completion_tokens(gw, name) == before[1] + len(text.split())
