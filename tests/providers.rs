@@ -315,20 +315,22 @@ async fn anthropic_messages_pass_through_to_an_anthropic_target_plain_and_stream
     assert_eq!(output, plain_output + streamed_output);
 }
 
-#[actix_rt::test]
-async fn a_throttled_bedrock_region_fails_over_to_the_anthropic_api_and_takes_traffic_again() {
-    let region = start_sims(&["us-east-1"]).await.remove(0);
-    let anthropic = anthropic_api().await;
-    let targets = [
+/// The Bedrock `region` first (priority 1), then `overflow` (a target's YAML).
+fn region_then(region: &sim::SimHandle, overflow: String) -> [String; 2] {
+    [
         format!(
             "{}\n        priority: 1",
             target_yaml(MODEL, "us-east-1", &region.url(), 100)
         ),
-        format!(
-            "{}\n        priority: 2",
-            anthropic_target(&anthropic.url())
-        ),
-    ];
+        format!("{overflow}\n        priority: 2"),
+    ]
+}
+
+#[actix_rt::test]
+async fn a_throttled_bedrock_region_fails_over_to_the_anthropic_api_and_takes_traffic_again() {
+    let region = start_sims(&["us-east-1"]).await.remove(0);
+    let anthropic = anthropic_api().await;
+    let targets = region_then(&region, anthropic_target(&anthropic.url()));
     let h = start_gateway(
         &config_yaml(
             "claude",
@@ -566,16 +568,7 @@ async fn legacy_completions_pass_through_to_openai_and_azure_plain_and_streamed(
 async fn a_throttled_bedrock_region_fails_over_to_openai_for_legacy_completions() {
     let region = start_sims(&["us-east-1"]).await.remove(0);
     let api = openai_api(sim::SimProvider::OpenAi).await;
-    let targets = [
-        format!(
-            "{}\n        priority: 1",
-            target_yaml(MODEL, "us-east-1", &region.url(), 100)
-        ),
-        format!(
-            "{}\n        priority: 2",
-            openai_target(sim::SimProvider::OpenAi, &api.url())
-        ),
-    ];
+    let targets = region_then(&region, openai_target(sim::SimProvider::OpenAi, &api.url()));
     let h = completions_gateway(
         "algorithm: priority, retries: 1, failover_criteria: [error, timeout, http_429, non_idempotent]",
         &targets,

@@ -189,14 +189,6 @@ async fn azure_serves_legacy_completions_on_the_deployment_with_the_same_faults(
         format!("Hello from eastus ({DEPLOYMENT}). You said: Hello")
     );
     assert_eq!(sim.stats().last_request_headers["api-key"], KEY);
-    let (status, _, out) = post_json(
-        &azure_url(&sim, "completions", None),
-        body.to_string(),
-        &key,
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_eq!(error_of(&out)["code"], "MissingApiVersionParameter");
 
     sim.set_faults(Faults {
         status: Some(429),

@@ -52,6 +52,27 @@ def anthropic_target(url, priority, model=API_MODEL):
         priority: {priority}"""
 
 
+def openai_target(url, model):
+    return f"""
+      - model:
+          provider: openai
+          name: {model}
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}"""
+
+
+def azure_target(url, model, deployment):
+    return f"""
+      - model:
+          provider: azure
+          name: {model}
+          options:
+            upstream_url: "{url}"
+            azure_deployment_id: {deployment}
+            azure_api_version: "2024-10-21"
+        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}"""
+
+
 @pytest.fixture(scope="module")
 def stack():
     region = harness.start_sim("us-east-1")
@@ -72,60 +93,21 @@ routes:
     targets:{harness.target_yaml(CLAUDE, "us-east-1", region.url)}
         priority: 1{anthropic_target(api.url, 2, OVERFLOW_MODEL)}
   - name: gpt
-    targets:
-      - model:
-          provider: openai
-          name: {GPT}
-          options: {{ upstream_url: "{oai.url}" }}
-        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+    targets:{openai_target(oai.url, GPT)}
   - name: gpt-azure
-    targets:
-      - model:
-          provider: azure
-          name: {AZURE_MODEL}
-          options:
-            upstream_url: "{azure.url}"
-            azure_deployment_id: {AZURE_DEPLOYMENT}
-            azure_api_version: "2024-10-21"
-        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
+    targets:{azure_target(azure.url, AZURE_MODEL, AZURE_DEPLOYMENT)}
   - name: text
     route_type: llm/v1/completions
-    targets:
-      - model:
-          provider: openai
-          name: {INSTRUCT}
-          options: {{ upstream_url: "{oai.url}" }}
-        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+    targets:{openai_target(oai.url, INSTRUCT)}
   - name: text-azure
     route_type: llm/v1/completions
-    targets:
-      - model:
-          provider: azure
-          name: {AZURE_INSTRUCT}
-          options:
-            upstream_url: "{azure.url}"
-            azure_deployment_id: {AZURE_INSTRUCT_DEPLOYMENT}
-            azure_api_version: "2024-10-21"
-        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
+    targets:{azure_target(azure.url, AZURE_INSTRUCT, AZURE_INSTRUCT_DEPLOYMENT)}
   - name: embed
     route_type: llm/v1/embeddings
-    targets:
-      - model:
-          provider: openai
-          name: text-embedding-3-small
-          options: {{ upstream_url: "{oai.url}" }}
-        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+    targets:{openai_target(oai.url, "text-embedding-3-small")}
   - name: embed-azure
     route_type: llm/v1/embeddings
-    targets:
-      - model:
-          provider: azure
-          name: text-embedding-3-large
-          options:
-            upstream_url: "{azure.url}"
-            azure_deployment_id: emb-prod
-            azure_api_version: "2024-10-21"
-        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
+    targets:{azure_target(azure.url, "text-embedding-3-large", "emb-prod")}
 """
         gw = harness.start_gateway(config)
         gw.sims = {"anthropic": api, "openai": oai, "azure": azure}
