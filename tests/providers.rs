@@ -1,4 +1,5 @@
-//! Targets that authenticate with their own key instead of SigV4, end to end against the
+//! Targets that authenticate with their own key instead of SigV4 (Bedrock API keys, the Anthropic
+//! API, OpenAI-compatible servers, Azure OpenAI), end to end against the
 //! simulator on free ports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,13 +17,21 @@ const CLIENT_SECRET: &str = "client-own-secret-42";
 
 /// POSTs as a client that also sends credentials of its own, which must stay here.
 async fn post(url: &str, body: String) -> (u16, bytes::Bytes) {
+    let (status, _, body) = post_with_head(url, body).await;
+    (status, body)
+}
+
+/// As [`post`], with the response's headers.
+async fn post_with_head(
+    url: &str,
+    body: String,
+) -> (u16, awc::http::header::HeaderMap, bytes::Bytes) {
     let bearer = format!("Bearer {CLIENT_SECRET}");
     let headers = [
         ("authorization", bearer.as_str()),
         ("x-api-key", CLIENT_SECRET),
     ];
-    let (status, _, body) = post_json(url, body, &headers).await;
-    (status, body)
+    post_json(url, body, &headers).await
 }
 
 /// A region that knows no AWS key at all, only the Bedrock API key: a signed request would fail.
@@ -293,31 +302,25 @@ async fn anthropic_messages_pass_through_to_an_anthropic_target_plain_and_stream
         .find_map(|e| e["usage"]["output_tokens"].as_u64())
         .unwrap();
     let plain_output = answer["usage"]["output_tokens"].as_u64().unwrap();
-    let metrics = h.metrics().await;
-    let labels = [
-        ("target", target),
-        ("provider", "anthropic"),
-        ("token_type", "completion"),
-    ];
-    let output = sample(&metrics, "tokens_total", &labels)
-        .unwrap_or_else(|| panic!("completion tokens of {target} missing: {metrics}"));
-    assert_eq!(output, (plain_output + streamed_output) as f64);
+    wait_for_completion_tokens(&h, target, "anthropic", plain_output + streamed_output).await;
+}
+
+/// The Bedrock `region` first (priority 1), then `overflow` (a target's YAML).
+fn region_then(region: &sim::SimHandle, overflow: String) -> [String; 2] {
+    [
+        format!(
+            "{}\n        priority: 1",
+            target_yaml(MODEL, "us-east-1", &region.url(), 100)
+        ),
+        format!("{overflow}\n        priority: 2"),
+    ]
 }
 
 #[actix_rt::test]
 async fn a_throttled_bedrock_region_fails_over_to_the_anthropic_api_and_takes_traffic_again() {
     let region = start_sims(&["us-east-1"]).await.remove(0);
     let anthropic = anthropic_api().await;
-    let targets = [
-        format!(
-            "{}\n        priority: 1",
-            target_yaml(MODEL, "us-east-1", &region.url(), 100)
-        ),
-        format!(
-            "{}\n        priority: 2",
-            anthropic_target(&anthropic.url())
-        ),
-    ];
+    let targets = region_then(&region, anthropic_target(&anthropic.url()));
     let h = start_gateway(
         &config_yaml(
             "claude",
@@ -536,4 +539,235 @@ async fn metrics_and_admin_name_each_targets_provider() {
         sample(&metrics, "requests_total", &unserved).is_some_and(|n| n >= 1.0),
         "{metrics}"
     );
+}
+
+const OPENAI_KEY: &str = "sk-openai-upstream-0123456789";
+const INSTRUCT: &str = "gpt-35-instruct";
+
+async fn openai_api(provider: sim::SimProvider) -> sim::SimHandle {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = provider;
+    opts.api_keys = vec![OPENAI_KEY.to_owned()];
+    sim::start(opts).await.unwrap()
+}
+
+/// An `openai` target named `INSTRUCT`, or an `azure` one whose deployment is `instruct-prod`.
+fn openai_target(provider: sim::SimProvider, url: &str) -> String {
+    match provider {
+        sim::SimProvider::Azure => format!(
+            r#"
+      - model:
+          provider: azure
+          name: {INSTRUCT}
+          options:
+            upstream_url: "{url}"
+            azure_deployment_id: instruct-prod
+            azure_api_version: "2024-10-21"
+        auth: {{ header_name: api-key, header_value: "{OPENAI_KEY}" }}"#
+        ),
+        _ => format!(
+            r#"
+      - model:
+          provider: openai
+          name: {INSTRUCT}
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}"#
+        ),
+    }
+}
+
+/// A gateway with one `llm/v1/completions` route named `text` over `targets`.
+async fn completions_gateway(
+    balancer: &str,
+    targets: &[String],
+    sims: Vec<sim::SimHandle>,
+) -> Harness {
+    let yaml = format!(
+        r#"
+server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 2 }}
+routes:
+  - name: text
+    route_type: llm/v1/completions
+    balancer: {{ {balancer} }}
+    targets:{}
+"#,
+        targets.concat()
+    );
+    start_gateway(&yaml, sims).await
+}
+
+/// The `data:` records of an OpenAI stream, parsed, and whether `[DONE]` ended it.
+fn openai_chunks(body: &str) -> (Vec<serde_json::Value>, bool) {
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    let chunks = data
+        .iter()
+        .filter(|d| **d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    (chunks, data.last() == Some(&"[DONE]"))
+}
+
+/// Waits (bounded) until `/metrics` counts `expected` completion tokens for `target`: a stream is
+/// counted when it ends, which may be just after its last byte reached the client.
+async fn wait_for_completion_tokens(h: &Harness, target: &str, provider: &str, expected: u64) {
+    let labels = [
+        ("target", target),
+        ("provider", provider),
+        ("token_type", "completion"),
+    ];
+    poll_until(
+        "the completion tokens counted",
+        std::time::Duration::from_secs(10),
+        || async { sample(&h.metrics().await, "tokens_total", &labels) == Some(expected as f64) },
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn legacy_completions_pass_through_to_openai_and_azure_plain_and_streamed() {
+    for provider in [sim::SimProvider::OpenAi, sim::SimProvider::Azure] {
+        let api = openai_api(provider).await;
+        let target = openai_target(provider, &api.url());
+        let h = completions_gateway("algorithm: round-robin", &[target], vec![api]).await;
+        let upstream_model = match provider {
+            sim::SimProvider::Azure => "instruct-prod",
+            _ => INSTRUCT,
+        };
+        // A batch of prompts and `echo`, which Converse could not take, are the upstream's to judge.
+        let plain = serde_json::json!({
+            "model": "text", "prompt": ["hello there", "bye"], "max_tokens": 30, "echo": true,
+        });
+        let (status, head, body) =
+            post_with_head(&h.url("/v1/completions"), plain.to_string()).await;
+        assert_eq!(status, 200, "{body:?}");
+        let target = head
+            .get("x-bedrock-balancer-target")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["object"], "text_completion", "{answer}");
+        assert_eq!(
+            answer["choices"][1]["text"],
+            format!("bye Hello from us-east-1 ({upstream_model}). You said: bye")
+        );
+        let plain_tokens = answer["usage"]["completion_tokens"].as_u64().unwrap();
+
+        let streamed = serde_json::json!({
+            "model": "text", "prompt": "hello there", "max_tokens": 30, "stream": true,
+        });
+        let (status, body) = post(&h.url("/v1/completions"), streamed.to_string()).await;
+        assert_eq!(status, 200, "{body:?}");
+        let (chunks, done) = openai_chunks(&String::from_utf8_lossy(&body));
+        assert!(done, "{body:?}");
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["text"].as_str())
+            .collect();
+        assert_eq!(
+            text,
+            format!("Hello from us-east-1 ({upstream_model}). You said: hello there")
+        );
+        // The gateway asked for the usage chunk on its own account: the client did not see it.
+        assert!(chunks.iter().all(|c| c["usage"].is_null()), "{chunks:?}");
+        let streamed_tokens = text.split_whitespace().count() as u64;
+
+        let stats = h.sims[0].stats();
+        assert_eq!(stats.by_model[upstream_model]["completions"], 1);
+        assert_eq!(stats.by_model[upstream_model]["completions-stream"], 1);
+        let headers = &stats.last_request_headers;
+        let (name, value) = match provider {
+            sim::SimProvider::Azure => ("api-key", OPENAI_KEY.to_owned()),
+            _ => ("authorization", format!("Bearer {OPENAI_KEY}")),
+        };
+        assert_eq!(headers.get(name), Some(&value), "{headers:?}");
+        assert!(
+            headers.values().all(|v| !v.contains(CLIENT_SECRET)),
+            "{headers:?}"
+        );
+        assert!(!headers.contains_key("x-api-key"), "{headers:?}");
+        let provider = match provider {
+            sim::SimProvider::Azure => "azure",
+            _ => "openai",
+        };
+        wait_for_completion_tokens(&h, target, provider, plain_tokens + streamed_tokens).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_throttled_bedrock_region_fails_over_to_openai_for_legacy_completions() {
+    let region = start_sims(&["us-east-1"]).await.remove(0);
+    let api = openai_api(sim::SimProvider::OpenAi).await;
+    let targets = region_then(&region, openai_target(sim::SimProvider::OpenAi, &api.url()));
+    let h = completions_gateway(
+        "algorithm: priority, retries: 1, failover_criteria: [error, timeout, http_429, non_idempotent]",
+        &targets,
+        vec![region, api],
+    )
+    .await;
+    let body = |stream: bool| {
+        serde_json::json!({
+            "model": "text", "prompt": "hello there", "max_tokens": 30, "stream": stream,
+            "stream_options": { "include_usage": stream },
+        })
+        .to_string()
+    };
+    let (status, first) = post(&h.url("/v1/completions"), body(false)).await;
+    assert_eq!(status, 200, "{first:?}");
+    let first: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(first["object"], "text_completion");
+    assert_eq!(h.sims[0].stats().by_operation["converse"], 1);
+
+    h.fault(
+        0,
+        sim::Faults {
+            status: Some(429),
+            retry_after: Some(30),
+            ..sim::Faults::default()
+        },
+    );
+    let (status, plain) = post(&h.url("/v1/completions"), body(false)).await;
+    assert_eq!(status, 200, "{plain:?}");
+    let plain: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(plain["object"], "text_completion");
+    assert_eq!(
+        plain["choices"][0]["text"],
+        format!("Hello from us-east-1 ({INSTRUCT}). You said: hello there")
+    );
+    // The stream keeps its shape: the OpenAI server's chunks, its usage chunk as the client asked.
+    let (status, streamed) = post(&h.url("/v1/completions"), body(true)).await;
+    assert_eq!(status, 200, "{streamed:?}");
+    let (chunks, done) = openai_chunks(&String::from_utf8_lossy(&streamed));
+    assert!(done);
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], serde_json::json!([]));
+    assert_eq!(last["usage"], plain["usage"]);
+    // The throttle cooled the region down: only the first failover spent a request on it.
+    assert_eq!(h.sims[0].stats().errors_injected, 1);
+    assert_eq!(h.sims[1].stats().by_operation["completions"], 1);
+    assert_eq!(h.sims[1].stats().by_operation["completions-stream"], 1);
+}
+
+#[actix_rt::test]
+async fn an_openai_servers_completion_errors_reach_the_client_as_sent() {
+    let api = openai_api(sim::SimProvider::OpenAi).await;
+    api.set_faults(sim::Faults {
+        status: Some(429),
+        retry_after: Some(3),
+        ..sim::Faults::default()
+    });
+    let target = openai_target(sim::SimProvider::OpenAi, &api.url());
+    let h = completions_gateway("algorithm: round-robin", &[target], vec![api]).await;
+    let body = serde_json::json!({"model": "text", "prompt": "hi"}).to_string();
+    let (status, head, out) = post_json(&h.url("/v1/completions"), body, &[]).await;
+    assert_eq!(status, 429, "{out:?}");
+    assert_eq!(head.get("retry-after").unwrap(), "3");
+    let error: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded", "{error}");
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains(OPENAI_KEY), "{text}");
 }

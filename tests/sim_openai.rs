@@ -1,6 +1,6 @@
 //! The simulator's OpenAI and Azure OpenAI modes in-process on a free port: the key checked where
-//! each API puts it, chat completions plain and as SSE chunks, embeddings, errors and faults in
-//! the OpenAI error format with each API's throttling headers.
+//! each API puts it, chat and legacy completions plain and as SSE chunks, embeddings, errors and
+//! faults in the OpenAI error format with each API's throttling headers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -93,6 +93,127 @@ async fn openai_chat_answers_plain_and_streamed_and_records_the_bearer_header() 
     assert_eq!(stats.bad_signatures, 0);
 }
 
+fn text_completion(stream: bool) -> Value {
+    json!({"model": "gpt-35-instruct", "prompt": ["Hello", "Bye now"], "max_tokens": 40,
+           "stream": stream, "stream_options": {"include_usage": stream}})
+}
+
+/// Each choice's text of a streamed legacy completion, joined by its index.
+fn streamed_texts(chunks: &[Value]) -> Vec<String> {
+    let mut texts: Vec<String> = Vec::new();
+    for choice in chunks.iter().filter_map(|c| c["choices"].get(0)) {
+        let index = choice["index"].as_u64().unwrap() as usize;
+        if texts.len() <= index {
+            texts.resize(index + 1, String::new());
+        }
+        texts[index].push_str(choice["text"].as_str().unwrap());
+    }
+    texts
+}
+
+#[actix_rt::test]
+async fn openai_legacy_completions_answer_plain_and_streamed_with_usage() {
+    let sim = start(SimProvider::OpenAi, "openai-east").await;
+    let url = format!("{}/v1/completions", sim.url());
+    let auth = [("authorization", BEARER)];
+    let (status, _, body) = post_json(&url, text_completion(false).to_string(), &auth).await;
+    assert_eq!(status, 200, "{body:?}");
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["object"], "text_completion");
+    assert!(json["id"].as_str().unwrap().starts_with("cmpl-"), "{json}");
+    assert_eq!(json["model"], "gpt-35-instruct");
+    let texts: Vec<&str> = json["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Hello from openai-east (gpt-35-instruct). You said: Hello",
+            "Hello from openai-east (gpt-35-instruct). You said: Bye now",
+        ]
+    );
+    assert_eq!(json["choices"][1]["index"], 1);
+    assert_eq!(json["choices"][0]["finish_reason"], "stop");
+    assert_eq!(json["usage"]["prompt_tokens"], 3);
+    assert_eq!(json["usage"]["completion_tokens"], 15);
+    assert_eq!(json["usage"]["total_tokens"], 18);
+
+    let (status, headers, body) = post_json(&url, text_completion(true).to_string(), &auth).await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(headers.get("content-type").unwrap(), "text/event-stream");
+    let (chunks, done) = sse_chunks(&body);
+    assert!(done, "{body:?}");
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+    assert_eq!(streamed_texts(&chunks), texts);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"], json["usage"]);
+
+    // Without a `max_tokens` the API's default of 16 cuts the answer.
+    let long =
+        json!({"model": "m", "prompt": "one two three four five six seven eight nine ten eleven"});
+    let (_, _, body) = post_json(&url, long.to_string(), &auth).await;
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["choices"][0]["finish_reason"], "length");
+    assert_eq!(json["usage"]["completion_tokens"], 16);
+
+    let (status, _, body) = post_json(&url, json!({"model": "m"}).to_string(), &auth).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_of(&body)["param"], "prompt");
+    let (status, _, _) = post_json(&url, text_completion(false).to_string(), &[]).await;
+    assert_eq!(status, 401);
+
+    let stats = sim.stats();
+    assert_eq!(stats.by_model["gpt-35-instruct"]["completions"], 1);
+    assert_eq!(stats.by_model["gpt-35-instruct"]["completions-stream"], 1);
+    assert_eq!(stats.by_operation["completions"], 2);
+    assert_eq!(stats.last_request_headers["authorization"], BEARER);
+}
+
+#[actix_rt::test]
+async fn azure_serves_legacy_completions_on_the_deployment_with_the_same_faults() {
+    let sim = start(SimProvider::Azure, "eastus").await;
+    let key = [("api-key", KEY)];
+    let url = azure_url(&sim, "completions", Some(API_VERSION));
+    let mut body = text_completion(true);
+    body.as_object_mut().unwrap().remove("model");
+    let (status, _, out) = post_json(&url, body.to_string(), &key).await;
+    assert_eq!(status, 200, "{out:?}");
+    let (chunks, done) = sse_chunks(&out);
+    assert!(done);
+    assert_eq!(
+        streamed_texts(&chunks)[0],
+        format!("Hello from eastus ({DEPLOYMENT}). You said: Hello")
+    );
+    assert_eq!(sim.stats().last_request_headers["api-key"], KEY);
+
+    sim.set_faults(Faults {
+        status: Some(429),
+        retry_after: Some(2),
+        ..Faults::default()
+    });
+    let (status, headers, out) = post_json(&url, body.to_string(), &key).await;
+    assert_eq!(status, 429);
+    assert_eq!(headers.get("retry-after-ms").unwrap(), "2000");
+    assert_eq!(error_of(&out)["code"], "429");
+    sim.set_faults(Faults {
+        stream_exception_after: Some(2),
+        ..Faults::default()
+    });
+    let (status, _, out) = post_json(&url, body.to_string(), &key).await;
+    assert_eq!(status, 200);
+    let (chunks, done) = sse_chunks(&out);
+    assert!(!done);
+    assert_eq!(chunks.len(), 3);
+    assert!(chunks[2]["error"]["message"].is_string(), "{:?}", chunks[2]);
+    let stats = sim.stats();
+    assert_eq!(stats.by_model[DEPLOYMENT]["completions-stream"], 3);
+    assert_eq!(stats.errors_injected, 1);
+}
+
 #[actix_rt::test]
 async fn openai_refuses_missing_or_wrong_keys_and_bodies_in_its_error_format() {
     let sim = start(SimProvider::OpenAi, "us-east-1").await;
@@ -132,7 +253,7 @@ async fn openai_refuses_missing_or_wrong_keys_and_bodies_in_its_error_format() {
     assert_eq!(status, 400);
     assert_eq!(error_of(&body)["type"], "invalid_request_error");
     let (status, _, body) = post_json(
-        &format!("{}/v1/completions", sim.url()),
+        &format!("{}/v1/responses", sim.url()),
         "{}".to_owned(),
         &auth,
     )

@@ -28,6 +28,7 @@ mod invoke;
 mod models;
 mod openai_api;
 mod openai_chat;
+mod openai_completions;
 mod openai_embeddings;
 mod prompt_cache;
 mod server;
@@ -89,7 +90,7 @@ pub enum SimProvider {
     Bedrock,
     /// The Anthropic API: `POST /v1/messages`, `x-api-key` checked against `api_keys`.
     Anthropic,
-    /// The OpenAI API: chat completions, embeddings and models, `Authorization: Bearer` checked
+    /// The OpenAI API: chat completions, legacy completions, embeddings and models, `Authorization: Bearer` checked
     /// against `api_keys`.
     #[value(name = "openai")]
     OpenAi,

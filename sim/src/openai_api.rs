@@ -1,7 +1,7 @@
-//! The OpenAI API (`sim --provider openai`: `/v1/chat/completions`, `/v1/embeddings`,
-//! `/v1/models` behind `Authorization: Bearer`) and Azure OpenAI (`sim --provider azure`:
-//! `/openai/deployments/{id}/chat/completions` and `/embeddings` behind `api-key`, with
-//! `api-version` required). One flow serves both dialects; they differ in where the key and model
+//! The OpenAI API (`sim --provider openai`: `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/embeddings`, `/v1/models` behind `Authorization: Bearer`) and Azure OpenAI (`sim --provider
+//! azure`: `/openai/deployments/{id}/chat/completions`, `/completions` and `/embeddings` behind
+//! `api-key`, with `api-version` required). One flow serves both dialects; they differ in where the key and model
 //! come from and in how a throttle is announced.
 
 use std::collections::BTreeMap;
@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::fault_gate;
 use super::faults::Injected;
 use super::openai_chat::{self, Invalid};
+use super::openai_completions;
 use super::openai_embeddings;
 use super::state::SimState;
 use super::stream::{SSE, paced};
@@ -39,6 +40,8 @@ pub enum Dialect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
     Chat,
+    /// The legacy text completions.
+    Completions,
     Embeddings,
 }
 
@@ -108,15 +111,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, dialect: Dialect) {
             serve(&req, &body, &state, dialect, op).await
         }
     };
-    let (chat, embeddings) = match dialect {
-        Dialect::OpenAi => ("/v1/chat/completions", "/v1/embeddings"),
-        Dialect::Azure => (
-            "/openai/deployments/{id}/chat/completions",
-            "/openai/deployments/{id}/embeddings",
-        ),
+    let prefix = match dialect {
+        Dialect::OpenAi => "/v1",
+        Dialect::Azure => "/openai/deployments/{id}",
     };
-    cfg.route(chat, web::post().to(handler(Operation::Chat)))
-        .route(embeddings, web::post().to(handler(Operation::Embeddings)));
+    for (path, op) in [
+        ("chat/completions", Operation::Chat),
+        ("completions", Operation::Completions),
+        ("embeddings", Operation::Embeddings),
+    ] {
+        cfg.route(&format!("{prefix}/{path}"), web::post().to(handler(op)));
+    }
     if dialect == Dialect::OpenAi {
         cfg.route("/v1/models", web::get().to(models));
     }
@@ -160,52 +165,101 @@ async fn serve(
         Ok(parts) => parts,
         Err(e) => return e.response(),
     };
-    let chat = match op {
-        Operation::Chat => match openai_chat::Request::parse(body.clone()) {
-            Ok(chat) => Some(chat),
-            Err(e) => return ApiError::from(e).response(),
-        },
-        Operation::Embeddings => None,
+    let call = match Call::parse(op, body) {
+        Ok(call) => call,
+        Err(e) => return ApiError::from(e).response(),
     };
-    let stream = chat.as_ref().is_some_and(|c| c.stream);
-    let name = match (op, stream) {
-        (Operation::Chat, false) => "chat-completions",
-        (Operation::Chat, true) => "chat-completions-stream",
-        (Operation::Embeddings, _) => "embeddings",
-    };
+    let stream = call.stream();
     state
         .stats
-        .model_request(&model, name, request_headers(req));
+        .model_request(&model, call.name(), request_headers(req));
     let content_type = if stream { SSE } else { "application/json" };
     let faults = match fault_gate::pass(state, content_type, |i| injected(i, dialect)).await {
         Ok(faults) => faults,
         Err(res) => return res,
     };
-    let answered = match chat {
-        Some(chat) => {
-            let created = OffsetDateTime::now_utc().unix_timestamp();
-            openai_chat::complete(&chat, &state.region, &model, created).map(|done| {
-                if stream {
-                    let mut events: Vec<Bytes> = done.chunks().iter().map(sse_data).collect();
-                    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-                    // The API reports a failure mid-stream as a data line holding an `error`.
-                    paced(events, &faults, SSE, |name| {
-                        sse_data(
-                            &ApiError::new(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                format!("{name}: Injected by bedrock-sim."),
-                            )
-                            .body(),
-                        )
-                    })
-                } else {
-                    HttpResponse::Ok().json(done.body())
-                }
+    let created = OffsetDateTime::now_utc().unix_timestamp();
+    let answered = match call {
+        Call::Chat(chat) => openai_chat::complete(&chat, &state.region, &model, created)
+            .map(|done| Answer::new(stream, || done.body(), || done.chunks())),
+        Call::Text(text) => openai_completions::complete(text, &state.region, &model, created)
+            .map(|done| Answer::new(stream, || done.body(), || done.chunks())),
+        Call::Embeddings(body) => openai_embeddings::embed(body, &model).map(Answer::Whole),
+    };
+    match answered {
+        Ok(Answer::Whole(body)) => HttpResponse::Ok().json(body),
+        Ok(Answer::Streamed(chunks)) => {
+            let mut events: Vec<Bytes> = chunks.iter().map(sse_data).collect();
+            events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            // The API reports a failure mid-stream as a data line holding an `error`.
+            paced(events, &faults, SSE, |name| {
+                sse_data(
+                    &ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("{name}: Injected by bedrock-sim."),
+                    )
+                    .body(),
+                )
             })
         }
-        None => openai_embeddings::embed(body, &model).map(|list| HttpResponse::Ok().json(list)),
-    };
-    answered.unwrap_or_else(|e| ApiError::from(e).response())
+        Err(e) => ApiError::from(e).response(),
+    }
+}
+
+/// A request of one operation, parsed as far as the faults need (whether it streams).
+enum Call {
+    Chat(openai_chat::Request),
+    Text(openai_completions::Request),
+    Embeddings(Value),
+}
+
+impl Call {
+    fn parse(op: Operation, body: Value) -> Result<Self, Invalid> {
+        Ok(match op {
+            Operation::Chat => Self::Chat(openai_chat::Request::parse(body)?),
+            Operation::Completions => Self::Text(openai_completions::Request::parse(body)?),
+            Operation::Embeddings => Self::Embeddings(body),
+        })
+    }
+
+    fn stream(&self) -> bool {
+        match self {
+            Self::Chat(chat) => chat.stream,
+            Self::Text(text) => text.stream,
+            Self::Embeddings(_) => false,
+        }
+    }
+
+    /// The operation's name in the stats.
+    fn name(&self) -> &'static str {
+        match (self, self.stream()) {
+            (Self::Chat(_), false) => "chat-completions",
+            (Self::Chat(_), true) => "chat-completions-stream",
+            (Self::Text(_), false) => "completions",
+            (Self::Text(_), true) => "completions-stream",
+            (Self::Embeddings(_), _) => "embeddings",
+        }
+    }
+}
+
+/// An answer as one JSON body or as the chunks of a stream.
+enum Answer {
+    Whole(Value),
+    Streamed(Vec<Value>),
+}
+
+impl Answer {
+    fn new(
+        stream: bool,
+        body: impl FnOnce() -> Value,
+        chunks: impl FnOnce() -> Vec<Value>,
+    ) -> Self {
+        if stream {
+            Self::Streamed(chunks())
+        } else {
+            Self::Whole(body())
+        }
+    }
 }
 
 /// Counts the request and checks its key (and Azure's `api-version`).

@@ -99,17 +99,36 @@ struct Named {
     name: String,
 }
 
+/// `stop`: one sequence or several (legacy completions take the same).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Stop {
+pub enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
+impl Stop {
+    pub fn sequences(stop: Option<&Self>) -> Vec<String> {
+        match stop {
+            Some(Self::One(stop)) => vec![stop.clone()],
+            Some(Self::Many(stops)) => stops.clone(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// `stream_options` (legacy completions take the same).
 #[derive(Debug, Deserialize)]
-struct StreamOptions {
+pub struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
+}
+
+impl StreamOptions {
+    /// Whether the stream ends with a usage chunk.
+    pub fn include_usage(options: Option<&Self>) -> bool {
+        options.is_some_and(|o| o.include_usage)
+    }
 }
 
 impl Request {
@@ -120,12 +139,6 @@ impl Request {
             return Err(Invalid::new("messages", "[] is too short - 'messages'"));
         }
         Ok(request)
-    }
-
-    fn include_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage)
     }
 
     fn prompt_tokens(&self) -> u64 {
@@ -238,11 +251,7 @@ pub fn complete(
                 results.reverse();
                 format!("tool result {}", results.join(" "))
             };
-            let stops = match &request.stop {
-                Some(Stop::One(stop)) => vec![stop.clone()],
-                Some(Stop::Many(stops)) => stops.clone(),
-                None => Vec::new(),
-            };
+            let stops = Stop::sequences(request.stop.as_ref());
             let max = request.max_completion_tokens.or(request.max_tokens);
             Answer::Text(limit(&reply_text(region, model, &asked), max, &stops))
         }
@@ -259,7 +268,7 @@ pub fn complete(
         answer,
         prompt_tokens: request.prompt_tokens(),
         completion_tokens,
-        include_usage: request.include_usage(),
+        include_usage: StreamOptions::include_usage(request.stream_options.as_ref()),
     })
 }
 

@@ -21,9 +21,10 @@ struct Request {
     encoding_format: Encoding,
 }
 
+/// Texts or token ids, one or many: embeddings' `input` and legacy completions' `prompt`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Input {
+pub enum Input {
     One(String),
     Many(Vec<String>),
     Tokens(Vec<u32>),
@@ -40,7 +41,7 @@ enum Encoding {
 
 impl Input {
     /// The texts to embed; token ids stand for themselves, joined by spaces.
-    fn texts(self) -> Vec<String> {
+    pub fn texts(self) -> Vec<String> {
         let tokens = |ids: Vec<u32>| {
             let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
             ids.join(" ")

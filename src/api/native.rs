@@ -178,6 +178,8 @@ async fn proxy(
         | Operation::MessagesStream
         | Operation::ChatCompletions
         | Operation::ChatCompletionsStream
+        | Operation::Completions
+        | Operation::CompletionsStream
         | Operation::Embeddings => {
             return Err(GatewayError::Internal(format!(
                 "{operation:?} is not a Bedrock operation"

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible surface: chat and legacy completions over Converse / ConverseStream,
-//! embeddings over InvokeModel, and the model list. Chat goes to `openai` and `azure` targets as
-//! sent but `model` (answers and streams passed through), and to `anthropic` targets as Messages.
+//! embeddings over InvokeModel, and the model list. Chat and legacy completions go to `openai` and
+//! `azure` targets as sent but `model` (answers and streams passed through), chat to `anthropic`
+//! targets as Messages.
 //! Translation itself is in [`crate::translate`]; this file routes, forwards and streams.
 
 use std::num::NonZeroU32;
@@ -125,8 +126,9 @@ fn chat_head(body: &[u8]) -> Result<ChatHead, TranslateError> {
     })
 }
 
-/// What a chat request becomes for each provider's target.
-struct ChatShape {
+/// What a chat or legacy completion request becomes for each provider's target.
+struct OpenAiShape {
+    surface: Surface,
     /// As the client sent it, for OpenAI-compatible targets; a stream also asks for its usage
     /// chunk, which the gateway needs to count tokens.
     openai: Bytes,
@@ -136,8 +138,13 @@ struct ChatShape {
     stream: bool,
 }
 
-impl ChatShape {
-    fn new(client: Bytes, converse: Bytes, stream: bool) -> Result<Self, TranslateError> {
+impl OpenAiShape {
+    fn new(
+        surface: Surface,
+        client: Bytes,
+        converse: Bytes,
+        stream: bool,
+    ) -> Result<Self, TranslateError> {
         let openai = if stream {
             let mut doc: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_slice(&client).map_err(|e| TranslateError::body_json(&e))?;
@@ -150,6 +157,7 @@ impl ChatShape {
             client.clone()
         };
         Ok(Self {
+            surface,
             openai,
             client,
             converse,
@@ -158,20 +166,25 @@ impl ChatShape {
     }
 }
 
-impl PerTarget for ChatShape {
+impl PerTarget for OpenAiShape {
     fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
-        let (whole, streamed, body) = match target.provider.provider() {
-            Provider::Bedrock => (
+        let (whole, streamed, body) = match (target.provider.provider(), self.surface) {
+            (Provider::Bedrock, _) => (
                 Operation::Converse,
                 Operation::ConverseStream,
                 self.converse.clone(),
             ),
-            Provider::OpenAi | Provider::Azure => (
+            (Provider::OpenAi | Provider::Azure, Surface::Chat) => (
                 Operation::ChatCompletions,
                 Operation::ChatCompletionsStream,
                 self.openai.clone(),
             ),
-            Provider::Anthropic => {
+            (Provider::OpenAi | Provider::Azure, Surface::Completions) => (
+                Operation::Completions,
+                Operation::CompletionsStream,
+                self.openai.clone(),
+            ),
+            (Provider::Anthropic, Surface::Chat) => {
                 let model = target.model_id.as_deref().unwrap_or_default();
                 let max_tokens = target
                     .max_tokens
@@ -187,6 +200,13 @@ impl PerTarget for ChatShape {
                     Bytes::from(request.body),
                 )
             }
+            // check-config keeps such targets out of completions routes.
+            (Provider::Anthropic, Surface::Completions) => {
+                return Err(GatewayError::bad_request(format!(
+                    "target {} has provider \"anthropic\", which has no legacy completions; they go to bedrock, openai and azure targets",
+                    target.label()
+                )));
+            }
         };
         Ok((if self.stream { streamed } else { whole }, body))
     }
@@ -199,7 +219,7 @@ async fn converse_request(
     selection: &Selection<'_>,
     body: Vec<u8>,
     stream: bool,
-    per_target: Option<Box<dyn PerTarget>>,
+    per_target: Box<dyn PerTarget>,
 ) -> Result<ProxyRequest, GatewayError> {
     let route = selection.route;
     let quota = Quota::for_request(gateway, route, caller.consumer());
@@ -224,7 +244,7 @@ async fn converse_request(
         } else {
             "application/json".to_owned()
         },
-        per_target,
+        per_target: Some(per_target),
     })
 }
 
@@ -370,15 +390,14 @@ async fn converse_surface(
         }
     };
     let selection = route_for(&gateway, &head.model, surface.route_type())?;
-    // A chat route of only OpenAI-compatible targets takes the body as the client wrote it: what
+    // A route of only OpenAI-compatible targets takes the body as the client wrote it: what
     // Converse or the Anthropic API could not express is the upstream's to judge.
-    let passthrough = matches!(surface, Surface::Chat)
-        && selection.route.balancer.roster().targets.iter().all(|t| {
-            matches!(
-                t.config.provider.provider(),
-                Provider::OpenAi | Provider::Azure
-            )
-        });
+    let passthrough = selection.route.balancer.roster().targets.iter().all(|t| {
+        matches!(
+            t.config.provider.provider(),
+            Provider::OpenAi | Provider::Azure
+        )
+    });
     let mut parsed = if passthrough {
         Parsed {
             model: head.model,
@@ -399,15 +418,12 @@ async fn converse_surface(
     } else {
         std::mem::take(&mut parsed.converse_body)
     };
-    let per_target: Option<Box<dyn PerTarget>> = match surface {
-        Surface::Chat => Some(Box::new(ChatShape::new(
-            body.clone(),
-            Bytes::from(converse_body.clone()),
-            parsed.stream,
-        )?)),
-        // Legacy completions are Bedrock's only.
-        Surface::Completions => None,
-    };
+    let per_target = Box::new(OpenAiShape::new(
+        surface,
+        body.clone(),
+        Bytes::from(converse_body.clone()),
+        parsed.stream,
+    )?);
     let request = converse_request(
         req,
         &gateway,

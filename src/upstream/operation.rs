@@ -1,5 +1,6 @@
 //! The Bedrock Runtime and Agent Runtime operations the gateway forwards, the Anthropic API's
-//! Messages call and OpenAI's chat completions (an OpenAI-compatible server's or Azure's).
+//! Messages call and OpenAI's chat completions, legacy completions and embeddings (an
+//! OpenAI-compatible server's or Azure's).
 
 use crate::config::Service;
 
@@ -26,6 +27,10 @@ pub enum Operation {
     ChatCompletions,
     /// The same, answered as server-sent events.
     ChatCompletionsStream,
+    /// OpenAI's legacy `POST /v1/completions` (Azure: on the deployment's path), answered whole.
+    Completions,
+    /// The same, answered as server-sent events.
+    CompletionsStream,
     /// OpenAI's `POST /v1/embeddings` (Azure: on the deployment's path).
     Embeddings,
 }
@@ -66,6 +71,8 @@ impl Operation {
             | Self::MessagesStream
             | Self::ChatCompletions
             | Self::ChatCompletionsStream
+            | Self::Completions
+            | Self::CompletionsStream
             | Self::Embeddings => None,
         }
     }
@@ -116,6 +123,8 @@ impl Operation {
             | Self::MessagesStream
             | Self::ChatCompletions
             | Self::ChatCompletionsStream
+            | Self::Completions
+            | Self::CompletionsStream
             | Self::Embeddings => "POST",
         }
     }
@@ -139,6 +148,8 @@ impl Operation {
             | Self::MessagesStream
             | Self::ChatCompletions
             | Self::ChatCompletionsStream
+            | Self::Completions
+            | Self::CompletionsStream
             | Self::Embeddings => Service::Runtime,
         }
     }
@@ -154,6 +165,8 @@ impl Operation {
             | Self::MessagesStream
             | Self::ChatCompletions
             | Self::ChatCompletionsStream
+            | Self::Completions
+            | Self::CompletionsStream
             | Self::Embeddings => true,
             Self::CountTokens
             | Self::ApplyGuardrail
@@ -171,8 +184,12 @@ impl Operation {
     /// other providers stream server-sent events where Bedrock streams AWS event streams.
     pub const fn accept(self) -> Option<&'static str> {
         match self {
-            Self::Messages | Self::ChatCompletions | Self::Embeddings => Some("application/json"),
-            Self::MessagesStream | Self::ChatCompletionsStream => Some("text/event-stream"),
+            Self::Messages | Self::ChatCompletions | Self::Completions | Self::Embeddings => {
+                Some("application/json")
+            }
+            Self::MessagesStream | Self::ChatCompletionsStream | Self::CompletionsStream => {
+                Some("text/event-stream")
+            }
             _ => None,
         }
     }

@@ -150,11 +150,15 @@ pub fn prepare(
             }
             ("/v1/messages".to_owned(), with_model(body, model()?)?)
         }
-        Operation::ChatCompletions | Operation::ChatCompletionsStream | Operation::Embeddings => {
-            let call = if operation == Operation::Embeddings {
-                "embeddings"
-            } else {
-                "chat/completions"
+        Operation::ChatCompletions
+        | Operation::ChatCompletionsStream
+        | Operation::Completions
+        | Operation::CompletionsStream
+        | Operation::Embeddings => {
+            let call = match operation {
+                Operation::Embeddings => "embeddings",
+                Operation::Completions | Operation::CompletionsStream => "completions",
+                _ => "chat/completions",
             };
             let path = match &target.provider {
                 ProviderOptions::OpenAi => format!("/v1/{call}"),
@@ -176,7 +180,11 @@ pub fn prepare(
     let query = match (operation, &target.provider) {
         (Operation::ListAsyncInvokes, _) => params.query.clone(),
         (
-            Operation::ChatCompletions | Operation::ChatCompletionsStream | Operation::Embeddings,
+            Operation::ChatCompletions
+            | Operation::ChatCompletionsStream
+            | Operation::Completions
+            | Operation::CompletionsStream
+            | Operation::Embeddings,
             ProviderOptions::Azure { api_version, .. },
         ) => format!("api-version={}", encode(api_version)),
         _ => String::new(),
@@ -411,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn chat_goes_to_openai_or_the_azure_deployment_with_its_api_version() {
+    fn openai_calls_go_to_openai_or_the_azure_deployment_with_its_api_version() {
         let mut t = target(Some("gpt-4o-mini"));
         let body = Bytes::from_static(br#"{"model":"route","messages":[]}"#);
         let params = Params::default();
@@ -435,6 +443,15 @@ mod tests {
         let up = prepare(&t, Operation::Embeddings, &params, &body).unwrap();
         assert_eq!(up.path, "/openai/deployments/prod-4o/embeddings");
         assert_eq!(up.query, "api-version=2024-10-21");
+        let up = prepare(&t, Operation::CompletionsStream, &params, &body).unwrap();
+        assert_eq!(up.path, "/openai/deployments/prod-4o/completions");
+        assert_eq!(up.query, "api-version=2024-10-21");
+        t.provider = ProviderOptions::OpenAi;
+        let up = prepare(&t, Operation::Completions, &params, &body).unwrap();
+        assert_eq!(
+            (up.path.as_str(), up.query.as_str()),
+            ("/v1/completions", "")
+        );
     }
 
     #[test]

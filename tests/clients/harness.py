@@ -110,6 +110,15 @@ def wait_ready(admin_url):
     raise RuntimeError("gateway never became ready")
 
 
+def wait_for(what, check, limit=10):
+    """Polls `check` until it holds; a stream's metrics are recorded when it ends, which may be
+    just after the client read its last byte."""
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def sim_stats(sim_url):
     import json
     import urllib.request

@@ -1,6 +1,7 @@
 """The official `anthropic` and `openai` SDKs through the gateway to the simulated Anthropic API,
-OpenAI API and Azure OpenAI: every surface x provider pair, plain, streamed and with tools; the
-Anthropic API as the overflow of a throttled Bedrock region; Azure's retry-after-ms."""
+OpenAI API and Azure OpenAI: every surface x provider pair (legacy completions included), plain,
+streamed and with tools; the Anthropic API as the overflow of a throttled Bedrock region; Azure's
+retry-after-ms."""
 
 import json
 import time
@@ -24,6 +25,9 @@ AZURE_KEY = "azure-upstream-0123456789"
 GPT = "gpt-4o-mini"
 AZURE_MODEL = "gpt-4o"
 AZURE_DEPLOYMENT = "prod-4o"
+INSTRUCT = "gpt-3.5-turbo-instruct"
+AZURE_INSTRUCT = "gpt-35-turbo-instruct"
+AZURE_INSTRUCT_DEPLOYMENT = "instruct-prod"
 TIMEOUT = 20
 TARGET_HEADER = "x-bedrock-balancer-target"
 
@@ -48,6 +52,27 @@ def anthropic_target(url, priority, model=API_MODEL):
         priority: {priority}"""
 
 
+def openai_target(url, model):
+    return f"""
+      - model:
+          provider: openai
+          name: {model}
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}"""
+
+
+def azure_target(url, model, deployment):
+    return f"""
+      - model:
+          provider: azure
+          name: {model}
+          options:
+            upstream_url: "{url}"
+            azure_deployment_id: {deployment}
+            azure_api_version: "2024-10-21"
+        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}"""
+
+
 @pytest.fixture(scope="module")
 def stack():
     region = harness.start_sim("us-east-1")
@@ -68,41 +93,21 @@ routes:
     targets:{harness.target_yaml(CLAUDE, "us-east-1", region.url)}
         priority: 1{anthropic_target(api.url, 2, OVERFLOW_MODEL)}
   - name: gpt
-    targets:
-      - model:
-          provider: openai
-          name: {GPT}
-          options: {{ upstream_url: "{oai.url}" }}
-        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+    targets:{openai_target(oai.url, GPT)}
   - name: gpt-azure
-    targets:
-      - model:
-          provider: azure
-          name: {AZURE_MODEL}
-          options:
-            upstream_url: "{azure.url}"
-            azure_deployment_id: {AZURE_DEPLOYMENT}
-            azure_api_version: "2024-10-21"
-        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
+    targets:{azure_target(azure.url, AZURE_MODEL, AZURE_DEPLOYMENT)}
+  - name: text
+    route_type: llm/v1/completions
+    targets:{openai_target(oai.url, INSTRUCT)}
+  - name: text-azure
+    route_type: llm/v1/completions
+    targets:{azure_target(azure.url, AZURE_INSTRUCT, AZURE_INSTRUCT_DEPLOYMENT)}
   - name: embed
     route_type: llm/v1/embeddings
-    targets:
-      - model:
-          provider: openai
-          name: text-embedding-3-small
-          options: {{ upstream_url: "{oai.url}" }}
-        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+    targets:{openai_target(oai.url, "text-embedding-3-small")}
   - name: embed-azure
     route_type: llm/v1/embeddings
-    targets:
-      - model:
-          provider: azure
-          name: text-embedding-3-large
-          options:
-            upstream_url: "{azure.url}"
-            azure_deployment_id: emb-prod
-            azure_api_version: "2024-10-21"
-        auth: {{ header_name: api-key, header_value: "{AZURE_KEY}" }}
+    targets:{azure_target(azure.url, "text-embedding-3-large", "emb-prod")}
 """
         gw = harness.start_gateway(config)
         gw.sims = {"anthropic": api, "openai": oai, "azure": azure}
@@ -196,6 +201,8 @@ UPSTREAMS = {
     "claude-api": ("anthropic", {"x-api-key": UPSTREAM_KEY}),
     "gpt": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
     "gpt-azure": ("azure", {"api-key": AZURE_KEY}),
+    "text": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
+    "text-azure": ("azure", {"api-key": AZURE_KEY}),
     "embed": ("openai", {"authorization": f"Bearer {OPENAI_KEY}"}),
     "embed-azure": ("azure", {"api-key": AZURE_KEY}),
 }
@@ -395,7 +402,7 @@ def test_streamed_usage_is_counted_even_when_the_client_did_not_ask(stack, oai_c
         )
     )
     assert not any(c.usage for c in chunks)
-    assert completion_tokens(gw, provider, model) > before
+    harness.wait_for("the stream's tokens counted", lambda: completion_tokens(gw, provider, model) > before)
 
 
 def test_an_openai_only_route_takes_what_converse_could_not(stack, oai_client):
@@ -406,3 +413,54 @@ def test_an_openai_only_route_takes_what_converse_could_not(stack, oai_client):
     )
     assert answer.choices[0].message.content
     assert_upstream_auth(gw, "gpt")
+
+
+# Each completions route's target name, and the model the simulator was asked for (Azure: the deployment).
+INSTRUCT_ROUTES = {"text": (INSTRUCT, INSTRUCT), "text-azure": (AZURE_INSTRUCT, AZURE_INSTRUCT_DEPLOYMENT)}
+
+
+def completions_seen(gw, route, op):
+    _, upstream = INSTRUCT_ROUTES[route]
+    sim = gw.sims[UPSTREAMS[route][0]]
+    return harness.sim_stats(sim.url)["by_model"].get(upstream, {}).get(op, 0)
+
+
+@pytest.mark.parametrize("route", ["text", "text-azure"])
+def test_legacy_completions_reach_openai_and_azure(stack, oai_client, route):
+    gw, _, _ = stack
+    name, upstream = INSTRUCT_ROUTES[route]
+    provider = UPSTREAMS[route][0]
+    before = completions_seen(gw, route, "completions"), completion_tokens(gw, provider, name)
+    answer = oai_client.completions.create(model=route, prompt=["Say hi", "Say bye"], max_tokens=30)
+    assert answer.object == "text_completion"
+    # A batch of prompts passes through as sent: one choice each, answered by the target's model.
+    assert [c.index for c in answer.choices] == [0, 1]
+    assert answer.choices[1].text == f"Hello from us-east-1 ({upstream}). You said: Say bye"
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage.completion_tokens > 0
+    assert_upstream_auth(gw, route)
+    assert completions_seen(gw, route, "completions") == before[0] + 1
+    assert completion_tokens(gw, provider, name) == before[1] + answer.usage.completion_tokens
+
+
+@pytest.mark.parametrize("route", ["text", "text-azure"])
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_legacy_completions_stream_from_openai_and_azure(stack, oai_client, route, include_usage):
+    gw, _, _ = stack
+    name, upstream = INSTRUCT_ROUTES[route]
+    provider = UPSTREAMS[route][0]
+    before = completions_seen(gw, route, "completions-stream"), completion_tokens(gw, provider, name)
+    kwargs = dict(model=route, prompt="Say hello there", max_tokens=30, stream=True)
+    if include_usage:
+        kwargs["stream_options"] = {"include_usage": True}
+    chunks = list(oai_client.completions.create(**kwargs))
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == f"Hello from us-east-1 ({upstream}). You said: Say hello there"
+    assert chunks[-2 if include_usage else -1].choices[0].finish_reason == "stop"
+    usage = [c.usage for c in chunks if c.usage]
+    # The gateway asks for the usage chunk to count tokens; the client sees it only if it asked.
+    assert bool(usage) == include_usage, chunks[-2:]
+    assert_upstream_auth(gw, route)
+    assert completions_seen(gw, route, "completions-stream") == before[0] + 1
+    expected = before[1] + len(text.split())
+    harness.wait_for("the stream's tokens counted", lambda: completion_tokens(gw, provider, name) == expected)

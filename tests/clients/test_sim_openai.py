@@ -1,5 +1,6 @@
 """The simulator's OpenAI and Azure OpenAI modes as the official `openai` SDK sees them, with no
-gateway in between: chat plain, streamed and with tools, embeddings, and an injected 429."""
+gateway in between: chat plain, streamed and with tools, legacy completions plain and streamed,
+embeddings, and an injected 429."""
 
 import openai
 import pytest
@@ -63,6 +64,29 @@ def test_plain_chat_names_region_and_model_and_the_key_arrived(served):
     stats = sim_stats(url)
     assert stats["last_request_headers"][header] == value
     assert stats["by_model"][model]["chat-completions"] >= 1
+
+
+def test_legacy_completions_parse_as_the_sdks_completion_plain_and_streamed(served):
+    url, client, model, (header, value), region = served
+    out = client.completions.create(model=model, prompt=["hello there", "bye"], max_tokens=40)
+    assert out.object == "text_completion" and out.model == model
+    assert [c.text for c in out.choices] == [
+        f"Hello from {region} ({model}). You said: hello there",
+        f"Hello from {region} ({model}). You said: bye",
+    ]
+    assert out.usage.prompt_tokens == 3 and out.usage.completion_tokens == 15
+    chunks = list(
+        client.completions.create(
+            model=model, prompt="stream please", stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == f"Hello from {region} ({model}). You said: stream please"
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0
+    stats = sim_stats(url)
+    assert stats["last_request_headers"][header] == value
+    assert stats["by_model"][model]["completions"] >= 1
+    assert stats["by_model"][model]["completions-stream"] >= 1
 
 
 def test_streamed_chat_joins_to_the_answer_with_a_usage_chunk(served):
