@@ -399,3 +399,163 @@ async fn the_anthropic_apis_own_errors_reach_anthropic_clients_as_sent() {
         "{target}"
     );
 }
+
+const ORG_B_KEY: &str = "anthropic-key-org-b";
+
+/// An Anthropic target on `url` labelled `name`, with `key`.
+fn named_anthropic_target(name: &str, url: &str, key: &str) -> String {
+    format!(
+        r#"
+      - name: {name}
+        model:
+          provider: anthropic
+          name: claude-sonnet-4-5
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: x-api-key, header_value: "{key}" }}"#
+    )
+}
+
+#[actix_rt::test]
+async fn two_named_keys_for_one_anthropic_model_share_the_route() {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = sim::SimProvider::Anthropic;
+    opts.api_keys = vec![API_KEY.to_owned(), ORG_B_KEY.to_owned()];
+    let anthropic = sim::start(opts).await.unwrap();
+    let targets = [
+        named_anthropic_target("org-a", &anthropic.url(), API_KEY),
+        named_anthropic_target("org-b", &anthropic.url(), ORG_B_KEY),
+    ];
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", &targets),
+        vec![anthropic],
+    )
+    .await;
+    let mut served = BTreeMap::<String, u32>::new();
+    for stream in [false, true, false, true] {
+        let (status, head, body) = post_messages(&h, messages_body(stream)).await;
+        assert_eq!(status, 200, "{body}");
+        let label = head
+            .get("x-bedrock-balancer-target")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        // Each label's own key went upstream.
+        let key = if label == "org-a" { API_KEY } else { ORG_B_KEY };
+        assert_eq!(
+            h.sims[0].stats().last_request_headers["x-api-key"],
+            key,
+            "{label}"
+        );
+        *served.entry(label).or_default() += 1;
+    }
+    assert_eq!(
+        served,
+        BTreeMap::from([("org-a".to_owned(), 2), ("org-b".to_owned(), 2)])
+    );
+    assert_eq!(h.sims[0].stats().requests_total, 4);
+
+    let admin = h.admin_targets().await;
+    let rows: Vec<(&str, u64)> = admin["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["target"].as_str().unwrap(),
+                t["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("org-a", 2), ("org-b", 2)], "{admin}");
+    let metrics = h.metrics().await;
+    for name in ["org-a", "org-b"] {
+        assert!(
+            metrics.contains(&format!("target=\"{name}\"")),
+            "{name} missing: {metrics}"
+        );
+    }
+    assert!(!metrics.contains(ORG_B_KEY) && !metrics.contains(API_KEY));
+}
+
+/// An OpenAI-compatible server that takes `API_KEY` as its bearer token.
+async fn openai_api() -> sim::SimHandle {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = sim::SimProvider::OpenAi;
+    opts.api_keys = vec![API_KEY.to_owned()];
+    sim::start(opts).await.unwrap()
+}
+
+fn openai_target(url: &str) -> String {
+    format!(
+        r#"
+      - model:
+          provider: openai
+          name: gpt-4o
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {API_KEY}" }}"#
+    )
+}
+
+async fn readyz(h: &Harness) -> (u16, serde_json::Value) {
+    let mut resp = awc::Client::default()
+        .get(h.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[actix_rt::test]
+async fn a_gateway_of_key_targets_is_ready_with_them_and_not_while_they_all_cool_down() {
+    let anthropic = anthropic_api().await;
+    let openai = openai_api().await;
+    let targets = [
+        anthropic_target(&anthropic.url()),
+        openai_target(&openai.url()),
+    ];
+    // No AWS credentials anywhere in this config: the keys are what make the targets ready.
+    let h = start_gateway(
+        &config_yaml(
+            "claude",
+            "      algorithm: round-robin\n      retries: 1\n      failover_criteria: [error, timeout, http_429, non_idempotent]",
+            &targets,
+        ),
+        vec![anthropic, openai],
+    )
+    .await;
+    assert_eq!(readyz(&h).await.0, 200);
+    let admin = h.admin_targets().await;
+    for target in admin["targets"].as_array().unwrap() {
+        assert_eq!(target["credentials_loaded"], true, "{target}");
+        assert_eq!(target["ready"], true, "{target}");
+    }
+
+    // Both throttled with a long Retry-After: one request tries both and cools both down.
+    for sim in &h.sims {
+        sim.set_faults(sim::Faults {
+            status: Some(429),
+            retry_after: Some(600),
+            ..sim::Faults::default()
+        });
+    }
+    let (status, _, body) = post_messages(&h, messages_body(false)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        h.sims
+            .iter()
+            .map(|s| s.stats().errors_injected)
+            .sum::<u64>(),
+        2
+    );
+    let (status, body) = readyz(&h).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("no target ready"))
+    );
+    let admin = h.admin_targets().await;
+    for target in admin["targets"].as_array().unwrap() {
+        assert_eq!(target["credentials_loaded"], true, "{target}");
+        assert_eq!(target["ready"], false, "{target}");
+    }
+}

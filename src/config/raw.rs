@@ -100,6 +100,7 @@ pub struct RawTarget {
     pub weight: Option<i64>,
     pub priority: Option<i64>,
     pub limits: Option<RawLimits>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -258,6 +258,7 @@ mod tests {
 
     fn target(model: Option<&str>) -> Target {
         Target {
+            name: None,
             model_id: model.map(str::to_owned),
             service: Service::Runtime,
             provider: ProviderOptions::Bedrock,
