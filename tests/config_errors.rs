@@ -391,6 +391,30 @@ routes[0].targets[0].model.options.azure_deployment_id: must be non-empty letter
 routes[0].targets[0].auth.header_name: \"Host\" is set by the gateway; name the header that carries the key
 routes[0].targets[0].auth.header_value: must be printable ASCII (no line breaks)"
     );
+    // Only OpenAI-format targets send `stream_options`.
+    assert_eq!(
+        errors(&provider_target(
+            "llm/v1/chat",
+            "anthropic",
+            "stream_include_usage: false",
+            "header_name: x-api-key, header_value: k",
+        )),
+        "routes[0].targets[0].model.options.stream_include_usage: not an option of provider \"anthropic\""
+    );
+    let config = ok(&provider_target(
+        "llm/v1/chat",
+        "openai",
+        "stream_include_usage: false",
+        "header_name: Authorization, header_value: Bearer k",
+    ));
+    let provider = &config.routes[0].targets[0].provider;
+    assert_eq!(
+        *provider,
+        ProviderOptions::OpenAi {
+            stream_include_usage: false
+        }
+    );
+    assert!(!provider.asks_stream_usage());
 }
 
 #[test]
@@ -472,6 +496,10 @@ fn every_provider_with_its_defaults_and_overrides() {
     let azure = |d: &str, v: &str| ProviderOptions::Azure {
         deployment_id: d.to_owned(),
         api_version: v.to_owned(),
+        stream_include_usage: true,
+    };
+    let openai = ProviderOptions::OpenAi {
+        stream_include_usage: true,
     };
     assert_eq!(
         got,
@@ -494,20 +522,15 @@ fn every_provider_with_its_defaults_and_overrides() {
                 "127.0.0.1:9001",
                 Some(("x-api-key", "k2"))
             ),
+            (openai.clone(), "http://vllm:8000", "vllm:8000", None),
             (
-                ProviderOptions::OpenAi,
-                "http://vllm:8000",
-                "vllm:8000",
-                None
-            ),
-            (
-                ProviderOptions::OpenAi,
+                openai.clone(),
                 "https://api.openai.com",
                 "api.openai.com",
                 Some(("authorization", "Bearer team-a-secret-key"))
             ),
             (
-                azure("gpt4o", "2023-05-15"),
+                azure("gpt4o", "2024-10-21"),
                 "https://team.openai.azure.com",
                 "team.openai.azure.com",
                 Some(("api-key", "k3"))

@@ -559,3 +559,115 @@ async fn a_gateway_of_key_targets_is_ready_with_them_and_not_while_they_all_cool
         assert_eq!(target["ready"], false, "{target}");
     }
 }
+
+/// An OpenAI-compatible target on `url` with extra `options` lines and a `tpm` limit.
+fn limited_openai_target(url: &str, options: &str) -> String {
+    format!(
+        r#"
+      - model:
+          provider: openai
+          name: llama3
+          options: {{ upstream_url: "{url}"{options} }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {API_KEY}" }}
+        limits: {{ tpm: 100000 }}"#
+    )
+}
+
+/// Streams a chat request whose client asks for the usage chunk; the status and body.
+async fn stream_chat(h: &Harness) -> (u16, String) {
+    let body = serde_json::json!({
+        "model": "claude", "stream": true, "stream_options": {"include_usage": true},
+        "max_tokens": 32, "messages": [{"role": "user", "content": "hello"}]
+    });
+    let (status, body) = post(&h.url("/v1/chat/completions"), body.to_string()).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[actix_rt::test]
+async fn a_target_without_stream_usage_reaches_a_server_that_refuses_stream_options() {
+    let older_server = || async {
+        let mut opts = SimOptions::new("us-east-1");
+        opts.provider = sim::SimProvider::OpenAi;
+        opts.api_keys = vec![API_KEY.to_owned()];
+        opts.refuse_stream_options = true;
+        sim::start(opts).await.unwrap()
+    };
+    // By default the gateway asks for the usage chunk, which such a server refuses.
+    let sim = older_server().await;
+    let target = limited_openai_target(&sim.url(), "");
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", &[target]),
+        vec![sim],
+    )
+    .await;
+    let (status, body) = stream_chat(&h).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("stream_options"), "{body}");
+
+    let sim = older_server().await;
+    let target = limited_openai_target(&sim.url(), ", stream_include_usage: false");
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", &[target]),
+        vec![sim],
+    )
+    .await;
+    let (status, body) = stream_chat(&h).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"content\":\"Hello"), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    assert!(!body.contains("\"usage\""), "no usage to relay: {body}");
+    let (status, _, body) = post_messages(&h, messages_body(true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("event: message_stop"), "{body}");
+    assert_eq!(h.sims[0].stats().by_operation["chat-completions-stream"], 2);
+
+    // Without usage, each stream's token estimate stays taken from the target's tpm, rather than
+    // being settled at zero.
+    let target = h.admin_targets().await["targets"][0].clone();
+    let remaining = target["limits"]["remaining_tpm"].as_u64().unwrap();
+    assert!(remaining < 100_000 - 2 * 32, "{target}");
+    assert_eq!(target["avg_completion_tokens"], 0.0, "{target}");
+}
+
+#[actix_rt::test]
+async fn an_azure_target_streams_with_usage_on_the_default_api_version() {
+    let mut opts = SimOptions::new("eastus");
+    opts.provider = sim::SimProvider::Azure;
+    opts.api_keys = vec![API_KEY.to_owned()];
+    let azure = sim::start(opts).await.unwrap();
+    let target = |version: &str| {
+        format!(
+            r#"
+      - model:
+          provider: azure
+          name: gpt-4o
+          options: {{ upstream_url: "{}", azure_deployment_id: gpt4o{version} }}
+        auth: {{ header_name: api-key, header_value: "{API_KEY}" }}
+        limits: {{ tpm: 100000 }}"#,
+            azure.url()
+        )
+    };
+    let targets = [target("")];
+    let route = config_yaml("claude", "      algorithm: round-robin", &targets);
+    let old_route = config_yaml(
+        "claude",
+        "      algorithm: round-robin",
+        &[target(", azure_api_version: 2023-05-15")],
+    );
+    let h = start_gateway(&route, vec![azure]).await;
+    let (status, body) = stream_chat(&h).await;
+    assert_eq!(status, 200, "{body}");
+    // The usage chunk came (the client asked for it), and the gateway counted it.
+    assert!(body.contains("\"completion_tokens\""), "{body}");
+    let target = h.admin_targets().await["targets"][0].clone();
+    assert!(
+        target["avg_completion_tokens"].as_f64().unwrap() > 0.0,
+        "{target}"
+    );
+
+    // Kong's default of old predates stream_options: Azure refuses the stream.
+    let old = start_gateway(&old_route, Vec::new()).await;
+    let (status, body) = stream_chat(&old).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("stream_options"), "{body}");
+}

@@ -422,11 +422,14 @@ pub enum ProviderOptions {
     Anthropic {
         version: String,
     },
-    OpenAi,
+    OpenAi {
+        stream_include_usage: bool,
+    },
     /// `/openai/deployments/{deployment_id}/...?api-version={api_version}`.
     Azure {
         deployment_id: String,
         api_version: String,
+        stream_include_usage: bool,
     },
 }
 
@@ -435,8 +438,24 @@ impl ProviderOptions {
         match self {
             Self::Bedrock => Provider::Bedrock,
             Self::Anthropic { .. } => Provider::Anthropic,
-            Self::OpenAi => Provider::OpenAi,
+            Self::OpenAi { .. } => Provider::OpenAi,
             Self::Azure { .. } => Provider::Azure,
+        }
+    }
+
+    /// Whether an OpenAI-format stream to the target asks for its usage chunk
+    /// (`stream_options.include_usage`); `false` sends no `stream_options` at all, for servers
+    /// that refuse the field.
+    pub const fn asks_stream_usage(&self) -> bool {
+        match self {
+            Self::OpenAi {
+                stream_include_usage,
+            }
+            | Self::Azure {
+                stream_include_usage,
+                ..
+            } => *stream_include_usage,
+            Self::Bedrock | Self::Anthropic { .. } => false,
         }
     }
 }

@@ -126,6 +126,7 @@ pub struct RawModelOptions {
     pub azure_instance: Option<String>,
     pub azure_deployment_id: Option<String>,
     pub azure_api_version: Option<String>,
+    pub stream_include_usage: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -157,7 +157,7 @@ pub fn prepare(
                 "chat/completions"
             };
             let path = match &target.provider {
-                ProviderOptions::OpenAi => format!("/v1/{call}"),
+                ProviderOptions::OpenAi { .. } => format!("/v1/{call}"),
                 ProviderOptions::Azure { deployment_id, .. } => {
                     format!("/openai/deployments/{}/{call}", encode(deployment_id))
                 }
@@ -417,7 +417,9 @@ mod tests {
         let body = Bytes::from_static(br#"{"model":"route","messages":[]}"#);
         let params = Params::default();
         assert!(prepare(&t, Operation::ChatCompletions, &params, &body).is_err());
-        t.provider = ProviderOptions::OpenAi;
+        t.provider = ProviderOptions::OpenAi {
+            stream_include_usage: true,
+        };
         let up = prepare(&t, Operation::ChatCompletionsStream, &params, &body).unwrap();
         assert_eq!(
             (up.path.as_str(), up.query.as_str()),
@@ -428,6 +430,7 @@ mod tests {
         t.provider = ProviderOptions::Azure {
             deployment_id: "prod-4o".into(),
             api_version: "2024-10-21".into(),
+            stream_include_usage: true,
         };
         let up = prepare(&t, Operation::ChatCompletions, &params, &body).unwrap();
         assert_eq!(up.path, "/openai/deployments/prod-4o/chat/completions");
