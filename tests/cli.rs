@@ -17,6 +17,16 @@ fn write_config(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
+/// A config file with one `claude` route over `targets` (YAML list items), on free ports.
+fn claude_route_config(targets: &str) -> tempfile::NamedTempFile {
+    write_config(&format!(
+        "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }}
+routes:
+  - name: claude
+    targets:{targets}"
+    ))
+}
+
 #[test]
 fn check_config_prints_every_problem_and_fails() {
     let file = write_config(
@@ -205,12 +215,8 @@ async fn serve_assumes_a_role_through_sts_and_signs_with_the_temporary_credentia
     // The simulator doubles as STS: it accepts the base key (from the environment chain) for
     // AssumeRole, then the temporary key and token it handed out for Bedrock calls.
     let sim = sim::start(SimOptions::new("us-west-2")).await.unwrap();
-    let config = write_config(&format!(
+    let config = claude_route_config(&format!(
         r#"
-server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }}
-routes:
-  - name: claude
-    targets:
       - model:
           provider: bedrock
           name: anthropic.claude-3-haiku-20240307-v1:0
@@ -498,16 +504,9 @@ async fn key_targets_make_the_gateway_ready_without_any_aws_credentials() {
     let anthropic = sim::start(options).await.unwrap();
     let home = tempfile::tempdir().unwrap();
     // The Bedrock target relies on the credential chain, which has nothing to give here.
-    let config = write_config(&format!(
+    let config = claude_route_config(&format!(
         r#"
-server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }}
-routes:
-  - name: claude
-    targets:
-      - model:
-          provider: bedrock
-          name: anthropic.claude-3-haiku-20240307-v1:0
-          options: {{ bedrock: {{ aws_region: us-east-1 }}, upstream_url: "http://127.0.0.1:9" }}
+      - model: {{ provider: bedrock, name: anthropic.claude-3-haiku-20240307-v1:0, options: {{ bedrock: {{ aws_region: us-east-1 }}, upstream_url: "http://127.0.0.1:9" }} }}
       - name: anthropic-api
         model: {{ provider: anthropic, name: claude-sonnet-4-5, options: {{ upstream_url: "{}" }} }}
         auth: {{ header_name: x-api-key, header_value: anthropic-test-key }}

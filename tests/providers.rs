@@ -585,32 +585,26 @@ async fn stream_chat(h: &Harness) -> (u16, String) {
 
 #[actix_rt::test]
 async fn a_target_without_stream_usage_reaches_a_server_that_refuses_stream_options() {
-    let older_server = || async {
+    // A gateway whose one target, with extra `options`, is a server refusing `stream_options`.
+    let gateway = |options: &'static str| async move {
         let mut opts = SimOptions::new("us-east-1");
         opts.provider = sim::SimProvider::OpenAi;
         opts.api_keys = vec![API_KEY.to_owned()];
         opts.refuse_stream_options = true;
-        sim::start(opts).await.unwrap()
+        let sim = sim::start(opts).await.unwrap();
+        let target = limited_openai_target(&sim.url(), options);
+        start_gateway(
+            &config_yaml("claude", "      algorithm: round-robin", &[target]),
+            vec![sim],
+        )
+        .await
     };
     // By default the gateway asks for the usage chunk, which such a server refuses.
-    let sim = older_server().await;
-    let target = limited_openai_target(&sim.url(), "");
-    let h = start_gateway(
-        &config_yaml("claude", "      algorithm: round-robin", &[target]),
-        vec![sim],
-    )
-    .await;
-    let (status, body) = stream_chat(&h).await;
+    let (status, body) = stream_chat(&gateway("").await).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("stream_options"), "{body}");
 
-    let sim = older_server().await;
-    let target = limited_openai_target(&sim.url(), ", stream_include_usage: false");
-    let h = start_gateway(
-        &config_yaml("claude", "      algorithm: round-robin", &[target]),
-        vec![sim],
-    )
-    .await;
+    let h = gateway(", stream_include_usage: false").await;
     let (status, body) = stream_chat(&h).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"content\":\"Hello"), "{body}");
