@@ -17,6 +17,16 @@ fn write_config(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
+/// A config file with one `claude` route over `targets` (YAML list items), on free ports.
+fn claude_route_config(targets: &str) -> tempfile::NamedTempFile {
+    write_config(&format!(
+        "server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }}
+routes:
+  - name: claude
+    targets:{targets}"
+    ))
+}
+
 #[test]
 fn check_config_prints_every_problem_and_fails() {
     let file = write_config(
@@ -223,12 +233,8 @@ async fn serve_assumes_a_role_through_sts_and_signs_with_the_temporary_credentia
     // The simulator doubles as STS: it accepts the base key (from the environment chain) for
     // AssumeRole, then the temporary key and token it handed out for Bedrock calls.
     let sim = sim::start(SimOptions::new("us-west-2")).await.unwrap();
-    let config = write_config(&format!(
+    let config = claude_route_config(&format!(
         r#"
-server: {{ listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 1, drain_grace: 0s }}
-routes:
-  - name: claude
-    targets:
       - model:
           provider: bedrock
           name: anthropic.claude-3-haiku-20240307-v1:0
@@ -635,4 +641,104 @@ fn the_demo_fails_over_from_two_bedrock_regions_to_the_anthropic_api_and_back_as
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `serve` in an environment where the AWS credential chain finds nothing: no keys, no profile,
+/// no instance metadata.
+fn serve_without_aws_credentials(config: &std::path::Path, home: &std::path::Path) -> Child {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--log-format", "text", "serve", "--config"])
+        .arg(config)
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("no-aws-credentials"),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        command.env_remove(var);
+    }
+    command.spawn().unwrap()
+}
+
+#[actix_rt::test]
+async fn key_targets_make_the_gateway_ready_without_any_aws_credentials() {
+    let mut options = SimOptions::new("us-east-1");
+    options.provider = sim::SimProvider::Anthropic;
+    options.api_keys = vec!["anthropic-test-key".to_owned()];
+    let anthropic = sim::start(options).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // The Bedrock target relies on the credential chain, which has nothing to give here.
+    let config = claude_route_config(&format!(
+        r#"
+      - model: {{ provider: bedrock, name: anthropic.claude-3-haiku-20240307-v1:0, options: {{ bedrock: {{ aws_region: us-east-1 }}, upstream_url: "http://127.0.0.1:9" }} }}
+      - name: anthropic-api
+        model: {{ provider: anthropic, name: claude-sonnet-4-5, options: {{ upstream_url: "{}" }} }}
+        auth: {{ header_name: x-api-key, header_value: anthropic-test-key }}
+"#,
+        anthropic.url()
+    ));
+    let mut child = serve_without_aws_credentials(config.path(), home.path());
+    let (public, admin) = wait_for_listening(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&format!("{admin}/readyz")).await != Some(200) {
+        assert!(Instant::now() < deadline, "never ready with a key target");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut resp = awc::Client::default()
+        .get(format!("{admin}/admin/targets"))
+        .send()
+        .await
+        .unwrap();
+    let targets: serde_json::Value = resp.json().await.unwrap();
+    let mut resp = awc::Client::default()
+        .post(format!("{public}/v1/messages"))
+        .insert_header(("content-type", "application/json"))
+        .send_body(
+            r#"{"model":"claude","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await
+        .unwrap();
+    let served_by = resp
+        .headers()
+        .get("x-bedrock-balancer-target")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let answered = resp.status().as_u16();
+    let _ = resp.body().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let row = |label: &str| {
+        targets["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == label)
+            .cloned()
+            .unwrap_or_else(|| panic!("{label} missing from {targets}"))
+    };
+    let key_target = row("anthropic-api");
+    assert_eq!(key_target["credentials_loaded"], true, "{key_target}");
+    assert_eq!(key_target["ready"], true, "{key_target}");
+    // The chain can never load here, so this is not a race with a slow fetch.
+    let chain_target = row("us-east-1/anthropic.claude-3-haiku-20240307-v1:0");
+    assert_eq!(chain_target["credentials_loaded"], false, "{chain_target}");
+    assert_eq!(chain_target["ready"], false, "{chain_target}");
+    // Requests go to the target that can authenticate.
+    assert_eq!(answered, 200);
+    assert_eq!(served_by.as_deref(), Some("anthropic-api"));
+    assert_eq!(anthropic.stats().requests_total, 1);
 }

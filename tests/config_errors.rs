@@ -79,7 +79,7 @@ fn unknown_balancer_field() {
 fn unknown_target_field() {
     assert_eq!(
         errors(&route_with("", "wieght: 5")),
-        "routes[0].targets[0]: unknown field \"wieght\", expected one of model, auth, weight, priority, limits"
+        "routes[0].targets[0]: unknown field \"wieght\", expected one of model, auth, weight, priority, limits, name"
     );
 }
 
@@ -391,6 +391,30 @@ routes[0].targets[0].model.options.azure_deployment_id: must be non-empty letter
 routes[0].targets[0].auth.header_name: \"Host\" is set by the gateway; name the header that carries the key
 routes[0].targets[0].auth.header_value: must be printable ASCII (no line breaks)"
     );
+    // Only OpenAI-format targets send `stream_options`.
+    assert_eq!(
+        errors(&provider_target(
+            "llm/v1/chat",
+            "anthropic",
+            "stream_include_usage: false",
+            "header_name: x-api-key, header_value: k",
+        )),
+        "routes[0].targets[0].model.options.stream_include_usage: not an option of provider \"anthropic\""
+    );
+    let config = ok(&provider_target(
+        "llm/v1/chat",
+        "openai",
+        "stream_include_usage: false",
+        "header_name: Authorization, header_value: Bearer k",
+    ));
+    let provider = &config.routes[0].targets[0].provider;
+    assert_eq!(
+        *provider,
+        ProviderOptions::OpenAi {
+            stream_include_usage: false
+        }
+    );
+    assert!(!provider.asks_stream_usage());
 }
 
 #[test]
@@ -472,6 +496,10 @@ fn every_provider_with_its_defaults_and_overrides() {
     let azure = |d: &str, v: &str| ProviderOptions::Azure {
         deployment_id: d.to_owned(),
         api_version: v.to_owned(),
+        stream_include_usage: true,
+    };
+    let openai = ProviderOptions::OpenAi {
+        stream_include_usage: true,
     };
     assert_eq!(
         got,
@@ -494,20 +522,15 @@ fn every_provider_with_its_defaults_and_overrides() {
                 "127.0.0.1:9001",
                 Some(("x-api-key", "k2"))
             ),
+            (openai.clone(), "http://vllm:8000", "vllm:8000", None),
             (
-                ProviderOptions::OpenAi,
-                "http://vllm:8000",
-                "vllm:8000",
-                None
-            ),
-            (
-                ProviderOptions::OpenAi,
+                openai.clone(),
                 "https://api.openai.com",
                 "api.openai.com",
                 Some(("authorization", "Bearer team-a-secret-key"))
             ),
             (
-                azure("gpt4o", "2023-05-15"),
+                azure("gpt4o", "2024-10-21"),
                 "https://team.openai.azure.com",
                 "team.openai.azure.com",
                 Some(("api-key", "k3"))
@@ -607,8 +630,65 @@ fn duplicate_target() {
     );
     assert_eq!(
         errors(&yaml),
-        "routes[0].targets[2]: duplicates routes[0].targets[0] (us-east-1/anthropic.claude)"
+        "routes[0].targets[2]: duplicates routes[0].targets[0] (us-east-1/anthropic.claude); \
+         to reach the same model twice (another key or account), give each target its own `name`"
     );
+}
+
+/// Two keys (organisations) for the same Anthropic model: the common way to double a quota.
+fn two_anthropic_keys(names: [&str; 2]) -> String {
+    let target = |name: &str, key: &str| {
+        format!(
+            "      - {name}model: {{ provider: anthropic, name: claude-sonnet-4-5 }}
+        auth: {{ header_name: x-api-key, header_value: {key} }}
+"
+        )
+    };
+    format!(
+        "routes:
+  - name: claude
+    targets:
+{}{}",
+        target(names[0], "key-org-a"),
+        target(names[1], "key-org-b")
+    )
+}
+
+#[test]
+fn two_keys_to_one_host_and_model_need_names() {
+    assert_eq!(
+        errors(&two_anthropic_keys(["", ""])),
+        "routes[0].targets[1]: duplicates routes[0].targets[0] (api.anthropic.com/claude-sonnet-4-5); \
+         to reach the same model twice (another key or account), give each target its own `name`"
+    );
+    assert_eq!(
+        errors(&two_anthropic_keys([
+            "name: org-a\n        ",
+            "name: org-a\n        "
+        ])),
+        "routes[0].targets[1]: duplicates routes[0].targets[0] (org-a); target names must differ \
+         within a route"
+    );
+    // A name may not take another target's `region/model` label either.
+    assert_eq!(
+        errors(&two_anthropic_keys([
+            "name: \"org/a b\"\n        ",
+            "name: \"\"\n        "
+        ])),
+        "routes[0].targets[0].name: must be 1 to 64 letters, digits, '-', '_', '.' or ':', got \"org/a b\"\n\
+         routes[0].targets[1].name: must be 1 to 64 letters, digits, '-', '_', '.' or ':', got \"\""
+    );
+
+    let config = ok(&two_anthropic_keys([
+        "name: org-a\n        ",
+        "name: org-b\n        ",
+    ]));
+    let labels: Vec<String> = config.routes[0].targets.iter().map(|t| t.label()).collect();
+    assert_eq!(labels, ["org-a", "org-b"]);
+    // One named, one not: the names differ, so nothing is a duplicate.
+    let config = ok(&two_anthropic_keys(["name: org-a\n        ", ""]));
+    let labels: Vec<String> = config.routes[0].targets.iter().map(|t| t.label()).collect();
+    assert_eq!(labels, ["org-a", "api.anthropic.com/claude-sonnet-4-5"]);
 }
 
 #[test]
@@ -639,7 +719,7 @@ routes:
 server.workers: must be >= 1, got 0
 routes[0].balancer.algorithm: unknown algorithm \"fastest\"; expected one of round-robin, least-connections, lowest-latency, lowest-usage, consistent-hashing, priority, p2c-ewma
 routes[0].balancer.retries: must be 0..=32767, got 99999
-routes[0].targets[0]: unknown field \"colour\", expected one of model, auth, weight, priority, limits
+routes[0].targets[0]: unknown field \"colour\", expected one of model, auth, weight, priority, limits, name
 routes[0].targets[1].model.options.bedrock.aws_region: invalid AWS region \"nowhere\"; expected a region like us-east-1
 routes[0].targets[1].limits.rpm: must be >= 1, got 0
 routes[0].targets[1].limits.tpm: must be >= 1, got -1

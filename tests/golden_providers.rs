@@ -77,6 +77,7 @@ fn anthropic_request_becomes_openai_chat() {
     let req = chat_request(
         &MESSAGES_CHAT.read("tool_conversation.request.json"),
         "gpt-4o-2024-08-06",
+        true,
     )
     .unwrap();
     MESSAGES_CHAT.check("tool_conversation.openai.json", &req.body);

@@ -771,3 +771,262 @@ async fn an_openai_servers_completion_errors_reach_the_client_as_sent() {
     let text = String::from_utf8_lossy(&out);
     assert!(!text.contains(OPENAI_KEY), "{text}");
 }
+
+const ORG_B_KEY: &str = "anthropic-key-org-b";
+
+/// An Anthropic target on `url` labelled `name`, with `key`.
+fn named_anthropic_target(name: &str, url: &str, key: &str) -> String {
+    format!(
+        r#"
+      - name: {name}
+        model:
+          provider: anthropic
+          name: claude-sonnet-4-5
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: x-api-key, header_value: "{key}" }}"#
+    )
+}
+
+#[actix_rt::test]
+async fn two_named_keys_for_one_anthropic_model_share_the_route() {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = sim::SimProvider::Anthropic;
+    opts.api_keys = vec![API_KEY.to_owned(), ORG_B_KEY.to_owned()];
+    let anthropic = sim::start(opts).await.unwrap();
+    let targets = [
+        named_anthropic_target("org-a", &anthropic.url(), API_KEY),
+        named_anthropic_target("org-b", &anthropic.url(), ORG_B_KEY),
+    ];
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", &targets),
+        vec![anthropic],
+    )
+    .await;
+    let mut served = BTreeMap::<String, u32>::new();
+    for stream in [false, true, false, true] {
+        let (status, head, body) = post_messages(&h, messages_body(stream)).await;
+        assert_eq!(status, 200, "{body}");
+        let label = head
+            .get("x-bedrock-balancer-target")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        // Each label's own key went upstream.
+        let key = if label == "org-a" { API_KEY } else { ORG_B_KEY };
+        assert_eq!(
+            h.sims[0].stats().last_request_headers["x-api-key"],
+            key,
+            "{label}"
+        );
+        *served.entry(label).or_default() += 1;
+    }
+    assert_eq!(
+        served,
+        BTreeMap::from([("org-a".to_owned(), 2), ("org-b".to_owned(), 2)])
+    );
+    assert_eq!(h.sims[0].stats().requests_total, 4);
+
+    let admin = h.admin_targets().await;
+    let rows: Vec<(&str, u64)> = admin["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["target"].as_str().unwrap(),
+                t["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("org-a", 2), ("org-b", 2)], "{admin}");
+    let metrics = h.metrics().await;
+    for name in ["org-a", "org-b"] {
+        assert!(
+            metrics.contains(&format!("target=\"{name}\"")),
+            "{name} missing: {metrics}"
+        );
+    }
+    assert!(!metrics.contains(ORG_B_KEY) && !metrics.contains(API_KEY));
+}
+
+/// An OpenAI-compatible chat model on `url`.
+fn gpt4o_target(url: &str) -> String {
+    format!(
+        r#"
+      - model:
+          provider: openai
+          name: gpt-4o
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}"#
+    )
+}
+
+async fn readyz(h: &Harness) -> (u16, serde_json::Value) {
+    let mut resp = awc::Client::default()
+        .get(h.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[actix_rt::test]
+async fn a_gateway_of_key_targets_is_ready_with_them_and_not_while_they_all_cool_down() {
+    let anthropic = anthropic_api().await;
+    let openai = openai_api(sim::SimProvider::OpenAi).await;
+    let targets = [
+        anthropic_target(&anthropic.url()),
+        gpt4o_target(&openai.url()),
+    ];
+    // No AWS credentials anywhere in this config: the keys are what make the targets ready.
+    let h = start_gateway(
+        &config_yaml(
+            "claude",
+            "      algorithm: round-robin\n      retries: 1\n      failover_criteria: [error, timeout, http_429, non_idempotent]",
+            &targets,
+        ),
+        vec![anthropic, openai],
+    )
+    .await;
+    assert_eq!(readyz(&h).await.0, 200);
+    let admin = h.admin_targets().await;
+    for target in admin["targets"].as_array().unwrap() {
+        assert_eq!(target["credentials_loaded"], true, "{target}");
+        assert_eq!(target["ready"], true, "{target}");
+    }
+
+    // Both throttled with a long Retry-After: one request tries both and cools both down.
+    for sim in &h.sims {
+        sim.set_faults(sim::Faults {
+            status: Some(429),
+            retry_after: Some(600),
+            ..sim::Faults::default()
+        });
+    }
+    let (status, _, body) = post_messages(&h, messages_body(false)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        h.sims
+            .iter()
+            .map(|s| s.stats().errors_injected)
+            .sum::<u64>(),
+        2
+    );
+    let (status, body) = readyz(&h).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("no target ready"))
+    );
+    let admin = h.admin_targets().await;
+    for target in admin["targets"].as_array().unwrap() {
+        assert_eq!(target["credentials_loaded"], true, "{target}");
+        assert_eq!(target["ready"], false, "{target}");
+    }
+}
+
+/// An OpenAI-compatible target on `url` with extra `options` lines and a `tpm` limit.
+fn limited_openai_target(url: &str, options: &str) -> String {
+    format!(
+        r#"
+      - model:
+          provider: openai
+          name: llama3
+          options: {{ upstream_url: "{url}"{options} }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}
+        limits: {{ tpm: 100000 }}"#
+    )
+}
+
+/// Streams a chat request whose client asks for the usage chunk; the status and body.
+async fn stream_chat(h: &Harness) -> (u16, String) {
+    let body = serde_json::json!({
+        "model": "claude", "stream": true, "stream_options": {"include_usage": true},
+        "max_tokens": 32, "messages": [{"role": "user", "content": "hello"}]
+    });
+    let (status, body) = post(&h.url("/v1/chat/completions"), body.to_string()).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[actix_rt::test]
+async fn a_target_without_stream_usage_reaches_a_server_that_refuses_stream_options() {
+    // A gateway whose one target, with extra `options`, is a server refusing `stream_options`.
+    let gateway = |options: &'static str| async move {
+        let mut opts = SimOptions::new("us-east-1");
+        opts.provider = sim::SimProvider::OpenAi;
+        opts.api_keys = vec![OPENAI_KEY.to_owned()];
+        opts.refuse_stream_options = true;
+        let sim = sim::start(opts).await.unwrap();
+        let target = limited_openai_target(&sim.url(), options);
+        start_gateway(
+            &config_yaml("claude", "      algorithm: round-robin", &[target]),
+            vec![sim],
+        )
+        .await
+    };
+    // By default the gateway asks for the usage chunk, which such a server refuses.
+    let (status, body) = stream_chat(&gateway("").await).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("stream_options"), "{body}");
+
+    let h = gateway(", stream_include_usage: false").await;
+    let (status, body) = stream_chat(&h).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"content\":\"Hello"), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    assert!(!body.contains("\"usage\""), "no usage to relay: {body}");
+    let (status, _, body) = post_messages(&h, messages_body(true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("event: message_stop"), "{body}");
+    assert_eq!(h.sims[0].stats().by_operation["chat-completions-stream"], 2);
+
+    // Without usage, each stream's token estimate stays taken from the target's tpm, rather than
+    // being settled at zero.
+    let target = h.admin_targets().await["targets"][0].clone();
+    let remaining = target["limits"]["remaining_tpm"].as_u64().unwrap();
+    assert!(remaining < 100_000 - 2 * 32, "{target}");
+    assert_eq!(target["avg_completion_tokens"], 0.0, "{target}");
+}
+
+#[actix_rt::test]
+async fn an_azure_target_streams_with_usage_on_the_default_api_version() {
+    let mut opts = SimOptions::new("eastus");
+    opts.provider = sim::SimProvider::Azure;
+    opts.api_keys = vec![API_KEY.to_owned()];
+    let azure = sim::start(opts).await.unwrap();
+    let target = |version: &str| {
+        format!(
+            r#"
+      - model:
+          provider: azure
+          name: gpt-4o
+          options: {{ upstream_url: "{}", azure_deployment_id: gpt4o{version} }}
+        auth: {{ header_name: api-key, header_value: "{API_KEY}" }}
+        limits: {{ tpm: 100000 }}"#,
+            azure.url()
+        )
+    };
+    let targets = [target("")];
+    let route = config_yaml("claude", "      algorithm: round-robin", &targets);
+    let old_route = config_yaml(
+        "claude",
+        "      algorithm: round-robin",
+        &[target(", azure_api_version: 2023-05-15")],
+    );
+    let h = start_gateway(&route, vec![azure]).await;
+    let (status, body) = stream_chat(&h).await;
+    assert_eq!(status, 200, "{body}");
+    // The usage chunk came (the client asked for it), and the gateway counted it.
+    assert!(body.contains("\"completion_tokens\""), "{body}");
+    let target = h.admin_targets().await["targets"][0].clone();
+    assert!(
+        target["avg_completion_tokens"].as_f64().unwrap() > 0.0,
+        "{target}"
+    );
+
+    // Kong's default of old predates stream_options: Azure refuses the stream.
+    let old = start_gateway(&old_route, Vec::new()).await;
+    let (status, body) = stream_chat(&old).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("stream_options"), "{body}");
+}

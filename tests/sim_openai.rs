@@ -401,3 +401,41 @@ async fn injected_faults_keep_their_status_with_each_apis_throttling_headers() {
     assert_eq!(headers.get("retry-after").unwrap(), "2");
     assert_eq!(error_of(&body)["code"], "429");
 }
+
+#[actix_rt::test]
+async fn stream_options_are_refused_by_an_older_server_and_by_azure_before_they_existed() {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = SimProvider::OpenAi;
+    opts.api_keys = vec![KEY.to_owned()];
+    opts.refuse_stream_options = true;
+    let older = sim::start(opts).await.unwrap();
+    let url = format!("{}/v1/chat/completions", older.url());
+    let auth = [("authorization", BEARER)];
+    let (status, _, out) = post_json(&url, chat(true).to_string(), &auth).await;
+    assert_eq!(status, 400, "{out:?}");
+    assert_eq!(error_of(&out)["param"], "stream_options");
+    let mut bare = chat(true);
+    bare.as_object_mut().unwrap().remove("stream_options");
+    let (status, _, out) = post_json(&url, bare.to_string(), &auth).await;
+    assert_eq!(status, 200, "{out:?}");
+    let (chunks, done) = sse_chunks(&out);
+    assert!(
+        done && chunks.iter().all(|c| c.get("usage").is_none()),
+        "{chunks:?}"
+    );
+
+    let azure = start(SimProvider::Azure, "eastus").await;
+    let key = [("api-key", KEY)];
+    for (version, want) in [
+        ("2023-05-15", 400),
+        ("2024-06-01", 400),
+        ("2024-09-01-preview", 200),
+        (API_VERSION, 200),
+    ] {
+        let url = azure_url(&azure, "chat/completions", Some(version));
+        let (status, _, out) = post_json(&url, chat(true).to_string(), &key).await;
+        assert_eq!(status, want, "{version}: {out:?}");
+        let (status, _, out) = post_json(&url, bare.to_string(), &key).await;
+        assert_eq!(status, 200, "{version}: {out:?}");
+    }
+}

@@ -33,6 +33,9 @@ pub struct SimArgs {
     /// Accept requests without a valid SigV4 signature (benchmark baselines only).
     #[arg(long)]
     pub accept_unsigned: bool,
+    /// OpenAI / Azure modes: refuse `stream_options`, like an older OpenAI-compatible server.
+    #[arg(long)]
+    pub refuse_stream_options: bool,
     #[command(flatten)]
     pub faults: Faults,
 }
@@ -48,6 +51,7 @@ impl SimArgs {
         opts.api_keys = self.api_keys;
         opts.workers = self.workers;
         opts.accept_unsigned = self.accept_unsigned;
+        opts.refuse_stream_options = self.refuse_stream_options;
         opts.faults = self.faults;
         opts
     }

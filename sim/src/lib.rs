@@ -113,6 +113,10 @@ pub struct SimOptions {
     /// Skip SigV4 verification: only for measuring a client that cannot sign (the load
     /// benchmark's direct baseline). Never on by default.
     pub accept_unsigned: bool,
+    /// OpenAI and Azure modes: refuse a chat request carrying `stream_options`, as older
+    /// OpenAI-compatible servers (vLLM, TGI, Ollama) do. Azure refuses it anyway on API versions
+    /// before it existed.
+    pub refuse_stream_options: bool,
     /// How long the credentials its STS endpoint hands out live; short ones make a caller's
     /// refreshes observable in a test.
     pub sts_session: Duration,
@@ -134,6 +138,7 @@ impl SimOptions {
             faults: Faults::default(),
             workers: DEFAULT_WORKERS,
             accept_unsigned: false,
+            refuse_stream_options: false,
             sts_session: STS_SESSION,
         }
     }

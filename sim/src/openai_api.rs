@@ -165,9 +165,11 @@ async fn serve(
         Ok(parts) => parts,
         Err(e) => return e.response(),
     };
-    let call = match Call::parse(op, body) {
+    let call = match check_stream_options(req, &body, state, dialect)
+        .and_then(|()| Call::parse(op, body).map_err(ApiError::from))
+    {
         Ok(call) => call,
-        Err(e) => return ApiError::from(e).response(),
+        Err(e) => return e.response(),
     };
     let stream = call.stream();
     state
@@ -289,8 +291,7 @@ fn admit(req: &HttpRequest, state: &SimState, dialect: Dialect) -> Result<(), Ap
                 )
                 .code("401"));
             }
-            let query = web::Query::<BTreeMap<String, String>>::from_query(req.query_string());
-            if !query.is_ok_and(|q| q.get("api-version").is_some_and(|v| !v.is_empty())) {
+            if api_version(req).is_none_or(|v| v.is_empty()) {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "Missing API version: the api-version query parameter is required.",
@@ -298,6 +299,39 @@ fn admit(req: &HttpRequest, state: &SimState, dialect: Dialect) -> Result<(), Ap
                 .code("MissingApiVersionParameter"));
             }
         }
+    }
+    Ok(())
+}
+
+fn api_version(req: &HttpRequest) -> Option<String> {
+    web::Query::<BTreeMap<String, String>>::from_query(req.query_string())
+        .ok()?
+        .into_inner()
+        .remove("api-version")
+}
+
+/// The first Azure OpenAI API version that takes `stream_options` (2024-09-01-preview).
+const AZURE_STREAM_OPTIONS_SINCE: &str = "2024-09-01";
+
+/// Refuses `stream_options` where the server does not know it: a server configured to (an older
+/// vLLM, TGI or Ollama), or Azure on an API version that predates it, as the real one does.
+fn check_stream_options(
+    req: &HttpRequest,
+    body: &Value,
+    state: &SimState,
+    dialect: Dialect,
+) -> Result<(), ApiError> {
+    let predates = || {
+        dialect == Dialect::Azure
+            && api_version(req)
+                .is_some_and(|v| v.get(..10).unwrap_or(&v) < AZURE_STREAM_OPTIONS_SINCE)
+    };
+    if body.get("stream_options").is_some() && (state.refuse_stream_options || predates()) {
+        return Err(Invalid::new(
+            "stream_options",
+            "Unrecognized request argument supplied: stream_options",
+        )
+        .into());
     }
     Ok(())
 }

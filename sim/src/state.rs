@@ -19,6 +19,8 @@ pub struct SimState {
     /// Async invocations started here.
     pub jobs: Jobs,
     pub accept_unsigned: bool,
+    /// Chat requests with `stream_options` are refused (an older OpenAI-compatible server).
+    pub refuse_stream_options: bool,
     /// Lifetime of the credentials its STS endpoint hands out.
     pub sts_session: Duration,
     /// Claude prompt prefixes cached by this region.
@@ -36,6 +38,7 @@ impl SimState {
             stats: Stats::new(&opts.region),
             jobs: Jobs::default(),
             accept_unsigned: opts.accept_unsigned,
+            refuse_stream_options: opts.refuse_stream_options,
             sts_session: opts.sts_session,
             prompt_cache: PromptCache::default(),
             faults: Mutex::new((opts.faults.clone(), 0)),

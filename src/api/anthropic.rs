@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::body::read_authenticated;
-use super::failure::{Failure, reply};
+use super::failure::{Failure, bad_request, reply};
 use super::openai::{client_for, json_success, response_id, route_for};
 use super::quota::Quota;
 use super::reply::{Reply, hash_key, session_key};
@@ -81,13 +81,6 @@ impl MessagesShape {
     }
 }
 
-fn bad_request(e: TranslateError) -> GatewayError {
-    GatewayError::BadRequest {
-        param: e.param().map(str::to_owned),
-        message: e.to_string(),
-    }
-}
-
 impl PerTarget for MessagesShape {
     fn prepare(&self, target: &Target) -> Result<(Operation, Bytes), GatewayError> {
         match target.provider.provider() {
@@ -115,7 +108,8 @@ impl PerTarget for MessagesShape {
             }
             Provider::OpenAi | Provider::Azure => {
                 let model = target.model_id.as_deref().unwrap_or_default();
-                let request = chat_request(&self.body, model).map_err(bad_request)?;
+                let request = chat_request(&self.body, model, target.provider.asks_stream_usage())
+                    .map_err(bad_request)?;
                 let operation = if request.stream {
                     Operation::ChatCompletionsStream
                 } else {

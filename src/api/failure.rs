@@ -36,6 +36,14 @@ impl From<GatewayError> for Failure {
     }
 }
 
+/// A body a target's translation refused: the gateway's 400 naming the parameter.
+pub(crate) fn bad_request(e: TranslateError) -> GatewayError {
+    GatewayError::BadRequest {
+        param: e.param().map(str::to_owned),
+        message: e.to_string(),
+    }
+}
+
 impl Failure {
     fn kind(&self) -> &'static str {
         match self {

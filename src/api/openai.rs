@@ -4,6 +4,7 @@
 //! targets as Messages.
 //! Translation itself is in [`crate::translate`]; this file routes, forwards and streams.
 
+use std::cell::OnceCell;
 use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,7 +17,7 @@ use futures_util::{StreamExt, stream};
 use serde_json::json;
 
 use super::body::read_authenticated;
-use super::failure::{Failure, reply};
+use super::failure::{Failure, bad_request, reply};
 use super::quota::Quota;
 use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key};
 use super::sse::{ChatRelay, sse_relay, sse_response};
@@ -129,41 +130,55 @@ fn chat_head(body: &[u8]) -> Result<ChatHead, TranslateError> {
 /// What a chat or legacy completion request becomes for each provider's target.
 struct OpenAiShape {
     surface: Surface,
-    /// As the client sent it, for OpenAI-compatible targets; a stream also asks for its usage
-    /// chunk, which the gateway needs to count tokens.
-    openai: Bytes,
-    /// As the client sent it, for the Anthropic API's translation.
+    /// As the client sent it: for OpenAI-compatible targets (but for a stream's
+    /// `stream_options`) and for the Anthropic API's translation.
     client: Bytes,
     converse: Bytes,
     stream: bool,
+    /// A stream for OpenAI-compatible targets, built on first use: `[0]` asks for the usage chunk
+    /// the gateway counts tokens by, `[1]` carries no `stream_options` (`stream_include_usage:
+    /// false`, for servers that refuse the field).
+    openai_streams: [OnceCell<Result<Bytes, TranslateError>>; 2],
 }
 
 impl OpenAiShape {
-    fn new(
-        surface: Surface,
-        client: Bytes,
-        converse: Bytes,
-        stream: bool,
-    ) -> Result<Self, TranslateError> {
-        let openai = if stream {
-            let mut doc: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(&client).map_err(|e| TranslateError::body_json(&e))?;
-            let options = doc.entry("stream_options").or_insert_with(|| json!({}));
-            if let Some(options) = options.as_object_mut() {
-                options.insert("include_usage".to_owned(), json!(true));
-            }
-            Bytes::from(serde_json::to_vec(&doc).map_err(|e| TranslateError::body_json(&e))?)
-        } else {
-            client.clone()
-        };
-        Ok(Self {
+    const fn new(surface: Surface, client: Bytes, converse: Bytes, stream: bool) -> Self {
+        Self {
             surface,
-            openai,
             client,
             converse,
             stream,
-        })
+            openai_streams: [OnceCell::new(), OnceCell::new()],
+        }
     }
+
+    fn openai_body(&self, target: &Target) -> Result<Bytes, TranslateError> {
+        if !self.stream {
+            return Ok(self.client.clone());
+        }
+        let ask_usage = target.provider.asks_stream_usage();
+        self.openai_streams[usize::from(!ask_usage)]
+            .get_or_init(|| openai_stream_body(&self.client, ask_usage))
+            .clone()
+    }
+}
+
+/// The client's streamed chat or completion body for an OpenAI-compatible target: asking for the usage chunk,
+/// or with no `stream_options` at all (the client's own too, which such a server would refuse).
+fn openai_stream_body(client: &[u8], ask_usage: bool) -> Result<Bytes, TranslateError> {
+    let mut doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(client).map_err(|e| TranslateError::body_json(&e))?;
+    if ask_usage {
+        let options = doc.entry("stream_options").or_insert_with(|| json!({}));
+        if let Some(options) = options.as_object_mut() {
+            options.insert("include_usage".to_owned(), json!(true));
+        }
+    } else {
+        doc.remove("stream_options");
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&doc).map_err(|e| TranslateError::body_json(&e))?,
+    ))
 }
 
 impl PerTarget for OpenAiShape {
@@ -177,12 +192,12 @@ impl PerTarget for OpenAiShape {
             (Provider::OpenAi | Provider::Azure, Surface::Chat) => (
                 Operation::ChatCompletions,
                 Operation::ChatCompletionsStream,
-                self.openai.clone(),
+                self.openai_body(target).map_err(bad_request)?,
             ),
             (Provider::OpenAi | Provider::Azure, Surface::Completions) => (
                 Operation::Completions,
                 Operation::CompletionsStream,
-                self.openai.clone(),
+                self.openai_body(target).map_err(bad_request)?,
             ),
             (Provider::Anthropic, Surface::Chat) => {
                 let model = target.model_id.as_deref().unwrap_or_default();
@@ -190,10 +205,7 @@ impl PerTarget for OpenAiShape {
                     .max_tokens
                     .map_or(DEFAULT_MAX_TOKENS, NonZeroU32::get);
                 let request = chat_messages::messages_request(&self.client, model, max_tokens)
-                    .map_err(|e| GatewayError::BadRequest {
-                        param: e.param().map(str::to_owned),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(bad_request)?;
                 (
                     Operation::Messages,
                     Operation::MessagesStream,
@@ -423,7 +435,7 @@ async fn converse_surface(
         body.clone(),
         Bytes::from(converse_body.clone()),
         parsed.stream,
-    )?);
+    ));
     let request = converse_request(
         req,
         &gateway,

@@ -20,7 +20,8 @@ pub use state::{Health, TargetState, UsageSample};
 /// Everything the request path needs about a target, built once per config load.
 pub struct TargetRuntime {
     pub config: Target,
-    /// `region/model`, used in logs, metrics and the `x-bedrock-balancer-target` header.
+    /// [`Target::label`]: its `name`, else `region/model`; used in logs, metrics and the
+    /// `x-bedrock-balancer-target` header.
     pub label: String,
     /// `host[:port]` of the upstream, as signed and sent.
     pub authority: String,

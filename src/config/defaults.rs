@@ -93,5 +93,10 @@ pub const DEFAULT_ANTHROPIC_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_OPENAI_URL: &str = "https://api.openai.com";
 /// The `anthropic-version` header the Anthropic API requires (Kong's default).
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
-/// Kong's default `azure_api_version`.
-pub const DEFAULT_AZURE_API_VERSION: &str = "2023-05-15";
+/// The latest GA Azure OpenAI API version, the first GA one with `stream_options` (the streamed
+/// usage the gateway counts tokens by) beside `tools`, `tool_choice` and `parallel_tool_calls`.
+/// Kong's default, `2023-05-15`, predates all of them.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+/// OpenAI-format streams ask for their usage chunk unless a target says its server refuses
+/// `stream_options`.
+pub const DEFAULT_STREAM_INCLUDE_USAGE: bool = true;

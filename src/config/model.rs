@@ -422,11 +422,14 @@ pub enum ProviderOptions {
     Anthropic {
         version: String,
     },
-    OpenAi,
+    OpenAi {
+        stream_include_usage: bool,
+    },
     /// `/openai/deployments/{deployment_id}/...?api-version={api_version}`.
     Azure {
         deployment_id: String,
         api_version: String,
+        stream_include_usage: bool,
     },
 }
 
@@ -435,8 +438,24 @@ impl ProviderOptions {
         match self {
             Self::Bedrock => Provider::Bedrock,
             Self::Anthropic { .. } => Provider::Anthropic,
-            Self::OpenAi => Provider::OpenAi,
+            Self::OpenAi { .. } => Provider::OpenAi,
             Self::Azure { .. } => Provider::Azure,
+        }
+    }
+
+    /// Whether an OpenAI-format stream to the target asks for its usage chunk
+    /// (`stream_options.include_usage`); `false` sends no `stream_options` at all, for servers
+    /// that refuse the field.
+    pub const fn asks_stream_usage(&self) -> bool {
+        match self {
+            Self::OpenAi {
+                stream_include_usage,
+            }
+            | Self::Azure {
+                stream_include_usage,
+                ..
+            } => *stream_include_usage,
+            Self::Bedrock | Self::Anthropic { .. } => false,
         }
     }
 }
@@ -462,6 +481,9 @@ impl std::fmt::Debug for KeyHeader {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
+    /// The operator's label for the target (`name`), which replaces `region/model` wherever the
+    /// target is named: two keys for one provider's model differ by nothing else.
+    pub name: Option<String>,
     /// The model id sent upstream (Bedrock model id, inference-profile id or ARN; the provider's
     /// model name otherwise); `None` for the regions of a `bedrock/guardrail` or `bedrock/agent`
     /// route.
@@ -470,7 +492,8 @@ pub struct Target {
     /// The service the upstream is (from the route type); Bedrock targets only.
     pub service: Service,
     /// Bedrock: the AWS region the request is signed for; never parsed out of a host name.
-    /// Other providers: the upstream's `host[:port]`, which only names the target in labels.
+    /// Other providers: the upstream's `host[:port]`, which names the target in the `region`
+    /// label and, without a `name`, in its label.
     pub region: String,
     /// Scheme, host and optional port of the upstream, without a trailing slash:
     /// `https://{service host prefix}.{region}.amazonaws.com` for Bedrock, the provider's public
@@ -523,9 +546,13 @@ impl Target {
                 .is_some_and(|m| m.contains("anthropic."))
     }
 
-    /// A stable, human-readable id used in logs, metrics labels and response headers.
+    /// A stable, human-readable id used in logs, metrics labels and response headers: the
+    /// target's `name`, else `region/model`.
     pub fn label(&self) -> String {
-        format!("{}/{}", self.region, self.resource())
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("{}/{}", self.region, self.resource()),
+        }
     }
 
     /// What the target serves, for labels: its model id, else its service (a region's guardrails

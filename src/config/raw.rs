@@ -100,6 +100,7 @@ pub struct RawTarget {
     pub weight: Option<i64>,
     pub priority: Option<i64>,
     pub limits: Option<RawLimits>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -125,6 +126,7 @@ pub struct RawModelOptions {
     pub azure_instance: Option<String>,
     pub azure_deployment_id: Option<String>,
     pub azure_api_version: Option<String>,
+    pub stream_include_usage: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

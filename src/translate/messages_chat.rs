@@ -14,7 +14,8 @@
 //!   `tool_choice` `auto`/`any`/`tool`/`none` become `auto`/`required`/named/`none`, and
 //!   `disable_parallel_tool_use` becomes `parallel_tool_calls: false`.
 //! - `stream` asks for `stream_options.include_usage`, since the final usage is needed for
-//!   `message_delta`, metrics and limits.
+//!   `message_delta`, metrics and limits, unless the target refuses `stream_options`
+//!   (`ask_usage` false; the usage is then unknown).
 //! - Ignored, as on the Converse path: `cache_control`, `metadata`, `thinking` `disabled`.
 //! - Refused by name: `thinking` enabled (OpenAI-compatible servers have no equivalent),
 //!   `top_k`, server tools, and every block type or parameter not listed here.
@@ -41,8 +42,13 @@ pub struct UpstreamChatRequest {
     pub body: Vec<u8>,
 }
 
-/// Translates an Anthropic Messages request body into a chat completions body for `model`.
-pub fn chat_request(body: &[u8], model: &str) -> Result<UpstreamChatRequest, TranslateError> {
+/// Translates an Anthropic Messages request body into a chat completions body for `model`; a
+/// stream asks for its usage chunk when `ask_usage`.
+pub fn chat_request(
+    body: &[u8],
+    model: &str,
+    ask_usage: bool,
+) -> Result<UpstreamChatRequest, TranslateError> {
     let capacity = body.len() + 256;
     let mut body = Body::parse(body)?;
     let _client_model = body.take_raw("model");
@@ -79,7 +85,7 @@ pub fn chat_request(body: &[u8], model: &str) -> Result<UpstreamChatRequest, Tra
         tool_choice: None,
         parallel_tool_calls: None,
         stream,
-        stream_options: stream.then_some(StreamOptions {
+        stream_options: (stream && ask_usage).then_some(StreamOptions {
             include_usage: true,
         }),
     };
@@ -437,7 +443,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn convert(v: Value) -> Result<(UpstreamChatRequest, Value), TranslateError> {
-        let req = chat_request(v.to_string().as_bytes(), "gpt-4o")?;
+        let req = chat_request(v.to_string().as_bytes(), "gpt-4o", true)?;
         let body = serde_json::from_slice(&req.body).unwrap();
         Ok((req, body))
     }
@@ -498,6 +504,17 @@ mod tests {
                 "stream": true, "stream_options": {"include_usage": true}
             })
         );
+    }
+
+    #[test]
+    fn a_stream_to_a_target_refusing_stream_options_carries_none() {
+        let body = json!({"model": "m", "max_tokens": 5, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let req = chat_request(body.to_string().as_bytes(), "gpt-4o", false).unwrap();
+        let sent: Value = serde_json::from_slice(&req.body).unwrap();
+        assert!(req.stream);
+        assert_eq!(sent["stream"], true);
+        assert!(sent.get("stream_options").is_none(), "{sent}");
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub fn prepare(
                 _ => "chat/completions",
             };
             let path = match &target.provider {
-                ProviderOptions::OpenAi => format!("/v1/{call}"),
+                ProviderOptions::OpenAi { .. } => format!("/v1/{call}"),
                 ProviderOptions::Azure { deployment_id, .. } => {
                     format!("/openai/deployments/{}/{call}", encode(deployment_id))
                 }
@@ -266,6 +266,7 @@ mod tests {
 
     fn target(model: Option<&str>) -> Target {
         Target {
+            name: None,
             model_id: model.map(str::to_owned),
             service: Service::Runtime,
             provider: ProviderOptions::Bedrock,
@@ -424,7 +425,9 @@ mod tests {
         let body = Bytes::from_static(br#"{"model":"route","messages":[]}"#);
         let params = Params::default();
         assert!(prepare(&t, Operation::ChatCompletions, &params, &body).is_err());
-        t.provider = ProviderOptions::OpenAi;
+        t.provider = ProviderOptions::OpenAi {
+            stream_include_usage: true,
+        };
         let up = prepare(&t, Operation::ChatCompletionsStream, &params, &body).unwrap();
         assert_eq!(
             (up.path.as_str(), up.query.as_str()),
@@ -435,6 +438,7 @@ mod tests {
         t.provider = ProviderOptions::Azure {
             deployment_id: "prod-4o".into(),
             api_version: "2024-10-21".into(),
+            stream_include_usage: true,
         };
         let up = prepare(&t, Operation::ChatCompletions, &params, &body).unwrap();
         assert_eq!(up.path, "/openai/deployments/prod-4o/chat/completions");
@@ -446,7 +450,9 @@ mod tests {
         let up = prepare(&t, Operation::CompletionsStream, &params, &body).unwrap();
         assert_eq!(up.path, "/openai/deployments/prod-4o/completions");
         assert_eq!(up.query, "api-version=2024-10-21");
-        t.provider = ProviderOptions::OpenAi;
+        t.provider = ProviderOptions::OpenAi {
+            stream_include_usage: true,
+        };
         let up = prepare(&t, Operation::Completions, &params, &body).unwrap();
         assert_eq!(
             (up.path.as_str(), up.query.as_str()),

@@ -48,6 +48,8 @@ pub struct SseReader {
     error_seen: bool,
     /// `message_stop` or `[DONE]` arrived; a stream that ends without it was cut.
     complete: bool,
+    /// The upstream reported usage (a server asked for no `stream_options` reports none).
+    usage_seen: bool,
     done: bool,
 }
 
@@ -69,6 +71,7 @@ impl SseReader {
             summary: StreamSummary::default(),
             error_seen: false,
             complete: false,
+            usage_seen: false,
             done: false,
         }
     }
@@ -139,6 +142,7 @@ impl SseReader {
                 if let Some(usage) = data.usage {
                     // Anthropic's counts here are cumulative.
                     self.summary.output_tokens = usage.output_tokens;
+                    self.usage_seen = true;
                 }
                 if let Some(reason) = data.delta.and_then(|d| d.stop_reason) {
                     self.summary.stop_reason = Some(reason);
@@ -156,15 +160,20 @@ impl SseReader {
     }
 
     fn set_usage(&mut self, usage: Usage) {
+        self.usage_seen = true;
         self.summary.input_tokens = usage.input_tokens;
         self.summary.output_tokens = usage.output_tokens;
         self.summary.cache_read_tokens = usage.cache_read_tokens;
         self.summary.cache_write_tokens = usage.cache_write_tokens;
     }
 
-    /// The final event: the usage is whole.
+    /// The final event: the usage is whole. Without any, the request's token estimate stays
+    /// taken from the limits and the target's usage averages are not pulled toward zero.
     fn end(&mut self) {
         self.complete = true;
+        if !self.usage_seen {
+            return;
+        }
         // Limits settle on what is billed at the input rate: cache reads go.
         self.lease.record_usage_u64(
             self.summary.input_tokens - self.summary.cache_read_tokens,

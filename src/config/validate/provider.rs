@@ -56,9 +56,14 @@ pub(super) fn provider_options(
 ) -> Option<(ProviderOptions, Option<String>)> {
     let own: &[&str] = match provider {
         Provider::Bedrock => &["bedrock"],
-        Provider::OpenAi => &[],
+        Provider::OpenAi => &["stream_include_usage"],
         Provider::Anthropic => &["anthropic_version"],
-        Provider::Azure => &["azure_instance", "azure_deployment_id", "azure_api_version"],
+        Provider::Azure => &[
+            "azure_instance",
+            "azure_deployment_id",
+            "azure_api_version",
+            "stream_include_usage",
+        ],
     };
     let foreign = [
         ("bedrock", options.bedrock.is_some()),
@@ -66,6 +71,10 @@ pub(super) fn provider_options(
         ("azure_instance", options.azure_instance.is_some()),
         ("azure_deployment_id", options.azure_deployment_id.is_some()),
         ("azure_api_version", options.azure_api_version.is_some()),
+        (
+            "stream_include_usage",
+            options.stream_include_usage.is_some(),
+        ),
     ]
     .map(|(name, set)| (name, set && !own.contains(&name)));
     let ok = refuse_set(
@@ -84,9 +93,17 @@ pub(super) fn provider_options(
         }
         _ => true,
     };
+    let stream_include_usage = options
+        .stream_include_usage
+        .unwrap_or(DEFAULT_STREAM_INCLUDE_USAGE);
     let parsed = match provider {
         Provider::Bedrock => Some((ProviderOptions::Bedrock, None)),
-        Provider::OpenAi => Some((ProviderOptions::OpenAi, Some(DEFAULT_OPENAI_URL.to_owned()))),
+        Provider::OpenAi => Some((
+            ProviderOptions::OpenAi {
+                stream_include_usage,
+            },
+            Some(DEFAULT_OPENAI_URL.to_owned()),
+        )),
         Provider::Anthropic => word("anthropic_version", &options.anthropic_version, problems)
             .then(|| {
                 let version = options
@@ -129,6 +146,7 @@ pub(super) fn provider_options(
                             .azure_api_version
                             .clone()
                             .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned()),
+                        stream_include_usage,
                     },
                     options
                         .azure_instance

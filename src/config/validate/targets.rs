@@ -40,9 +40,15 @@ pub(super) fn targets(
         if let Some(t) = &target {
             let label = t.label();
             if let Some(first) = seen.get(&label) {
+                let how = if t.name.is_some() {
+                    "target names must differ within a route"
+                } else {
+                    "to reach the same model twice (another key or account), give each target \
+                     its own `name`"
+                };
                 problems.push(ConfigProblem::new(
                     &target_path,
-                    format!("duplicates {} ({label})", index(path, *first)),
+                    format!("duplicates {} ({label}); {how}", index(path, *first)),
                 ));
             } else {
                 seen.insert(label, i);
@@ -59,6 +65,7 @@ fn target(
     path: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Target> {
+    let name = target_name(raw.name, &field(path, "name"), problems);
     let model_path = field(path, "model");
     let provider = raw.model.as_ref().and_then(|m| {
         provider(
@@ -112,6 +119,7 @@ fn target(
     let model = model?;
     let (auth, key_header) = auth?;
     Some(Target {
+        name: name?,
         model_id: model.model_id,
         provider: model.provider,
         service: route_type.service(),
@@ -134,6 +142,36 @@ fn target(
         priority: priority?,
         limits: limits?,
     })
+}
+
+/// Longest target `name`: it is a metrics label value and a response header.
+const MAX_TARGET_NAME: usize = 64;
+
+/// A target's `name` names it in metrics labels, logs, `/admin/targets`, the
+/// `x-bedrock-balancer-target` header and Redis keys, so it is a short token.
+fn target_name(
+    v: Option<String>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Option<String>> {
+    let Some(name) = v else {
+        return Some(None);
+    };
+    let token = (1..=MAX_TARGET_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if token {
+        Some(Some(name))
+    } else {
+        problems.push(ConfigProblem::new(
+            path,
+            format!(
+                "must be 1 to {MAX_TARGET_NAME} letters, digits, '-', '_', '.' or ':', got {name:?}"
+            ),
+        ));
+        None
+    }
 }
 
 /// The parts of a target that come from its `model` section.
