@@ -7,7 +7,8 @@ Phases:
      gateway's own `overhead_seconds`;
   3. streaming time to first byte, direct and through the gateway;
   4. CPU seconds per request (from /proc) and RSS idle and after load, for native ConverseStream
-     and Anthropic `/v1/messages` streams (with their TTFB overhead against the direct Bedrock call);
+     and Anthropic `/v1/messages` streams (with their TTFB overhead against the direct Bedrock call),
+     and OpenAI chat passed through to an OpenAI-compatible (`openai` provider) simulator;
   5. RSS with (up to) 10,000 streams held open at once (the simulators pace their events);
   6. with `--litellm`: the LiteLLM proxy in front of the same two simulators, same workload.
 Results go to BENCHMARKS.md (or the path given as the first argument). The micro-benchmark
@@ -40,6 +41,9 @@ MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 # The gateway runs as in production: a consumer key on every request, consumer and target limits
 # (set far above what a benchmark can send, so they cost their checks but never refuse).
 GATEWAY_KEY = "bench-consumer-key"
+# The OpenAI-compatible simulator's own key, which only the gateway's target sends.
+UPSTREAM_KEY = "bench-upstream-key"
+OPENAI_MODEL = "gpt-4o-mini"
 # Rounds of the half-rate comparison (gateway, then direct, alternating).
 HALF_ROUNDS = int(os.environ.get("BENCH_HALF_ROUNDS", "3"))
 BIG_QUOTA = 4_000_000_000
@@ -397,6 +401,10 @@ def main():
     baseline, bm = start(["sim", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--workers", "1",
                           "--accept-unsigned"], r"listening on (http://\S+)")
     direct = bm.group(1)
+    # An OpenAI-compatible server, for the provider passthrough rows (phase 4c).
+    openai_sim, om = start(["sim", "--listen", "127.0.0.1:0", "--provider", "openai", "--workers", "1",
+                            "--api-key", UPSTREAM_KEY], r"listening on (http://\S+)")
+    openai_url = om.group(1)
     # Limits on but never binding: their cost is measured, not their refusals.
     targets = "".join(f"""
       - model: {{ provider: bedrock, name: "{MODEL}", options: {{ bedrock: {{ aws_region: {r} }}, upstream_url: {m.group(1)} }} }}
@@ -412,6 +420,11 @@ consumers:
 routes:
   - name: claude
     targets:{targets}
+  - name: gpt
+    targets:
+      - model: {{ provider: openai, name: {OPENAI_MODEL}, options: {{ upstream_url: "{openai_url}" }} }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {UPSTREAM_KEY}" }}
+        limits: {{ rpm: {BIG_QUOTA}, tpm: {BIG_QUOTA} }}
 """)
     config.close()
     gateway, m = start(["serve", "--config", config.name], r"listening on (http://\S+) \(admin (http://[^)\s]+)\)")
@@ -474,6 +487,23 @@ routes:
     cpu1 = cpu_seconds(gateway.pid)
     r["cpu_us_per_messages_stream"] = (cpu1 - cpu0) / max(r["messages_stream"]["requests"], 1) * 1e6
 
+    # Phase 4c: an OpenAI-compatible target (provider `openai`): chat passed through with only
+    # `model` replaced, against the same server direct. The stream the gateway sends asks for the
+    # usage chunk, so the direct stream asks for it too.
+    def openai_chat(model, stream):
+        body = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": "Say hello to the benchmark"}]}
+        if stream:
+            body.update(stream=True, stream_options={"include_usage": True})
+        return json.dumps(body)
+    cpu0 = cpu_seconds(gateway.pid)
+    r["openai"] = wrk(f"{base}/v1/chat/completions", openai_chat("gpt", False), seconds=max(SECONDS // 2, 3),
+                      auth=GATEWAY_KEY)
+    cpu1 = cpu_seconds(gateway.pid)
+    r["cpu_us_per_openai"] = (cpu1 - cpu0) / max(r["openai"]["requests"], 1) * 1e6
+    r["ttfb_openai_direct"] = ttfb_ms(f"{openai_url}/v1/chat/completions", openai_chat(OPENAI_MODEL, True),
+                                      auth=UPSTREAM_KEY)
+    r["ttfb_openai"] = ttfb_ms(f"{base}/v1/chat/completions", openai_chat("gpt", True), auth=GATEWAY_KEY)
+
     # Phase 5: memory with many streams open at once.
     r["held"] = streams_phase(gateway, base, sims, direct)
 
@@ -483,7 +513,7 @@ routes:
     if args.litellm:
         r["litellm"] = litellm_phase(sims, chat)
 
-    for proc in [baseline] + [p for p, _ in sims]:
+    for proc in [baseline, openai_sim] + [p for p, _ in sims]:
         proc.terminate()
         proc.wait(15)
     print(json.dumps(r, indent=2))
@@ -615,6 +645,9 @@ share the same 2 cores, so every figure includes their cost too: the gateway alo
 | gateway CPU per Anthropic `/v1/messages` stream (Claude passthrough, SSE) | {r['cpu_us_per_messages_stream']:.0f} us ({r['messages_stream']['rps']:.0f} streams/s, {r['messages_stream']['errors']} errors) |
 | `/v1/messages` stream TTFB, direct InvokeModelWithResponseStream / through the gateway p50 | {r['ttfb_messages_direct']['p50']:.2f} / {r['ttfb_messages']['p50']:.2f} ms |
 | **`/v1/messages` streaming TTFB overhead p50 / p99** | **{r['ttfb_messages']['p50'] - r['ttfb_messages_direct']['p50']:.2f} / {r['ttfb_messages']['p99'] - r['ttfb_messages_direct']['p99']:.2f} ms** |
+| gateway CPU per OpenAI chat request to an `openai` target (passthrough) | {r['cpu_us_per_openai']:.0f} us ({r['openai']['rps']:.0f} req/s, {r['openai']['errors']} errors) |
+| OpenAI chat stream TTFB to an `openai` target, direct / through the gateway p50 | {r['ttfb_openai_direct']['p50']:.2f} / {r['ttfb_openai']['p50']:.2f} ms |
+| **OpenAI passthrough streaming TTFB overhead p50 / p99** | **{r['ttfb_openai']['p50'] - r['ttfb_openai_direct']['p50']:.2f} / {r['ttfb_openai']['p99'] - r['ttfb_openai_direct']['p99']:.2f} ms** |
 | RSS idle / after the max-rate phase | {r['rss_idle_mb']:.1f} / {r['rss_loaded_mb']:.1f} MB |
 
 ## Many open streams

@@ -32,3 +32,6 @@ def test_load_benchmark_runs(tmp_path):
     # The Anthropic Messages stream row: measured, and every stream answered.
     assert "`/v1/messages` streaming TTFB overhead" in text
     assert re.search(r"`/v1/messages` stream \(Claude passthrough, SSE\) \| \d+ us \(\d+ streams/s, 0 errors\)", text), text
+    # The OpenAI-compatible provider row: measured, and every request answered.
+    assert "OpenAI passthrough streaming TTFB overhead" in text
+    assert re.search(r"to an `openai` target \(passthrough\) \| \d+ us \(\d+ req/s, 0 errors\)", text), text
