@@ -1,5 +1,7 @@
 //! Structured logs: one JSON object per line by default (for log pipelines), or text for humans.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -28,7 +30,11 @@ pub fn init(format: LogFormat) -> WorkerGuard {
         .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Colours only for a terminal: in a file or a pipe the escape codes would split every
+        // `key=value` a reader greps for.
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
     guard
 }

@@ -10,6 +10,8 @@ pub struct AccessRecord<'a> {
     /// The authenticated consumer's configured name ("" when anonymous).
     pub consumer: &'a str,
     pub target: &'a str,
+    /// The serving target's provider (`none` when no target was reached).
+    pub provider: &'a str,
     pub attempts: u32,
     pub status: u16,
     pub error: &'a str,
@@ -26,6 +28,7 @@ pub fn write(record: &AccessRecord<'_>) {
         route = %record.route,
         consumer = record.consumer,
         target_id = %record.target,
+        provider = record.provider,
         attempts = record.attempts,
         status = record.status,
         error = record.error,

@@ -200,6 +200,7 @@ impl Obs {
             route: &route,
             consumer: self.consumer.borrow().as_deref().unwrap_or(""),
             target: served.target,
+            provider: served.provider,
             attempts: self.attempts.get(),
             status,
             error: self.error_kind.get().unwrap_or(""),

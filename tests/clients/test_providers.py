@@ -464,3 +464,21 @@ def test_legacy_completions_stream_from_openai_and_azure(stack, oai_client, rout
     assert completions_seen(gw, route, "completions-stream") == before[0] + 1
     expected = before[1] + len(text.split())
     harness.wait_for("the stream's tokens counted", lambda: completion_tokens(gw, provider, name) == expected)
+
+
+@pytest.mark.parametrize(("route", "provider"), [("gpt", "openai"), ("claude-api", "anthropic")])
+def test_the_access_log_line_names_the_provider(stack, route, provider):
+    gw, _, _ = stack
+    request_id = f"provider-log-{provider}"
+    body = json.dumps({"model": route, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]})
+    req = urllib.request.Request(gw.url + "/v1/chat/completions", data=body.encode(), method="POST", headers={
+        "content-type": "application/json", "authorization": f"Bearer {CONSUMER_KEY}", "x-request-id": request_id,
+    })
+    with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+        assert r.status == 200
+    def logged():
+        return [l for l in gw.stderr_lines if f"request_id={request_id} " in l]
+    harness.wait_for("the request's log line", logged)
+    [line] = logged()
+    assert f'provider="{provider}"' in line, line
+    assert f'/{GPT if provider == "openai" else API_MODEL} ' in line, line
