@@ -83,6 +83,19 @@ fn anthropic_request_becomes_openai_chat() {
     MESSAGES_CHAT.check("tool_conversation.openai.json", &req.body);
 }
 
+/// Claude Code's own request (trimmed: two of its tools, shortened texts), continued by a tool
+/// call answered with thinking: what it steers Claude with is dropped, the conversation kept.
+#[test]
+fn claude_codes_request_becomes_openai_chat() {
+    let req = chat_request(
+        &MESSAGES_CHAT.read("claude_code.request.json"),
+        "gpt-4o-2024-08-06",
+        true,
+    )
+    .unwrap();
+    MESSAGES_CHAT.check("claude_code.openai.json", &req.body);
+}
+
 #[test]
 fn chat_completion_becomes_anthropic_message() {
     let (body, _) = messages_response(

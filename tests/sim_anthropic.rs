@@ -147,3 +147,28 @@ async fn injected_overload_and_throttling_carry_retry_after() {
     assert_eq!(error_of(&body).0, "rate_limit_error");
     assert_eq!(sim.stats().errors_injected, 2);
 }
+
+#[actix_rt::test]
+async fn system_messages_between_turns_need_the_mid_conversation_beta() {
+    let sim = start().await;
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "Hello"},
+        {"role": "system", "content": "Context that changes per turn."}]});
+    let (status, _, answer) = post(&sim, &AUTHED, &body).await;
+    assert_eq!(status, 400, "{answer:?}");
+    assert!(error_of(&answer).1.contains("unknown variant `system`"));
+    let beta = (
+        "anthropic-beta",
+        "claude-code-20250219,mid-conversation-system-2026-04-07",
+    );
+    let (status, _, answer) = post(&sim, &[AUTHED[0], AUTHED[1], beta], &body).await;
+    assert_eq!(status, 200, "{answer:?}");
+    let json: Value = serde_json::from_slice(&answer).unwrap();
+    assert!(
+        json["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("You said: Hello"),
+        "{json}"
+    );
+}

@@ -87,7 +87,7 @@ pub async fn messages(
     let headers: BTreeMap<String, String> = sigv4_verify::header_list(req.headers())
         .into_iter()
         .collect();
-    let (model, stream, object) = match envelope(&body) {
+    let (model, stream, mut object) = match envelope(&body) {
         Ok(parts) => parts,
         Err(e) => return e.response(),
     };
@@ -107,7 +107,22 @@ pub async fn messages(
         Ok(faults) => faults,
         Err(res) => return res,
     };
+    admit_mid_conversation_system(&mut object, header("anthropic-beta"));
     answer(object, &model, stream, &faults, &state, started).unwrap_or_else(|e| e.response())
+}
+
+/// The beta under which the API takes `system` messages between the turns (Claude Code sends
+/// its changing context that way, so the cached prefix before it stays the same).
+const MID_CONVERSATION_SYSTEM: &str = "mid-conversation-system-2026-04-07";
+
+/// With that beta, takes the `system` messages out before Bedrock's rules, which know only user
+/// and assistant turns: the answer is to the last user turn either way. Without it they stay, and
+/// are refused as an unknown role.
+fn admit_mid_conversation_system(object: &mut Map<String, Value>, betas: Option<&str>) {
+    let admitted = betas.is_some_and(|b| b.split(',').any(|f| f.trim() == MID_CONVERSATION_SYSTEM));
+    if let (true, Some(Value::Array(messages))) = (admitted, object.get_mut("messages")) {
+        messages.retain(|m| m.get("role").and_then(Value::as_str) != Some("system"));
+    }
 }
 
 /// The body's `model` and `stream`, which the API takes and Bedrock's schema does not, and the rest.

@@ -62,14 +62,26 @@ impl Content {
         match self {
             Self::Text(text) => text.clone(),
             Self::Parts(parts) => {
-                let texts: Vec<&str> = parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect();
+                let texts: Vec<&str> = texts(parts).collect();
                 texts.join(" ")
             }
         }
     }
+
+    /// What the user typed: the string, or the last text part (clients such as Claude Code put
+    /// context parts before it), as the Claude models read it.
+    fn typed(&self) -> String {
+        match self {
+            Self::Text(text) => text.clone(),
+            Self::Parts(parts) => texts(parts).last().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+fn texts(parts: &[Value]) -> impl Iterator<Item = &str> {
+    parts
+        .iter()
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,7 +239,7 @@ pub fn complete(
         .rev()
         .find(|m| m.role == "user")
         .and_then(|m| m.content.as_ref())
-        .map(Content::text)
+        .map(Content::typed)
         .ok_or_else(|| Invalid::new("messages", "messages: a user message is required"))?;
     let tool = if results.is_empty() {
         request.chosen_tool(&user_text)?
@@ -499,6 +511,19 @@ mod tests {
         }))
         .unwrap_err();
         assert_eq!(missing.param, "tool_choice");
+    }
+
+    #[test]
+    fn the_answer_echoes_the_last_text_part_and_counts_them_all() {
+        let done = completion(json!({"messages": [{ "role": "user", "content": [
+            { "type": "text", "text": "<system-reminder>context</system-reminder>" },
+            { "type": "text", "text": "say hi" }]}]}))
+        .unwrap();
+        let Answer::Text(reply) = &done.answer else {
+            panic!("expected text")
+        };
+        assert!(reply.text.ends_with("You said: say hi"), "{}", reply.text);
+        assert_eq!(done.prompt_tokens, 3);
     }
 
     #[test]

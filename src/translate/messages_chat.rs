@@ -4,7 +4,9 @@
 //!
 //! Mapping decisions:
 //! - `system` (a string or text blocks) becomes one leading system message, blocks joined by a
-//!   blank line: many OpenAI-compatible chat templates accept a single system message only.
+//!   blank line: many OpenAI-compatible chat templates accept a single system message only. For
+//!   the same reason `system` messages between the turns (Claude Code sends its changing context
+//!   so, beta `mid-conversation-system-2026-04-07`) are appended to it, in order.
 //! - A user turn's `tool_result` blocks become `tool` messages placed before the rest of the
 //!   turn (OpenAI wants them right after the assistant's `tool_calls`); the remaining text and
 //!   images become the user message. Tool result text blocks are joined; `is_error` has no
@@ -16,11 +18,21 @@
 //! - `stream` asks for `stream_options.include_usage`, since the final usage is needed for
 //!   `message_delta`, metrics and limits, unless the target refuses `stream_options`
 //!   (`ask_usage` false; the usage is then unknown).
-//! - Ignored, as on the Converse path: `cache_control`, `metadata`, `thinking` `disabled`.
-//! - Refused by name: `thinking` enabled (OpenAI-compatible servers have no equivalent),
-//!   `top_k`, server tools, and every block type or parameter not listed here.
+//! - Ignored, as on the Converse path: `cache_control`, `metadata`.
+//! - Dropped, because they steer how Claude works rather than what the answer is, and Claude Code
+//!   sends them on every request: `thinking` (any type; the model answers without a thinking
+//!   block), replayed `thinking` / `redacted_thinking` blocks of assistant turns (signed for Claude,
+//!   meaningless to another model, so a conversation can move to an OpenAI target),
+//!   `output_config.effort`, and `context_management` (server-side clearing of old thinking and
+//!   tool results: the target gets the conversation as the client sent it).
+//! - Refused by name: `top_k`, `output_config` fields other than `effort` (a structured output
+//!   `format` changes the answer), server tools, and every block type or parameter not listed
+//!   here.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
 
 use serde_json::value::RawValue;
 
@@ -55,17 +67,12 @@ pub fn chat_request(
     let _metadata = body.take_raw("metadata");
     let _version = body.take_raw("anthropic_version");
     let _betas = body.take_raw("anthropic_beta");
+    let _thinking = body.take::<anthropic::Thinking<'_>>("thinking")?;
+    let _context_management = body.take_raw("context_management");
+    take_output_config(&mut body)?;
     let stream = body.take::<bool>("stream")?.unwrap_or(false);
     let max_tokens = take_max_tokens(&mut body, "max_tokens")?
         .ok_or_else(|| TranslateError::invalid("max_tokens", "is required"))?;
-    if let Some(thinking) = body.take::<anthropic::Thinking<'_>>("thinking")?
-        && thinking.kind != "disabled"
-    {
-        return Err(TranslateError::unsupported(
-            "thinking",
-            "extended thinking has no equivalent on OpenAI-compatible targets",
-        ));
-    }
     if body.take_raw("top_k").is_some() {
         return Err(TranslateError::unsupported(
             "top_k",
@@ -89,11 +96,10 @@ pub fn chat_request(
             include_usage: true,
         }),
     };
-    if let Some(system) = take_system(&mut body)? {
-        request
-            .messages
-            .push(ChatMessage::System { content: system });
-    }
+    let mut system = match body.take_raw("system") {
+        Some(raw) => system_texts(raw, "system")?,
+        None => Vec::new(),
+    };
     let messages: Vec<Message<'_>> = body
         .take("messages")?
         .ok_or_else(|| TranslateError::invalid("messages", "is required"))?;
@@ -112,9 +118,16 @@ pub fn chat_request(
             format!("unknown or unsupported parameter \"{param}\" for an OpenAI-compatible target"),
         )
     })?;
+    let mut turns = Vec::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
-        push_message(&mut request.messages, i, message)?;
+        push_message(&mut turns, &mut system, i, message)?;
     }
+    if !system.is_empty() {
+        request.messages.push(ChatMessage::System {
+            content: system.join("\n\n"),
+        });
+    }
+    request.messages.append(&mut turns);
     let mut out = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut out, &request)
         .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
@@ -125,27 +138,42 @@ pub fn chat_request(
     })
 }
 
-fn take_system(body: &mut Body<'_>) -> Result<Option<String>, TranslateError> {
-    let Some(raw) = body.take_raw("system") else {
-        return Ok(None);
+/// Refuses what of `output_config` would change the answer; `effort` is Claude's alone.
+fn take_output_config(body: &mut Body<'_>) -> Result<(), TranslateError> {
+    let Some(config) = body.take::<BTreeMap<Cow<'_, str>, IgnoredAny>>("output_config")? else {
+        return Ok(());
     };
-    if first_byte(raw) == b'"' {
-        let text: Cow<'_, str> = parse_raw(raw, "system")?;
-        return Ok((!text.is_empty()).then(|| text.into_owned()));
+    match config.keys().find(|k| *k != "effort") {
+        Some(key) => Err(TranslateError::unsupported(
+            format!("output_config.{key}"),
+            format!("output_config.{key} is not supported on OpenAI-compatible targets"),
+        )),
+        None => Ok(()),
     }
-    let blocks: Vec<Block<'_>> = parse_raw(raw, "system")?;
-    let texts = blocks
+}
+
+/// The non-empty texts of a system prompt or `system` message at `param`: a string or text
+/// blocks.
+fn system_texts(raw: &RawValue, param: &str) -> Result<Vec<String>, TranslateError> {
+    if first_byte(raw) == b'"' {
+        let text: Cow<'_, str> = parse_raw(raw, param)?;
+        return Ok([text.into_owned()]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect());
+    }
+    let blocks: Vec<Block<'_>> = parse_raw(raw, param)?;
+    blocks
         .into_iter()
         .enumerate()
-        .map(|(i, b)| match (b.kind.as_ref(), b.text) {
-            ("text", Some(text)) => Ok(text),
-            (kind, _) => Err(TranslateError::unsupported(
-                format!("system[{i}].type"),
+        .filter_map(|(i, b)| match (b.kind.as_ref(), b.text) {
+            ("text", Some(text)) => (!text.is_empty()).then(|| Ok(text.into_owned())),
+            (kind, _) => Some(Err(TranslateError::unsupported(
+                format!("{param}[{i}].type"),
                 format!("system blocks must be text, got \"{kind}\""),
-            )),
+            ))),
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((!texts.is_empty()).then(|| texts.join("\n\n")))
+        .collect()
 }
 
 fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<OutTool<'a>>, TranslateError> {
@@ -204,10 +232,15 @@ fn tool_choice(choice: anthropic::ToolChoice<'_>) -> Result<OutToolChoice<'_>, T
 
 fn push_message<'a>(
     out: &mut Vec<ChatMessage<'a>>,
+    system: &mut Vec<String>,
     i: usize,
     message: &Message<'a>,
 ) -> Result<(), TranslateError> {
     let param = format!("messages[{i}].content");
+    if message.role == "system" {
+        system.extend(system_texts(message.content, &param)?);
+        return Ok(());
+    }
     let blocks: Vec<Block<'a>> = if first_byte(message.content) == b'"' {
         let text: Cow<'a, str> = parse_raw(message.content, &param)?;
         vec![Block::text(text)]
@@ -219,7 +252,7 @@ fn push_message<'a>(
         "assistant" => push_assistant(out, &param, blocks),
         other => Err(TranslateError::invalid(
             format!("messages[{i}].role"),
-            format!("unknown role \"{other}\"; use user or assistant"),
+            format!("unknown role \"{other}\"; use user, assistant or system"),
         )),
     }
 }
@@ -274,6 +307,7 @@ fn push_assistant<'a>(
         let at = format!("{param}[{j}]");
         match block.kind.as_ref() {
             "text" => text.push_str(&required(block.text, &at, "text")?),
+            "thinking" | "redacted_thinking" => {}
             "tool_use" => tool_calls.push(OutToolCall {
                 id: required(block.id, &at, "id")?,
                 kind: "function",
@@ -506,6 +540,59 @@ mod tests {
         );
     }
 
+    /// What Claude Code sends on every request: the Claude-only steering is dropped, its
+    /// mid-conversation system context joins the system prompt, a replayed thinking block goes.
+    #[test]
+    fn claude_codes_request_keeps_its_conversation_and_drops_claudes_steering() {
+        let (req, body) = convert(json!({
+            "model": "claude-sonnet-4-5", "max_tokens": 32000, "stream": true,
+            "thinking": {"type": "adaptive"},
+            "output_config": {"effort": "high"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "metadata": {"user_id": "{\"session_id\":\"s\"}"},
+            "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2"},
+                       {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+            "tools": [{"name": "Bash", "description": "Runs a command",
+                       "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
+                       "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "<system-reminder>today</system-reminder>"},
+                    {"type": "text", "text": "list files", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "system", "content": "Available agent types: Explore."},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "ls will do", "signature": "sig"},
+                    {"type": "redacted_thinking", "data": "opaque"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                    "content": [{"type": "text", "text": "a.txt"}], "cache_control": {"type": "ephemeral"}}]},
+                {"role": "system", "content": [{"type": "text", "text": "Skills: verify."}]}
+            ]
+        }))
+        .unwrap();
+        assert!(req.stream);
+        assert_eq!(req.max_tokens, 32000);
+        assert_eq!(
+            body,
+            json!({
+                "model": "gpt-4o",
+                "messages": [
+                    {"role": "system", "content": "x-anthropic-billing-header: cc_version=2\n\nYou are Claude Code.\n\nAvailable agent types: Explore.\n\nSkills: verify."},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "<system-reminder>today</system-reminder>"},
+                        {"type": "text", "text": "list files"}]},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "toolu_1", "type": "function", "function": {"name": "Bash", "arguments": "{\"command\":\"ls\"}"}}]},
+                    {"role": "tool", "tool_call_id": "toolu_1", "content": "a.txt"}
+                ],
+                "max_tokens": 32000,
+                "tools": [{"type": "function", "function": {"name": "Bash", "description": "Runs a command",
+                    "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}}],
+                "stream": true, "stream_options": {"include_usage": true}
+            })
+        );
+    }
+
     #[test]
     fn a_stream_to_a_target_refusing_stream_options_carries_none() {
         let body = json!({"model": "m", "max_tokens": 5, "stream": true,
@@ -563,14 +650,22 @@ mod tests {
         let message =
             |content: Value| with("messages", json!([{"role": "user", "content": content}]));
         for (body, param) in [
+            (with("top_k", json!(5)), "top_k"),
             (
                 with(
-                    "thinking",
-                    json!({"type": "enabled", "budget_tokens": 1024}),
+                    "output_config",
+                    json!({"effort": "high", "format": {"type": "json_schema", "schema": {}}}),
                 ),
-                "thinking",
+                "output_config.format",
             ),
-            (with("top_k", json!(5)), "top_k"),
+            (with("thinking", json!({"budget_tokens": 1024})), "thinking"),
+            (
+                with(
+                    "messages",
+                    json!([{"role": "system", "content": [{"type": "image", "source": {}}]}]),
+                ),
+                "messages[0].content[0].type",
+            ),
             (with("service_tier", json!("auto")), "service_tier"),
             (
                 with(
@@ -605,7 +700,7 @@ mod tests {
                 "messages[0].content[0].content[0].type",
             ),
             (
-                with("messages", json!([{"role": "system", "content": "x"}])),
+                with("messages", json!([{"role": "developer", "content": "x"}])),
                 "messages[0].role",
             ),
             (

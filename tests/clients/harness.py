@@ -80,6 +80,27 @@ def target_yaml(model, region, url, weight=100):
         weight: {weight}"""
 
 
+def anthropic_target(url, model, key, priority=None):
+    """A target on the (simulated) Anthropic API, sending `key` as its `x-api-key`."""
+    tier = f"\n        priority: {priority}" if priority is not None else ""
+    return f"""
+      - model:
+          provider: anthropic
+          name: {model}
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: x-api-key, header_value: "{key}" }}{tier}"""
+
+
+def openai_target(url, model, key):
+    """A target on a (simulated) OpenAI-compatible server, sending `key` as a Bearer token."""
+    return f"""
+      - model:
+          provider: openai
+          name: {model}
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {key}" }}"""
+
+
 def start_gateway(config_text):
     """Writes the config to a temp file and runs `serve` on it."""
     fd, path = tempfile.mkstemp(suffix=".yaml")

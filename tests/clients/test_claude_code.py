@@ -1,5 +1,6 @@
 """The real Claude Code CLI (`@anthropic-ai/claude-code`, installed by tests/run.sh into
-tests/.claude-code/) in Bedrock mode against the gateway, which forwards to the simulator.
+tests/.claude-code/) against the gateway, in Bedrock mode and in messages mode; the gateway
+forwards to the simulated Bedrock, Anthropic API and OpenAI-compatible server.
 
 Each run gets a fresh temporary HOME and working directory, an environment built from scratch (no
 credentials of the machine leak in), telemetry, auto-update and non-essential traffic off, no
@@ -17,6 +18,7 @@ import urllib.request
 import pytest
 
 import harness
+import obs_support
 
 CLI = pathlib.Path(
     os.environ.get(
@@ -60,13 +62,17 @@ routes:
 SERVER = "server: { listen: 127.0.0.1:0, admin_listen: 127.0.0.1:0, workers: 2 }\n"
 
 
-@pytest.fixture(scope="module")
-def stack():
+def require_cli():
     if not os.access(CLI, os.X_OK):
         pytest.fail(
             f"Claude Code CLI not found at {CLI}: run tests/run.sh, or "
             "`npm install --prefix tests/.claude-code @anthropic-ai/claude-code`"
         )
+
+
+@pytest.fixture(scope="module")
+def stack():
+    require_cli()
     sim = harness.start_sim("us-east-1")
     started = [sim]
     try:
@@ -103,17 +109,17 @@ def messages_mode(base_url, api_key):
     return {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": api_key}
 
 
-def claude(base_url, mode=None, **auth):
-    """Runs `claude -p PROMPT` against `base_url` (Bedrock mode unless `mode` says otherwise);
-    returns the finished process."""
+def claude(base_url, mode=None, models=(SONNET, HAIKU), prompt=PROMPT, args=(), **auth):
+    """Runs `claude -p prompt [args]` against `base_url` (Bedrock mode unless `mode` says
+    otherwise) with `models` as its main and small/fast model; returns the finished process."""
     with tempfile.TemporaryDirectory() as home:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": home,
             **(mode if mode is not None else bedrock_mode(base_url)),
-            "ANTHROPIC_MODEL": SONNET,
-            "ANTHROPIC_SMALL_FAST_MODEL": HAIKU,
-            "ANTHROPIC_DEFAULT_HAIKU_MODEL": HAIKU,
+            "ANTHROPIC_MODEL": models[0],
+            "ANTHROPIC_SMALL_FAST_MODEL": models[1],
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": models[1],
             "DISABLE_TELEMETRY": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
@@ -123,7 +129,7 @@ def claude(base_url, mode=None, **auth):
         }
         try:
             return subprocess.run(
-                [str(CLI), "-p", PROMPT],
+                [str(CLI), "-p", prompt, *args],
                 cwd=home,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -225,3 +231,148 @@ def test_messages_mode_with_a_wrong_key_is_refused_before_any_region(stack, sim)
     done = claude(gateway.url, messages_mode(gateway.url, API_KEY + "-wrong"))
     assert done.returncode != 0
     assert harness.sim_stats(sim.url)["requests_total"] == 0
+
+
+# Messages mode to the other providers. A model name Claude Code does not know (a route name such
+# as `claude-api` or `gpt`) makes it assume the newest Claude: adaptive thinking, `output_config`
+# effort, `context_management` and system messages between turns (beta
+# mid-conversation-system-2026-04-07). A Claude model name makes it send what that model takes.
+UPSTREAM_KEY = "sk-ant-upstream-cc-51f0"
+OPENAI_KEY = "sk-openai-upstream-cc-93b2"
+API_MODEL = "claude-sonnet-4-5-20250929"
+API_SMALL_MODEL = "claude-haiku-4-5-20251001"
+GPT, GPT_SMALL = "gpt-4o", "gpt-4o-mini"
+# Named as the model, so Claude Code sends what Sonnet 4.5 takes on Bedrock and the API alike.
+OVERFLOW_ROUTE, OVERFLOW_MODEL = "claude-sonnet-4-5", "claude-sonnet-4-5"
+# Flags of Claude Code that Bedrock refuses; the Anthropic API must get them.
+ANTHROPIC_API_BETAS = {"claude-code-20250219", "mid-conversation-system-2026-04-07"}
+
+
+@pytest.fixture(scope="module")
+def providers():
+    require_cli()
+    region = harness.start_sim("us-east-1")
+    api = harness.start_sim("us-east-1", "--provider", "anthropic", "--api-key", UPSTREAM_KEY)
+    oai = harness.start_sim("us-east-1", "--provider", "openai", "--api-key", OPENAI_KEY)
+    started = [region, api, oai]
+    try:
+        gateway = harness.start_gateway(
+            SERVER
+            + f"""consumers:
+  - {{ name: team-cc, api_key: "{API_KEY}" }}
+routes:
+  - name: claude-api
+    targets:{harness.anthropic_target(api.url, API_MODEL, UPSTREAM_KEY)}
+  - name: claude-api-small
+    targets:{harness.anthropic_target(api.url, API_SMALL_MODEL, UPSTREAM_KEY)}
+  - name: gpt
+    targets:{harness.openai_target(oai.url, GPT, OPENAI_KEY)}
+  - name: gpt-small
+    targets:{harness.openai_target(oai.url, GPT_SMALL, OPENAI_KEY)}
+  - name: {OVERFLOW_ROUTE}
+    balancer: {{ algorithm: priority, retries: 1, failover_criteria: [error, timeout, http_429, non_idempotent] }}
+    targets:{harness.target_yaml(SONNET, "us-east-1", region.url)}
+        priority: 1{harness.anthropic_target(api.url, OVERFLOW_MODEL, UPSTREAM_KEY, 2)}
+"""
+        )
+        started.append(gateway)
+        gateway.sims = {"bedrock": region, "anthropic": api, "openai": oai}
+        yield gateway
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+@pytest.fixture
+def gateway(providers):
+    for sim in providers.sims.values():
+        urllib.request.urlopen(urllib.request.Request(sim.url + "/_sim/stats", method="DELETE"), timeout=5).close()
+    return providers
+
+
+def requests_total(gateway):
+    """{(route, provider, code): count} from the gateway's `requests_total`."""
+    counts = {}
+    for line in obs_support.scrape(gateway.admin).splitlines():
+        if line.startswith("bedrock_balancer_requests_total{"):
+            labels = dict(obs_support.LABEL.findall(line))
+            key = (labels["route"], labels["provider"], labels["code"])
+            counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def run(gateway, models, expected, prompt=PROMPT, args=()):
+    """Runs the CLI in messages mode with `models`; returns it once the gateway has counted what
+    the run asked of it, which must be `expected` ({(route, provider, code): n}, every request
+    answered 200 by a target: a refused background call would show here). A stream is counted
+    when it ends, just after the CLI read its last byte: polled, bounded."""
+    before = requests_total(gateway)
+    done = claude(gateway.url, messages_mode(gateway.url, API_KEY), models, prompt, args)
+    assert done.returncode == 0, done.stderr + done.stdout
+
+    def counted():
+        return {k: n - before.get(k, 0) for k, n in requests_total(gateway).items() if n != before.get(k, 0)}
+
+    deadline = time.monotonic() + LOG_WAIT_SECONDS
+    while (seen := counted()) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert seen == expected
+    return done
+
+
+def assert_only_the_targets_key(headers, name, value):
+    assert headers.get(name) == value, headers
+    assert not ({"x-api-key", "authorization"} - {name}) & set(headers), headers
+    assert all(API_KEY not in v for v in headers.values()), headers
+
+
+def test_messages_mode_passes_through_to_the_anthropic_api(gateway):
+    done = run(gateway, ("claude-api", "claude-api-small"), {("claude-api", "anthropic", "200"): 1})
+    assert done.stdout.strip() == f"Hello from us-east-1 ({API_MODEL}). You said: {PROMPT}"
+    stats = harness.sim_stats(gateway.sims["anthropic"].url)
+    headers = stats["last_request_headers"]
+    assert_only_the_targets_key(headers, "x-api-key", UPSTREAM_KEY)
+    # Unfiltered: the API-only flags Bedrock would refuse arrive with the rest.
+    betas = set(headers["anthropic-beta"].split(","))
+    assert ANTHROPIC_API_BETAS <= betas, betas
+    [record] = [r for r in stats["claude_requests"] if r["model"] == API_MODEL]
+    # The body as Claude Code wrote it, model aside: its system message between the turns too.
+    assert record["operation"] == "messages-stream"
+    assert record["body"]["thinking"]["type"] == "adaptive"
+    assert "system" in [m["role"] for m in record["body"]["messages"]]
+    assert set(stats["by_model"]) <= {API_MODEL, API_SMALL_MODEL}, stats["by_model"]
+
+
+def test_messages_mode_is_translated_to_an_openai_compatible_server(gateway):
+    done = run(gateway, ("gpt", "gpt-small"), {("gpt", "openai", "200"): 1})
+    # Claude Code streams; the chat stream came back as Anthropic events it could print.
+    assert done.stdout.strip() == f"Hello from us-east-1 ({GPT}). You said: {PROMPT}"
+    stats = harness.sim_stats(gateway.sims["openai"].url)
+    assert stats["by_model"][GPT] == {"chat-completions-stream": 1}, stats["by_model"]
+    assert set(stats["by_model"]) <= {GPT, GPT_SMALL}, stats["by_model"]
+    assert_only_the_targets_key(stats["last_request_headers"], "authorization", f"Bearer {OPENAI_KEY}")
+
+
+def test_messages_mode_runs_a_tool_through_an_openai_compatible_server(gateway):
+    """The model calls Claude Code's Read tool (the only one offered) with the simulator's sample
+    input; the CLI runs it and sends back its failure, translated both ways (`is_error` as an
+    `Error: ` prefix), and prints the model's answer to it."""
+    done = run(gateway, ("gpt", "gpt-small"), {("gpt", "openai", "200"): 2}, "use the tool", ("--tools", "Read"))
+    assert done.stdout.strip().startswith(f"Hello from us-east-1 ({GPT}). You said: tool result Error: "), done.stdout
+    stats = harness.sim_stats(gateway.sims["openai"].url)
+    assert stats["by_model"] == {GPT: {"chat-completions-stream": 2}}, stats["by_model"]
+
+
+def test_a_throttled_bedrock_region_overflows_to_the_anthropic_api_in_one_run(gateway):
+    harness.set_faults(gateway.sims["bedrock"].url, {"status": 429, "retry_after": 30})
+    try:
+        # One request in /metrics, answered by the Anthropic API: provider="anthropic".
+        done = run(gateway, (OVERFLOW_ROUTE, "claude-api-small"), {(OVERFLOW_ROUTE, "anthropic", "200"): 1})
+        assert done.stdout.strip() == f"Hello from us-east-1 ({OVERFLOW_MODEL}). You said: {PROMPT}"
+    finally:
+        harness.set_faults(gateway.sims["bedrock"].url, {})
+    # The region was asked first and refused; the API answered the same request.
+    assert harness.sim_stats(gateway.sims["bedrock"].url)["by_model"][SONNET]
+    api = harness.sim_stats(gateway.sims["anthropic"].url)
+    assert api["by_model"][OVERFLOW_MODEL] == {"messages-stream": 1}, api["by_model"]
+    assert_only_the_targets_key(api["last_request_headers"], "x-api-key", UPSTREAM_KEY)

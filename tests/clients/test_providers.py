@@ -42,25 +42,6 @@ WEATHER_TOOL = {
 }
 
 
-def anthropic_target(url, priority, model=API_MODEL):
-    return f"""
-      - model:
-          provider: anthropic
-          name: {model}
-          options: {{ upstream_url: "{url}" }}
-        auth: {{ header_name: x-api-key, header_value: "{UPSTREAM_KEY}" }}
-        priority: {priority}"""
-
-
-def openai_target(url, model):
-    return f"""
-      - model:
-          provider: openai
-          name: {model}
-          options: {{ upstream_url: "{url}" }}
-        auth: {{ header_name: Authorization, header_value: "Bearer {OPENAI_KEY}" }}"""
-
-
 def azure_target(url, model, deployment):
     return f"""
       - model:
@@ -87,24 +68,24 @@ consumers:
     api_key: {CONSUMER_KEY}
 routes:
   - name: claude-api
-    targets:{anthropic_target(api.url, 1)}
+    targets:{harness.anthropic_target(api.url, API_MODEL, UPSTREAM_KEY, 1)}
   - name: overflow
     balancer: {{ algorithm: priority, retries: 1, failover_criteria: [error, timeout, http_429, non_idempotent] }}
     targets:{harness.target_yaml(CLAUDE, "us-east-1", region.url)}
-        priority: 1{anthropic_target(api.url, 2, OVERFLOW_MODEL)}
+        priority: 1{harness.anthropic_target(api.url, OVERFLOW_MODEL, UPSTREAM_KEY, 2)}
   - name: gpt
-    targets:{openai_target(oai.url, GPT)}
+    targets:{harness.openai_target(oai.url, GPT, OPENAI_KEY)}
   - name: gpt-azure
     targets:{azure_target(azure.url, AZURE_MODEL, AZURE_DEPLOYMENT)}
   - name: text
     route_type: llm/v1/completions
-    targets:{openai_target(oai.url, INSTRUCT)}
+    targets:{harness.openai_target(oai.url, INSTRUCT, OPENAI_KEY)}
   - name: text-azure
     route_type: llm/v1/completions
     targets:{azure_target(azure.url, AZURE_INSTRUCT, AZURE_INSTRUCT_DEPLOYMENT)}
   - name: embed
     route_type: llm/v1/embeddings
-    targets:{openai_target(oai.url, "text-embedding-3-small")}
+    targets:{harness.openai_target(oai.url, "text-embedding-3-small", OPENAI_KEY)}
   - name: embed-azure
     route_type: llm/v1/embeddings
     targets:{azure_target(azure.url, "text-embedding-3-large", "emb-prod")}
