@@ -753,6 +753,18 @@ mod tests {
         assert_eq!(usage.cache_read_input_tokens, 100);
     }
 
+    /// LiteLLM and other OpenAI-compatible servers write `null` where OpenAI leaves a field out.
+    #[test]
+    fn null_tool_calls_read_as_none() {
+        let chat = completion(
+            json!({"role": "assistant", "content": "hi", "tool_calls": null}),
+            "stop",
+        );
+        let (body, _) = messages_response(chat.to_string().as_bytes(), "m", "i").unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["content"], json!([{"type": "text", "text": "hi"}]));
+    }
+
     #[test]
     fn stop_reasons_and_broken_answers() {
         for (finish, want) in [

@@ -97,7 +97,8 @@ impl ChatMessagesStream {
                 };
                 self.messages.text(index, &text, out)?;
             }
-            for call in choice.delta.tool_calls {
+            for (position, call) in (0u32..).zip(choice.delta.tool_calls) {
+                let openai_index = call.index.unwrap_or(position);
                 let (name, arguments) = match call.function {
                     Some(f) => (f.name, f.arguments),
                     None => (None, None),
@@ -106,12 +107,12 @@ impl ChatMessagesStream {
                     let name = name.ok_or_else(|| {
                         TranslateError::upstream(format!(
                             "tool call {} starts without a function name",
-                            call.index
+                            openai_index
                         ))
                     })?;
                     self.close_open(out)?;
                     let index = self.next_index();
-                    self.tool_blocks.push((call.index, index));
+                    self.tool_blocks.push((openai_index, index));
                     self.messages.tool_start(index, &id, &name, out)?;
                 }
                 let Some(arguments) = arguments.filter(|a| !a.is_empty()) else {
@@ -121,12 +122,12 @@ impl ChatMessagesStream {
                     .tool_blocks
                     .iter()
                     .rev()
-                    .find(|(openai, _)| *openai == call.index)
+                    .find(|(openai, _)| *openai == openai_index)
                     .map(|(_, block)| *block)
                     .ok_or_else(|| {
                         TranslateError::upstream(format!(
                             "arguments for tool call {} that never started",
-                            call.index
+                            openai_index
                         ))
                     })?;
                 self.messages.tool_input(index, &arguments, out)?;
@@ -259,6 +260,45 @@ mod tests {
             ]
         );
         assert_eq!(events(&out)[4].1["delta"]["stop_reason"], "max_tokens");
+    }
+
+    /// `null` where OpenAI omits a field (LiteLLM), and whole tool calls without `index`
+    /// (Gemini's OpenAI API, older Ollama), translate as OpenAI's own stream does.
+    #[test]
+    fn nulls_and_calls_without_an_index() {
+        let sse = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Looking\",\"tool_calls\":null}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":null}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[",
+            "{\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}},",
+            "{\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"x\\\":1}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":null}\n\n",
+            "data: {\"choices\":null,\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (t, out) = run(sse);
+        let events = events(&out);
+        let starts: Vec<&Value> = events
+            .iter()
+            .filter(|(name, _)| name == "content_block_start")
+            .map(|(_, e)| &e["content_block"])
+            .collect();
+        assert_eq!(starts[0]["type"], "text");
+        assert_eq!(
+            (starts[1]["id"].as_str(), starts[1]["name"].as_str()),
+            (Some("a"), Some("f"))
+        );
+        assert_eq!(
+            (starts[2]["id"].as_str(), starts[2]["name"].as_str()),
+            (Some("b"), Some("g"))
+        );
+        let inputs: Vec<&str> = events
+            .iter()
+            .filter(|(_, e)| e["delta"]["type"] == "input_json_delta")
+            .map(|(_, e)| e["delta"]["partial_json"].as_str().unwrap())
+            .collect();
+        assert_eq!(inputs, ["{}", "{\"x\":1}"]);
+        assert_eq!(t.usage().unwrap().output_tokens, 3);
     }
 
     #[test]

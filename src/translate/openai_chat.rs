@@ -137,7 +137,7 @@ pub(crate) struct CompletionChoice<'a> {
 pub(crate) struct InMessage<'a> {
     #[serde(borrow, default)]
     pub(crate) content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "null_as_default")]
     pub(crate) tool_calls: Vec<InToolCall<'a>>,
 }
 
@@ -177,7 +177,7 @@ pub(crate) struct InPromptDetails {
 /// One `chat.completion.chunk`, or an error record some servers send mid-stream.
 #[derive(Deserialize)]
 pub(crate) struct Chunk<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "null_as_default")]
     pub(crate) choices: Vec<ChunkChoice<'a>>,
     #[serde(default)]
     pub(crate) usage: Option<InUsage>,
@@ -187,7 +187,7 @@ pub(crate) struct Chunk<'a> {
 
 #[derive(Deserialize)]
 pub(crate) struct ChunkChoice<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "null_as_default")]
     pub(crate) delta: ChunkDelta<'a>,
     #[serde(borrow, default)]
     pub(crate) finish_reason: Option<Cow<'a, str>>,
@@ -197,13 +197,15 @@ pub(crate) struct ChunkChoice<'a> {
 pub(crate) struct ChunkDelta<'a> {
     #[serde(borrow, default)]
     pub(crate) content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "null_as_default")]
     pub(crate) tool_calls: Vec<ChunkToolCall<'a>>,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct ChunkToolCall<'a> {
-    pub(crate) index: u32,
+    /// Some servers (Gemini's OpenAI API, older Ollama) send each call whole and leave it out.
+    #[serde(default)]
+    pub(crate) index: Option<u32>,
     #[serde(borrow, default)]
     pub(crate) id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -217,6 +219,16 @@ pub(crate) struct ChunkError<'a> {
     /// E.g. `rate_limit_exceeded`, `server_error`.
     #[serde(borrow, default, rename = "type")]
     pub(crate) kind: Option<Cow<'a, str>>,
+}
+
+/// An explicit `null` read as the field's default, as a missing field is: LiteLLM and other
+/// OpenAI-compatible servers write `"tool_calls": null` (and `"delta": null`) where OpenAI omits them.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.
