@@ -366,7 +366,7 @@ fn stream_response(
             }
             Some(StreamItem::Failed(failure)) => {
                 obs.set_error_kind("stream_error");
-                stream_end(reader, obs, sent_at);
+                stream_end(reader.upstream(), obs, sent_at);
                 let (StreamFailure::Broken(message) | StreamFailure::Corrupt(message)) = &failure;
                 Some((
                     Ok(exception_frame("internalServerException", message)),
@@ -374,7 +374,7 @@ fn stream_response(
                 ))
             }
             None => {
-                stream_end(reader, obs, sent_at);
+                stream_end(reader.upstream(), obs, sent_at);
                 None
             }
         }

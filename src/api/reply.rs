@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use crate::gateway::RouteRuntime;
 use crate::observe::Obs;
-use crate::upstream::stream::StreamRecord;
+use crate::upstream::stream_body::StreamBody;
 
 pub const TARGET_HEADER: &str = "x-bedrock-balancer-target";
 pub const ATTEMPTS_HEADER: &str = "x-bedrock-balancer-attempts";
@@ -39,9 +39,9 @@ pub(crate) enum Reply {
 }
 
 /// The stream is over: its upstream time, tokens and the request's record.
-pub fn stream_end(reader: &impl StreamRecord, obs: &Obs, sent_at: std::time::Instant) {
-    obs.upstream_time(reader.lease().target(), sent_at.elapsed());
-    let summary = reader.summary();
+pub fn stream_end(upstream: &StreamBody, obs: &Obs, sent_at: std::time::Instant) {
+    obs.upstream_time(upstream.lease().target(), sent_at.elapsed());
+    let summary = upstream.summary();
     obs.cache_tokens(summary.cache_read_tokens, summary.cache_write_tokens);
     obs.finish(200, Some((summary.input_tokens, summary.output_tokens)));
 }

@@ -90,9 +90,9 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
                 Some(StreamItem::Frame(_)) => obs.first_token(sent_at.elapsed()),
                 Some(StreamItem::Failed(_)) => {
                     obs.set_error_kind("stream_error");
-                    stream_end(reader, obs, sent_at);
+                    stream_end(reader.upstream(), obs, sent_at);
                 }
-                None => stream_end(reader, obs, sent_at),
+                None => stream_end(reader.upstream(), obs, sent_at),
             }
             match item {
                 Some(StreamItem::Frame(raw)) => match raw.frame {
@@ -102,7 +102,7 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
                     } => {
                         if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
                             obs.set_error_kind("stream_error");
-                            stream_end(reader, obs, sent_at);
+                            stream_end(reader.upstream(), obs, sent_at);
                             translator.on_exception(
                                 "internalServerException",
                                 &e.to_string(),
@@ -119,13 +119,13 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
                             .unwrap_or_else(|| exception_type.clone());
                         translator.on_exception(&exception_type, &message, &mut out);
                         obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         return Some((Ok(Bytes::from(out)), None));
                     }
                     Frame::Error { code, message } => {
                         translator.on_exception(&code, &message, &mut out);
                         obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         return Some((Ok(Bytes::from(out)), None));
                     }
                 },
@@ -175,12 +175,12 @@ pub(crate) fn sse_relay<T: EventTranslator + 'static>(
                     Some(SseItem::Events(events)) => events,
                     Some(SseItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
                         obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         translator.on_exception("internalServerException", &m, &mut out);
                         return Some((Ok::<Bytes, actix_web::Error>(Bytes::from(out)), None));
                     }
                     None => {
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         translator.finish(&mut out);
                         return Some((Ok(Bytes::from(out)), None));
                     }
@@ -190,7 +190,7 @@ pub(crate) fn sse_relay<T: EventTranslator + 'static>(
                         translator.on_event(&event.event, event.data.as_bytes(), &mut out)
                     {
                         obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         translator.on_exception(
                             "internalServerException",
                             &e.to_string(),
