@@ -12,7 +12,8 @@ use bytes::Bytes;
 use futures_util::stream;
 
 use super::openai::success_head;
-use super::reply::stream_end;
+use super::reply::{Reply, stream_end};
+use crate::config::Provider;
 use crate::eventstream::Frame;
 use crate::observe::Obs;
 use crate::shutdown::AbortSignal;
@@ -69,7 +70,7 @@ fn stream_head(delivered: &Delivered, obs: &Obs) -> (HttpResponseBuilder, Instan
 /// Translates upstream frames to SSE as each arrives; every upstream event is flushed at once.
 /// An upstream exception, break or timeout becomes the format's error record, then the stream
 /// ends (for OpenAI without `[DONE]`, so clients cannot mistake it for a complete answer).
-pub(crate) fn sse_response<T: EventTranslator + 'static>(
+fn sse_response<T: EventTranslator + 'static>(
     delivered: Delivered,
     read_timeout: Duration,
     translator: T,
@@ -146,10 +147,43 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
     builder.streaming(body)
 }
 
+/// Streams the delivered answer to the client through `translator`, read as its provider
+/// streams: Bedrock's event stream, or the Anthropic API's or an OpenAI-compatible server's SSE.
+pub(crate) fn stream_reply<T: EventTranslator + 'static>(
+    delivered: Delivered,
+    read_timeout: Duration,
+    translator: T,
+    obs: &Rc<Obs>,
+    abort: AbortSignal,
+) -> Reply {
+    let obs = Rc::clone(obs);
+    let dialect = match delivered.lease.target().config.provider.provider() {
+        Provider::Bedrock => {
+            return Reply::Stream(sse_response(
+                delivered,
+                read_timeout,
+                translator,
+                obs,
+                abort,
+            ));
+        }
+        Provider::Anthropic => Dialect::Anthropic,
+        Provider::OpenAi | Provider::Azure => Dialect::OpenAi,
+    };
+    Reply::Stream(sse_relay(
+        delivered,
+        dialect,
+        read_timeout,
+        translator,
+        obs,
+        abort,
+    ))
+}
+
 /// Relays a server-sent-event stream (the Anthropic API's or an OpenAI-compatible server's) to
 /// the client as it arrives, each event through `translator`; the reader takes usage on the way.
 /// A break, timeout or bad event appends the client format's error record, then the stream ends.
-pub(crate) fn sse_relay<T: EventTranslator + 'static>(
+fn sse_relay<T: EventTranslator + 'static>(
     delivered: Delivered,
     dialect: Dialect,
     read_timeout: Duration,
