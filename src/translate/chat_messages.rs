@@ -22,10 +22,10 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use super::anthropic::{self, InBlock, InImageSource, InMessage, InTool, InToolChoice, OutRequest};
-use super::body::Body;
+use super::body::{Body, encode_request};
 use super::chat_request::{
     ChatBasics, ChatTooling, Choice, DataUrl, FromPart, PartsAllowed, RawMessage, content_blocks,
-    data_url, parse_message, take_chat_basics, take_chat_tooling, tool_call_input,
+    data_url, empty_content, parse_message, take_chat_basics, take_chat_tooling, tool_call_input,
 };
 use super::chat_response::{Answer, TranslatedResponse, render};
 use super::error::TranslateError;
@@ -133,9 +133,7 @@ pub fn messages_request(
             None
         }
     };
-    let mut out = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut out, &request)
-        .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
+    let out = encode_request(&request, capacity, "messages")?;
     Ok(MessagesRequest {
         stream: common.stream,
         include_usage: common.include_usage,
@@ -253,10 +251,6 @@ fn push_message<'a>(
         }
     }
     Ok(())
-}
-
-fn empty_content(i: usize) -> TranslateError {
-    TranslateError::invalid(format!("messages[{i}].content"), "must not be empty")
 }
 
 impl<'a> FromPart<'a> for InBlock<'a> {

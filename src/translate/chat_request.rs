@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::body::{Body, first_byte, parse_raw, strip_position};
+use super::body::{Body, encode_request, first_byte, parse_raw, strip_position};
 use super::converse::{
     ContentBlock, ConverseBody, Empty, Image, ImageSource, InputSchema, Role, SpecificTool,
     SystemBlock, Tool, ToolChoice, ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
@@ -103,9 +103,7 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
         }
     };
     let max_tokens = converse.inference_config.max_tokens;
-    let mut converse_body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut converse_body, &converse)
-        .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
+    let converse_body = encode_request(&converse, capacity, "messages")?;
     Ok(ChatRequest {
         model,
         stream: common.stream,
@@ -401,7 +399,7 @@ fn push_message<'a>(
     }
 }
 
-fn empty_content(i: usize) -> TranslateError {
+pub(crate) fn empty_content(i: usize) -> TranslateError {
     TranslateError::invalid(format!("messages[{i}].content"), "must not be empty")
 }
 
