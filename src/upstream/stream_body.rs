@@ -27,7 +27,7 @@ pub struct StreamSummary {
 }
 
 /// What the next read of an upstream body brought.
-pub(crate) enum Chunk {
+pub(super) enum Chunk {
     Data(bytes::Bytes),
     /// The body ended cleanly.
     End,
@@ -45,14 +45,14 @@ pub struct StreamBody {
     /// Fired near the end of a graceful stop: the stream ends with an error, not a torn socket.
     abort: AbortSignal,
     idle_timeout: Duration,
-    pub(crate) lease: Lease,
-    pub(crate) summary: StreamSummary,
+    pub(super) lease: Lease,
+    pub(super) summary: StreamSummary,
     /// The stream has ended either way; readers answer `None` from here on.
-    pub(crate) done: bool,
+    pub(super) done: bool,
 }
 
 impl StreamBody {
-    pub(crate) fn new(
+    pub(super) fn new(
         mut response: awc::ClientResponse,
         lease: Lease,
         idle_timeout: Duration,
@@ -77,7 +77,7 @@ impl StreamBody {
     }
 
     /// Reads the next chunk, waiting at most the idle timeout for it.
-    pub(crate) async fn next_chunk(&mut self) -> Chunk {
+    pub(super) async fn next_chunk(&mut self) -> Chunk {
         let chunk = tokio::select! {
             chunk = tokio::time::timeout(self.idle_timeout, self.body.next()) => chunk,
             () = self.abort.fired() => {
@@ -103,19 +103,19 @@ impl StreamBody {
     }
 
     /// Ends the stream early; the target is told `outcome`.
-    pub(crate) fn fail(&mut self, outcome: Outcome) {
+    pub(super) fn fail(&mut self, outcome: Outcome) {
         self.done = true;
         self.upstream_error("stream_error", outcome);
     }
 
     /// Counts an error the upstream reported, or the stream's own failure, and tells the target.
-    pub(crate) fn upstream_error(&mut self, kind: &'static str, outcome: Outcome) {
+    pub(super) fn upstream_error(&mut self, kind: &'static str, outcome: Outcome) {
         metrics::upstream_error(self.lease.target().metric_labels(), kind);
         self.lease.set_outcome(outcome);
     }
 
     /// Takes the upstream's token counts into the tally (not yet settled).
-    pub(crate) fn set_usage(&mut self, usage: Usage) {
+    pub(super) fn set_usage(&mut self, usage: Usage) {
         self.summary.input_tokens = usage.input_tokens;
         self.summary.output_tokens = usage.output_tokens;
         self.summary.cache_read_tokens = usage.cache_read_tokens;
@@ -123,7 +123,7 @@ impl StreamBody {
     }
 
     /// Settles limits on the tally: on what is billed at the input rate, so cache reads go.
-    pub(crate) fn settle_usage(&mut self) {
+    pub(super) fn settle_usage(&mut self) {
         self.lease.record_usage_u64(
             self.summary.input_tokens - self.summary.cache_read_tokens,
             self.summary.output_tokens,
