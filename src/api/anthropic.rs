@@ -20,8 +20,8 @@ use super::body::read_authenticated;
 use super::failure::{Failure, bad_request, reply};
 use super::openai::{client_for, json_success, response_id, route_for};
 use super::quota::Quota;
-use super::reply::{Reply, hash_key, session_key};
-use super::sse::{AnthropicRelay, EventTranslator, sse_relay, sse_response};
+use super::reply::{Reply, read_answer, settle_usage, shaped_request};
+use super::sse::{AnthropicRelay, EventTranslator, stream_reply};
 use super::state::AppState;
 use crate::config::{Provider, RouteType, Target};
 use crate::error::{ApiFormat, GatewayError};
@@ -30,7 +30,6 @@ use crate::limits::estimate::BodyTokens;
 use crate::metrics;
 use crate::observe::Obs;
 use crate::translate::TranslateError;
-use crate::translate::anthropic::MessagesUsage;
 use crate::translate::messages_bedrock::{
     self, MessagesHead, count_tokens_body, messages_head, split_betas,
 };
@@ -38,10 +37,9 @@ use crate::translate::messages_chat::{self, chat_request};
 use crate::translate::messages_chat_stream::ChatMessagesStream;
 use crate::translate::messages_converse::{converse_request, messages_response};
 use crate::translate::messages_stream::{self, MessagesStreamTranslator};
-use crate::upstream::forward::{Delivered, PerTarget, ProxyRequest, forward, read_success_body};
+use crate::upstream::forward::{PerTarget, forward};
 use crate::upstream::operation::Operation;
 use crate::upstream::request::Params;
-use crate::upstream::sse_stream::Dialect;
 
 /// The header Anthropic clients send their beta flags in.
 const BETA_HEADER: &str = "anthropic-beta";
@@ -207,83 +205,43 @@ async fn messages_inner(
     } else {
         quota.tokens(&body)
     };
-    let consumer_reservation = quota.admit_consumer([tokens]).await?;
     let stream = head.stream;
     let model = head.model.clone();
-    let request = ProxyRequest {
-        hash_key: hash_key(req, route),
-        pinned_model: selection.pinned_model.clone(),
-        session: session_key(req, route),
-        params: Params {
-            anthropic_betas: header_values(req, BETA_HEADER),
-            ..Params::default()
-        },
-        tokens,
-        consumer_reservation,
-        // Every target gets its own shape; these two are never sent as they are.
-        operation: Operation::Invoke,
-        body: Bytes::new(),
-        content_type: "application/json".to_owned(),
-        accept: if stream {
-            "application/vnd.amazon.eventstream".to_owned()
-        } else {
-            "application/json".to_owned()
-        },
-        per_target: Some(Box::new(MessagesShape {
-            body,
-            head,
-            header_betas: header_values(req, BETA_HEADER),
-            count_tokens: count,
-            converse: OnceCell::new(),
-        })),
+    let params = Params {
+        anthropic_betas: header_values(req, BETA_HEADER),
+        ..Params::default()
     };
+    let shape = Box::new(MessagesShape {
+        body,
+        head,
+        header_betas: header_values(req, BETA_HEADER),
+        count_tokens: count,
+        converse: OnceCell::new(),
+    });
+    let request = shaped_request(req, &selection, &quota, tokens, stream, params, shape).await?;
     let mut delivered = forward(route, &client, &request, obs).await?;
     let claude = delivered.lease.target().config.speaks_anthropic();
     let provider = delivered.lease.target().config.provider.provider();
     let anthropic_api = provider == Provider::Anthropic;
-    let read_timeout = route.balancer_config.read_timeout;
-    if stream && anthropic_api {
-        return Ok(Reply::Stream(sse_relay(
-            delivered,
-            Dialect::Anthropic,
-            read_timeout,
-            AnthropicRelay,
-            Rc::clone(obs),
-            state.abort_signal(),
-        )));
-    }
     let openai_api = matches!(provider, Provider::OpenAi | Provider::Azure);
-    if stream && openai_api {
-        return Ok(Reply::Stream(sse_relay(
-            delivered,
-            Dialect::OpenAi,
-            read_timeout,
-            ChatMessagesStream::new(model, response_id("msg")),
-            Rc::clone(obs),
-            state.abort_signal(),
-        )));
-    }
     if stream {
-        let events = if claude {
-            Events::Claude
+        let read_timeout = route.balancer_config.read_timeout;
+        let abort = state.abort_signal();
+        return Ok(if anthropic_api {
+            stream_reply(delivered, read_timeout, AnthropicRelay, obs, abort)
+        } else if openai_api {
+            let events = ChatMessagesStream::new(model, response_id("msg"));
+            stream_reply(delivered, read_timeout, events, obs, abort)
         } else {
-            Events::Converse(MessagesStreamTranslator::new(model, response_id("msg")))
-        };
-        return Ok(Reply::Stream(sse_response(
-            delivered,
-            route.balancer_config.read_timeout,
-            events,
-            Rc::clone(obs),
-            state.abort_signal(),
-        )));
+            let events = if claude {
+                Events::Claude
+            } else {
+                Events::Converse(MessagesStreamTranslator::new(model, response_id("msg")))
+            };
+            stream_reply(delivered, read_timeout, events, obs, abort)
+        });
     }
-    let upstream = read_success_body(
-        &mut delivered,
-        route.balancer_config.read_timeout,
-        gateway.config.server.max_response_body_size.get(),
-        obs,
-    )
-    .await?;
+    let upstream = read_answer(&mut delivered, route, &gateway, obs).await?;
     if count {
         let body = messages_bedrock::count_tokens_response(&upstream)?;
         return Ok(Reply::Full(json_success(&delivered, body), None));
@@ -300,20 +258,8 @@ async fn messages_inner(
         let (body, usage) = messages_response(&upstream, &model, &response_id("msg"))?;
         (Bytes::from(body), usage)
     };
-    let recorded = record_usage(&mut delivered, obs, usage);
+    let recorded = settle_usage(&mut delivered, obs, usage.into());
     Ok(Reply::Full(json_success(&delivered, body), Some(recorded)))
-}
-
-/// Settles limits and tells the request record; returns (prompt tokens with cache, output).
-fn record_usage(delivered: &mut Delivered, obs: &Obs, usage: MessagesUsage) -> (u64, u64) {
-    let read = usage.cache_read_input_tokens;
-    let write = usage.cache_creation_input_tokens;
-    // Bedrock's quota settles without cache reads.
-    delivered
-        .lease
-        .record_usage_u64(usage.input_tokens + write, usage.output_tokens);
-    obs.cache_tokens(read, write);
-    (usage.input_tokens + read + write, usage.output_tokens)
 }
 
 /// How upstream events become Anthropic stream events.

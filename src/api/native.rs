@@ -10,7 +10,9 @@ use std::rc::Rc;
 use super::body::read_authenticated;
 use super::operations::{self, Handling};
 use super::quota::Quota;
-use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key, stream_end};
+use super::reply::{
+    ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key, settle_usage, stream_end,
+};
 use super::state::AppState;
 use super::{async_invoke, fallback};
 use crate::config::{INVOKE_HEADERS, RouteType};
@@ -294,13 +296,7 @@ pub(crate) async fn full_response(
 ) -> Result<Reply, ProxyError> {
     let mut builder = response_head(&delivered);
     let body = read_success_body(&mut delivered, read_timeout, max_body, obs).await?;
-    let usage = usage_of(&delivered, &body).map(|u| {
-        delivered
-            .lease
-            .record_usage_u64(u.quota_input(), u.output_tokens);
-        obs.cache_tokens(u.cache_read_tokens, u.cache_write_tokens);
-        (u.input_tokens, u.output_tokens)
-    });
+    let usage = usage_of(&delivered, &body).map(|u| settle_usage(&mut delivered, obs, u));
     Ok(Reply::Full(builder.body(body), usage))
 }
 
@@ -366,7 +362,7 @@ fn stream_response(
             }
             Some(StreamItem::Failed(failure)) => {
                 obs.set_error_kind("stream_error");
-                stream_end(reader, obs, sent_at);
+                stream_end(reader.upstream(), obs, sent_at);
                 let (StreamFailure::Broken(message) | StreamFailure::Corrupt(message)) = &failure;
                 Some((
                     Ok(exception_frame("internalServerException", message)),
@@ -374,7 +370,7 @@ fn stream_response(
                 ))
             }
             None => {
-                stream_end(reader, obs, sent_at);
+                stream_end(reader.upstream(), obs, sent_at);
                 None
             }
         }

@@ -19,8 +19,11 @@ use serde_json::json;
 use super::body::read_authenticated;
 use super::failure::{Failure, bad_request, reply};
 use super::quota::Quota;
-use super::reply::{ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, session_key};
-use super::sse::{ChatRelay, sse_relay, sse_response};
+use super::reply::{
+    ATTEMPTS_HEADER, Reply, TARGET_HEADER, hash_key, read_answer, session_key, settle_usage,
+    shaped_request,
+};
+use super::sse::{ChatRelay, stream_reply};
 use super::state::AppState;
 use crate::auth::Caller;
 use crate::config::{Provider, RouteType, Target};
@@ -39,7 +42,6 @@ use crate::upstream::forward::{
 };
 use crate::upstream::operation::Operation;
 use crate::upstream::request::Params;
-use crate::upstream::sse_stream::Dialect;
 
 /// Upstream embedding calls a single request may have in flight at once (Titan takes one text per
 /// call, so a batch of inputs fans out).
@@ -224,42 +226,6 @@ impl PerTarget for OpenAiShape {
     }
 }
 
-async fn converse_request(
-    req: &HttpRequest,
-    gateway: &Gateway,
-    caller: &Caller,
-    selection: &Selection<'_>,
-    body: Vec<u8>,
-    stream: bool,
-    per_target: Box<dyn PerTarget>,
-) -> Result<ProxyRequest, GatewayError> {
-    let route = selection.route;
-    let quota = Quota::for_request(gateway, route, caller.consumer());
-    let tokens = quota.tokens(&body);
-    let consumer_reservation = quota.admit_consumer([tokens]).await?;
-    Ok(ProxyRequest {
-        hash_key: hash_key(req, route),
-        pinned_model: selection.pinned_model.clone(),
-        session: session_key(req, route),
-        tokens,
-        consumer_reservation,
-        params: Params::default(),
-        operation: if stream {
-            Operation::ConverseStream
-        } else {
-            Operation::Converse
-        },
-        body: Bytes::from(body),
-        content_type: "application/json".to_owned(),
-        accept: if stream {
-            "application/vnd.amazon.eventstream".to_owned()
-        } else {
-            "application/json".to_owned()
-        },
-        per_target: Some(per_target),
-    })
-}
-
 /// A whole JSON answer from the target that delivered it.
 pub(crate) fn json_success(delivered: &Delivered, body: impl Into<Bytes>) -> HttpResponse {
     success_head(delivered)
@@ -436,13 +402,15 @@ async fn converse_surface(
         Bytes::from(converse_body.clone()),
         parsed.stream,
     ));
-    let request = converse_request(
+    let quota = Quota::for_request(&gateway, route, caller.consumer());
+    let tokens = quota.tokens(&converse_body);
+    let request = shaped_request(
         req,
-        &gateway,
-        &caller,
         &selection,
-        converse_body,
+        &quota,
+        tokens,
         parsed.stream,
+        Params::default(),
         per_target,
     )
     .await?;
@@ -450,50 +418,34 @@ async fn converse_surface(
     let id = response_id(surface.id_prefix());
     let created = unix_now();
     let provider = delivered.lease.target().config.provider.provider();
-    if parsed.stream && provider != Provider::Bedrock {
+    if parsed.stream {
         let read_timeout = route.balancer_config.read_timeout;
         let abort = state.abort_signal();
-        let include_usage = parsed.include_usage;
-        let json_schema_tool = parsed.json_schema_tool.clone();
-        let model = parsed.model.clone();
-        return Ok(Reply::Stream(match provider {
-            Provider::Anthropic => sse_relay(
-                delivered,
-                Dialect::Anthropic,
-                read_timeout,
-                MessagesChatStream::new(model, id, created, include_usage, json_schema_tool),
-                Rc::clone(obs),
-                abort,
-            ),
-            _ => sse_relay(
-                delivered,
-                Dialect::OpenAi,
-                read_timeout,
-                ChatRelay {
-                    include_usage,
+        return Ok(match provider {
+            Provider::Anthropic => {
+                let events = MessagesChatStream::new(
+                    parsed.model,
+                    id,
+                    created,
+                    parsed.include_usage,
+                    parsed.json_schema_tool,
+                );
+                stream_reply(delivered, read_timeout, events, obs, abort)
+            }
+            Provider::OpenAi | Provider::Azure => {
+                let relay = ChatRelay {
+                    include_usage: parsed.include_usage,
                     errors: surface.translator(parsed, id, created),
-                },
-                Rc::clone(obs),
-                abort,
-            ),
-        }));
+                };
+                stream_reply(delivered, read_timeout, relay, obs, abort)
+            }
+            Provider::Bedrock => {
+                let events = surface.translator(parsed, id, created);
+                stream_reply(delivered, read_timeout, events, obs, abort)
+            }
+        });
     }
-    if parsed.stream {
-        return Ok(Reply::Stream(sse_response(
-            delivered,
-            route.balancer_config.read_timeout,
-            surface.translator(parsed, id, created),
-            Rc::clone(obs),
-            state.abort_signal(),
-        )));
-    }
-    let upstream = read_success_body(
-        &mut delivered,
-        route.balancer_config.read_timeout,
-        gateway.config.server.max_response_body_size.get(),
-        obs,
-    )
-    .await?;
+    let upstream = read_answer(&mut delivered, route, &gateway, obs).await?;
     let (body, tokens) = match provider {
         Provider::Bedrock => {
             let translated = surface.respond(&upstream, &parsed, &id, created)?;
@@ -515,11 +467,7 @@ async fn converse_surface(
             (upstream, usage)
         }
     };
-    let usage = (tokens.input_tokens, tokens.output_tokens);
-    delivered
-        .lease
-        .record_usage_u64(tokens.quota_input(), tokens.output_tokens);
-    obs.cache_tokens(tokens.cache_read_tokens, tokens.cache_write_tokens);
+    let usage = settle_usage(&mut delivered, obs, tokens);
     Ok(Reply::Full(json_success(&delivered, body), Some(usage)))
 }
 
@@ -660,30 +608,21 @@ async fn openai_embeddings(
     let route = selection.route;
     let quota = Quota::for_request(gateway, route, caller.consumer());
     let tokens = quota.tokens(&body);
-    let consumer_reservation = quota.admit_consumer([tokens]).await?;
-    let request = ProxyRequest {
-        hash_key: hash_key(req, route),
-        pinned_model: selection.pinned_model.clone(),
-        session: session_key(req, route),
+    // Only the shape is sent, and only to the route's OpenAI-compatible and Azure targets.
+    let shape = Box::new(OpenAiEmbeddings(body));
+    let request = shaped_request(
+        req,
+        selection,
+        &quota,
         tokens,
-        consumer_reservation,
-        params: Params::default(),
-        // Only the shape is sent, and only to the route's OpenAI-compatible and Azure targets.
-        operation: Operation::Embeddings,
-        body: Bytes::new(),
-        content_type: "application/json".to_owned(),
-        accept: "application/json".to_owned(),
-        per_target: Some(Box::new(OpenAiEmbeddings(body))),
-    };
-    let client = client_for(req, route)?;
-    let mut delivered = forward(route, &client, &request, obs).await?;
-    let upstream = read_success_body(
-        &mut delivered,
-        route.balancer_config.read_timeout,
-        gateway.config.server.max_response_body_size.get(),
-        obs,
+        false,
+        Params::default(),
+        shape,
     )
     .await?;
+    let client = client_for(req, route)?;
+    let mut delivered = forward(route, &client, &request, obs).await?;
+    let upstream = read_answer(&mut delivered, route, gateway, obs).await?;
     let usage = translate::usage::openai_usage(&upstream).unwrap_or_default();
     delivered.lease.record_usage_u64(usage.input_tokens, 0);
     Ok(Reply::Full(

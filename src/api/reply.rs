@@ -1,12 +1,20 @@
-//! What every surface's handler shares once a request has been forwarded: the response headers
-//! that say which target served it, the consistent-hashing and session keys, and how a reply is
-//! finished.
+//! What every surface's handler shares around forwarding: the consistent-hashing and session
+//! keys, a request each target shapes for itself, the response headers that say which target
+//! served it, reading and settling a whole answer, and how a reply is finished.
 
 use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
 
-use crate::gateway::RouteRuntime;
+use super::quota::Quota;
+use crate::error::GatewayError;
+use crate::gateway::{Gateway, RouteRuntime, Selection};
+use crate::limits::estimate::BodyTokens;
 use crate::observe::Obs;
-use crate::upstream::stream::StreamRecord;
+use crate::translate::Usage;
+use crate::upstream::forward::{Delivered, PerTarget, ProxyError, ProxyRequest, read_success_body};
+use crate::upstream::operation::Operation;
+use crate::upstream::request::Params;
+use crate::upstream::stream_body::StreamBody;
 
 pub const TARGET_HEADER: &str = "x-bedrock-balancer-target";
 pub const ATTEMPTS_HEADER: &str = "x-bedrock-balancer-attempts";
@@ -32,6 +40,65 @@ pub fn session_key(req: &HttpRequest, route: &RouteRuntime) -> Option<String> {
     })
 }
 
+/// A request whose operation and body each target shapes for itself, once the consumer's quota
+/// admitted `tokens`.
+pub(crate) async fn shaped_request(
+    req: &HttpRequest,
+    selection: &Selection<'_>,
+    quota: &Quota,
+    tokens: BodyTokens,
+    stream: bool,
+    params: Params,
+    per_target: Box<dyn PerTarget>,
+) -> Result<ProxyRequest, GatewayError> {
+    let route = selection.route;
+    let consumer_reservation = quota.admit_consumer([tokens]).await?;
+    Ok(ProxyRequest {
+        hash_key: hash_key(req, route),
+        pinned_model: selection.pinned_model.clone(),
+        session: session_key(req, route),
+        params,
+        tokens,
+        consumer_reservation,
+        // Every target gets its own shape; these two are never sent as they are.
+        operation: Operation::Invoke,
+        body: Bytes::new(),
+        content_type: "application/json".to_owned(),
+        accept: if stream {
+            "application/vnd.amazon.eventstream".to_owned()
+        } else {
+            "application/json".to_owned()
+        },
+        per_target: Some(per_target),
+    })
+}
+
+/// A whole answer, read within the route's read timeout and the server's body size cap.
+pub(crate) async fn read_answer(
+    delivered: &mut Delivered,
+    route: &RouteRuntime,
+    gateway: &Gateway,
+    obs: &Obs,
+) -> Result<Bytes, ProxyError> {
+    read_success_body(
+        delivered,
+        route.balancer_config.read_timeout,
+        gateway.config.server.max_response_body_size.get(),
+        obs,
+    )
+    .await
+}
+
+/// Settles limits on a whole answer's usage and tells the request record; returns (every prompt
+/// token, output) for the record.
+pub(crate) fn settle_usage(delivered: &mut Delivered, obs: &Obs, usage: Usage) -> (u64, u64) {
+    delivered
+        .lease
+        .record_usage_u64(usage.quota_input(), usage.output_tokens);
+    obs.cache_tokens(usage.cache_read_tokens, usage.cache_write_tokens);
+    (usage.input_tokens, usage.output_tokens)
+}
+
 /// A response ready to send (with the usage Bedrock reported), or a stream that records itself.
 pub(crate) enum Reply {
     Full(HttpResponse, Option<(u64, u64)>),
@@ -39,9 +106,9 @@ pub(crate) enum Reply {
 }
 
 /// The stream is over: its upstream time, tokens and the request's record.
-pub fn stream_end(reader: &impl StreamRecord, obs: &Obs, sent_at: std::time::Instant) {
-    obs.upstream_time(reader.lease().target(), sent_at.elapsed());
-    let summary = reader.summary();
+pub fn stream_end(upstream: &StreamBody, obs: &Obs, sent_at: std::time::Instant) {
+    obs.upstream_time(upstream.lease().target(), sent_at.elapsed());
+    let summary = upstream.summary();
     obs.cache_tokens(summary.cache_read_tokens, summary.cache_write_tokens);
     obs.finish(200, Some((summary.input_tokens, summary.output_tokens)));
 }

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use futures_util::stream;
 
 use super::openai::success_head;
-use super::reply::stream_end;
+use super::reply::{Reply, stream_end};
+use crate::config::Provider;
 use crate::eventstream::Frame;
 use crate::observe::Obs;
 use crate::shutdown::AbortSignal;
@@ -69,7 +70,7 @@ fn stream_head(delivered: &Delivered, obs: &Obs) -> (HttpResponseBuilder, Instan
 /// Translates upstream frames to SSE as each arrives; every upstream event is flushed at once.
 /// An upstream exception, break or timeout becomes the format's error record, then the stream
 /// ends (for OpenAI without `[DONE]`, so clients cannot mistake it for a complete answer).
-pub(crate) fn sse_response<T: EventTranslator + 'static>(
+fn sse_response<T: EventTranslator + 'static>(
     delivered: Delivered,
     read_timeout: Duration,
     translator: T,
@@ -90,9 +91,9 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
                 Some(StreamItem::Frame(_)) => obs.first_token(sent_at.elapsed()),
                 Some(StreamItem::Failed(_)) => {
                     obs.set_error_kind("stream_error");
-                    stream_end(reader, obs, sent_at);
+                    stream_end(reader.upstream(), obs, sent_at);
                 }
-                None => stream_end(reader, obs, sent_at),
+                None => stream_end(reader.upstream(), obs, sent_at),
             }
             match item {
                 Some(StreamItem::Frame(raw)) => match raw.frame {
@@ -102,7 +103,7 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
                     } => {
                         if let Err(e) = translator.on_event(&event_type, &payload, &mut out) {
                             obs.set_error_kind("stream_error");
-                            stream_end(reader, obs, sent_at);
+                            stream_end(reader.upstream(), obs, sent_at);
                             translator.on_exception(
                                 "internalServerException",
                                 &e.to_string(),
@@ -119,13 +120,13 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
                             .unwrap_or_else(|| exception_type.clone());
                         translator.on_exception(&exception_type, &message, &mut out);
                         obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         return Some((Ok(Bytes::from(out)), None));
                     }
                     Frame::Error { code, message } => {
                         translator.on_exception(&code, &message, &mut out);
                         obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         return Some((Ok(Bytes::from(out)), None));
                     }
                 },
@@ -146,10 +147,43 @@ pub(crate) fn sse_response<T: EventTranslator + 'static>(
     builder.streaming(body)
 }
 
+/// Streams the delivered answer to the client through `translator`, read as its provider
+/// streams: Bedrock's event stream, or the Anthropic API's or an OpenAI-compatible server's SSE.
+pub(crate) fn stream_reply<T: EventTranslator + 'static>(
+    delivered: Delivered,
+    read_timeout: Duration,
+    translator: T,
+    obs: &Rc<Obs>,
+    abort: AbortSignal,
+) -> Reply {
+    let obs = Rc::clone(obs);
+    let dialect = match delivered.lease.target().config.provider.provider() {
+        Provider::Bedrock => {
+            return Reply::Stream(sse_response(
+                delivered,
+                read_timeout,
+                translator,
+                obs,
+                abort,
+            ));
+        }
+        Provider::Anthropic => Dialect::Anthropic,
+        Provider::OpenAi | Provider::Azure => Dialect::OpenAi,
+    };
+    Reply::Stream(sse_relay(
+        delivered,
+        dialect,
+        read_timeout,
+        translator,
+        obs,
+        abort,
+    ))
+}
+
 /// Relays a server-sent-event stream (the Anthropic API's or an OpenAI-compatible server's) to
 /// the client as it arrives, each event through `translator`; the reader takes usage on the way.
 /// A break, timeout or bad event appends the client format's error record, then the stream ends.
-pub(crate) fn sse_relay<T: EventTranslator + 'static>(
+fn sse_relay<T: EventTranslator + 'static>(
     delivered: Delivered,
     dialect: Dialect,
     read_timeout: Duration,
@@ -175,12 +209,12 @@ pub(crate) fn sse_relay<T: EventTranslator + 'static>(
                     Some(SseItem::Events(events)) => events,
                     Some(SseItem::Failed(StreamFailure::Broken(m) | StreamFailure::Corrupt(m))) => {
                         obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         translator.on_exception("internalServerException", &m, &mut out);
                         return Some((Ok::<Bytes, actix_web::Error>(Bytes::from(out)), None));
                     }
                     None => {
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         translator.finish(&mut out);
                         return Some((Ok(Bytes::from(out)), None));
                     }
@@ -190,7 +224,7 @@ pub(crate) fn sse_relay<T: EventTranslator + 'static>(
                         translator.on_event(&event.event, event.data.as_bytes(), &mut out)
                     {
                         obs.set_error_kind("stream_error");
-                        stream_end(reader, obs, sent_at);
+                        stream_end(reader.upstream(), obs, sent_at);
                         translator.on_exception(
                             "internalServerException",
                             &e.to_string(),

@@ -99,6 +99,19 @@ pub(crate) fn strip_position(err: &serde_json::Error) -> String {
     }
 }
 
+/// A translated request body written out, `capacity` bytes reserved up front (the client's body
+/// and some headroom) so it is written without regrowing. A failure names `param`.
+pub(crate) fn encode_request(
+    request: &impl serde::Serialize,
+    capacity: usize,
+    param: &str,
+) -> Result<Vec<u8>, TranslateError> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, request)
+        .map_err(|e| TranslateError::invalid(param, e.to_string()))?;
+    Ok(out)
+}
+
 /// The first significant byte of a raw value, telling its JSON type without parsing it.
 pub(crate) fn first_byte(raw: &RawValue) -> u8 {
     raw.get().as_bytes().first().copied().unwrap_or(b' ')

@@ -22,16 +22,14 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use super::anthropic::{self, InBlock, InImageSource, InMessage, InTool, InToolChoice, OutRequest};
-use super::body::Body;
+use super::body::{Body, encode_request};
 use super::chat_request::{
-    Choice, DataUrl, FromPart, PartsAllowed, RawMessage, content_blocks, data_url, parse_message,
-    refuse_chat_only, take_messages, take_response_format, take_tool_choice, take_tools,
-    tool_call_input,
+    ChatBasics, ChatTooling, Choice, DataUrl, FromPart, PartsAllowed, RawMessage, content_blocks,
+    data_url, empty_content, parse_message, take_chat_basics, take_chat_tooling, tool_call_input,
 };
 use super::chat_response::{Answer, TranslatedResponse, render};
 use super::error::TranslateError;
 use super::finish_reason::FinishReason;
-use super::inference::{take_common, take_max_tokens};
 use super::usage::Usage;
 
 /// A chat request translated for an Anthropic API target.
@@ -57,10 +55,10 @@ pub fn messages_request(
 ) -> Result<MessagesRequest, TranslateError> {
     let capacity = body.len() + 256;
     let mut body = Body::parse(body)?;
-    let _client_model = body.take_model()?;
-    let messages = take_messages(&mut body)?;
-    let max_completion_tokens = take_max_tokens(&mut body, "max_completion_tokens")?;
-    let common = take_common(&mut body)?;
+    // The client's model named the route; the target's goes upstream.
+    let ChatBasics {
+        messages, common, ..
+    } = take_chat_basics(&mut body)?;
     for (param, value) in [
         (
             "additionalModelRequestFields",
@@ -78,15 +76,13 @@ pub fn messages_request(
     }
     // Anthropic can forbid parallel tool calls (on `tool_choice`), so this is not refused here.
     let serial_tools = body.take::<bool>("parallel_tool_calls")? == Some(false);
-    refuse_chat_only(&mut body)?;
-    let tools = take_tools(&mut body)?;
-    let choice = take_tool_choice(&mut body)?;
-    let response_format = take_response_format(&mut body)?;
-    body.reject_rest()?;
+    let ChatTooling {
+        tools,
+        tool_choice: choice,
+        response_format,
+    } = take_chat_tooling(body)?;
 
-    let max_tokens = max_completion_tokens
-        .or(common.inference.max_tokens)
-        .unwrap_or(default_max_tokens);
+    let max_tokens = common.inference.max_tokens.unwrap_or(default_max_tokens);
     let mut request = OutRequest {
         model,
         max_tokens,
@@ -137,9 +133,7 @@ pub fn messages_request(
             None
         }
     };
-    let mut out = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut out, &request)
-        .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
+    let out = encode_request(&request, capacity, "messages")?;
     Ok(MessagesRequest {
         stream: common.stream,
         include_usage: common.include_usage,
@@ -257,10 +251,6 @@ fn push_message<'a>(
         }
     }
     Ok(())
-}
-
-fn empty_content(i: usize) -> TranslateError {
-    TranslateError::invalid(format!("messages[{i}].content"), "must not be empty")
 }
 
 impl<'a> FromPart<'a> for InBlock<'a> {

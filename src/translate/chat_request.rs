@@ -23,14 +23,14 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::body::{Body, first_byte, parse_raw, strip_position};
+use super::body::{Body, encode_request, first_byte, parse_raw, strip_position};
 use super::converse::{
     ContentBlock, ConverseBody, Empty, Image, ImageSource, InputSchema, Role, SpecificTool,
     SystemBlock, Tool, ToolChoice, ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
     image_format,
 };
 use super::error::TranslateError;
-use super::inference::{StrCow, take_common, take_max_tokens};
+use super::inference::{Common, StrCow, take_common, take_max_tokens};
 
 /// Tool name used for `response_format` when the schema has no name of its own.
 pub const DEFAULT_JSON_TOOL: &str = "json_response";
@@ -53,19 +53,16 @@ pub struct ChatRequest {
 pub fn chat_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
     let capacity = body.len() + 256;
     let mut body = Body::parse(body)?;
-    let model = body.take_model()?;
-    let messages = take_messages(&mut body)?;
-    let max_completion_tokens = take_max_tokens(&mut body, "max_completion_tokens")?;
-    let mut common = take_common(&mut body)?;
-    // `max_completion_tokens` is OpenAI's current name; `max_tokens` is the deprecated alias.
-    if max_completion_tokens.is_some() {
-        common.inference.max_tokens = max_completion_tokens;
-    }
-    refuse_chat_only(&mut body)?;
-    let tools = take_tools(&mut body)?;
-    let tool_choice = take_tool_choice(&mut body)?;
-    let response_format = take_response_format(&mut body)?;
-    body.reject_rest()?;
+    let ChatBasics {
+        model,
+        messages,
+        common,
+    } = take_chat_basics(&mut body)?;
+    let ChatTooling {
+        tools,
+        tool_choice,
+        response_format,
+    } = take_chat_tooling(body)?;
 
     let mut converse = ConverseBody {
         inference_config: common.inference,
@@ -106,9 +103,7 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
         }
     };
     let max_tokens = converse.inference_config.max_tokens;
-    let mut converse_body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut converse_body, &converse)
-        .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
+    let converse_body = encode_request(&converse, capacity, "messages")?;
     Ok(ChatRequest {
         model,
         stream: common.stream,
@@ -119,7 +114,52 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, TranslateError> {
     })
 }
 
-pub(crate) fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>, TranslateError> {
+/// What every translation of a chat request reads first.
+pub(crate) struct ChatBasics<'a> {
+    /// The client's `model`: a route name or a Bedrock model id.
+    pub(crate) model: String,
+    pub(crate) messages: Vec<&'a RawValue>,
+    pub(crate) common: Common<'a>,
+}
+
+pub(crate) fn take_chat_basics<'a>(body: &mut Body<'a>) -> Result<ChatBasics<'a>, TranslateError> {
+    let model = body.take_model()?;
+    let messages = take_messages(body)?;
+    let max_completion_tokens = take_max_tokens(body, "max_completion_tokens")?;
+    let mut common = take_common(body)?;
+    // `max_completion_tokens` is OpenAI's current name; `max_tokens` is the deprecated alias.
+    if max_completion_tokens.is_some() {
+        common.inference.max_tokens = max_completion_tokens;
+    }
+    Ok(ChatBasics {
+        model,
+        messages,
+        common,
+    })
+}
+
+/// What every translation of a chat request reads last, once its own fields are taken: the
+/// knobs no target here honours are refused, then the tools; anything left is unknown.
+pub(crate) struct ChatTooling<'a> {
+    pub(crate) tools: Vec<ToolSpec<'a>>,
+    pub(crate) tool_choice: Option<Choice<'a>>,
+    pub(crate) response_format: Option<JsonFormat<'a>>,
+}
+
+pub(crate) fn take_chat_tooling(mut body: Body<'_>) -> Result<ChatTooling<'_>, TranslateError> {
+    refuse_chat_only(&mut body)?;
+    let tools = take_tools(&mut body)?;
+    let tool_choice = take_tool_choice(&mut body)?;
+    let response_format = take_response_format(&mut body)?;
+    body.reject_rest()?;
+    Ok(ChatTooling {
+        tools,
+        tool_choice,
+        response_format,
+    })
+}
+
+fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>, TranslateError> {
     let messages: Vec<&'a RawValue> = body
         .take("messages")?
         .ok_or_else(|| TranslateError::invalid("messages", "is required"))?;
@@ -132,7 +172,7 @@ pub(crate) fn take_messages<'a>(body: &mut Body<'a>) -> Result<Vec<&'a RawValue>
     Ok(messages)
 }
 
-pub(crate) fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
+fn refuse_chat_only(body: &mut Body<'_>) -> Result<(), TranslateError> {
     let unsupported = |param: &str, why: &str| Err(TranslateError::unsupported(param, why));
     if body.take::<bool>("logprobs")? == Some(true) {
         return unsupported(
@@ -359,7 +399,7 @@ fn push_message<'a>(
     }
 }
 
-fn empty_content(i: usize) -> TranslateError {
+pub(crate) fn empty_content(i: usize) -> TranslateError {
     TranslateError::invalid(format!("messages[{i}].content"), "must not be empty")
 }
 
@@ -592,7 +632,7 @@ struct RawFunctionDef<'a> {
     strict: Option<bool>,
 }
 
-pub(crate) fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<ToolSpec<'a>>, TranslateError> {
+fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<ToolSpec<'a>>, TranslateError> {
     let Some(raw) = body.take::<Vec<&'a RawValue>>("tools")? else {
         return Ok(Vec::new());
     };
@@ -654,9 +694,7 @@ struct RawChoiceFunction<'a> {
     name: Cow<'a, str>,
 }
 
-pub(crate) fn take_tool_choice<'a>(
-    body: &mut Body<'a>,
-) -> Result<Option<Choice<'a>>, TranslateError> {
+fn take_tool_choice<'a>(body: &mut Body<'a>) -> Result<Option<Choice<'a>>, TranslateError> {
     let Some(raw) = body.take_raw("tool_choice") else {
         return Ok(None);
     };
@@ -757,9 +795,7 @@ struct RawJsonSchema<'a> {
     strict: Option<bool>,
 }
 
-pub(crate) fn take_response_format<'a>(
-    body: &mut Body<'a>,
-) -> Result<Option<JsonFormat<'a>>, TranslateError> {
+fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>>, TranslateError> {
     let Some(format) = body.take::<RawResponseFormat<'a>>("response_format")? else {
         return Ok(None);
     };

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::body::{Body, first_byte, parse_raw};
+use super::body::{Body, encode_request, first_byte, parse_raw};
 use super::chat_response::{self, TranslatedResponse};
 use super::chat_stream::{ChatStreamTranslator, Flavor};
 use super::converse::{ContentBlock, ConverseBody, Role};
@@ -69,9 +69,7 @@ pub fn completion_request(body: &[u8]) -> Result<CompletionRequest, TranslateErr
     };
     converse.push(Role::User, [ContentBlock::Text(prompt)]);
     let max_tokens = converse.inference_config.max_tokens;
-    let mut converse_body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut converse_body, &converse)
-        .map_err(|e| TranslateError::invalid("prompt", e.to_string()))?;
+    let converse_body = encode_request(&converse, capacity, "prompt")?;
     Ok(CompletionRequest {
         model,
         stream: common.stream,

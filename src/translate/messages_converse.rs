@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use super::anthropic::{self, Block, Message, MessagesUsage, OutBlock, OutMessage, ToolDef};
-use super::body::{Body, first_byte, parse_raw};
+use super::body::{Body, encode_request, first_byte, parse_raw};
 use super::chat_response::ConverseResponse;
 use super::converse::{
     ContentBlock, ConverseBody, Empty, Image, ImageSource, InferenceConfig, InputSchema, Role,
@@ -95,10 +95,7 @@ pub fn converse_request(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     } else {
         converse.tool_config = Some(ToolConfig { tools, tool_choice });
     }
-    let mut out = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut out, &converse)
-        .map_err(|e| TranslateError::invalid("messages", e.to_string()))?;
-    Ok(out)
+    encode_request(&converse, capacity, "messages")
 }
 
 fn unknown(e: &TranslateError) -> String {

@@ -12,4 +12,5 @@ pub mod pick;
 pub mod request;
 pub mod sse_stream;
 pub mod stream;
+pub mod stream_body;
 pub mod timeouts;

@@ -5,15 +5,13 @@
 
 use std::time::Duration;
 
-use actix_web::HttpMessage;
-use actix_web::dev::Payload;
 use serde::Deserialize;
 
 use super::classify::{outcome_for_anthropic_error, outcome_for_openai_error};
-use super::stream::{Chunk, StreamFailure, StreamRecord, StreamSummary, next_chunk};
+use super::stream::StreamFailure;
+use super::stream_body::{Chunk, StreamBody};
 use crate::backend::Outcome;
 use crate::balance::Lease;
-use crate::metrics;
 use crate::shutdown::AbortSignal;
 use crate::translate::Usage;
 use crate::translate::anthropic::MessagesUsage;
@@ -38,50 +36,45 @@ pub enum Dialect {
 
 pub struct SseReader {
     dialect: Dialect,
-    body: Payload,
-    abort: AbortSignal,
+    upstream: StreamBody,
     decoder: SseDecoder,
-    idle_timeout: Duration,
-    lease: Lease,
-    summary: StreamSummary,
     /// An error event arrived: the stream ends there, and the lease has its outcome.
     error_seen: bool,
     /// `message_stop` or `[DONE]` arrived; a stream that ends without it was cut.
     complete: bool,
     /// The upstream reported usage (a server asked for no `stream_options` reports none).
     usage_seen: bool,
-    done: bool,
 }
 
 impl SseReader {
     pub fn new(
         dialect: Dialect,
-        mut response: awc::ClientResponse,
+        response: awc::ClientResponse,
         lease: Lease,
         idle_timeout: Duration,
         abort: AbortSignal,
     ) -> Self {
         Self {
             dialect,
-            body: response.take_payload(),
-            abort,
+            upstream: StreamBody::new(response, lease, idle_timeout, abort),
             decoder: SseDecoder::new(),
-            idle_timeout,
-            lease,
-            summary: StreamSummary::default(),
             error_seen: false,
             complete: false,
             usage_seen: false,
-            done: false,
         }
+    }
+
+    /// The stream's lease and tally, for the request record.
+    pub fn upstream(&self) -> &StreamBody {
+        &self.upstream
     }
 
     /// The next bytes or failure; `None` once the stream has ended either way.
     pub async fn next(&mut self) -> Option<SseItem> {
-        if self.done {
+        if self.upstream.done {
             return None;
         }
-        match next_chunk(&mut self.body, self.idle_timeout, &mut self.abort).await {
+        match self.upstream.next_chunk().await {
             Chunk::Data(bytes) => {
                 let events = self.decoder.feed(&bytes);
                 for event in &events {
@@ -93,7 +86,7 @@ impl SseReader {
                 Some(SseItem::Events(events))
             }
             Chunk::End => {
-                self.done = true;
+                self.upstream.done = true;
                 if self.error_seen {
                     return None;
                 }
@@ -101,7 +94,7 @@ impl SseReader {
                 // went out.
                 if !self.complete
                     && self.dialect == Dialect::OpenAi
-                    && self.summary.stop_reason.is_some()
+                    && self.upstream.summary.stop_reason.is_some()
                     && !self.decoder.pending()
                 {
                     self.end();
@@ -112,7 +105,7 @@ impl SseReader {
                         Outcome::Failure,
                     ));
                 }
-                self.lease.set_outcome(Outcome::Success);
+                self.upstream.lease.set_outcome(Outcome::Success);
                 None
             }
             Chunk::Failed(what, outcome) => Some(self.fail(what, outcome)),
@@ -120,14 +113,12 @@ impl SseReader {
     }
 
     fn fail(&mut self, what: String, outcome: Outcome) -> SseItem {
-        self.done = true;
-        metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
-        self.lease.set_outcome(outcome);
+        self.upstream.fail(outcome);
         SseItem::Failed(StreamFailure::Broken(what))
     }
 
     fn observe_anthropic(&mut self, event: &SseEvent) {
-        self.summary.frames += 1;
+        self.upstream.summary.frames += 1;
         let Ok(data) = serde_json::from_str::<EventData>(&event.data) else {
             return;
         };
@@ -137,22 +128,22 @@ impl SseReader {
                     self.set_usage(usage.into());
                 }
             }
-            "content_block_delta" => self.lease.record_first_token(),
+            "content_block_delta" => self.upstream.lease.record_first_token(),
             "message_delta" => {
                 if let Some(usage) = data.usage {
                     // Anthropic's counts here are cumulative.
-                    self.summary.output_tokens = usage.output_tokens;
+                    self.upstream.summary.output_tokens = usage.output_tokens;
                     self.usage_seen = true;
                 }
                 if let Some(reason) = data.delta.and_then(|d| d.stop_reason) {
-                    self.summary.stop_reason = Some(reason);
+                    self.upstream.summary.stop_reason = Some(reason);
                 }
             }
             "message_stop" => self.end(),
             "error" => {
                 let kind = data.error.map(|e| e.kind).unwrap_or_default();
-                metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
-                self.lease.set_outcome(outcome_for_anthropic_error(&kind));
+                self.upstream
+                    .upstream_error("stream_error", outcome_for_anthropic_error(&kind));
                 self.error_seen = true;
             }
             _ => {}
@@ -161,28 +152,20 @@ impl SseReader {
 
     fn set_usage(&mut self, usage: Usage) {
         self.usage_seen = true;
-        self.summary.input_tokens = usage.input_tokens;
-        self.summary.output_tokens = usage.output_tokens;
-        self.summary.cache_read_tokens = usage.cache_read_tokens;
-        self.summary.cache_write_tokens = usage.cache_write_tokens;
+        self.upstream.set_usage(usage);
     }
 
     /// The final event: the usage is whole. Without any, the request's token estimate stays
     /// taken from the limits and the target's usage averages are not pulled toward zero.
     fn end(&mut self) {
         self.complete = true;
-        if !self.usage_seen {
-            return;
+        if self.usage_seen {
+            self.upstream.settle_usage();
         }
-        // Limits settle on what is billed at the input rate: cache reads go.
-        self.lease.record_usage_u64(
-            self.summary.input_tokens - self.summary.cache_read_tokens,
-            self.summary.output_tokens,
-        );
     }
 
     fn observe_openai(&mut self, event: &SseEvent) {
-        self.summary.frames += 1;
+        self.upstream.summary.frames += 1;
         if event.data == "[DONE]" {
             self.end();
             return;
@@ -191,32 +174,20 @@ impl SseReader {
             return;
         };
         if let Some(error) = chunk.error {
-            metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
-            self.lease.set_outcome(outcome_for_openai_error(
-                error.kind.as_deref().unwrap_or_default(),
-            ));
+            let outcome = outcome_for_openai_error(error.kind.as_deref().unwrap_or_default());
+            self.upstream.upstream_error("stream_error", outcome);
             self.error_seen = true;
             return;
         }
         if !chunk.choices.is_empty() {
-            self.lease.record_first_token();
+            self.upstream.lease.record_first_token();
         }
         if let Some(reason) = chunk.choices.into_iter().find_map(|c| c.finish_reason) {
-            self.summary.stop_reason = Some(reason.into_owned());
+            self.upstream.summary.stop_reason = Some(reason.into_owned());
         }
         if let Some(usage) = chunk.usage {
             self.set_usage(usage.into());
         }
-    }
-}
-
-impl StreamRecord for SseReader {
-    fn lease(&self) -> &Lease {
-        &self.lease
-    }
-
-    fn summary(&self) -> &StreamSummary {
-        &self.summary
     }
 }
 

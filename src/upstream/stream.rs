@@ -4,30 +4,17 @@
 
 use std::time::Duration;
 
-use actix_web::HttpMessage;
-use actix_web::dev::Payload;
 use base64::Engine;
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::classify::{error_name, outcome_for_stream_exception};
+use super::stream_body::{Chunk, StreamBody};
 use crate::backend::Outcome;
 use crate::balance::Lease;
 use crate::eventstream::{Decoder, Frame, RawFrame};
 use crate::metrics;
 use crate::shutdown::AbortSignal;
-
-/// Tokens and stop reason learned from the stream, for metrics, limits and the request log.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct StreamSummary {
-    /// Every prompt token, cache reads and writes included.
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub stop_reason: Option<String>,
-    pub frames: u64,
-}
+use crate::translate::Usage;
 
 /// How a stream ended early, for the exception the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,40 +32,26 @@ pub enum StreamItem {
 }
 
 pub struct FrameReader {
-    /// Only the body: a held stream would otherwise keep the upstream response head alive, whose
-    /// header map alone is about 3.4 KB per open stream. (awc sets no body timeout on the
-    /// response, so nothing but the head is dropped with it.)
-    body: Payload,
-    /// Fired near the end of a graceful stop: the stream ends with an error, not a torn socket.
-    abort: AbortSignal,
+    upstream: StreamBody,
     decoder: Decoder,
-    idle_timeout: Duration,
-    lease: Lease,
-    pub summary: StreamSummary,
     exception_seen: bool,
     /// Bedrock's last event arrived (`metadata`, or the chunk with invocation metrics). A stream
     /// that ends cleanly without it was cut at a frame boundary: awc reports that as a normal end.
     complete: bool,
-    done: bool,
 }
 
 impl FrameReader {
     pub fn new(
-        mut response: awc::ClientResponse,
+        response: awc::ClientResponse,
         lease: Lease,
         idle_timeout: Duration,
         abort: AbortSignal,
     ) -> Self {
         Self {
-            body: response.take_payload(),
-            abort,
+            upstream: StreamBody::new(response, lease, idle_timeout, abort),
             decoder: Decoder::new(),
-            idle_timeout,
-            lease,
-            summary: StreamSummary::default(),
             exception_seen: false,
             complete: false,
-            done: false,
         }
     }
 
@@ -90,9 +63,14 @@ impl FrameReader {
         self
     }
 
+    /// The stream's lease and tally, for the request record.
+    pub fn upstream(&self) -> &StreamBody {
+        &self.upstream
+    }
+
     /// The next frame or failure; `None` once the stream has ended either way.
     pub async fn next(&mut self) -> Option<StreamItem> {
-        if self.done {
+        if self.upstream.done {
             return None;
         }
         loop {
@@ -108,10 +86,10 @@ impl FrameReader {
                     );
                 }
             }
-            match next_chunk(&mut self.body, self.idle_timeout, &mut self.abort).await {
+            match self.upstream.next_chunk().await {
                 Chunk::Data(chunk) => self.decoder.push(&chunk),
                 Chunk::End => {
-                    self.done = true;
+                    self.upstream.done = true;
                     return match self.decoder.finish() {
                         Err(e) => {
                             Some(self.fail(StreamFailure::Broken(e.to_string()), Outcome::Failure))
@@ -124,7 +102,7 @@ impl FrameReader {
                             Outcome::Failure,
                         )),
                         Ok(()) => {
-                            self.lease.set_outcome(Outcome::Success);
+                            self.upstream.lease.set_outcome(Outcome::Success);
                             None
                         }
                     };
@@ -137,14 +115,12 @@ impl FrameReader {
     }
 
     fn fail(&mut self, failure: StreamFailure, outcome: Outcome) -> StreamItem {
-        self.done = true;
-        metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
-        self.lease.set_outcome(outcome);
+        self.upstream.fail(outcome);
         StreamItem::Failed(failure)
     }
 
     fn observe(&mut self, frame: &Frame) {
-        self.summary.frames += 1;
+        self.upstream.summary.frames += 1;
         match frame {
             Frame::Event {
                 event_type,
@@ -156,43 +132,38 @@ impl FrameReader {
                     "other" => "stream_error",
                     kind => kind,
                 };
-                metrics::upstream_error(self.lease.target().metric_labels(), kind);
-                self.lease.set_outcome(outcome_for_stream_exception(&name));
+                self.upstream
+                    .upstream_error(kind, outcome_for_stream_exception(&name));
                 self.exception_seen = true;
             }
             Frame::Error { .. } => {
-                metrics::upstream_error(self.lease.target().metric_labels(), "stream_error");
-                self.lease.set_outcome(Outcome::Failure);
+                self.upstream
+                    .upstream_error("stream_error", Outcome::Failure);
                 self.exception_seen = true;
             }
         }
     }
 
-    /// Limits count what Bedrock's quota settles on: cache reads are released at settlement.
-    fn record_usage(&mut self) {
-        self.lease.record_usage_u64(
-            self.summary.input_tokens - self.summary.cache_read_tokens,
-            self.summary.output_tokens,
-        );
-    }
-
-    fn set_usage(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
-        self.summary.input_tokens = input + cache_read + cache_write;
-        self.summary.output_tokens = output;
-        self.summary.cache_read_tokens = cache_read;
-        self.summary.cache_write_tokens = cache_write;
-        self.record_usage();
+    /// Bedrock's counts leave cache reads and writes out of the input; the tally has them in.
+    fn settle_usage(&mut self, input: u64, output: u64, cache_read: u64, cache_write: u64) {
+        self.upstream.set_usage(Usage {
+            input_tokens: input + cache_read + cache_write,
+            output_tokens: output,
+            cache_read_tokens: cache_read,
+            cache_write_tokens: cache_write,
+        });
+        self.upstream.settle_usage();
     }
 
     fn observe_event(&mut self, event_type: &str, payload: &[u8]) {
         if matches!(event_type, "contentBlockDelta" | "chunk") {
-            self.lease.record_first_token();
+            self.upstream.lease.record_first_token();
         }
         match event_type {
             "metadata" => {
                 self.complete = true;
                 if let Ok(ConverseMetadata { usage: u }) = serde_json::from_slice(payload) {
-                    self.set_usage(
+                    self.settle_usage(
                         u.input_tokens,
                         u.output_tokens,
                         u.cache_read_input_tokens,
@@ -202,7 +173,7 @@ impl FrameReader {
             }
             "messageStop" => {
                 if let Ok(stop) = serde_json::from_slice::<MessageStop>(payload) {
-                    self.summary.stop_reason = Some(stop.stop_reason);
+                    self.upstream.summary.stop_reason = Some(stop.stop_reason);
                 }
             }
             "chunk" => self.observe_invoke_chunk(payload),
@@ -222,7 +193,7 @@ impl FrameReader {
         if let Ok(event) = serde_json::from_slice::<InvokeEvent>(&inner) {
             if let Some(metrics) = event.metrics {
                 self.complete = true;
-                self.set_usage(
+                self.settle_usage(
                     metrics.input_token_count,
                     metrics.output_token_count,
                     metrics.cache_read_input_token_count,
@@ -233,60 +204,9 @@ impl FrameReader {
                 .stop_reason
                 .or(event.delta.and_then(|d| d.stop_reason))
             {
-                self.summary.stop_reason = Some(reason);
+                self.upstream.summary.stop_reason = Some(reason);
             }
         }
-    }
-}
-
-/// What the next read of an upstream body brought.
-pub(crate) enum Chunk {
-    Data(bytes::Bytes),
-    /// The body ended cleanly.
-    End,
-    /// The body broke, fell silent for the idle timeout, or the gateway is stopping: what to tell
-    /// the client, and what it means for the target.
-    Failed(String, Outcome),
-}
-
-/// Reads the next chunk of an upstream body, waiting at most `idle_timeout` for it.
-pub(crate) async fn next_chunk(
-    body: &mut Payload,
-    idle_timeout: Duration,
-    abort: &mut AbortSignal,
-) -> Chunk {
-    let chunk = tokio::select! {
-        chunk = tokio::time::timeout(idle_timeout, body.next()) => chunk,
-        () = abort.fired() => {
-            let what = "the gateway is shutting down; the stream was cut short".to_owned();
-            // The target did nothing wrong.
-            return Chunk::Failed(what, Outcome::Abandoned);
-        }
-    };
-    match chunk {
-        Ok(Some(Ok(chunk))) => Chunk::Data(chunk),
-        Ok(Some(Err(e))) => Chunk::Failed(format!("upstream stream broke: {e}"), Outcome::Failure),
-        Ok(None) => Chunk::End,
-        Err(_) => Chunk::Failed(
-            format!("no data from upstream for {} ms", idle_timeout.as_millis()),
-            Outcome::Failure,
-        ),
-    }
-}
-
-/// A stream reader's account of its stream, for the request record when it ends.
-pub trait StreamRecord {
-    fn lease(&self) -> &Lease;
-    fn summary(&self) -> &StreamSummary;
-}
-
-impl StreamRecord for FrameReader {
-    fn lease(&self) -> &Lease {
-        &self.lease
-    }
-
-    fn summary(&self) -> &StreamSummary {
-        &self.summary
     }
 }
 

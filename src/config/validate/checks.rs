@@ -145,6 +145,27 @@ pub(super) fn duration(
     }
 }
 
+/// Two fields set together or not at all: `Some(None)` for neither, `None` (reported) for one
+/// without the other.
+pub(super) fn both_or_neither<A, B>(
+    (first, a): (&str, Option<A>),
+    (second, b): (&str, Option<B>),
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Option<(A, B)>> {
+    let (missing, set) = match (a, b) {
+        (Some(a), Some(b)) => return Some(Some((a, b))),
+        (None, None) => return Some(None),
+        (Some(_), None) => (second, first),
+        (None, Some(_)) => (first, second),
+    };
+    problems.push(ConfigProblem::new(
+        field(path, missing),
+        format!("required when {set} is set"),
+    ));
+    None
+}
+
 /// A static key pair: both halves or neither; a session token only with both.
 pub(super) fn aws_keys(
     access_key_id: Option<String>,
@@ -153,8 +174,14 @@ pub(super) fn aws_keys(
     path: &str,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<Option<AwsKeys>> {
-    match (access_key_id, secret_access_key) {
-        (Some(id), Some(secret)) => {
+    let pair = both_or_neither(
+        ("aws_access_key_id", access_key_id),
+        ("aws_secret_access_key", secret_access_key),
+        path,
+        problems,
+    )?;
+    match pair {
+        Some((id, secret)) => {
             let mut ok = true;
             if id.trim().is_empty() {
                 problems.push(ConfigProblem::new(
@@ -185,28 +212,14 @@ pub(super) fn aws_keys(
                 })
             })
         }
-        (Some(_), None) => {
-            problems.push(ConfigProblem::new(
-                field(path, "aws_secret_access_key"),
-                "required when aws_access_key_id is set",
-            ));
-            None
-        }
-        (None, Some(_)) => {
-            problems.push(ConfigProblem::new(
-                field(path, "aws_access_key_id"),
-                "required when aws_secret_access_key is set",
-            ));
-            None
-        }
-        (None, None) if session_token.is_some() => {
+        None if session_token.is_some() => {
             problems.push(ConfigProblem::new(
                 field(path, "aws_session_token"),
                 "only allowed with aws_access_key_id and aws_secret_access_key",
             ));
             None
         }
-        (None, None) => Some(None),
+        None => Some(None),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `model.provider` and what depends on it: which route types it serves, its own options
 //! (Anthropic version, Azure deployment) and which `auth` fields it takes.
 
-use super::checks::aws_keys;
+use super::checks::{aws_keys, both_or_neither};
 use crate::config::de::field;
 use crate::config::defaults::*;
 use crate::config::error::ConfigProblem;
@@ -237,8 +237,14 @@ pub(super) fn target_auth(
         path,
         problems,
     );
-    let header = match (raw.header_name, raw.header_value) {
-        (Some(name), Some(value)) => {
+    let pair = both_or_neither(
+        ("header_name", raw.header_name),
+        ("header_value", raw.header_value),
+        path,
+        problems,
+    );
+    let header = match pair {
+        Some(Some((name, value))) => {
             let name_ok = header_name_ok(&name, &field(path, "header_name"), problems);
             let value_ok = header_value_ok(&value.0, &field(path, "header_value"), problems);
             (name_ok && value_ok).then(|| {
@@ -248,8 +254,8 @@ pub(super) fn target_auth(
                 })
             })
         }
-        (None, None) if provider == Provider::OpenAi => Some(None),
-        (None, None) => {
+        Some(None) if provider == Provider::OpenAi => Some(None),
+        Some(None) => {
             problems.push(ConfigProblem::new(
                 field(path, "header_name"),
                 format!(
@@ -259,20 +265,7 @@ pub(super) fn target_auth(
             ));
             None
         }
-        (Some(_), None) => {
-            problems.push(ConfigProblem::new(
-                field(path, "header_value"),
-                "required when header_name is set",
-            ));
-            None
-        }
-        (None, Some(_)) => {
-            problems.push(ConfigProblem::new(
-                field(path, "header_name"),
-                "required when header_value is set",
-            ));
-            None
-        }
+        None => None,
     };
     ok.then_some(header.map(|h| (None, h))).flatten()
 }
