@@ -358,6 +358,30 @@ fn embeddings_routes_do_not_mix_bedrock_and_openai_targets() {
 }
 
 #[test]
+fn embeddings_routes_serve_one_openai_model() {
+    let yaml = "routes:
+  - name: embed
+    route_type: llm/v1/embeddings
+    targets:
+      - model: { provider: openai, name: text-embedding-3-small }
+      - model: { provider: azure, name: text-embedding-3-small, options: { azure_instance: team, azure_deployment_id: small } }
+        auth: { header_name: api-key, header_value: k }
+      - model: { provider: openai, name: text-embedding-3-large }
+";
+    assert_eq!(
+        errors(yaml),
+        "routes[0].targets[2].model.name: is \"text-embedding-3-large\" but routes[0].targets[0] \
+         is \"text-embedding-3-small\"; an embeddings route serves one model (vectors of different \
+         models are not comparable), so give each its own route"
+    );
+    let one_model = ok(&yaml.replace(
+        "- model: { provider: openai, name: text-embedding-3-large }",
+        "- name: second-key\n        model: { provider: openai, name: text-embedding-3-small }",
+    ));
+    assert_eq!(one_model.routes[0].targets.len(), 3);
+}
+
+#[test]
 fn provider_options_and_auth_belong_to_their_provider() {
     assert_eq!(
         errors(&provider_target(
