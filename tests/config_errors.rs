@@ -382,6 +382,41 @@ fn embeddings_routes_serve_one_openai_model() {
 }
 
 #[test]
+fn routes_mixing_claude_with_other_models_are_served_with_a_warning() {
+    let yaml = "routes:
+  - name: claude
+    targets:
+      - model: { provider: bedrock, name: us.anthropic.claude-sonnet-4-5-20250929-v1:0, options: { bedrock: { aws_region: us-east-1 } } }
+      - model: { provider: openai, name: anthropic/claude-sonnet-4.5 }
+      - model: { provider: azure, name: gpt-4o, options: { azure_instance: team, azure_deployment_id: gpt4o } }
+        auth: { header_name: api-key, header_value: k }
+  - name: llama
+    targets:
+      - model: { provider: bedrock, name: meta.llama3-70b-instruct-v1:0, options: { bedrock: { aws_region: us-east-1 } } }
+      - model: { provider: openai, name: llama3 }
+  - name: sonnet
+    targets:
+      - model: { provider: bedrock, name: arn:aws:bedrock:us-east-1:1:application-inference-profile/x, options: { bedrock: { aws_region: us-east-1, model_family: anthropic } } }
+      - model: { provider: anthropic, name: claude-sonnet-4-5 }
+        auth: { header_name: x-api-key, header_value: k }
+";
+    let config = ok(yaml);
+    let warnings: Vec<String> = config::warnings(&config)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        ["routes[0].targets: route \"claude\" mixes Claude targets \
+          [routes[0].targets[0] (us-east-1/us.anthropic.claude-sonnet-4-5-20250929-v1:0), \
+          routes[0].targets[1] (api.openai.com/anthropic/claude-sonnet-4.5)] with other models \
+          [routes[0].targets[2] (team.openai.azure.com/gpt-4o)]: a request that fails over \
+          between them is answered by another model family (tools, output and prompt caching \
+          differ); give each family its own route unless that is meant"]
+    );
+}
+
+#[test]
 fn provider_options_and_auth_belong_to_their_provider() {
     assert_eq!(
         errors(&provider_target(
