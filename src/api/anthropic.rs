@@ -289,8 +289,9 @@ async fn messages_inner(
         return Ok(Reply::Full(json_success(&delivered, body), None));
     }
     // The Anthropic API answers as Bedrock's Claude does: the Messages shape, usage included.
+    // An answer without usage keeps the request's token estimate, as a stream without one does.
     let (body, usage) = if claude || anthropic_api {
-        let usage = messages_bedrock::response_usage(&upstream).unwrap_or_default();
+        let usage = messages_bedrock::response_usage(&upstream);
         (upstream, usage)
     } else if openai_api {
         let (body, usage) =
@@ -298,10 +299,10 @@ async fn messages_inner(
         (Bytes::from(body), usage)
     } else {
         let (body, usage) = messages_response(&upstream, &model, &response_id("msg"))?;
-        (Bytes::from(body), usage)
+        (Bytes::from(body), Some(usage))
     };
-    let recorded = record_usage(&mut delivered, obs, usage);
-    Ok(Reply::Full(json_success(&delivered, body), Some(recorded)))
+    let recorded = usage.map(|usage| record_usage(&mut delivered, obs, usage));
+    Ok(Reply::Full(json_success(&delivered, body), recorded))
 }
 
 /// Settles limits and tells the request record; returns (prompt tokens with cache, output).

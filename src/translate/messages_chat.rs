@@ -359,15 +359,16 @@ pub(crate) fn messages_usage(u: openai_chat::InUsage) -> MessagesUsage {
     }
 }
 
-/// An OpenAI `chat.completion` as an Anthropic message, with its usage for metrics and limits.
+/// An OpenAI `chat.completion` as an Anthropic message, with its usage for metrics and limits
+/// (`None` when the server reported none: the message then says zero, the gateway counts nothing).
 pub fn messages_response(
     chat_body: &[u8],
     model: &str,
     id: &str,
-) -> Result<(Vec<u8>, MessagesUsage), TranslateError> {
+) -> Result<(Vec<u8>, Option<MessagesUsage>), TranslateError> {
     let completion: openai_chat::Completion<'_> = serde_json::from_slice(chat_body)
         .map_err(|e| TranslateError::upstream(format!("chat completion: {e}")))?;
-    let usage = completion.usage.map(messages_usage).unwrap_or_default();
+    let usage = completion.usage.map(messages_usage);
     let choice = completion
         .choices
         .into_iter()
@@ -409,7 +410,7 @@ pub fn messages_response(
             choice.finish_reason.as_deref().unwrap_or("stop"),
         )),
         stop_sequence: None,
-        usage,
+        usage: usage.unwrap_or_default(),
     };
     let body = serde_json::to_vec(&message)
         .map_err(|e| TranslateError::upstream(format!("could not encode the message: {e}")))?;
@@ -655,7 +656,7 @@ mod tests {
                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}
             })
         );
-        assert_eq!(usage.cache_read_input_tokens, 100);
+        assert_eq!(usage.unwrap().cache_read_input_tokens, 100);
     }
 
     #[test]
