@@ -229,7 +229,28 @@ fn bad_upstream_url() {
     );
     assert_eq!(
         errors(&yaml),
-        "routes[0].targets[0].model.options.upstream_url: must be http(s)://host[:port] with no path, query or fragment"
+        "routes[0].targets[0].model.options.upstream_url: must be http(s)://host[:port] with no \
+         path: only openai and anthropic targets take a base path"
+    );
+    let azure = provider_target(
+        "llm/v1/chat",
+        "azure",
+        "upstream_url: \"https://team.example.com/openai/v1\", azure_deployment_id: d",
+        "header_name: api-key, header_value: k",
+    );
+    assert_eq!(
+        errors(&azure),
+        "routes[0].targets[0].model.options.upstream_url: must be http(s)://host[:port] with no \
+         path: only openai and anthropic targets take a base path"
+    );
+    assert_eq!(
+        errors(&provider_target(
+            "llm/v1/chat",
+            "openai",
+            "upstream_url: \"https://api.groq.com/openai/v1?x=1\"",
+            ""
+        )),
+        "routes[0].targets[0].model.options.upstream_url: must have no query or fragment"
     );
     let yaml = MINIMAL.replace(
         "options: { bedrock: { aws_region: us-east-1 } }",
@@ -238,6 +259,43 @@ fn bad_upstream_url() {
     assert_eq!(
         errors(&yaml),
         "routes[0].targets[0].model.options.upstream_url: must start with http:// or https://"
+    );
+}
+
+#[test]
+fn openai_and_anthropic_upstream_urls_are_sdk_base_urls() {
+    let target = |provider: &str, url: &str| {
+        let auth = "header_name: x-api-key, header_value: k";
+        let yaml = provider_target(
+            "llm/v1/chat",
+            provider,
+            &format!("upstream_url: \"{url}\""),
+            auth,
+        );
+        ok(&yaml).routes[0].targets[0].clone()
+    };
+    let groq = target("openai", "https://api.groq.com/openai/v1/");
+    assert_eq!(
+        (
+            groq.upstream_url.as_str(),
+            groq.base_path.as_str(),
+            groq.region.as_str()
+        ),
+        ("https://api.groq.com", "/openai/v1", "api.groq.com")
+    );
+    let vllm = target("openai", "http://vllm:8000");
+    assert_eq!(
+        (vllm.upstream_url.as_str(), vllm.base_path.as_str()),
+        ("http://vllm:8000", "/v1")
+    );
+    let proxy = target("anthropic", "https://proxy.example.com/anthropic");
+    assert_eq!(
+        (proxy.upstream_url.as_str(), proxy.base_path.as_str()),
+        ("https://proxy.example.com", "/anthropic")
+    );
+    assert_eq!(
+        target("anthropic", "https://api.anthropic.com").base_path,
+        ""
     );
 }
 

@@ -499,6 +499,10 @@ pub struct Target {
     /// `https://{service host prefix}.{region}.amazonaws.com` for Bedrock, the provider's public
     /// API otherwise, unless `upstream_url` overrides it.
     pub upstream_url: String,
+    /// The path of `upstream_url` that requests go under, without a trailing `/`: for `openai`
+    /// the API's base as an OpenAI SDK's `base_url` has it (`/v1` when `upstream_url` names only
+    /// a host), for `anthropic` a prefix before `/v1/messages`; empty for the others.
+    pub base_path: String,
     /// Model routes only: defaults for Bedrock's InvokeModel headers.
     pub invoke_headers: InvokeHeaders,
     /// `bedrock/guardrail` routes only: client guardrail id -> this region's guardrail.
