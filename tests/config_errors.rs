@@ -6,8 +6,8 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use bedrock_balancer::config::{
-    self, Algorithm, Config, FailoverCriterion, ProviderOptions, RateLimitBackend, RouteType,
-    SessionAffinity,
+    self, Algorithm, Config, FailoverCriterion, MaxTokensField, ProviderOptions, RateLimitBackend,
+    RouteType, SessionAffinity,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -532,6 +532,51 @@ routes[0].targets[0].auth.header_value: must be printable ASCII (no line breaks)
         }
     );
     assert!(!provider.asks_stream_usage());
+}
+
+#[test]
+fn max_tokens_field_is_an_openai_and_azure_option() {
+    let openai = |options: &str| {
+        provider_target(
+            "llm/v1/chat",
+            "openai",
+            options,
+            "header_name: Authorization, header_value: Bearer k",
+        )
+    };
+    assert_eq!(
+        ok(&openai("")).routes[0].targets[0].max_tokens_field,
+        MaxTokensField::MaxTokens
+    );
+    assert_eq!(
+        ok(&openai("max_tokens_field: max_completion_tokens")).routes[0].targets[0]
+            .max_tokens_field,
+        MaxTokensField::MaxCompletionTokens
+    );
+    let azure = provider_target(
+        "llm/v1/chat",
+        "azure",
+        "azure_instance: team, azure_deployment_id: o3, max_tokens_field: max_completion_tokens",
+        "header_name: api-key, header_value: k",
+    );
+    assert_eq!(
+        ok(&azure).routes[0].targets[0].max_tokens_field,
+        MaxTokensField::MaxCompletionTokens
+    );
+    assert_eq!(
+        errors(&openai("max_tokens_field: maxTokens")),
+        "routes[0].targets[0].model.options.max_tokens_field: unknown max tokens field \"maxTokens\"; \
+         expected one of max_tokens, max_completion_tokens"
+    );
+    assert_eq!(
+        errors(&provider_target(
+            "llm/v1/chat",
+            "anthropic",
+            "max_tokens_field: max_completion_tokens",
+            "header_name: x-api-key, header_value: k",
+        )),
+        "routes[0].targets[0].model.options.max_tokens_field: not an option of provider \"anthropic\""
+    );
 }
 
 #[test]

@@ -108,8 +108,13 @@ impl PerTarget for MessagesShape {
             }
             Provider::OpenAi | Provider::Azure => {
                 let model = target.model_id.as_deref().unwrap_or_default();
-                let request = chat_request(&self.body, model, target.provider.asks_stream_usage())
-                    .map_err(bad_request)?;
+                let request = chat_request(
+                    &self.body,
+                    model,
+                    target.provider.asks_stream_usage(),
+                    target.max_tokens_field,
+                )
+                .map_err(bad_request)?;
                 let operation = if request.stream {
                     Operation::ChatCompletionsStream
                 } else {

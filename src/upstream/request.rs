@@ -289,6 +289,7 @@ mod tests {
             anthropic_betas: Default::default(),
             model_family: None,
             max_tokens: None,
+            max_tokens_field: crate::config::MaxTokensField::MaxTokens,
             weight: NonZeroU16::MIN,
             priority: None,
             limits: Limits::default(),

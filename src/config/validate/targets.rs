@@ -139,6 +139,7 @@ fn target(
         model_family: model.model_family,
         anthropic_betas: model.anthropic_betas,
         max_tokens: model.max_tokens,
+        max_tokens_field: model.max_tokens_field,
         weight: weight?,
         priority: priority?,
         limits: limits?,
@@ -191,6 +192,7 @@ struct ModelFields {
     model_family: Option<ModelFamily>,
     anthropic_betas: Vec<String>,
     max_tokens: Option<NonZeroU32>,
+    max_tokens_field: MaxTokensField,
 }
 
 fn model_fields(
@@ -340,6 +342,17 @@ fn model_fields(
         None => Some(None),
         Some(v) => optional_non_zero_u32(Some(v), &field(&options_path, "max_tokens"), problems),
     };
+    // Another provider's is reported as not its option already.
+    let max_tokens_field = match options.max_tokens_field.as_deref() {
+        None => Some(MaxTokensField::MaxTokens),
+        Some(name) => one_of(
+            name,
+            "max tokens field",
+            &MaxTokensField::ALL.map(|f| (f.as_str(), f)),
+            &field(&options_path, "max_tokens_field"),
+            problems,
+        ),
+    };
     Some(ModelFields {
         model_id: model_id?,
         provider: own?.0,
@@ -355,6 +368,7 @@ fn model_fields(
         model_family: model_family?,
         anthropic_betas: anthropic_betas?,
         max_tokens: max_tokens?,
+        max_tokens_field: max_tokens_field?,
     })
 }
 
