@@ -62,8 +62,12 @@ impl Gateway {
     /// reload, `previous` lends its targets: one that remains (same route, same settings, same
     /// limit store) keeps its actor, health, cooldown, credentials, latency history and limit
     /// state. So do consumers whose limits stayed, and the Redis connection if its URL did. Nothing
-    /// of `previous` stops until [`Self::hand_over`] is called on it.
+    /// of `previous` stops until [`Self::hand_over`] is called on it. The config's warnings are
+    /// logged each time, so a reload that brings one says so.
     pub fn start(config: Config, previous: Option<&Gateway>) -> Result<Self, String> {
+        for warning in crate::config::warnings(&config) {
+            tracing::warn!(path = %warning.path, "{}", warning.message);
+        }
         let backend = Backend::start(&config.rate_limits, previous.map(|p| &p.backend))?;
         let consumer_limits = ConsumerLimits::start(
             &config.consumers,

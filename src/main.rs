@@ -63,6 +63,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(config) => {
+                for warning in config::warnings(&config) {
+                    eprintln!("warning: {warning}");
+                }
                 println!(
                     "{}: ok ({} routes, {} targets)",
                     file.display(),

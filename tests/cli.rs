@@ -431,17 +431,21 @@ async fn twenty_reloads_leave_only_the_current_targets_actors_and_their_credenti
     assert_eq!(sim.stats().bad_signatures, 0);
 }
 
-/// Starts `serve` listening on `listen` with no consumers and returns its log up to the admin
-/// server's start, the last line of start-up (lines are written in order by one thread).
-fn startup_log(listen: &str) -> String {
+/// A Bedrock target with static keys that need not work: nothing is sent to it.
+const IDLE_TARGET: &str = "
+      - model: { provider: bedrock, name: m, options: { bedrock: { aws_region: us-west-2 } } }
+        auth: { aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: example-secret }";
+
+/// Starts `serve` listening on `listen` with no consumers and one route over `targets`, and
+/// returns its log up to the admin server's start, the last line of start-up (lines are written
+/// in order by one thread).
+fn startup_log(listen: &str, targets: &str) -> String {
     let config = write_config(&format!(
         r#"
 server: {{ listen: "{listen}", admin_listen: 127.0.0.1:0, workers: 1 }}
 routes:
   - name: unused
-    targets:
-      - model: {{ provider: bedrock, name: m, options: {{ bedrock: {{ aws_region: us-west-2 }} }} }}
-        auth: {{ aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: example-secret }}
+    targets:{targets}
 "#
     ));
     let mut child = Command::new(BIN)
@@ -467,10 +471,45 @@ routes:
 #[test]
 fn an_open_data_listener_without_consumers_warns_once_at_start() {
     const WARNING: &str = "anyone who reaches it spends the configured AWS credentials";
-    let open = startup_log("0.0.0.0:0");
+    let open = startup_log("0.0.0.0:0", IDLE_TARGET);
     assert_eq!(open.matches(WARNING).count(), 1, "{open}");
-    let local = startup_log("127.0.0.1:0");
+    let local = startup_log("127.0.0.1:0", IDLE_TARGET);
     assert_eq!(local.matches(WARNING).count(), 0, "{local}");
+}
+
+/// A Bedrock Claude target and an OpenAI GPT one in the route `unused`.
+const CLAUDE_AND_GPT: &str = "
+      - model: { provider: bedrock, name: anthropic.claude-3-haiku-20240307-v1:0, options: { bedrock: { aws_region: us-west-2 } } }
+        auth: { aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: example-secret }
+      - model: { provider: openai, name: gpt-4o }";
+
+#[test]
+fn a_route_mixing_claude_and_gpt_is_accepted_with_a_warning_that_serve_logs_too() {
+    const WARNING: &str = "route \"unused\" mixes Claude targets [routes[0].targets[0] \
+        (us-west-2/anthropic.claude-3-haiku-20240307-v1:0)] with other models \
+        [routes[0].targets[1] (api.openai.com/gpt-4o)]";
+    let file = write_config(&format!(
+        "routes:\n  - name: unused\n    targets:{CLAUDE_AND_GPT}\n"
+    ));
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("warning: routes[0].targets: {WARNING}: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok (1 routes, 2 targets)\n"));
+
+    let log = startup_log("127.0.0.1:0", CLAUDE_AND_GPT);
+    assert_eq!(log.matches(WARNING).count(), 1, "{log}");
+    assert!(log.contains("routes[0].targets"), "{log}");
+    let single = startup_log("127.0.0.1:0", IDLE_TARGET);
+    assert!(!single.contains("mixes Claude"), "{single}");
 }
 
 /// A running `demo`, killed when the test ends, however it ends.

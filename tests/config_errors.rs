@@ -6,8 +6,8 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use bedrock_balancer::config::{
-    self, Algorithm, Config, FailoverCriterion, ProviderOptions, RateLimitBackend, RouteType,
-    SessionAffinity,
+    self, Algorithm, Config, FailoverCriterion, MaxTokensField, ProviderOptions, RateLimitBackend,
+    RouteType, SessionAffinity,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -223,13 +223,31 @@ fn unset_variable_in_a_comment_is_ignored() {
 
 #[test]
 fn bad_upstream_url() {
-    let yaml = MINIMAL.replace(
+    let bedrock = MINIMAL.replace(
         "options: { bedrock: { aws_region: us-east-1 } }",
         "options: { bedrock: { aws_region: us-east-1 }, upstream_url: \"https://vpce.example.com/v1\" }",
     );
+    let azure = provider_target(
+        "llm/v1/chat",
+        "azure",
+        "upstream_url: \"https://team.example.com/openai/v1\", azure_deployment_id: d",
+        "header_name: api-key, header_value: k",
+    );
+    for origin_only in [bedrock, azure] {
+        assert_eq!(
+            errors(&origin_only),
+            "routes[0].targets[0].model.options.upstream_url: must be http(s)://host[:port] with \
+             no path: only openai and anthropic targets take a base path"
+        );
+    }
     assert_eq!(
-        errors(&yaml),
-        "routes[0].targets[0].model.options.upstream_url: must be http(s)://host[:port] with no path, query or fragment"
+        errors(&provider_target(
+            "llm/v1/chat",
+            "openai",
+            "upstream_url: \"https://api.groq.com/openai/v1?x=1\"",
+            ""
+        )),
+        "routes[0].targets[0].model.options.upstream_url: must have no query or fragment"
     );
     let yaml = MINIMAL.replace(
         "options: { bedrock: { aws_region: us-east-1 } }",
@@ -238,6 +256,43 @@ fn bad_upstream_url() {
     assert_eq!(
         errors(&yaml),
         "routes[0].targets[0].model.options.upstream_url: must start with http:// or https://"
+    );
+}
+
+#[test]
+fn openai_and_anthropic_upstream_urls_are_sdk_base_urls() {
+    let target = |provider: &str, url: &str| {
+        let auth = "header_name: x-api-key, header_value: k";
+        let yaml = provider_target(
+            "llm/v1/chat",
+            provider,
+            &format!("upstream_url: \"{url}\""),
+            auth,
+        );
+        ok(&yaml).routes[0].targets[0].clone()
+    };
+    let groq = target("openai", "https://api.groq.com/openai/v1/");
+    assert_eq!(
+        (
+            groq.upstream_url.as_str(),
+            groq.base_path.as_str(),
+            groq.region.as_str()
+        ),
+        ("https://api.groq.com", "/openai/v1", "api.groq.com")
+    );
+    let vllm = target("openai", "http://vllm:8000");
+    assert_eq!(
+        (vllm.upstream_url.as_str(), vllm.base_path.as_str()),
+        ("http://vllm:8000", "/v1")
+    );
+    let proxy = target("anthropic", "https://proxy.example.com/anthropic");
+    assert_eq!(
+        (proxy.upstream_url.as_str(), proxy.base_path.as_str()),
+        ("https://proxy.example.com", "/anthropic")
+    );
+    assert_eq!(
+        target("anthropic", "https://api.anthropic.com").base_path,
+        ""
     );
 }
 
@@ -358,6 +413,65 @@ fn embeddings_routes_do_not_mix_bedrock_and_openai_targets() {
 }
 
 #[test]
+fn embeddings_routes_serve_one_openai_model() {
+    let yaml = "routes:
+  - name: embed
+    route_type: llm/v1/embeddings
+    targets:
+      - model: { provider: openai, name: text-embedding-3-small }
+      - model: { provider: azure, name: text-embedding-3-small, options: { azure_instance: team, azure_deployment_id: small } }
+        auth: { header_name: api-key, header_value: k }
+      - model: { provider: openai, name: text-embedding-3-large }
+";
+    assert_eq!(
+        errors(yaml),
+        "routes[0].targets[2].model.name: is \"text-embedding-3-large\" but routes[0].targets[0] \
+         is \"text-embedding-3-small\"; an embeddings route serves one model (vectors of different \
+         models are not comparable), so give each its own route"
+    );
+    let one_model = ok(&yaml.replace(
+        "- model: { provider: openai, name: text-embedding-3-large }",
+        "- name: second-key\n        model: { provider: openai, name: text-embedding-3-small }",
+    ));
+    assert_eq!(one_model.routes[0].targets.len(), 3);
+}
+
+#[test]
+fn routes_mixing_claude_with_other_models_are_served_with_a_warning() {
+    let yaml = "routes:
+  - name: claude
+    targets:
+      - model: { provider: bedrock, name: us.anthropic.claude-sonnet-4-5-20250929-v1:0, options: { bedrock: { aws_region: us-east-1 } } }
+      - model: { provider: openai, name: anthropic/claude-sonnet-4.5 }
+      - model: { provider: azure, name: gpt-4o, options: { azure_instance: team, azure_deployment_id: gpt4o } }
+        auth: { header_name: api-key, header_value: k }
+  - name: llama
+    targets:
+      - model: { provider: bedrock, name: meta.llama3-70b-instruct-v1:0, options: { bedrock: { aws_region: us-east-1 } } }
+      - model: { provider: openai, name: llama3 }
+  - name: sonnet
+    targets:
+      - model: { provider: bedrock, name: arn:aws:bedrock:us-east-1:1:application-inference-profile/x, options: { bedrock: { aws_region: us-east-1, model_family: anthropic } } }
+      - model: { provider: anthropic, name: claude-sonnet-4-5 }
+        auth: { header_name: x-api-key, header_value: k }
+";
+    let config = ok(yaml);
+    let warnings: Vec<String> = config::warnings(&config)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        ["routes[0].targets: route \"claude\" mixes Claude targets \
+          [routes[0].targets[0] (us-east-1/us.anthropic.claude-sonnet-4-5-20250929-v1:0), \
+          routes[0].targets[1] (api.openai.com/anthropic/claude-sonnet-4.5)] with other models \
+          [routes[0].targets[2] (team.openai.azure.com/gpt-4o)]: a request that fails over \
+          between them is answered by another model family (tools, output and prompt caching \
+          differ); give each family its own route unless that is meant"]
+    );
+}
+
+#[test]
 fn provider_options_and_auth_belong_to_their_provider() {
     assert_eq!(
         errors(&provider_target(
@@ -415,6 +529,51 @@ routes[0].targets[0].auth.header_value: must be printable ASCII (no line breaks)
         }
     );
     assert!(!provider.asks_stream_usage());
+}
+
+#[test]
+fn max_tokens_field_is_an_openai_and_azure_option() {
+    let openai = |options: &str| {
+        provider_target(
+            "llm/v1/chat",
+            "openai",
+            options,
+            "header_name: Authorization, header_value: Bearer k",
+        )
+    };
+    assert_eq!(
+        ok(&openai("")).routes[0].targets[0].max_tokens_field,
+        MaxTokensField::MaxTokens
+    );
+    assert_eq!(
+        ok(&openai("max_tokens_field: max_completion_tokens")).routes[0].targets[0]
+            .max_tokens_field,
+        MaxTokensField::MaxCompletionTokens
+    );
+    let azure = provider_target(
+        "llm/v1/chat",
+        "azure",
+        "azure_instance: team, azure_deployment_id: o3, max_tokens_field: max_completion_tokens",
+        "header_name: api-key, header_value: k",
+    );
+    assert_eq!(
+        ok(&azure).routes[0].targets[0].max_tokens_field,
+        MaxTokensField::MaxCompletionTokens
+    );
+    assert_eq!(
+        errors(&openai("max_tokens_field: maxTokens")),
+        "routes[0].targets[0].model.options.max_tokens_field: unknown max tokens field \"maxTokens\"; \
+         expected one of max_tokens, max_completion_tokens"
+    );
+    assert_eq!(
+        errors(&provider_target(
+            "llm/v1/chat",
+            "anthropic",
+            "max_tokens_field: max_completion_tokens",
+            "header_name: x-api-key, header_value: k",
+        )),
+        "routes[0].targets[0].model.options.max_tokens_field: not an option of provider \"anthropic\""
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 mod golden_files;
 
+use bedrock_balancer::config::MaxTokensField;
 use bedrock_balancer::translate::chat_messages::{chat_response, messages_request};
 use bedrock_balancer::translate::chat_messages_stream::MessagesChatStream;
 use bedrock_balancer::translate::messages_chat::{chat_request, messages_response};
@@ -78,6 +79,7 @@ fn anthropic_request_becomes_openai_chat() {
         &MESSAGES_CHAT.read("tool_conversation.request.json"),
         "gpt-4o-2024-08-06",
         true,
+        MaxTokensField::MaxTokens,
     )
     .unwrap();
     MESSAGES_CHAT.check("tool_conversation.openai.json", &req.body);
@@ -91,6 +93,7 @@ fn claude_codes_request_becomes_openai_chat() {
         &MESSAGES_CHAT.read("claude_code.request.json"),
         "gpt-4o-2024-08-06",
         true,
+        MaxTokensField::MaxTokens,
     )
     .unwrap();
     MESSAGES_CHAT.check("claude_code.openai.json", &req.body);

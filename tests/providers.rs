@@ -1030,3 +1030,78 @@ async fn an_azure_target_streams_with_usage_on_the_default_api_version() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("stream_options"), "{body}");
 }
+
+/// A simulated API of `provider` accepting `key`, served under `prefix` as Groq serves OpenAI's
+/// under `/openai`.
+async fn api_under(provider: sim::SimProvider, key: &str, prefix: &str) -> sim::SimHandle {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = provider;
+    opts.api_keys = vec![key.to_owned()];
+    opts.path_prefix = prefix.to_owned();
+    sim::start(opts).await.unwrap()
+}
+
+#[actix_rt::test]
+async fn openai_and_anthropic_upstream_urls_with_a_path_are_sdk_base_urls() {
+    let openai = api_under(sim::SimProvider::OpenAi, OPENAI_KEY, "/openai").await;
+    let base = format!("{}/openai/v1/", openai.url());
+    let origin_only = limited_openai_target(&openai.url(), "");
+    let route = |target: String| config_yaml("claude", "      algorithm: round-robin", &[target]);
+    // Like Groq's `https://api.groq.com/openai/v1`: the calls go under it.
+    let h = start_gateway(&route(limited_openai_target(&base, "")), vec![openai]).await;
+    let (status, body) = stream_chat(&h).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"content\":\"Hello"), "{body}");
+    let (status, _, body) = post_messages(&h, messages_body(false)).await;
+    assert_eq!(status, 200, "{body}");
+    let calls = h.sims[0].stats().by_operation;
+    assert_eq!(
+        (calls["chat-completions-stream"], calls["chat-completions"]),
+        (1, 1)
+    );
+    // A host alone means `/v1` under it, which this server does not serve.
+    let bare = start_gateway(&route(origin_only), Vec::new()).await;
+    let (status, body) = stream_chat(&bare).await;
+    assert_eq!(status, 404, "{body}");
+
+    let anthropic = api_under(sim::SimProvider::Anthropic, API_KEY, "/anthropic").await;
+    let target = anthropic_target(&format!("{}/anthropic", anthropic.url()));
+    let h = start_gateway(&route(target), vec![anthropic]).await;
+    let (status, _, body) = post_messages(&h, messages_body(false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Hello from"), "{body}");
+}
+
+#[actix_rt::test]
+async fn whole_answers_without_usage_keep_their_token_estimate() {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = sim::SimProvider::OpenAi;
+    opts.api_keys = vec![OPENAI_KEY.to_owned()];
+    opts.omit_usage = true;
+    let server = sim::start(opts).await.unwrap();
+    let target = limited_openai_target(&server.url(), "");
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: round-robin", &[target]),
+        vec![server],
+    )
+    .await;
+    let chat = serde_json::json!({
+        "model": "claude", "max_completion_tokens": 32,
+        "messages": [{"role": "user", "content": "hello"}]
+    });
+    let (status, body) = post(&h.url("/v1/chat/completions"), chat.to_string()).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("\"usage\""), "{body}");
+    // An Anthropic client's answer, translated from the chat completion, says zero tokens.
+    let (status, _, body) = post_messages(&h, messages_body(false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.sims[0].stats().by_operation["chat-completions"], 2);
+
+    // Both estimates (each at least its output cap, 32 and 64) stay taken from the target's
+    // tpm instead of being settled at zero, and nothing is sampled into its usage averages.
+    let target = h.admin_targets().await["targets"][0].clone();
+    let remaining = target["limits"]["remaining_tpm"].as_u64().unwrap();
+    assert!(remaining <= 100_000 - (32 + 64), "{target}");
+    assert_eq!(target["avg_prompt_tokens"], 0.0, "{target}");
+}

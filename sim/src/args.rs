@@ -36,6 +36,12 @@ pub struct SimArgs {
     /// OpenAI / Azure modes: refuse `stream_options`, like an older OpenAI-compatible server.
     #[arg(long)]
     pub refuse_stream_options: bool,
+    /// OpenAI / Azure modes: answer without `usage`, like some OpenAI-compatible servers.
+    #[arg(long)]
+    pub omit_usage: bool,
+    /// Serve the provider's API under this path (e.g. `/openai`: `/openai/v1/chat/completions`).
+    #[arg(long, default_value = "")]
+    pub path_prefix: String,
     #[command(flatten)]
     pub faults: Faults,
 }
@@ -52,6 +58,8 @@ impl SimArgs {
         opts.workers = self.workers;
         opts.accept_unsigned = self.accept_unsigned;
         opts.refuse_stream_options = self.refuse_stream_options;
+        opts.omit_usage = self.omit_usage;
+        opts.path_prefix = self.path_prefix;
         opts.faults = self.faults;
         opts
     }

@@ -117,6 +117,13 @@ pub struct SimOptions {
     /// OpenAI-compatible servers (vLLM, TGI, Ollama) do. Azure refuses it anyway on API versions
     /// before it existed.
     pub refuse_stream_options: bool,
+    /// OpenAI and Azure modes: answers and stream chunks carry no `usage`, as some
+    /// OpenAI-compatible servers' do not.
+    pub omit_usage: bool,
+    /// Serves the provider's API under this path (`/openai` puts OpenAI's at
+    /// `/openai/v1/chat/completions`), as Groq, OpenRouter or a proxy in front of an API do;
+    /// `/_sim` stays at the root. Empty: at the root.
+    pub path_prefix: String,
     /// How long the credentials its STS endpoint hands out live; short ones make a caller's
     /// refreshes observable in a test.
     pub sts_session: Duration,
@@ -139,6 +146,8 @@ impl SimOptions {
             workers: DEFAULT_WORKERS,
             accept_unsigned: false,
             refuse_stream_options: false,
+            omit_usage: false,
+            path_prefix: String::new(),
             sts_session: STS_SESSION,
         }
     }
@@ -179,12 +188,13 @@ pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
     let state = web::Data::new(SimState::new(&opts));
     let app_state = state.clone();
     let provider = opts.provider;
+    let prefix = opts.path_prefix.clone();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(server::request_id))
             .app_data(app_state.clone())
             .app_data(web::PayloadConfig::new(server::BODY_LIMIT))
-            .configure(|cfg| server::routes(cfg, provider))
+            .configure(|cfg| server::routes(cfg, provider, &prefix))
     })
     .workers(opts.workers.max(1))
     // A client that closes its side is gone: drop its connection, so a silenced response ends too.

@@ -188,6 +188,13 @@ async fn serve(
             .map(|done| Answer::new(stream, || done.body(), || done.chunks())),
         Call::Embeddings(body) => openai_embeddings::embed(body, &model).map(Answer::Whole),
     };
+    let answered = answered.map(|answer| {
+        if state.omit_usage {
+            answer.without_usage()
+        } else {
+            answer
+        }
+    });
     match answered {
         Ok(Answer::Whole(body)) => HttpResponse::Ok().json(body),
         Ok(Answer::Streamed(chunks)) => {
@@ -261,6 +268,18 @@ impl Answer {
         } else {
             Self::Whole(body())
         }
+    }
+
+    /// The answer of a server that reports no usage.
+    fn without_usage(mut self) -> Self {
+        let bodies = match &mut self {
+            Self::Whole(body) => std::slice::from_mut(body),
+            Self::Streamed(chunks) => chunks.as_mut_slice(),
+        };
+        for body in bodies.iter_mut().filter_map(Value::as_object_mut) {
+            body.remove("usage");
+        }
+        self
     }
 }
 

@@ -59,7 +59,7 @@ impl Operation {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig, provider: SimProvider) {
+pub fn routes(cfg: &mut web::ServiceConfig, provider: SimProvider, prefix: &str) {
     cfg.service(
         web::scope("/_sim")
             .route("/faults", web::get().to(get_faults))
@@ -71,6 +71,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, provider: SimProvider) {
                 not_found("No such simulator control endpoint.")
             })),
     );
+    if prefix.is_empty() {
+        api_routes(cfg, provider);
+    } else {
+        cfg.service(web::scope(prefix).configure(|cfg| api_routes(cfg, provider)));
+    }
+}
+
+/// The provider's own API.
+fn api_routes(cfg: &mut web::ServiceConfig, provider: SimProvider) {
     match provider {
         SimProvider::Bedrock => {
             cfg.route("/", web::post().to(sts::assume_role))

@@ -21,6 +21,8 @@ pub struct SimState {
     pub accept_unsigned: bool,
     /// Chat requests with `stream_options` are refused (an older OpenAI-compatible server).
     pub refuse_stream_options: bool,
+    /// Answers and stream chunks carry no `usage` (a server that reports none).
+    pub omit_usage: bool,
     /// Lifetime of the credentials its STS endpoint hands out.
     pub sts_session: Duration,
     /// Claude prompt prefixes cached by this region.
@@ -39,6 +41,7 @@ impl SimState {
             jobs: Jobs::default(),
             accept_unsigned: opts.accept_unsigned,
             refuse_stream_options: opts.refuse_stream_options,
+            omit_usage: opts.omit_usage,
             sts_session: opts.sts_session,
             prompt_cache: PromptCache::default(),
             faults: Mutex::new((opts.faults.clone(), 0)),

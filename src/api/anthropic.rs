@@ -106,8 +106,13 @@ impl PerTarget for MessagesShape {
             }
             Provider::OpenAi | Provider::Azure => {
                 let model = target.model_id.as_deref().unwrap_or_default();
-                let request = chat_request(&self.body, model, target.provider.asks_stream_usage())
-                    .map_err(bad_request)?;
+                let request = chat_request(
+                    &self.body,
+                    model,
+                    target.provider.asks_stream_usage(),
+                    target.max_tokens_field,
+                )
+                .map_err(bad_request)?;
                 let operation = if request.stream {
                     Operation::ChatCompletionsStream
                 } else {
@@ -247,8 +252,9 @@ async fn messages_inner(
         return Ok(Reply::Full(json_success(&delivered, body), None));
     }
     // The Anthropic API answers as Bedrock's Claude does: the Messages shape, usage included.
+    // An answer without usage keeps the request's token estimate, as a stream without one does.
     let (body, usage) = if claude || anthropic_api {
-        let usage = messages_bedrock::response_usage(&upstream).unwrap_or_default();
+        let usage = messages_bedrock::response_usage(&upstream);
         (upstream, usage)
     } else if openai_api {
         let (body, usage) =
@@ -256,10 +262,11 @@ async fn messages_inner(
         (Bytes::from(body), usage)
     } else {
         let (body, usage) = messages_response(&upstream, &model, &response_id("msg"))?;
-        (Bytes::from(body), usage)
+        (Bytes::from(body), Some(usage))
     };
-    let recorded = settle_usage(&mut delivered, obs, usage.into());
-    Ok(Reply::Full(json_success(&delivered, body), Some(recorded)))
+    // Without usage the request's token estimate stays taken, as for a stream without one.
+    let recorded = usage.map(|usage| settle_usage(&mut delivered, obs, usage.into()));
+    Ok(Reply::Full(json_success(&delivered, body), recorded))
 }
 
 /// How upstream events become Anthropic stream events.

@@ -449,7 +449,7 @@ async fn converse_surface(
     let (body, tokens) = match provider {
         Provider::Bedrock => {
             let translated = surface.respond(&upstream, &parsed, &id, created)?;
-            (Bytes::from(translated.body), translated.usage)
+            (Bytes::from(translated.body), Some(translated.usage))
         }
         Provider::Anthropic => {
             let translated = chat_messages::chat_response(
@@ -459,16 +459,17 @@ async fn converse_surface(
                 created,
                 parsed.json_schema_tool.as_deref(),
             )?;
-            (Bytes::from(translated.body), translated.usage)
+            (Bytes::from(translated.body), Some(translated.usage))
         }
-        // The answer is already the client's; only its usage is read.
+        // The answer is already the client's; only its usage is read, if it has one.
         Provider::OpenAi | Provider::Azure => {
-            let usage = translate::usage::openai_usage(&upstream).unwrap_or_default();
+            let usage = translate::usage::openai_usage(&upstream);
             (upstream, usage)
         }
     };
-    let usage = settle_usage(&mut delivered, obs, tokens);
-    Ok(Reply::Full(json_success(&delivered, body), Some(usage)))
+    // Without usage the request's token estimate stays taken, as for a stream without one.
+    let usage = tokens.map(|tokens| settle_usage(&mut delivered, obs, tokens));
+    Ok(Reply::Full(json_success(&delivered, body), usage))
 }
 
 /// `POST /v1/embeddings`: one or more InvokeModel calls, each balanced on its own.
@@ -623,12 +624,11 @@ async fn openai_embeddings(
     let client = client_for(req, route)?;
     let mut delivered = forward(route, &client, &request, obs).await?;
     let upstream = read_answer(&mut delivered, route, gateway, obs).await?;
-    let usage = translate::usage::openai_usage(&upstream).unwrap_or_default();
-    delivered.lease.record_usage_u64(usage.input_tokens, 0);
-    Ok(Reply::Full(
-        json_success(&delivered, upstream),
-        Some((usage.input_tokens, 0)),
-    ))
+    let usage = translate::usage::openai_usage(&upstream).map(|usage| {
+        delivered.lease.record_usage_u64(usage.input_tokens, 0);
+        (usage.input_tokens, 0)
+    });
+    Ok(Reply::Full(json_success(&delivered, upstream), usage))
 }
 
 /// An embeddings request as sent, for the OpenAI-compatible and Azure targets of a route.

@@ -10,6 +10,7 @@ mod error;
 pub mod model;
 pub mod raw;
 mod validate;
+mod warnings;
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ use serde_yaml_ng::Value;
 pub use embedding::EmbeddingFamily;
 pub use error::{ConfigErrors, ConfigProblem};
 pub use model::*;
+pub use warnings::warnings;
 
 /// Reads, substitutes from the process environment, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {

@@ -499,6 +499,10 @@ pub struct Target {
     /// `https://{service host prefix}.{region}.amazonaws.com` for Bedrock, the provider's public
     /// API otherwise, unless `upstream_url` overrides it.
     pub upstream_url: String,
+    /// The path of `upstream_url` that requests go under, without a trailing `/`: for `openai`
+    /// the API's base as an OpenAI SDK's `base_url` has it (`/v1` when `upstream_url` names only
+    /// a host), for `anthropic` a prefix before `/v1/messages`; empty for the others.
+    pub base_path: String,
     /// Model routes only: defaults for Bedrock's InvokeModel headers.
     pub invoke_headers: InvokeHeaders,
     /// `bedrock/guardrail` routes only: client guardrail id -> this region's guardrail.
@@ -524,10 +528,34 @@ pub struct Target {
     pub anthropic_betas: Vec<String>,
     /// Default `max_tokens` when the client sends none (used for token-budget reservations).
     pub max_tokens: Option<NonZeroU32>,
+    /// How the output cap is spelled in a chat body the gateway writes for an `openai` / `azure`
+    /// target (`max_tokens` for every other provider).
+    pub max_tokens_field: MaxTokensField,
     pub weight: NonZeroU16,
     /// Lower number = preferred tier. `None`: Kong's rule (tier by weight, heavier first).
     pub priority: Option<u32>,
     pub limits: Limits,
+}
+
+/// The chat completions field a translated request's output cap goes in
+/// (`options.max_tokens_field`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MaxTokensField {
+    /// What vLLM, TGI, Ollama and every Azure API version take.
+    MaxTokens,
+    /// What OpenAI's and Azure's reasoning models (o-series, gpt-5) take instead.
+    MaxCompletionTokens,
+}
+
+impl MaxTokensField {
+    pub const ALL: [Self; 2] = [Self::MaxTokens, Self::MaxCompletionTokens];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxTokens => "max_tokens",
+            Self::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
 }
 
 /// A model family whose native API the gateway speaks (`options.bedrock.model_family`).

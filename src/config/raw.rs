@@ -127,6 +127,7 @@ pub struct RawModelOptions {
     pub azure_deployment_id: Option<String>,
     pub azure_api_version: Option<String>,
     pub stream_include_usage: Option<bool>,
+    pub max_tokens_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

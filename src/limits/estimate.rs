@@ -17,9 +17,15 @@ const TOKENS_PER_IMAGE: u32 = 1_600;
 pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
 
 /// The body fields that carry the output cap, per family: Converse `inferenceConfig.maxTokens`,
-/// Anthropic / Cohere / Mistral `max_tokens`, Llama `max_gen_len`, Titan
+/// Anthropic / Cohere / Mistral / OpenAI `max_tokens`, OpenAI's newer `max_completion_tokens`
+/// (the only one its reasoning models take), Llama `max_gen_len`, Titan
 /// `textGenerationConfig.maxTokenCount`.
-const MAX_TOKEN_FIELDS: [&str; 3] = ["maxTokens", "max_tokens", "max_gen_len"];
+const MAX_TOKEN_FIELDS: [&str; 4] = [
+    "maxTokens",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_gen_len",
+];
 const NESTED_CONFIGS: [(&str, &str); 2] = [
     ("inferenceConfig", "maxTokens"),
     ("textGenerationConfig", "maxTokenCount"),
@@ -135,6 +141,10 @@ mod tests {
                 7,
             ),
             (br#"{"prompt":"hi","max_gen_len":9}"#, 9),
+            (
+                br#"{"model":"o3","max_completion_tokens":13,"messages":[]}"#,
+                13,
+            ),
             (
                 br#"{"inputText":"hi","textGenerationConfig":{"maxTokenCount":11}}"#,
                 11,

@@ -44,6 +44,7 @@ use super::openai_chat::{
     self, ImageUrl, NamedFunction, OutFunction, OutFunctionCall, OutMessage as ChatMessage,
     OutPart, OutRequest, OutTool, OutToolCall, OutToolChoice, StreamOptions,
 };
+use crate::config::MaxTokensField;
 
 /// A Messages request translated for an OpenAI-compatible target.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,12 +55,13 @@ pub struct UpstreamChatRequest {
     pub body: Vec<u8>,
 }
 
-/// Translates an Anthropic Messages request body into a chat completions body for `model`; a
-/// stream asks for its usage chunk when `ask_usage`.
+/// Translates an Anthropic Messages request body into a chat completions body for `model`, its
+/// `max_tokens` in the target's `max_field`; a stream asks for its usage chunk when `ask_usage`.
 pub fn chat_request(
     body: &[u8],
     model: &str,
     ask_usage: bool,
+    max_field: MaxTokensField,
 ) -> Result<UpstreamChatRequest, TranslateError> {
     let capacity = body.len() + 256;
     let mut body = Body::parse(body)?;
@@ -82,7 +84,9 @@ pub fn chat_request(
     let mut request = OutRequest {
         model,
         messages: Vec::new(),
-        max_tokens,
+        max_tokens: (max_field == MaxTokensField::MaxTokens).then_some(max_tokens),
+        max_completion_tokens: (max_field == MaxTokensField::MaxCompletionTokens)
+            .then_some(max_tokens),
         temperature: take_finite(&mut body, "temperature")?,
         top_p: take_finite(&mut body, "top_p")?,
         stop: body
@@ -393,15 +397,16 @@ pub(crate) fn messages_usage(u: openai_chat::InUsage) -> MessagesUsage {
     }
 }
 
-/// An OpenAI `chat.completion` as an Anthropic message, with its usage for metrics and limits.
+/// An OpenAI `chat.completion` as an Anthropic message, with its usage for metrics and limits
+/// (`None` when the server reported none: the message then says zero, the gateway counts nothing).
 pub fn messages_response(
     chat_body: &[u8],
     model: &str,
     id: &str,
-) -> Result<(Vec<u8>, MessagesUsage), TranslateError> {
+) -> Result<(Vec<u8>, Option<MessagesUsage>), TranslateError> {
     let completion: openai_chat::Completion<'_> = serde_json::from_slice(chat_body)
         .map_err(|e| TranslateError::upstream(format!("chat completion: {e}")))?;
-    let usage = completion.usage.map(messages_usage).unwrap_or_default();
+    let usage = completion.usage.map(messages_usage);
     let choice = completion
         .choices
         .into_iter()
@@ -443,7 +448,7 @@ pub fn messages_response(
             choice.finish_reason.as_deref().unwrap_or("stop"),
         )),
         stop_sequence: None,
-        usage,
+        usage: usage.unwrap_or_default(),
     };
     let body = serde_json::to_vec(&message)
         .map_err(|e| TranslateError::upstream(format!("could not encode the message: {e}")))?;
@@ -477,7 +482,12 @@ mod tests {
     use serde_json::{Value, json};
 
     fn convert(v: Value) -> Result<(UpstreamChatRequest, Value), TranslateError> {
-        let req = chat_request(v.to_string().as_bytes(), "gpt-4o", true)?;
+        let req = chat_request(
+            v.to_string().as_bytes(),
+            "gpt-4o",
+            true,
+            MaxTokensField::MaxTokens,
+        )?;
         let body = serde_json::from_slice(&req.body).unwrap();
         Ok((req, body))
     }
@@ -594,10 +604,33 @@ mod tests {
     }
 
     #[test]
+    fn a_reasoning_model_target_gets_the_cap_as_max_completion_tokens() {
+        let body = json!({"model": "m", "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let req = chat_request(
+            body.to_string().as_bytes(),
+            "o3",
+            true,
+            MaxTokensField::MaxCompletionTokens,
+        )
+        .unwrap();
+        let sent: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(sent["max_completion_tokens"], 5);
+        assert!(sent.get("max_tokens").is_none(), "{sent}");
+        assert_eq!(req.max_tokens, 5);
+    }
+
+    #[test]
     fn a_stream_to_a_target_refusing_stream_options_carries_none() {
         let body = json!({"model": "m", "max_tokens": 5, "stream": true,
             "messages": [{"role": "user", "content": "hi"}]});
-        let req = chat_request(body.to_string().as_bytes(), "gpt-4o", false).unwrap();
+        let req = chat_request(
+            body.to_string().as_bytes(),
+            "gpt-4o",
+            false,
+            MaxTokensField::MaxTokens,
+        )
+        .unwrap();
         let sent: Value = serde_json::from_slice(&req.body).unwrap();
         assert!(req.stream);
         assert_eq!(sent["stream"], true);
@@ -750,7 +783,7 @@ mod tests {
                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}
             })
         );
-        assert_eq!(usage.cache_read_input_tokens, 100);
+        assert_eq!(usage.unwrap().cache_read_input_tokens, 100);
     }
 
     /// LiteLLM and other OpenAI-compatible servers write `null` where OpenAI leaves a field out.

@@ -11,9 +11,11 @@ use serde_json::value::RawValue;
 pub(crate) struct OutRequest<'a> {
     pub(crate) model: &'a str,
     pub(crate) messages: Vec<OutMessage<'a>>,
-    /// `max_tokens` rather than `max_completion_tokens`: vLLM, TGI, Ollama and every Azure API
-    /// version accept it.
-    pub(crate) max_tokens: u32,
+    /// One of the two is set, as the target's `max_tokens_field` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]

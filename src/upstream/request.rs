@@ -148,7 +148,10 @@ pub fn prepare(
             if !params.anthropic_betas.is_empty() {
                 headers.push(("anthropic-beta", params.anthropic_betas.join(",")));
             }
-            ("/v1/messages".to_owned(), with_model(body, model()?)?)
+            (
+                format!("{}/v1/messages", target.base_path),
+                with_model(body, model()?)?,
+            )
         }
         Operation::ChatCompletions
         | Operation::ChatCompletionsStream
@@ -161,7 +164,7 @@ pub fn prepare(
                 _ => "chat/completions",
             };
             let path = match &target.provider {
-                ProviderOptions::OpenAi { .. } => format!("/v1/{call}"),
+                ProviderOptions::OpenAi { .. } => format!("{}/{call}", target.base_path),
                 ProviderOptions::Azure { deployment_id, .. } => {
                     format!("/openai/deployments/{}/{call}", encode(deployment_id))
                 }
@@ -272,6 +275,7 @@ mod tests {
             provider: ProviderOptions::Bedrock,
             region: "eu-west-1".into(),
             upstream_url: "http://127.0.0.1:1".into(),
+            base_path: String::new(),
             invoke_headers: InvokeHeaders::default(),
             guardrail_map: BTreeMap::new(),
             knowledge_base_map: BTreeMap::new(),
@@ -285,6 +289,7 @@ mod tests {
             anthropic_betas: Default::default(),
             model_family: None,
             max_tokens: None,
+            max_tokens_field: crate::config::MaxTokensField::MaxTokens,
             weight: NonZeroU16::MIN,
             priority: None,
             limits: Limits::default(),
@@ -404,6 +409,10 @@ mod tests {
         };
         let up = prepare(&t, Operation::MessagesStream, &params, &body).unwrap();
         assert_eq!(up.path, "/v1/messages");
+        t.base_path = "/anthropic".into();
+        let prefixed = prepare(&t, Operation::Messages, &params, &body).unwrap();
+        assert_eq!(prefixed.path, "/anthropic/v1/messages");
+        t.base_path.clear();
         assert_eq!(
             up.headers,
             [
@@ -428,11 +437,17 @@ mod tests {
         t.provider = ProviderOptions::OpenAi {
             stream_include_usage: true,
         };
+        t.base_path = "/v1".into();
         let up = prepare(&t, Operation::ChatCompletionsStream, &params, &body).unwrap();
         assert_eq!(
             (up.path.as_str(), up.query.as_str()),
             ("/v1/chat/completions", "")
         );
+        // An OpenAI SDK's base_url with a path: the calls go under it.
+        t.base_path = "/openai/v1".into();
+        let groq = prepare(&t, Operation::Embeddings, &params, &body).unwrap();
+        assert_eq!(groq.path, "/openai/v1/embeddings");
+        t.base_path = "/v1".into();
         let doc: Value = serde_json::from_slice(&up.body).unwrap();
         assert_eq!(doc["model"], "gpt-4o-mini");
         t.provider = ProviderOptions::Azure {

@@ -56,13 +56,14 @@ pub(super) fn provider_options(
 ) -> Option<(ProviderOptions, Option<String>)> {
     let own: &[&str] = match provider {
         Provider::Bedrock => &["bedrock"],
-        Provider::OpenAi => &["stream_include_usage"],
+        Provider::OpenAi => &["stream_include_usage", "max_tokens_field"],
         Provider::Anthropic => &["anthropic_version"],
         Provider::Azure => &[
             "azure_instance",
             "azure_deployment_id",
             "azure_api_version",
             "stream_include_usage",
+            "max_tokens_field",
         ],
     };
     let foreign = [
@@ -75,6 +76,7 @@ pub(super) fn provider_options(
             "stream_include_usage",
             options.stream_include_usage.is_some(),
         ),
+        ("max_tokens_field", options.max_tokens_field.is_some()),
     ]
     .map(|(name, set)| (name, set && !own.contains(&name)));
     let ok = refuse_set(

@@ -209,6 +209,7 @@ fn one_embedding_family(targets: &[Target], path: &str, problems: &mut Vec<Confi
         ));
         return;
     }
+    one_openai_embedding_model(targets, path, problems);
     let mut first: Option<(EmbeddingFamily, usize)> = None;
     for (k, target) in targets.iter().enumerate().filter(|(_, t)| bedrock(t)) {
         let at = field(&index(path, k), "model.name");
@@ -236,6 +237,31 @@ fn one_embedding_family(targets: &[Target], path: &str, problems: &mut Vec<Confi
             }
             (Some(_), Some(_)) => {}
         }
+    }
+}
+
+/// OpenAI and Azure targets name their embedding model (Azure's `name` is the deployment's model):
+/// two models answer in different vector spaces, often of different dimensions, so which one a
+/// request reached would show in its vectors.
+fn one_openai_embedding_model(targets: &[Target], path: &str, problems: &mut Vec<ConfigProblem>) {
+    let mut named = targets
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.provider != ProviderOptions::Bedrock);
+    let Some((j, first)) = named.next() else {
+        return;
+    };
+    for (k, target) in named.filter(|(_, t)| t.model_id != first.model_id) {
+        problems.push(ConfigProblem::new(
+            field(&index(path, k), "model.name"),
+            format!(
+                "is {:?} but {} is {:?}; an embeddings route serves one model (vectors of \
+                 different models are not comparable), so give each its own route",
+                target.model_id.as_deref().unwrap_or_default(),
+                index(path, j),
+                first.model_id.as_deref().unwrap_or_default(),
+            ),
+        ));
     }
 }
 

@@ -125,6 +125,7 @@ fn target(
         service: route_type.service(),
         region: model.region,
         upstream_url: model.upstream_url,
+        base_path: model.base_path,
         invoke_headers: model.routing.invoke_headers,
         guardrail_map: model.routing.guardrail_map,
         knowledge_base_map: model.routing.knowledge_base_map,
@@ -138,6 +139,7 @@ fn target(
         model_family: model.model_family,
         anthropic_betas: model.anthropic_betas,
         max_tokens: model.max_tokens,
+        max_tokens_field: model.max_tokens_field,
         weight: weight?,
         priority: priority?,
         limits: limits?,
@@ -180,6 +182,7 @@ struct ModelFields {
     provider: ProviderOptions,
     region: String,
     upstream_url: String,
+    base_path: String,
     routing: RoutingOptions,
     assume_role: Option<AssumeRole>,
     input_cost: f64,
@@ -189,6 +192,7 @@ struct ModelFields {
     model_family: Option<ModelFamily>,
     anthropic_betas: Vec<String>,
     max_tokens: Option<NonZeroU32>,
+    max_tokens_field: MaxTokensField,
 }
 
 fn model_fields(
@@ -279,9 +283,9 @@ fn model_fields(
         (_, Some(region)) => Some(default_upstream(route_type.service(), region)),
         _ => None,
     };
-    let upstream_url = match options.upstream_url {
-        Some(url) => match origin(&url) {
-            Ok(origin) => Some(origin),
+    let upstream = match options.upstream_url {
+        Some(url) => match base_url(&url, provider) {
+            Ok(split) => Some(split),
             Err(why) => {
                 problems.push(ConfigProblem::new(
                     field(&options_path, "upstream_url"),
@@ -290,7 +294,15 @@ fn model_fields(
                 None
             }
         },
-        None => default_url,
+        None => default_url.map(|url| (url, String::new())),
+    };
+    let (upstream_url, base_path) = match upstream {
+        // The OpenAI SDKs' convention: a bare host is the API's origin, its base is `/v1`.
+        Some((url, path)) if path.is_empty() && provider == Some(Provider::OpenAi) => {
+            (Some(url), Some(OPENAI_BASE_PATH.to_owned()))
+        }
+        Some((url, path)) => (Some(url), Some(path)),
+        None => (None, None),
     };
     // Other providers have no region; their upstream's host names them in labels.
     let region = region.or_else(|| {
@@ -330,11 +342,23 @@ fn model_fields(
         None => Some(None),
         Some(v) => optional_non_zero_u32(Some(v), &field(&options_path, "max_tokens"), problems),
     };
+    // Another provider's is reported as not its option already.
+    let max_tokens_field = match options.max_tokens_field.as_deref() {
+        None => Some(MaxTokensField::MaxTokens),
+        Some(name) => one_of(
+            name,
+            "max tokens field",
+            &MaxTokensField::ALL.map(|f| (f.as_str(), f)),
+            &field(&options_path, "max_tokens_field"),
+            problems,
+        ),
+    };
     Some(ModelFields {
         model_id: model_id?,
         provider: own?.0,
         region: region?,
         upstream_url: upstream_url?,
+        base_path: base_path?,
         routing: routing?,
         assume_role: assume_role?,
         input_cost: input_cost?,
@@ -344,6 +368,7 @@ fn model_fields(
         model_family: model_family?,
         anthropic_betas: anthropic_betas?,
         max_tokens: max_tokens?,
+        max_tokens_field: max_tokens_field?,
     })
 }
 
@@ -479,6 +504,34 @@ fn default_upstream(service: Service, region: &str) -> String {
     format!("https://{}.{region}.{suffix}", service.host_prefix())
 }
 
+/// Where an OpenAI target's calls go when `upstream_url` names only a host.
+const OPENAI_BASE_PATH: &str = "/v1";
+
+/// `upstream_url` as its origin and path (`/a/b`, or empty), trailing `/`s dropped. Only
+/// `openai` and `anthropic` targets take a path, as their SDKs' `base_url` does (Groq's
+/// `https://api.groq.com/openai/v1`); Bedrock's signed paths and Azure's deployment paths start at
+/// the host.
+fn base_url(url: &str, provider: Option<Provider>) -> Result<(String, String), &'static str> {
+    let url = url.trim_end_matches('/');
+    if url.contains(['?', '#']) {
+        return Err("must have no query or fragment");
+    }
+    let host_at = url.find("://").map_or(0, |i| i + 3);
+    let (host, path) = url.split_at(url[host_at..].find('/').map_or(url.len(), |i| host_at + i));
+    let origin = origin(host)?;
+    if path.is_empty() {
+        return Ok((origin, String::new()));
+    }
+    match provider {
+        Some(Provider::Bedrock | Provider::Azure) => Err(
+            "must be http(s)://host[:port] with no path: only openai and anthropic targets take a \
+             base path",
+        ),
+        _ if path.chars().any(char::is_whitespace) => Err("must not contain whitespace"),
+        _ => Ok((origin, path.to_owned())),
+    }
+}
+
 /// `http(s)://host[:port]`, a trailing `/` dropped. Messages say what is wrong without echoing
 /// the URL, which could carry credentials.
 fn origin(url: &str) -> Result<String, &'static str> {
@@ -580,6 +633,34 @@ mod tests {
         assert!(origin("https://host:0").is_err());
         assert!(origin("https://host:99999").is_err());
         assert!(origin("https://user:pw@host").is_err());
+    }
+
+    #[test]
+    fn base_urls_keep_a_path_for_openai_and_anthropic_only() {
+        let openai = Some(Provider::OpenAi);
+        assert_eq!(
+            base_url("https://api.groq.com/openai/v1/", openai),
+            Ok(("https://api.groq.com".into(), "/openai/v1".into()))
+        );
+        assert_eq!(
+            base_url("http://127.0.0.1:8000", openai),
+            Ok(("http://127.0.0.1:8000".into(), String::new()))
+        );
+        assert_eq!(
+            base_url(
+                "https://proxy.example.com/anthropic",
+                Some(Provider::Anthropic)
+            ),
+            Ok(("https://proxy.example.com".into(), "/anthropic".into()))
+        );
+        for closed in [Provider::Bedrock, Provider::Azure] {
+            assert!(base_url("https://vpce.example.com/v1", Some(closed)).is_err());
+            assert!(base_url("https://vpce.example.com/", Some(closed)).is_ok());
+        }
+        assert!(base_url("https://api.groq.com/openai/v1?x=1", openai).is_err());
+        assert!(base_url("https://api.groq.com/a b", openai).is_err());
+        assert!(base_url("https://user:pw@host/v1", openai).is_err());
+        assert!(base_url("api.groq.com/openai/v1", openai).is_err());
     }
 
     #[test]
