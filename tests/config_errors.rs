@@ -322,7 +322,9 @@ fn a_secret_whose_variable_is_empty_is_refused() {
     );
     // Alone it is reported once, not also as an empty header value.
     assert_eq!(
-        errors(&openai("header_name: x-api-key, header_value: \"${EMPTY_KEY}\"")),
+        errors(&openai(
+            "header_name: x-api-key, header_value: \"${EMPTY_KEY}\""
+        )),
         "routes[0].targets[0].auth.header_value: environment variable EMPTY_KEY is empty; a secret must not take an empty value"
     );
     assert_eq!(

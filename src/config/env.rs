@@ -207,9 +207,8 @@ impl Marked {
             match part {
                 Part::Text(text) => out.push_str(text),
                 Part::Reference(reference) => match &reference.value {
-                    Some(value) if value.is_empty() && secret => unset_problems.push(
-                        ConfigProblem::new(path, reference.empty_secret_message()),
-                    ),
+                    Some(value) if value.is_empty() && secret => unset_problems
+                        .push(ConfigProblem::new(path, reference.empty_secret_message())),
                     Some(value) => out.push_str(value),
                     None => {
                         unset = true;

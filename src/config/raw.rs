@@ -257,7 +257,11 @@ mod tests {
     fn secret_fields_are_the_secret_typed_ones() {
         let mut declared: Vec<&str> = include_str!("raw.rs")
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("pub ")?.strip_suffix(": Option<Secret>,"))
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("pub ")?
+                    .strip_suffix(": Option<Secret>,")
+            })
             .collect();
         let mut listed = SECRET_FIELDS.to_vec();
         declared.sort_unstable();

@@ -656,4 +656,39 @@ mod tests {
         );
         assert_eq!(bedrock_error_message(b"<html>"), None);
     }
+
+    #[test]
+    fn same_format_errors_pass_only_in_their_own_shape() {
+        let openai = br#"{"error":{"message":"bad","type":"invalid_request_error","code":null}}"#;
+        assert_eq!(
+            openai_error_from_openai(400, openai),
+            (400, openai.to_vec())
+        );
+        // vLLM's own shape keeps its message in OpenAI's.
+        let vllm =
+            br#"{"object":"error","message":"too long","type":"BadRequestError","code":400}"#;
+        let (status, body) = openai_error_from_openai(400, vllm);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, &v["error"]["message"]), (400, &json!("too long")));
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let (status, body) = openai_error_from_openai(502, b"<html>Bad Gateway</html>");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, &v["error"]["type"]), (502, &json!("api_error")));
+
+        let anthropic =
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#;
+        assert_eq!(
+            anthropic_error_from_anthropic(400, anthropic),
+            (400, anthropic.to_vec())
+        );
+        for foreign in [&b""[..], b"<html/>", br#"{"message":"bedrock's"}"#, openai] {
+            let (status, body) = anthropic_error_from_anthropic(503, foreign);
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(status, 529);
+            assert_eq!(
+                (&v["type"], &v["error"]["type"]),
+                (&json!("error"), &json!("overloaded_error"))
+            );
+        }
+    }
 }
