@@ -304,7 +304,7 @@ routes:
   - name: chat
     targets:{}{anthropic}
 "#,
-        openai_target("vllm", &url, "", 1)
+        openai_target("vllm", &url, &bearer(OPENAI_KEY), 1)
     );
     let h = start_gateway(&yaml, Vec::new()).await;
 
