@@ -121,9 +121,15 @@ async fn a_wrong_bedrock_api_key_is_refused_upstream_and_never_echoed() {
     opts.api_keys = vec!["another-key".to_owned()];
     let h = api_key_gateway(sim::start(opts).await.unwrap()).await;
     let (status, body) = post(&h.url("/model/claude/converse"), converse_body("hi")).await;
-    assert_eq!(status, 403, "{body:?}");
+    // The gateway's key was refused, not the client's: a 502 naming the target and Bedrock's
+    // error name.
+    assert_eq!(status, 502, "{body:?}");
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains(API_KEY), "{text}");
+    assert!(
+        text.contains("upstream status 403 UnrecognizedClientException"),
+        "{text}"
+    );
     assert_eq!(h.sims[0].stats().bad_signatures, 1);
 }
 
