@@ -63,22 +63,31 @@ async fn openai_sim(keys: &[&str]) -> sim::SimHandle {
     sim::start(opts).await.unwrap()
 }
 
-async fn admin_target_named(h: &Harness, name: &str) -> Value {
-    let json = h.admin_targets().await;
-    json["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} missing from {json}"))
+/// A route whose first-priority target `name` (with `key`) on `refusing` refuses, and whose
+/// second, `good`, answers: the request is served by `good`, and the first counted a failure.
+async fn refused_then_served(refusing: sim::SimHandle, name: &str, key: &str) -> Harness {
+    let good = openai_sim(&[OPENAI_KEY]).await;
+    let targets = [
+        openai_target(name, &refusing.url(), &bearer(key), 1),
+        openai_target("good", &good.url(), &bearer(OPENAI_KEY), 2),
+    ];
+    let h = gateway(&targets, vec![refusing, good]).await;
+    let (status, head, body) = post_json(&h.url("/v1/chat/completions"), chat("chat"), &[]).await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(head.get("x-bedrock-balancer-target").unwrap(), "good");
+    let refused = h.admin_target_where("target", name).await;
+    assert_eq!(
+        refused["failures"], 1,
+        "a refusal counts toward the breaker: {refused}"
+    );
+    h
 }
 
 #[actix_rt::test]
 async fn a_keyless_openai_compatible_target_gets_no_credentials_and_needs_no_aws_ones() {
     let vllm = openai_sim(&[]).await;
     let h = gateway(&[openai_target("vllm", &vllm.url(), "", 1)], vec![vllm]).await;
-    let target = admin_target_named(&h, "vllm").await;
+    let target = h.admin_target_where("target", "vllm").await;
     assert_eq!(target["ready"], true, "{target}");
 
     let client_auth = format!("Bearer {CLIENT_SECRET}");
@@ -137,22 +146,8 @@ fn assert_refusal_told_as_the_gateways(body: &[u8], message: &str, target: &str,
 
 #[actix_rt::test]
 async fn a_target_refusing_its_key_fails_over_and_alone_is_a_502_in_the_clients_format() {
-    let refusing = openai_sim(&[OPENAI_KEY]).await;
-    let good = openai_sim(&[OPENAI_KEY]).await;
-    let targets = [
-        openai_target("revoked", &refusing.url(), &bearer(WRONG_KEY), 1),
-        openai_target("good", &good.url(), &bearer(OPENAI_KEY), 2),
-    ];
-    let h = gateway(&targets, vec![refusing, good]).await;
-    let (status, head, body) = post_json(&h.url("/v1/chat/completions"), chat("chat"), &[]).await;
-    assert_eq!(status, 200, "{body:?}");
-    assert_eq!(head.get("x-bedrock-balancer-target").unwrap(), "good");
+    let h = refused_then_served(openai_sim(&[OPENAI_KEY]).await, "revoked", WRONG_KEY).await;
     assert_eq!(h.sims[0].stats().bad_signatures, 1);
-    let revoked = admin_target_named(&h, "revoked").await;
-    assert_eq!(
-        revoked["failures"], 1,
-        "a refusal counts toward the breaker: {revoked}"
-    );
 
     // With the good target gone, the refusal is what the client learns of, in its own format.
     let alone = openai_sim(&[OPENAI_KEY]).await;
@@ -193,18 +188,8 @@ async fn a_403_or_404_from_a_key_target_is_its_config_and_fails_over() {
             status: Some(status),
             ..Faults::default()
         });
-        let good = openai_sim(&[OPENAI_KEY]).await;
-        let targets = [
-            openai_target("misconfigured", &refusing.url(), &bearer(OPENAI_KEY), 1),
-            openai_target("good", &good.url(), &bearer(OPENAI_KEY), 2),
-        ];
-        let h = gateway(&targets, vec![refusing, good]).await;
-        let (got, head, body) = post_json(&h.url("/v1/chat/completions"), chat("chat"), &[]).await;
-        assert_eq!(got, 200, "{status}: {body:?}");
-        assert_eq!(head.get("x-bedrock-balancer-target").unwrap(), "good");
+        let h = refused_then_served(refusing, "misconfigured", OPENAI_KEY).await;
         assert_eq!(h.sims[0].stats().errors_injected, 1, "{status}");
-        let target = admin_target_named(&h, "misconfigured").await;
-        assert_eq!(target["failures"], 1, "{status}: {target}");
     }
 }
 
