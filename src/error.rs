@@ -115,6 +115,12 @@ pub enum GatewayError {
     AllTargetsFailed { route: String, last: String },
     #[error("target {target} sent an unusable response: {message}")]
     BadUpstreamResponse { target: String, message: String },
+    /// A target refused what the gateway sends on its own account (its credentials, its
+    /// model or deployment); its body may echo the target's key, so only its status is named.
+    #[error(
+        "target {target} refused the gateway's own credentials or configuration for it (upstream status {upstream}); the gateway's operator must fix the target's auth or model"
+    )]
+    TargetRefused { target: String, upstream: String },
     #[error("upstream did not answer in time ({0})")]
     UpstreamTimeout(String),
     #[error("rate limit reached ({}); retry in {retry_after_secs} s", scope.as_str())]
@@ -172,9 +178,9 @@ impl GatewayError {
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::AllTargetsFailed { .. } | Self::BadUpstreamResponse { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::AllTargetsFailed { .. }
+            | Self::BadUpstreamResponse { .. }
+            | Self::TargetRefused { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -198,6 +204,7 @@ impl GatewayError {
             Self::NoTarget { .. } => "no_target",
             Self::AllTargetsFailed { .. } => "all_targets_failed",
             Self::BadUpstreamResponse { .. } => "bad_upstream_response",
+            Self::TargetRefused { .. } => "target_refused",
             Self::UpstreamTimeout(_) => "timeout",
             Self::Overloaded { .. } => "overloaded",
             Self::ShuttingDown => "shutting_down",
@@ -226,9 +233,9 @@ impl GatewayError {
             Self::NoTarget { .. } | Self::Overloaded { .. } | Self::ShuttingDown => {
                 "ServiceUnavailableException"
             }
-            Self::AllTargetsFailed { .. } | Self::BadUpstreamResponse { .. } => {
-                "InternalServerException"
-            }
+            Self::AllTargetsFailed { .. }
+            | Self::BadUpstreamResponse { .. }
+            | Self::TargetRefused { .. } => "InternalServerException",
             Self::UpstreamTimeout(_) => "ModelTimeoutException",
             Self::Internal(_) => "InternalServerException",
         }
@@ -256,6 +263,7 @@ impl GatewayError {
             Self::AllTargetsFailed { .. } | Self::BadUpstreamResponse { .. } => {
                 ("api_error", "upstream_error")
             }
+            Self::TargetRefused { .. } => ("api_error", "target_refused"),
             Self::UpstreamTimeout(_) => ("timeout", "upstream_timeout"),
             Self::Internal(_) => ("api_error", "internal_error"),
         }
@@ -280,6 +288,7 @@ impl GatewayError {
             }
             Self::AllTargetsFailed { .. }
             | Self::BadUpstreamResponse { .. }
+            | Self::TargetRefused { .. }
             | Self::UpstreamTimeout(_)
             | Self::Internal(_) => "api_error",
         }

@@ -278,15 +278,18 @@ async fn the_circuit_opens_after_max_fails_admits_one_trial_and_closes_on_succes
     assert_eq!(delta(&h.counts(CONVERSE), &before), vec![10, 10, 10]);
 }
 
+/// A 404 and an `AccessDeniedException` name what the client asked for and never open the
+/// circuit; a 403 that refuses the gateway's own credentials (the client's never go upstream)
+/// fails over whatever the criteria and counts toward the breaker.
 #[actix_rt::test]
-async fn client_errors_403_and_404_never_open_the_circuit() {
+async fn a_404_is_the_clients_but_a_403_refuses_the_gateway_and_opens_the_circuit() {
     let h = three_regions(
         "claude",
         "      retries: 2\n      failover_criteria: [error, timeout, http_503, non_idempotent]\n      max_fails: 1\n      fail_timeout: 5s",
         [None; 3],
     )
     .await;
-    for status in [403, 404] {
+    for status in [404, 403] {
         h.fault(1, failing(status));
         let before = h.counts(CONVERSE);
         let statuses = converse_many(&h, "claude", 12, 1).await;
@@ -297,9 +300,29 @@ async fn client_errors_403_and_404_never_open_the_circuit() {
         );
         assert_eq!(delta(&h.counts(CONVERSE), &before), vec![4, 4, 4]);
         let view = h.admin_target(REGIONS[1]).await;
-        assert_eq!(view["state"], "closed", "{status}: {view}");
-        assert_eq!(view["ready"], true, "{status}: {view}");
+        assert_eq!(view["state"], "closed", "{view}");
+        assert_eq!(view["ready"], true, "{view}");
     }
+
+    h.fault(
+        1,
+        Faults {
+            exception: Some("UnrecognizedClientException".into()),
+            ..failing(403)
+        },
+    );
+    let before = h.counts(CONVERSE);
+    let statuses = converse_many(&h, "claude", 12, 1).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let served = delta(&h.counts(CONVERSE), &before);
+    assert!(served[1] >= 1, "{served:?}");
+    assert_eq!(served[0] + served[2], 12, "{served:?}");
+    poll_until(
+        "the refusing region's circuit to open",
+        Duration::from_secs(10),
+        || async { h.admin_target(REGIONS[1]).await["state"] == "open" },
+    )
+    .await;
 }
 
 #[actix_rt::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bedrock_balancer::config::{
     self, Algorithm, Config, FailoverCriterion, MaxTokensField, ProviderOptions, RateLimitBackend,
-    RouteType, SessionAffinity,
+    RouteType, SessionAffinity, TargetAuth,
 };
 
 fn env(name: &str) -> Option<String> {
@@ -16,6 +16,7 @@ fn env(name: &str) -> Option<String> {
         "AWS_KEY_ID" => Some("AKIAEXAMPLE".to_owned()),
         "AWS_SECRET" => Some("wJalrXUtnFEMI/K7MDENG".to_owned()),
         "READ_TIMEOUT" => Some("90s".to_owned()),
+        "EMPTY_KEY" => Some(String::new()),
         _ => None,
     }
 }
@@ -363,6 +364,32 @@ fn provider_target(route_type: &str, provider: &str, options: &str, auth: &str) 
     )
 }
 
+/// `"Bearer ${OPENAI_API_KEY}"` with the variable empty would send `Bearer ` and pass every other
+/// check; the problem names the field and the variable, never a value.
+#[test]
+fn a_secret_whose_variable_is_empty_is_refused() {
+    let openai = |auth: &str| provider_target("llm/v1/chat", "openai", "", auth);
+    assert_eq!(
+        errors(&openai(
+            "header_name: Authorization, header_value: \"Bearer ${EMPTY_KEY}\""
+        )),
+        "routes[0].targets[0].auth.header_value: environment variable EMPTY_KEY is empty; a secret must not take an empty value"
+    );
+    // Alone it is reported once, not also as an empty header value.
+    assert_eq!(
+        errors(&openai(
+            "header_name: x-api-key, header_value: \"${EMPTY_KEY}\""
+        )),
+        "routes[0].targets[0].auth.header_value: environment variable EMPTY_KEY is empty; a secret must not take an empty value"
+    );
+    assert_eq!(
+        errors(&format!(
+            "consumers:\n  - {{ name: team-a, api_key: \"team-${{EMPTY_KEY}}\" }}\n{MINIMAL}"
+        )),
+        "consumers[0].api_key: environment variable EMPTY_KEY is empty; a secret must not take an empty value"
+    );
+}
+
 #[test]
 fn provider_route_type_pairs_that_cannot_be_served() {
     let key = "header_name: x-api-key, header_value: k";
@@ -595,8 +622,9 @@ routes[0].targets[0].auth.header_name: not for provider \"bedrock\"; a Bedrock A
     );
     let config = ok(&target("aws_bearer_token: \"${TEAM_A_KEY}\"", ""));
     let t = &config.routes[0].targets[0];
-    assert_eq!(t.auth, None);
-    let key = t.key_header.as_ref().unwrap();
+    let TargetAuth::Key(key) = &t.auth else {
+        panic!("a Bedrock API key is sent as a key header: {:?}", t.auth);
+    };
     assert_eq!(
         (key.name.as_str(), key.value.as_str()),
         ("authorization", "Bearer team-a-secret-key")
@@ -643,9 +671,10 @@ fn every_provider_with_its_defaults_and_overrides() {
                 t.provider.clone(),
                 t.upstream_url.as_str(),
                 t.region.as_str(),
-                t.key_header
-                    .as_ref()
-                    .map(|k| (k.name.as_str(), k.value.as_str())),
+                match &t.auth {
+                    TargetAuth::Key(k) => Some((k.name.as_str(), k.value.as_str())),
+                    TargetAuth::SigV4 { .. } | TargetAuth::None => None,
+                },
             )
         })
         .collect();
@@ -702,6 +731,16 @@ fn every_provider_with_its_defaults_and_overrides() {
             ),
         ]
     );
+    // Only the Bedrock target signs; the keyless vLLM sends no credentials at all.
+    let auth = |i: usize| &config.routes[0].targets[i].auth;
+    assert_eq!(
+        *auth(0),
+        TargetAuth::SigV4 {
+            keys: None,
+            assume_role: None
+        }
+    );
+    assert_eq!(*auth(3), TargetAuth::None);
     assert!(!format!("{config:?}").contains("team-a-secret-key"));
 }
 
@@ -972,7 +1011,13 @@ fn defaults_are_kongs() {
         (t.input_cost, t.output_cost, t.max_tokens, t.priority),
         (0.0, 0.0, None, None)
     );
-    assert!(t.auth.is_none() && t.assume_role.is_none());
+    assert_eq!(
+        t.auth,
+        TargetAuth::SigV4 {
+            keys: None,
+            assume_role: None
+        }
+    );
     assert_eq!(config.rate_limits, RateLimitBackend::Local);
     assert!(config.consumers.is_empty());
     let s = &config.server;
@@ -1019,7 +1064,12 @@ fn durations_env_and_overrides() {
         ]),
         "a hash_on_header the route sets names sessions first"
     );
-    let auth = config.routes[0].targets[0].auth.as_ref().unwrap();
+    let TargetAuth::SigV4 {
+        keys: Some(auth), ..
+    } = &config.routes[0].targets[0].auth
+    else {
+        panic!("static keys: {:?}", config.routes[0].targets[0].auth);
+    };
     assert_eq!(auth.access_key_id, "AKIAEXAMPLE");
     assert_eq!(auth.secret_access_key, "wJalrXUtnFEMI/K7MDENG");
 }
@@ -1086,7 +1136,13 @@ fn gateway_example_is_valid() {
             url: "rediss://redis.internal:6379".to_owned()
         }
     );
-    let assumed = config.routes[0].targets[2].assume_role.as_ref().unwrap();
+    let TargetAuth::SigV4 {
+        assume_role: Some(assumed),
+        ..
+    } = &config.routes[0].targets[2].auth
+    else {
+        panic!("an assumed role: {:?}", config.routes[0].targets[2].auth);
+    };
     assert_eq!(assumed.session_name, "bedrock-balancer");
     assert_eq!(
         config.routes[1].balancer.read_timeout,

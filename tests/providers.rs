@@ -121,9 +121,15 @@ async fn a_wrong_bedrock_api_key_is_refused_upstream_and_never_echoed() {
     opts.api_keys = vec!["another-key".to_owned()];
     let h = api_key_gateway(sim::start(opts).await.unwrap()).await;
     let (status, body) = post(&h.url("/model/claude/converse"), converse_body("hi")).await;
-    assert_eq!(status, 403, "{body:?}");
+    // The gateway's key was refused, not the client's: a 502 naming the target and Bedrock's
+    // error name.
+    assert_eq!(status, 502, "{body:?}");
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains(API_KEY), "{text}");
+    assert!(
+        text.contains("upstream status 403 UnrecognizedClientException"),
+        "{text}"
+    );
     assert_eq!(h.sims[0].stats().bad_signatures, 1);
 }
 
@@ -1059,10 +1065,15 @@ async fn openai_and_anthropic_upstream_urls_with_a_path_are_sdk_base_urls() {
         (calls["chat-completions-stream"], calls["chat-completions"]),
         (1, 1)
     );
-    // A host alone means `/v1` under it, which this server does not serve.
+    // A host alone means `/v1` under it, which this server does not serve: the target's config
+    // is wrong, which is the gateway's error, not the client's.
     let bare = start_gateway(&route(origin_only), Vec::new()).await;
     let (status, body) = stream_chat(&bare).await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("target_refused") && body.contains("upstream status 404"),
+        "{body}"
+    );
 
     let anthropic = api_under(sim::SimProvider::Anthropic, API_KEY, "/anthropic").await;
     let target = anthropic_target(&format!("{}/anthropic", anthropic.url()));

@@ -439,3 +439,26 @@ async fn stream_options_are_refused_by_an_older_server_and_by_azure_before_they_
         assert_eq!(status, 200, "{version}: {out:?}");
     }
 }
+
+#[actix_rt::test]
+async fn an_openai_server_started_without_keys_takes_every_request_as_vllm_does() {
+    let mut opts = SimOptions::new("vllm");
+    opts.provider = SimProvider::OpenAi;
+    let keyless = sim::start(opts).await.unwrap();
+    let url = format!("{}/v1/chat/completions", keyless.url());
+    let (status, _, out) = post_json(&url, chat(false).to_string(), &[]).await;
+    assert_eq!(status, 200, "{out:?}");
+    assert!(
+        !keyless
+            .stats()
+            .last_request_headers
+            .contains_key("authorization")
+    );
+    // Azure always wants its key.
+    let mut opts = SimOptions::new("eastus");
+    opts.provider = SimProvider::Azure;
+    let azure = sim::start(opts).await.unwrap();
+    let url = azure_url(&azure, "chat/completions", Some(API_VERSION));
+    let (status, _, out) = post_json(&url, chat(false).to_string(), &[]).await;
+    assert_eq!(status, 401, "{out:?}");
+}

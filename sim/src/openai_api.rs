@@ -288,6 +288,8 @@ fn admit(req: &HttpRequest, state: &SimState, dialect: Dialect) -> Result<(), Ap
     state.stats.request();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     match dialect {
+        // A server started without keys takes every request, as vLLM does without `--api-key`.
+        Dialect::OpenAi if !state.has_api_keys() => {}
         Dialect::OpenAi => {
             let key = header("authorization").and_then(|v| v.strip_prefix("Bearer "));
             if !state.admits_api_key(key) {

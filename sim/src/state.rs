@@ -62,6 +62,11 @@ impl SimState {
         self.api_keys.iter().any(|k| k == key)
     }
 
+    /// Whether any API key is configured.
+    pub fn has_api_keys(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
     /// Whether a provider API's key is one of the configured ones; a missing or unknown key is
     /// counted as a bad one.
     pub fn admits_api_key(&self, key: Option<&str>) -> bool {

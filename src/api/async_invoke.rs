@@ -254,8 +254,12 @@ async fn send_to_region<'g>(
                     obs,
                 )
                 .await;
-                let retry = error.status.is_server_error() || error.status.as_u16() == 429;
-                last = Some(ProxyError::Upstream(error));
+                let retry = match &error {
+                    ProxyError::Upstream(e) => e.status.is_server_error() || e.status == 429,
+                    // The region refused the gateway's credentials; another may take them.
+                    ProxyError::Gateway(_) => true,
+                };
+                last = Some(error);
                 if !retry {
                     break;
                 }

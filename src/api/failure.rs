@@ -11,6 +11,7 @@ use crate::config::Provider;
 use crate::error::{ApiFormat, GatewayError};
 use crate::observe::{self, Obs};
 use crate::translate::{self, TranslateError, anthropic};
+use crate::upstream::classify::retry_after_secs;
 use crate::upstream::forward::{ProxyError, UpstreamError};
 
 pub(crate) enum Failure {
@@ -72,14 +73,19 @@ impl Failure {
 }
 
 /// The upstream's error in the client's format, with its `Retry-After` and the target that sent
-/// it: an error already in the client's format passes as it came.
+/// it: a body already in the client's error shape passes as it came; any other (a proxy's HTML
+/// page, an unreadable body) is written in the client's format.
 fn upstream_error(e: &UpstreamError, format: ApiFormat) -> HttpResponse {
     let message = translate::bedrock_error_message(&e.body)
         .unwrap_or_else(|| format!("upstream returned {}", e.status));
     let status = e.status.as_u16();
     let (status, body) = match (e.provider, format) {
-        (Provider::Anthropic, ApiFormat::Anthropic)
-        | (Provider::OpenAi | Provider::Azure, ApiFormat::OpenAi) => (status, e.body.to_vec()),
+        (Provider::Anthropic, ApiFormat::Anthropic) => {
+            translate::anthropic_error_from_anthropic(status, &e.body)
+        }
+        (Provider::OpenAi | Provider::Azure, ApiFormat::OpenAi) => {
+            translate::openai_error_from_openai(status, &e.body)
+        }
         (Provider::OpenAi | Provider::Azure, ApiFormat::Anthropic | ApiFormat::Bedrock) => {
             translate::error_map::anthropic_error_from_openai(status, &e.body)
         }
@@ -101,7 +107,7 @@ fn upstream_error(e: &UpstreamError, format: ApiFormat) -> HttpResponse {
     );
     let headers = response.headers_mut();
     if let Some(after) = e.retry_after
-        && let Ok(value) = after.as_secs().to_string().parse()
+        && let Ok(value) = retry_after_secs(after).to_string().parse()
     {
         headers.insert(RETRY_AFTER, value);
     }

@@ -22,7 +22,9 @@ use crate::gateway::{Gateway, RouteRuntime, Selection};
 use crate::limits::estimate::BodyTokens;
 use crate::observe::{self, Obs};
 use crate::shutdown::AbortSignal;
+use crate::translate::bedrock_error_message;
 use crate::translate::usage::{BedrockUsage, Usage};
+use crate::upstream::classify::retry_after_secs;
 use crate::upstream::client::UpstreamClients;
 use crate::upstream::forward::{
     Delivered, ProxyError, ProxyRequest, UpstreamError, forward, read_success_body,
@@ -378,6 +380,8 @@ fn stream_response(
     builder.streaming(body)
 }
 
+/// Bedrock's error as it came when its body is Bedrock's `{"message"}`; any other body (a proxy's
+/// HTML page, an unreadable one) is replaced by one naming the status.
 pub(crate) fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
     let mut builder = HttpResponse::build(error.status);
     builder.insert_header((CONTENT_TYPE, "application/json"));
@@ -385,9 +389,17 @@ pub(crate) fn upstream_error_response(error: &UpstreamError) -> HttpResponse {
         builder.insert_header(("x-amzn-errortype", error.error_type.as_str()));
     }
     if let Some(retry_after) = error.retry_after {
-        builder.insert_header((RETRY_AFTER, retry_after.as_secs().to_string()));
+        builder.insert_header((RETRY_AFTER, retry_after_secs(retry_after).to_string()));
     }
     builder.insert_header((TARGET_HEADER, error.target.as_str()));
     builder.insert_header((ATTEMPTS_HEADER, error.attempts.to_string()));
-    builder.body(error.body.clone())
+    if bedrock_error_message(&error.body).is_some() {
+        builder.body(error.body.clone())
+    } else {
+        let message = format!(
+            "the upstream returned {} without a Bedrock error body",
+            error.status
+        );
+        builder.body(serde_json::json!({ "message": message }).to_string())
+    }
 }

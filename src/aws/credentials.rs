@@ -9,7 +9,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_types::region::Region;
 
-use crate::config::Target;
+use crate::config::{AssumeRole, AwsKeys, Target, TargetAuth};
 
 /// Refresh this long before credentials expire, so a request never meets expired ones.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
@@ -19,6 +19,29 @@ const REFRESH_WITHOUT_EXPIRY: Duration = Duration::from_secs(15 * 60);
 /// Shortest gap between refreshes, so a provider handing out nearly-expired keys is not hammered.
 const MIN_REFRESH: Duration = Duration::from_secs(10);
 
+/// What a SigV4-signed target's credentials come from: its region, static keys and role.
+#[derive(Debug, Clone)]
+pub struct SigV4Credentials {
+    region: String,
+    keys: Option<AwsKeys>,
+    assume_role: Option<AssumeRole>,
+}
+
+impl SigV4Credentials {
+    /// `None` for a target that is not SigV4-signed (its own key, or none), which never loads
+    /// AWS credentials.
+    pub fn of(target: &Target) -> Option<Self> {
+        match &target.auth {
+            TargetAuth::SigV4 { keys, assume_role } => Some(Self {
+                region: target.region.clone(),
+                keys: keys.clone(),
+                assume_role: assume_role.clone(),
+            }),
+            TargetAuth::Key(_) | TargetAuth::None => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum CredentialSource {
     Static(Credentials),
@@ -26,10 +49,11 @@ pub enum CredentialSource {
 }
 
 impl CredentialSource {
-    /// Builds the source for a target: its static keys, else the standard AWS chain (env, profile,
-    /// web identity / IRSA, ECS, IMDSv2), optionally wrapped in an STS assume-role.
-    pub async fn for_target(target: &Target) -> Self {
-        if let Some(keys) = &target.auth {
+    /// Builds the source for a SigV4 target: its static keys, else the standard AWS
+    /// chain (env, profile, web identity / IRSA, ECS, IMDSv2), optionally wrapped in an STS
+    /// assume-role.
+    pub async fn for_target(target: &SigV4Credentials) -> Self {
+        if let Some(keys) = &target.keys {
             return Self::Static(Credentials::new(
                 keys.access_key_id.clone(),
                 keys.secret_access_key.clone(),
@@ -127,8 +151,8 @@ routes:
               aws_sts_endpoint_url: http://127.0.0.1:9
 "#;
         let config = crate::config::parse(yaml, &|_| None).unwrap();
-        let target = &config.routes[0].targets[0];
-        let source = CredentialSource::for_target(target).await;
+        let target = SigV4Credentials::of(&config.routes[0].targets[0]).unwrap();
+        let source = CredentialSource::for_target(&target).await;
         assert!(!source.is_static());
         assert!(source.fetch().await.is_err());
     }

@@ -17,7 +17,7 @@ use super::breaker::{Breaker, Transition};
 use super::cooldown::Cooldown;
 use super::outcome::Outcome;
 use super::state::TargetState;
-use crate::aws::credentials::{CredentialSource, refresh_after};
+use crate::aws::credentials::{CredentialSource, SigV4Credentials, refresh_after};
 use crate::clock;
 use crate::limits::Meter;
 use crate::metrics;
@@ -38,10 +38,11 @@ pub struct TargetActor {
 }
 
 /// The source is built asynchronously (the AWS chain probes its providers), so it starts empty.
-/// The pending target is boxed: it is large, and the slot is mostly `Ready`.
 enum CredentialSourceSlot {
-    /// Boxed: a target's config is several times the size of a ready source.
-    Pending(Box<crate::config::Target>),
+    /// The target is not SigV4-signed (its own key, or none): it never loads AWS credentials.
+    Unneeded,
+    /// Boxed: what the source is built from is larger than a ready source.
+    Pending(Box<SigV4Credentials>),
     Ready(CredentialSource),
 }
 
@@ -49,7 +50,7 @@ impl TargetActor {
     pub fn new(
         label: String,
         state: Arc<TargetState>,
-        target: crate::config::Target,
+        credentials: Option<SigV4Credentials>,
         max_fails: u32,
         fail_timeout: Duration,
         limits: Option<Arc<Meter>>,
@@ -59,7 +60,9 @@ impl TargetActor {
             state,
             breaker: Breaker::new(max_fails, clock::as_ms(fail_timeout)),
             cooldown: Cooldown::default(),
-            credentials: CredentialSourceSlot::Pending(Box::new(target)),
+            credentials: credentials.map_or(CredentialSourceSlot::Unneeded, |c| {
+                CredentialSourceSlot::Pending(Box::new(c))
+            }),
             limits,
         }
     }
@@ -74,6 +77,7 @@ impl TargetActor {
     fn refresh_credentials(&mut self, ctx: &mut Context<Self>) {
         let label = self.label.clone();
         let fut = match &self.credentials {
+            CredentialSourceSlot::Unneeded => return,
             CredentialSourceSlot::Pending(target) => {
                 let target = target.as_ref().clone();
                 async move {
@@ -117,9 +121,7 @@ impl Actor for TargetActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         metrics::target_actors(1);
-        if !self.state.is_keyed() {
-            self.refresh_credentials(ctx);
-        }
+        self.refresh_credentials(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {

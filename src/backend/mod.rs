@@ -9,6 +9,7 @@ pub mod state;
 
 use std::sync::Arc;
 
+use crate::aws::credentials::SigV4Credentials;
 use crate::aws::sign::{BEDROCK_SERVICE, Signer};
 use crate::config::{BalancerConfig, Target};
 use crate::limits::{Backend, Meter};
@@ -38,16 +39,17 @@ impl TargetRuntime {
     /// Starts the target's actor on the current arbiter.
     pub fn start(config: Target, balancer: &BalancerConfig, backend: &Backend) -> Arc<Self> {
         let label = config.label();
-        let state = Arc::new(if config.key_header.is_some() {
-            TargetState::keyed()
-        } else {
+        let sigv4 = SigV4Credentials::of(&config);
+        let state = Arc::new(if sigv4.is_some() {
             TargetState::default()
+        } else {
+            TargetState::without_aws_credentials()
         });
         let limits = backend.target_meter(config.limits, &label);
         let actor = TargetHandle::start(actor::TargetActor::new(
             label.clone(),
             Arc::clone(&state),
-            config.clone(),
+            sigv4,
             balancer.max_fails,
             balancer.fail_timeout,
             limits.clone(),

@@ -67,8 +67,8 @@ pub struct TargetState {
     failures: AtomicU64,
     /// Loaded by the actor; `None` until the first fetch succeeds.
     pub credentials: ArcSwapOption<Credentials>,
-    /// The target sends its own key header instead of signing, so it needs no AWS credentials.
-    keyed: bool,
+    /// The target is not SigV4-signed (its own key, or none), so it needs no AWS credentials.
+    unsigned: bool,
 }
 
 impl Default for TargetState {
@@ -87,27 +87,24 @@ impl Default for TargetState {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             credentials: ArcSwapOption::empty(),
-            keyed: false,
+            unsigned: false,
         }
     }
 }
 
 impl TargetState {
-    /// The state of a target that sends a key header: ready without AWS credentials.
-    pub fn keyed() -> Self {
+    /// The state of a target that is not SigV4-signed: ready without AWS credentials.
+    pub fn without_aws_credentials() -> Self {
         Self {
-            keyed: true,
+            unsigned: true,
             ..Self::default()
         }
     }
 
-    pub const fn is_keyed(&self) -> bool {
-        self.keyed
-    }
-
-    /// Whether the target can authenticate a request now: its key, or loaded AWS credentials.
+    /// Whether the target can authenticate a request now: it signs nothing, or its AWS
+    /// credentials are loaded.
     pub fn can_authenticate(&self) -> bool {
-        self.keyed || self.credentials.load().is_some()
+        self.unsigned || self.credentials.load().is_some()
     }
 
     pub fn health(&self) -> Health {
@@ -284,8 +281,8 @@ mod tests {
     }
 
     #[test]
-    fn a_keyed_target_is_ready_without_aws_credentials() {
-        let state = TargetState::keyed();
+    fn an_unsigned_target_is_ready_without_aws_credentials() {
+        let state = TargetState::without_aws_credentials();
         assert!(state.is_ready(0) && state.try_admit(0));
         state.set_cooldown_until(100);
         assert!(!state.is_ready(99));

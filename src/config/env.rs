@@ -13,6 +13,7 @@ use serde_yaml_ng::Value;
 
 use super::de;
 use super::error::ConfigProblem;
+use super::raw::SECRET_FIELDS;
 
 /// Starts every token; nothing a person would write.
 pub const TOKEN_PREFIX: &str = "__bedrock_balancer_env_";
@@ -40,6 +41,14 @@ struct Reference {
 impl Reference {
     fn unset_message(&self) -> String {
         format!("environment variable {} is not set", self.name)
+    }
+
+    /// Names the variable, never what the rest of the value holds.
+    fn empty_secret_message(&self) -> String {
+        format!(
+            "environment variable {} is empty; a secret must not take an empty value",
+            self.name
+        )
     }
 }
 
@@ -129,7 +138,9 @@ impl Marked {
 
     /// Puts every variable's value where its token is in the parsed document. Returns the unset
     /// variables, each a problem at its path, whose tokens stay (what depends on them can be told
-    /// apart). A reference in a mapping key is a problem added to `problems`.
+    /// apart), and the empty ones in a secret field ([`SECRET_FIELDS`]), whose value the field's
+    /// own checks need not judge again. A reference in a mapping key is a problem added to
+    /// `problems`.
     pub fn resolve(
         &self,
         doc: &mut Value,
@@ -189,12 +200,15 @@ impl Marked {
         if !parts.iter().any(|part| matches!(part, Part::Reference(_))) {
             return None;
         }
+        let secret = SECRET_FIELDS.contains(&path.rsplit('.').next().unwrap_or(path));
         let mut out = String::with_capacity(text.len());
         let mut unset = false;
         for part in &parts {
             match part {
                 Part::Text(text) => out.push_str(text),
                 Part::Reference(reference) => match &reference.value {
+                    Some(value) if value.is_empty() && secret => unset_problems
+                        .push(ConfigProblem::new(path, reference.empty_secret_message())),
                     Some(value) => out.push_str(value),
                     None => {
                         unset = true;
@@ -295,6 +309,7 @@ mod tests {
             "KEY" => Some("s3cr${ET} # not: a comment".to_owned()),
             "WEIGHT" => Some("7".to_owned()),
             "FLAG" => Some("true".to_owned()),
+            "EMPTY" => Some(String::new()),
             _ => None,
         }
     }
@@ -364,6 +379,22 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["line 2 column 5: environment variable NOPE is not set"]
         );
+    }
+
+    #[test]
+    fn an_empty_variable_in_a_secret_is_a_problem_naming_it_and_elsewhere_is_text() {
+        let (doc, problems) = resolved(
+            "auth: { header_name: Authorization, header_value: \"Bearer ${EMPTY}\" }
+name: \"m${EMPTY}\"
+",
+        );
+        assert_eq!(
+            problems,
+            [
+                "auth.header_value: environment variable EMPTY is empty; a secret must not take an empty value"
+            ]
+        );
+        assert_eq!(doc["name"], Value::String("m".into()));
     }
 
     #[test]
@@ -454,7 +485,9 @@ routes:
                 proptest::test_runner::TestCaseError::fail(e.to_string())
             })?;
             for target in &config.routes[0].targets {
-                let auth = target.auth.as_ref().unwrap();
+                let crate::config::TargetAuth::SigV4 { keys: Some(auth), .. } = &target.auth else {
+                    return Err(proptest::test_runner::TestCaseError::fail("no static keys"));
+                };
                 proptest::prop_assert_eq!(&auth.access_key_id, &id);
                 proptest::prop_assert_eq!(&auth.secret_access_key, &key);
                 proptest::prop_assert_eq!(auth.session_token.as_ref(), Some(&token));

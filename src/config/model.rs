@@ -460,9 +460,32 @@ impl ProviderOptions {
     }
 }
 
+/// How the gateway authenticates to a target, chosen by its provider: only a Bedrock target is
+/// ever SigV4-signed, so the gateway's AWS credentials never reach another provider's server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetAuth {
+    /// Bedrock: SigV4 for the target's region, with static keys or else the standard AWS
+    /// credential chain, optionally through an assumed role.
+    SigV4 {
+        keys: Option<AwsKeys>,
+        assume_role: Option<AssumeRole>,
+    },
+    /// The target's own key, sent instead of a signature: a Bedrock API key, or another
+    /// provider's key header.
+    Key(KeyHeader),
+    /// An OpenAI-compatible server that takes no key (a vLLM inside the network); never Bedrock.
+    None,
+}
+
+impl TargetAuth {
+    /// Whether requests are signed with AWS credentials the target's actor must load first.
+    pub const fn needs_aws_credentials(&self) -> bool {
+        matches!(self, Self::SigV4 { .. })
+    }
+}
+
 /// A header carrying the target's own key (`auth.header_name` / `header_value`, or a Bedrock API
-/// key as `Authorization: Bearer`); a target with one is never SigV4-signed. `Debug` never prints
-/// the value.
+/// key as `Authorization: Bearer`). `Debug` never prints the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyHeader {
     /// Lower-cased.
@@ -509,11 +532,7 @@ pub struct Target {
     pub guardrail_map: BTreeMap<String, GuardrailRef>,
     /// `bedrock/agent` routes only: client knowledge base id -> this region's knowledge base.
     pub knowledge_base_map: BTreeMap<String, String>,
-    pub assume_role: Option<AssumeRole>,
-    /// Static keys; `None` means the standard AWS credential chain (unless `key_header` is set).
-    pub auth: Option<AwsKeys>,
-    /// The target's own key, sent instead of a SigV4 signature.
-    pub key_header: Option<KeyHeader>,
+    pub auth: TargetAuth,
     /// Price per million input tokens.
     pub input_cost: f64,
     /// Price per million output tokens.

@@ -162,6 +162,19 @@ pub struct RawAuth {
     pub header_value: Option<Secret>,
 }
 
+/// The fields of type [`Secret`]: a `${VAR}` in one that resolves empty is refused, as it would
+/// leave a key like `Bearer ` that passes every other check.
+pub const SECRET_FIELDS: [&str; 8] = [
+    "admin_token",
+    "api_key",
+    "api_key_sha256",
+    "aws_secret_access_key",
+    "redis_url",
+    "aws_session_token",
+    "aws_bearer_token",
+    "header_value",
+];
+
 /// A secret string. Its `Debug` and its type error never show the value: serde's usual
 /// "invalid type: integer `12345`" would print a numeric key into logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -238,6 +251,24 @@ mod tests {
             format!("{:?}", Secret("hunter2".into())),
             "Secret(<redacted>)"
         );
+    }
+
+    /// The list is what the types say: every `Option<Secret>` field in this file, and no other.
+    #[test]
+    fn secret_fields_are_the_secret_typed_ones() {
+        let mut declared: Vec<&str> = include_str!("raw.rs")
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("pub ")?
+                    .strip_suffix(": Option<Secret>,")
+            })
+            .collect();
+        let mut listed = SECRET_FIELDS.to_vec();
+        declared.sort_unstable();
+        declared.dedup();
+        listed.sort_unstable();
+        assert_eq!(declared, listed);
     }
 
     #[test]

@@ -148,23 +148,95 @@ pub fn openai_kind_for_anthropic(status: u16, error_type: Option<&str>) -> OpenA
         "timeout_error" => kind(408, "timeout_error", "upstream_timeout"),
         "overloaded_error" => kind(503, "api_error", "service_unavailable"),
         "api_error" => kind(502, "api_error", "upstream_error"),
-        _ => match status {
-            401 => upstream_auth,
-            403 => kind(403, "permission_error", "permission_denied"),
-            404 => kind(404, "not_found_error", "model_not_found"),
-            413 => kind(413, "invalid_request_error", "request_too_large"),
-            429 => RATE_LIMIT,
-            400..=499 => kind(400, "invalid_request_error", "invalid_request"),
-            503 | 529 => kind(503, "api_error", "service_unavailable"),
-            _ => kind(502, "api_error", "upstream_error"),
-        },
+        _ => openai_kind_for_status(status),
     }
 }
 
+/// OpenAI's status, `type` and `code` for an upstream error known only by its status.
+fn openai_kind_for_status(status: u16) -> OpenAiErrorKind {
+    let kind = |status, error_type, code| OpenAiErrorKind {
+        status,
+        error_type,
+        code,
+    };
+    match status {
+        401 => kind(502, "api_error", "upstream_authentication_failed"),
+        403 => kind(403, "permission_error", "permission_denied"),
+        404 => kind(404, "not_found_error", "model_not_found"),
+        413 => kind(413, "invalid_request_error", "request_too_large"),
+        429 => RATE_LIMIT,
+        400..=499 => kind(400, "invalid_request_error", "invalid_request"),
+        503 | 529 => kind(503, "api_error", "service_unavailable"),
+        _ => kind(502, "api_error", "upstream_error"),
+    }
+}
+
+/// An OpenAI-compatible upstream's error for an OpenAI client: its body as it came when it is in
+/// OpenAI's shape (`{"error":{"message"}}`), else one written in that shape from the status and
+/// any top-level `message` (vLLM's `{"object":"error","message"}`; a proxy's HTML page has none).
+pub fn openai_error_from_openai(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
+    #[derive(serde::Deserialize)]
+    struct Shaped<'a> {
+        #[serde(rename = "error", borrow)]
+        _error: Message<'a>,
+    }
+    if serde_json::from_slice::<Shaped<'_>>(body).is_ok() {
+        return (status, body.to_vec());
+    }
+    let kind = openai_kind_for_status(status);
+    let message = serde_json::from_slice::<Message<'_>>(body)
+        .map(|m| m.message.into_owned())
+        .unwrap_or_else(|_| format!("the upstream returned {status} without an OpenAI error body"));
+    (
+        kind.status,
+        openai_error_body(
+            kind.status,
+            kind.error_type,
+            Some(kind.code),
+            None,
+            &message,
+        ),
+    )
+}
+
+/// The Anthropic API's error for an Anthropic client: its body as it came when it is in
+/// Anthropic's shape (`{"type":"error","error":{"type","message"}}`), else one written in that
+/// shape from the status (a proxy's HTML page).
+pub fn anthropic_error_from_anthropic(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
+    #[derive(serde::Deserialize)]
+    struct Detail<'a> {
+        #[serde(rename = "type", borrow)]
+        _kind: std::borrow::Cow<'a, str>,
+        #[serde(rename = "message", borrow)]
+        _message: std::borrow::Cow<'a, str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Shaped<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+        #[serde(rename = "error", borrow)]
+        _error: Detail<'a>,
+    }
+    let shaped = serde_json::from_slice::<Shaped<'_>>(body).is_ok_and(|e| e.kind == "error");
+    if shaped {
+        return (status, body.to_vec());
+    }
+    let (status, error_type) = anthropic_error_for_openai(status);
+    let message = format!("the upstream returned {status} without an Anthropic error body");
+    (status, super::anthropic::error_body(error_type, &message))
+}
+
+/// A JSON object's string `message`.
+#[derive(serde::Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    message: std::borrow::Cow<'a, str>,
+}
+
 /// Anthropic's status and error `type` for an error from an OpenAI-compatible or Azure OpenAI
-/// upstream. Their bodies differ (OpenAI's `type` is `requests`, `insufficient_quota`,
-/// `server_error`...; Azure puts the status in `code`; vLLM writes its own), so the status
-/// decides. 503 is Anthropic's 529 `overloaded_error`, which Anthropic's SDKs back off on.
+/// upstream, or any error without a readable body. Their bodies differ (OpenAI's `type` is
+/// `requests`, `insufficient_quota`, `server_error`...; Azure puts the status in `code`; vLLM
+/// writes its own), so the status decides. 503 is Anthropic's 529 `overloaded_error`, which Anthropic's SDKs back off on.
 pub fn anthropic_error_for_openai(status: u16) -> (u16, &'static str) {
     match status {
         // The upstream refused the gateway's key, not the client's.
@@ -583,5 +655,40 @@ mod tests {
             Some("bad")
         );
         assert_eq!(bedrock_error_message(b"<html>"), None);
+    }
+
+    #[test]
+    fn same_format_errors_pass_only_in_their_own_shape() {
+        let openai = br#"{"error":{"message":"bad","type":"invalid_request_error","code":null}}"#;
+        assert_eq!(
+            openai_error_from_openai(400, openai),
+            (400, openai.to_vec())
+        );
+        // vLLM's own shape keeps its message in OpenAI's.
+        let vllm =
+            br#"{"object":"error","message":"too long","type":"BadRequestError","code":400}"#;
+        let (status, body) = openai_error_from_openai(400, vllm);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, &v["error"]["message"]), (400, &json!("too long")));
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        let (status, body) = openai_error_from_openai(502, b"<html>Bad Gateway</html>");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, &v["error"]["type"]), (502, &json!("api_error")));
+
+        let anthropic =
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}"#;
+        assert_eq!(
+            anthropic_error_from_anthropic(400, anthropic),
+            (400, anthropic.to_vec())
+        );
+        for foreign in [&b""[..], b"<html/>", br#"{"message":"bedrock's"}"#, openai] {
+            let (status, body) = anthropic_error_from_anthropic(503, foreign);
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(status, 529);
+            assert_eq!(
+                (&v["type"], &v["error"]["type"]),
+                (&json!("error"), &json!("overloaded_error"))
+            );
+        }
     }
 }

@@ -63,8 +63,9 @@ pub use embeddings::{
 pub use error::TranslateError;
 pub use error_map::{
     OpenAiErrorKind, anthropic_error_for_bedrock, anthropic_error_for_openai,
-    anthropic_error_from_openai, bedrock_error_message, classify, openai_error_body,
-    openai_error_for_bedrock, openai_error_from_anthropic, openai_kind_for_anthropic,
+    anthropic_error_from_anthropic, anthropic_error_from_openai, bedrock_error_message, classify,
+    openai_error_body, openai_error_for_bedrock, openai_error_from_anthropic,
+    openai_error_from_openai, openai_kind_for_anthropic,
 };
 pub use finish_reason::FinishReason;
 pub use usage::Usage;

@@ -13,15 +13,16 @@ use bytes::Bytes;
 use super::body::read_body;
 use super::classify::{
     error_name, outcome_for_status, parse_ratelimit_reset, parse_retry_after, parse_retry_after_ms,
+    refuses_the_gateway,
 };
-use super::forward::{LastFailure, ProxyRequest, UpstreamError};
+use super::forward::{LastFailure, ProxyError, ProxyRequest, UpstreamError};
 use super::operation::Operation;
 use super::request::{Upstream, prepare};
 use super::timeouts::{self, Phase, SendFailure, Timeouts};
 use crate::aws::sign::Unsigned;
 use crate::backend::{Outcome, TargetRuntime};
 use crate::balance::Lease;
-use crate::config::{BalancerConfig, FailoverCriteria, FailoverCriterion};
+use crate::config::{BalancerConfig, FailoverCriteria, FailoverCriterion, TargetAuth};
 use crate::error::GatewayError;
 use crate::metrics;
 use crate::observe::Obs;
@@ -69,13 +70,23 @@ pub(crate) async fn attempt(
     match send_once(client, &target, request, operation, body, config).await {
         Ok(response) if response.status().is_success() => Ok((response, sent_at)),
         Ok(mut response) => {
-            let error =
-                error_answer(&mut response, lease, nth, sent_at, config.read_timeout, obs).await;
-            let may_fail_over = FailoverCriterion::for_status(error.status.as_u16())
-                .is_some_and(|c| may_fail_over(criteria, c, true));
-            tracing::debug!(target_id = %target.label, status = error.status.as_u16(), may_fail_over, "upstream error");
+            let status = response.status().as_u16();
+            let (failure, may_fail_over) =
+                match error_answer(&mut response, lease, nth, sent_at, config.read_timeout, obs)
+                    .await
+                {
+                    ProxyError::Upstream(error) => {
+                        let may_fail_over = FailoverCriterion::for_status(status)
+                            .is_some_and(|c| may_fail_over(criteria, c, true));
+                        (LastFailure::Status(error), may_fail_over)
+                    }
+                    // Another target has credentials and a config of its own, and nothing was
+                    // generated: whatever the criteria, this one's refusal is never the answer.
+                    ProxyError::Gateway(refused) => (LastFailure::Refused(refused), true),
+                };
+            tracing::debug!(target_id = %target.label, status, may_fail_over, "upstream error");
             Err(Failed {
-                failure: LastFailure::Status(error),
+                failure,
                 may_fail_over,
             })
         }
@@ -95,7 +106,10 @@ pub(crate) async fn attempt(
 }
 
 /// Reads an error answer and records it: upstream time, the error metric, and the outcome the
-/// target's breaker and cooldown learn from.
+/// target's breaker and cooldown learn from. The answer is the client's to see, unless the
+/// target refused the gateway's own credentials or config: then it is a failure of the target,
+/// told to the client as the gateway's error without the upstream body (which may quote the
+/// target's key).
 pub(crate) async fn error_answer(
     response: &mut awc::ClientResponse,
     lease: &mut Lease,
@@ -103,20 +117,39 @@ pub(crate) async fn error_answer(
     sent_at: Instant,
     read_timeout: Duration,
     obs: &Obs,
-) -> UpstreamError {
+) -> ProxyError {
     let target = Arc::clone(lease.target());
     let error = read_error(response, &target, nth, read_timeout).await;
+    let status = error.status.as_u16();
     obs.upstream_time(&target, sent_at.elapsed());
     metrics::upstream_error(
         target.metric_labels(),
-        metrics::error_kind(error.status.as_u16(), &error.error_type),
+        metrics::error_kind(status, &error.error_type),
     );
+    if refuses_the_gateway(error.provider, status, &error.error_type) {
+        tracing::warn!(
+            target_id = %target.label,
+            provider = error.provider.as_str(),
+            status,
+            error_type = %error.error_type,
+            "target refused the gateway's credentials or configuration; check its auth and model"
+        );
+        lease.set_outcome(Outcome::Failure);
+        let upstream = match error.error_type.as_str() {
+            "" => status.to_string(),
+            name => format!("{status} {name}"),
+        };
+        return ProxyError::Gateway(GatewayError::TargetRefused {
+            target: error.target,
+            upstream,
+        });
+    }
     lease.set_outcome(outcome_for_status(
-        error.status.as_u16(),
+        status,
         &error.error_type,
         error.retry_after,
     ));
-    error
+    ProxyError::Upstream(error)
 }
 
 /// Records an attempt that got no answer: upstream time, the error metric, and a failure for the
@@ -238,10 +271,10 @@ pub(crate) async fn send_once(
         .map_err(|e| AttemptFailure::unsent(FailureKind::Request, e.to_string()))?;
     let method = operation.method();
     let has_body = method == "POST";
-    let auth_headers = match &target.config.key_header {
-        // A Bedrock API key (or another provider's key) stands in for the signature.
-        Some(key) => vec![(key.name.as_str().into(), key.value.clone())],
-        None => sign(target, request, &upstream, method, has_body)?,
+    let auth_headers = match &target.config.auth {
+        TargetAuth::SigV4 { .. } => sign(target, request, &upstream, method, has_body)?,
+        TargetAuth::Key(key) => vec![(key.name.as_str().into(), key.value.clone())],
+        TargetAuth::None => Vec::new(),
     };
     let url = if upstream.query.is_empty() {
         format!("{}{}", target.config.upstream_url, upstream.path)
@@ -341,11 +374,11 @@ pub(crate) async fn read_error(
                 .filter_map(|name| parse_ratelimit_reset(header(name).as_deref()?))
                 .max()
         });
+    // An unreadable body is empty, which no API's error shape matches: the client gets one
+    // written in its own format.
     let body = read_body(response, MAX_ERROR_BODY, read_timeout)
         .await
-        .unwrap_or_else(|_| {
-            Bytes::from_static(b"{\"message\":\"upstream error body unreadable\"}")
-        });
+        .unwrap_or_default();
     UpstreamError {
         provider: target.config.provider.provider(),
         status: response.status(),

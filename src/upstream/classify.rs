@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::backend::Outcome;
+use crate::config::Provider;
 
 /// Bedrock's error name without the `:namespace` suffix AWS appends in `x-amzn-errortype`, and
 /// with the lowerCamel first letter of stream exceptions raised (`throttlingException`).
@@ -26,6 +27,25 @@ pub fn outcome_for_status(status: u16, error_name: &str, retry_after: Option<Dur
         // 424 is the model failing, 408 the model timing out: both are the target's trouble.
         408 | 424 | 500..=599 => Outcome::Failure,
         _ => Outcome::Neutral,
+    }
+}
+
+/// Whether an error answer refuses what the gateway sends on its own account rather than anything
+/// of the client's (whose credentials never go upstream): a 401 or 403 from any target, whose
+/// credentials are the operator's to fix (Bedrock's `UnrecognizedClientException`,
+/// `InvalidSignatureException`, `ExpiredTokenException`, an expired Bedrock API key); and from
+/// another provider's target a 404, since its path, `model` and deployment all come from the
+/// config. Two Bedrock answers stay the client's, because they can be about what the client
+/// named, and a client must not be able to open a region's circuit for everyone: a 404 (an async
+/// job, a guardrail) and an `AccessDeniedException` (an S3 bucket of StartAsyncInvoke's, a
+/// guardrail in the invoke headers).
+pub fn refuses_the_gateway(provider: Provider, status: u16, error_type: &str) -> bool {
+    let bedrock = provider == Provider::Bedrock;
+    match status {
+        401 => true,
+        403 => !(bedrock && error_type == "AccessDeniedException"),
+        404 => !bedrock,
+        _ => false,
     }
 }
 
@@ -72,6 +92,12 @@ pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
     value
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+/// A wait as `Retry-After` seconds, rounded up: Azure's `retry-after-ms: 500` told as 0 would
+/// send the client back before the upstream is ready.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 /// Azure OpenAI's `retry-after-ms`.
@@ -163,6 +189,35 @@ mod tests {
     }
 
     #[test]
+    fn refusals_of_the_gateways_credentials_and_config_are_told_apart() {
+        for provider in Provider::ALL {
+            let other = provider != Provider::Bedrock;
+            assert!(refuses_the_gateway(provider, 401, ""), "{provider:?}");
+            assert!(
+                refuses_the_gateway(provider, 403, "InvalidSignatureException"),
+                "{provider:?}"
+            );
+            assert!(refuses_the_gateway(provider, 403, ""), "{provider:?}");
+            assert_eq!(
+                refuses_the_gateway(provider, 403, "AccessDeniedException"),
+                other,
+                "{provider:?}"
+            );
+            assert_eq!(
+                refuses_the_gateway(provider, 404, ""),
+                other,
+                "{provider:?}"
+            );
+            for client_fault in [400, 413, 422, 429, 500] {
+                assert!(
+                    !refuses_the_gateway(provider, client_fault, ""),
+                    "{provider:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn anthropic_stream_errors_map_by_type() {
         let throttled = Outcome::Throttled { retry_after: None };
         assert_eq!(outcome_for_anthropic_error("overloaded_error"), throttled);
@@ -178,6 +233,14 @@ mod tests {
     fn retry_after_is_seconds() {
         assert_eq!(parse_retry_after(Some("7")), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after(Some("soon")), None);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(500)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after_secs(Duration::ZERO), 0);
     }
 
     #[test]

@@ -113,6 +113,8 @@ impl From<GatewayError> for ProxyError {
 pub(crate) enum LastFailure {
     Attempt(AttemptFailure),
     Status(UpstreamError),
+    /// The target refused the gateway's own credentials or config.
+    Refused(GatewayError),
 }
 
 impl LastFailure {
@@ -120,6 +122,7 @@ impl LastFailure {
     fn into_error(self, route: &str) -> ProxyError {
         match self {
             Self::Status(error) => ProxyError::Upstream(error),
+            Self::Refused(error) => ProxyError::Gateway(error),
             Self::Attempt(failure) => ProxyError::Gateway(failure.into_gateway_error(route)),
         }
     }

@@ -265,7 +265,7 @@ mod tests {
     use std::num::NonZeroU16;
 
     use super::*;
-    use crate::config::{GuardrailRef, InvokeHeaders, Limits, Service};
+    use crate::config::{GuardrailRef, InvokeHeaders, Limits, Service, TargetAuth};
 
     fn target(model: Option<&str>) -> Target {
         Target {
@@ -279,9 +279,10 @@ mod tests {
             invoke_headers: InvokeHeaders::default(),
             guardrail_map: BTreeMap::new(),
             knowledge_base_map: BTreeMap::new(),
-            assume_role: None,
-            auth: None,
-            key_header: None,
+            auth: TargetAuth::SigV4 {
+                keys: None,
+                assume_role: None,
+            },
             input_cost: 0.0,
             output_cost: 0.0,
             cache_read_cost: 0.0,

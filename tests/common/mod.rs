@@ -60,14 +60,19 @@ impl Harness {
 
     /// The `/admin/targets` entry of the target in `region`.
     pub async fn admin_target(&self, region: &str) -> serde_json::Value {
+        self.admin_target_where("region", region).await
+    }
+
+    /// The `/admin/targets` entry whose `field` is `value`.
+    pub async fn admin_target_where(&self, field: &str, value: &str) -> serde_json::Value {
         let json = self.admin_targets().await;
         json["targets"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|t| t["region"] == region)
+            .find(|t| t[field] == value)
             .cloned()
-            .unwrap_or_else(|| panic!("{region} missing from {json}"))
+            .unwrap_or_else(|| panic!("{field} {value} missing from {json}"))
     }
 }
 

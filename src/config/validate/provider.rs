@@ -166,15 +166,16 @@ fn is_url_safe(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
 }
 
-/// The target's credentials: AWS keys (SigV4) or a Bedrock API key for Bedrock, a key header for
-/// the others.
+/// The target's credentials: AWS keys or the credential chain (SigV4), or a Bedrock API key for
+/// Bedrock; a key header for the others, or none for an OpenAI-compatible server that takes none.
+/// A Bedrock target's role is added by [`with_role`].
 pub(super) fn target_auth(
     raw: Option<RawAuth>,
     provider: Provider,
     assumes_role: bool,
     path: &str,
     problems: &mut Vec<ConfigProblem>,
-) -> Option<(Option<AwsKeys>, Option<KeyHeader>)> {
+) -> Option<TargetAuth> {
     // No `auth` at all is judged as an empty one: the same fields are required.
     let raw = raw.unwrap_or_default();
     if provider == Provider::Bedrock {
@@ -195,7 +196,12 @@ pub(super) fn target_auth(
                 path,
                 problems,
             );
-            return ok.then_some(keys.map(|k| (k, None))).flatten();
+            return ok
+                .then_some(keys.map(|keys| TargetAuth::SigV4 {
+                    keys,
+                    assume_role: None,
+                }))
+                .flatten();
         };
         ok &= refuse_set(
             &[
@@ -216,13 +222,10 @@ pub(super) fn target_auth(
         }
         ok &= header_value_ok(&token.0, &field(path, "aws_bearer_token"), problems);
         return ok.then(|| {
-            (
-                None,
-                Some(KeyHeader {
-                    name: "authorization".to_owned(),
-                    value: format!("Bearer {}", token.0),
-                }),
-            )
+            TargetAuth::Key(KeyHeader {
+                name: "authorization".to_owned(),
+                value: format!("Bearer {}", token.0),
+            })
         });
     }
     let ok = refuse_set(
@@ -250,13 +253,13 @@ pub(super) fn target_auth(
             let name_ok = header_name_ok(&name, &field(path, "header_name"), problems);
             let value_ok = header_value_ok(&value.0, &field(path, "header_value"), problems);
             (name_ok && value_ok).then(|| {
-                Some(KeyHeader {
+                TargetAuth::Key(KeyHeader {
                     name: name.to_ascii_lowercase(),
                     value: value.0,
                 })
             })
         }
-        Some(None) if provider == Provider::OpenAi => Some(None),
+        Some(None) if provider == Provider::OpenAi => Some(TargetAuth::None),
         Some(None) => {
             problems.push(ConfigProblem::new(
                 field(path, "header_name"),
@@ -269,7 +272,19 @@ pub(super) fn target_auth(
         }
         None => None,
     };
-    ok.then_some(header.map(|h| (None, h))).flatten()
+    ok.then_some(header).flatten()
+}
+
+/// A Bedrock target's SigV4 credentials, assumed through `role` (`aws_assume_role_arn`), which
+/// only a Bedrock target without `aws_bearer_token` may have: [`target_auth`] refused it otherwise.
+pub(super) fn with_role(auth: TargetAuth, role: Option<AssumeRole>) -> TargetAuth {
+    match auth {
+        TargetAuth::SigV4 { keys, .. } => TargetAuth::SigV4 {
+            keys,
+            assume_role: role,
+        },
+        other => other,
+    }
 }
 
 /// Reports each `(field, set)` that is set with `message`; true when none is.

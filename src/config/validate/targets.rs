@@ -6,7 +6,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use serde_yaml_ng::Value;
 
 use super::checks::*;
-use super::provider::{provider, provider_options, target_auth};
+use super::provider::{provider, provider_options, target_auth, with_role};
 use super::target_routing::{RawRouting, RoutingOptions, routing_options};
 use crate::config::de::{self, field, index};
 use crate::config::defaults::*;
@@ -117,7 +117,6 @@ fn target(
     };
     let limits = limits(raw.limits, &field(path, "limits"), problems);
     let model = model?;
-    let (auth, key_header) = auth?;
     Some(Target {
         name: name?,
         model_id: model.model_id,
@@ -129,9 +128,7 @@ fn target(
         invoke_headers: model.routing.invoke_headers,
         guardrail_map: model.routing.guardrail_map,
         knowledge_base_map: model.routing.knowledge_base_map,
-        assume_role: model.assume_role,
-        auth,
-        key_header,
+        auth: with_role(auth?, model.assume_role),
         input_cost: model.input_cost,
         output_cost: model.output_cost,
         cache_read_cost: model.cache_read_cost,
