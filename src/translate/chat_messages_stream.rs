@@ -57,7 +57,11 @@ impl MessagesChatStream {
     /// `FirstContent` if the first content went out, else `Continue`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<StreamStep, TranslateError> {
         let mut step = StreamStep::Continue;
-        for event in self.decoder.feed(bytes) {
+        for event in self
+            .decoder
+            .feed(bytes)
+            .map_err(|e| TranslateError::upstream(e.to_string()))?
+        {
             step = match (step, self.on_event(&event.event, &event.data, out)?) {
                 (StreamStep::Complete, _) | (_, StreamStep::Complete) => StreamStep::Complete,
                 (StreamStep::FirstContent, _) | (_, StreamStep::FirstContent) => {

@@ -52,7 +52,11 @@ impl ChatMessagesStream {
 
     /// Feeds upstream bytes, split anywhere, appending the events they complete to `out`.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), TranslateError> {
-        for event in self.decoder.feed(bytes) {
+        for event in self
+            .decoder
+            .feed(bytes)
+            .map_err(|e| TranslateError::upstream(e.to_string()))?
+        {
             self.on_data(&event.data, out)?;
         }
         Ok(())

@@ -18,6 +18,7 @@ use super::classify::{
 use super::forward::{LastFailure, ProxyError, ProxyRequest, UpstreamError};
 use super::operation::Operation;
 use super::request::{Upstream, prepare};
+use super::stream_head::{FirstEvent, NoEvent, first_event};
 use super::timeouts::{self, Phase, SendFailure, Timeouts};
 use crate::aws::sign::Unsigned;
 use crate::backend::{Outcome, TargetRuntime};
@@ -67,49 +68,60 @@ pub(crate) async fn attempt(
     let target = Arc::clone(lease.target());
     let sent_at = Instant::now();
     let criteria = config.failover_criteria;
-    match send_once(client, &target, request, operation, body, config).await {
-        Ok(response) if response.status().is_success() => Ok((response, sent_at)),
-        Ok(mut response) => {
-            let status = response.status().as_u16();
-            let (failure, may_fail_over) =
-                match error_answer(&mut response, lease, nth, sent_at, config.read_timeout, obs)
-                    .await
-                {
-                    ProxyError::Upstream(error) => {
-                        let may_fail_over = FailoverCriterion::for_status(status)
-                            .is_some_and(|c| may_fail_over(criteria, c, true));
-                        (LastFailure::Status(error), may_fail_over)
-                    }
-                    // Another target has credentials and a config of its own, and nothing was
-                    // generated: whatever the criteria, this one's refusal is never the answer.
-                    ProxyError::Gateway(refused) => (LastFailure::Refused(refused), true),
-                };
-            tracing::debug!(target_id = %target.label, status, may_fail_over, "upstream error");
-            Err(Failed {
-                failure,
-                may_fail_over,
-            })
+    let failure = match send_once(client, &target, request, operation, body, config).await {
+        Ok(response) if response.status().is_success() => {
+            match first_event(response, operation, config.read_timeout).await {
+                FirstEvent::Relay(response) => return Ok((response, sent_at)),
+                FirstEvent::Error(first) => {
+                    let error = UpstreamError {
+                        provider: target.config.provider.provider(),
+                        status: first.status,
+                        error_type: first.error_type,
+                        body: first.body,
+                        retry_after: None,
+                        target: target.label.clone(),
+                        attempts: nth,
+                    };
+                    tracing::debug!(target_id = %target.label, status = error.status.as_u16(), "upstream stream opened with an error");
+                    LastFailure::from(record_error(error, lease, sent_at, obs))
+                }
+                FirstEvent::NoEvent(no_event) => {
+                    LastFailure::Attempt(AttemptFailure::no_event(no_event, &target.label))
+                }
+            }
         }
-        Err(failure) => {
-            failed_attempt(&failure, lease, sent_at, obs);
+        Ok(mut response) => LastFailure::from(
+            error_answer(&mut response, lease, nth, sent_at, config.read_timeout, obs).await,
+        ),
+        Err(failure) => LastFailure::Attempt(failure),
+    };
+    let may_fail_over = match &failure {
+        LastFailure::Status(error) => {
+            let may_fail_over = FailoverCriterion::for_status(error.status.as_u16())
+                .is_some_and(|c| may_fail_over(criteria, c, true));
+            tracing::debug!(target_id = %target.label, status = error.status.as_u16(), may_fail_over, "upstream error");
+            may_fail_over
+        }
+        // Another target has credentials and a config of its own, and nothing was generated:
+        // whatever the criteria, this one's refusal is never the answer.
+        LastFailure::Refused(_) => true,
+        LastFailure::Attempt(failure) => {
+            failed_attempt(failure, lease, sent_at, obs);
             let may_fail_over = failure
                 .kind
                 .criterion()
                 .is_some_and(|c| may_fail_over(criteria, c, failure.sent));
             tracing::debug!(target_id = %target.label, error = failure.describe(), sent = failure.sent, may_fail_over, "upstream attempt failed");
-            Err(Failed {
-                failure: LastFailure::Attempt(failure),
-                may_fail_over,
-            })
+            may_fail_over
         }
-    }
+    };
+    Err(Failed {
+        failure,
+        may_fail_over,
+    })
 }
 
-/// Reads an error answer and records it: upstream time, the error metric, and the outcome the
-/// target's breaker and cooldown learn from. The answer is the client's to see, unless the
-/// target refused the gateway's own credentials or config: then it is a failure of the target,
-/// told to the client as the gateway's error without the upstream body (which may quote the
-/// target's key).
+/// Reads an error answer and records it (see [`record_error`]).
 pub(crate) async fn error_answer(
     response: &mut awc::ClientResponse,
     lease: &mut Lease,
@@ -120,6 +132,20 @@ pub(crate) async fn error_answer(
 ) -> ProxyError {
     let target = Arc::clone(lease.target());
     let error = read_error(response, &target, nth, read_timeout).await;
+    record_error(error, lease, sent_at, obs)
+}
+
+/// Records an upstream error: upstream time, the error metric, and the outcome the target's
+/// breaker and cooldown learn from. The answer is the client's to see, unless the target refused
+/// the gateway's own credentials or config: then it is a failure of the target, told to the
+/// client as the gateway's error without the upstream body (which may quote the target's key).
+fn record_error(
+    error: UpstreamError,
+    lease: &mut Lease,
+    sent_at: Instant,
+    obs: &Obs,
+) -> ProxyError {
+    let target = Arc::clone(lease.target());
     let status = error.status.as_u16();
     obs.upstream_time(&target, sent_at.elapsed());
     metrics::upstream_error(
@@ -176,6 +202,26 @@ fn may_fail_over(criteria: FailoverCriteria, criterion: FailoverCriterion, sent:
 }
 
 impl AttemptFailure {
+    /// A 2xx stream answer without a first event: the request was sent whole.
+    fn no_event(no_event: NoEvent, target: &str) -> Self {
+        let (kind, detail) = match no_event {
+            NoEvent::Invalid(what) => (FailureKind::InvalidHeader, what),
+            NoEvent::Broken(what) => (
+                FailureKind::Error,
+                format!("stream from {target} broke: {what}"),
+            ),
+            NoEvent::Silent => (
+                FailureKind::Timeout,
+                format!("no first event from {target}"),
+            ),
+        };
+        Self {
+            kind,
+            sent: true,
+            detail,
+        }
+    }
+
     /// A failure before anything was sent.
     fn unsent(kind: FailureKind, detail: String) -> Self {
         Self {

@@ -117,6 +117,15 @@ pub(crate) enum LastFailure {
     Refused(GatewayError),
 }
 
+impl From<ProxyError> for LastFailure {
+    fn from(error: ProxyError) -> Self {
+        match error {
+            ProxyError::Upstream(error) => Self::Status(error),
+            ProxyError::Gateway(refused) => Self::Refused(refused),
+        }
+    }
+}
+
 impl LastFailure {
     /// What the client is told: Bedrock's own error, else the gateway's account of the failure.
     fn into_error(self, route: &str) -> ProxyError {

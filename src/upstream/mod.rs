@@ -13,4 +13,5 @@ pub mod request;
 pub mod sse_stream;
 pub mod stream;
 pub mod stream_body;
+pub mod stream_head;
 pub mod timeouts;

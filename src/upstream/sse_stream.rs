@@ -75,17 +75,16 @@ impl SseReader {
             return None;
         }
         match self.upstream.next_chunk().await {
-            Chunk::Data(bytes) => {
-                let events = self.decoder.feed(&bytes);
-                for event in &events {
-                    match self.dialect {
-                        Dialect::Anthropic => self.observe_anthropic(event),
-                        Dialect::OpenAi => self.observe_openai(event),
-                    }
-                }
-                Some(SseItem::Events(events))
-            }
+            Chunk::Data(bytes) => match self.decoder.feed(&bytes) {
+                Ok(events) => Some(self.observed(events)),
+                Err(e) => Some(self.fail(e.to_string(), Outcome::Failure)),
+            },
             Chunk::End => {
+                // An event whose lines all ended is whole though no blank line followed it: it
+                // goes out, and the end is judged on the next call.
+                if let Some(last) = self.decoder.finish() {
+                    return Some(self.observed(vec![last]));
+                }
                 self.upstream.done = true;
                 if self.error_seen {
                     return None;
@@ -110,6 +109,16 @@ impl SseReader {
             }
             Chunk::Failed(what, outcome) => Some(self.fail(what, outcome)),
         }
+    }
+
+    fn observed(&mut self, events: Vec<SseEvent>) -> SseItem {
+        for event in &events {
+            match self.dialect {
+                Dialect::Anthropic => self.observe_anthropic(event),
+                Dialect::OpenAi => self.observe_openai(event),
+            }
+        }
+        SseItem::Events(events)
     }
 
     fn fail(&mut self, what: String, outcome: Outcome) -> SseItem {

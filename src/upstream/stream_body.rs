@@ -49,6 +49,8 @@ pub struct StreamBody {
     pub(super) summary: StreamSummary,
     /// The stream has ended either way; readers answer `None` from here on.
     pub(super) done: bool,
+    /// The body reported its end: it is not polled again.
+    ended: bool,
 }
 
 impl StreamBody {
@@ -65,6 +67,7 @@ impl StreamBody {
             lease,
             summary: StreamSummary::default(),
             done: false,
+            ended: false,
         }
     }
 
@@ -78,6 +81,9 @@ impl StreamBody {
 
     /// Reads the next chunk, waiting at most the idle timeout for it.
     pub(super) async fn next_chunk(&mut self) -> Chunk {
+        if self.ended {
+            return Chunk::End;
+        }
         let chunk = tokio::select! {
             chunk = tokio::time::timeout(self.idle_timeout, self.body.next()) => chunk,
             () = self.abort.fired() => {
@@ -91,7 +97,10 @@ impl StreamBody {
             Ok(Some(Err(e))) => {
                 Chunk::Failed(format!("upstream stream broke: {e}"), Outcome::Failure)
             }
-            Ok(None) => Chunk::End,
+            Ok(None) => {
+                self.ended = true;
+                Chunk::End
+            }
             Err(_) => Chunk::Failed(
                 format!(
                     "no data from upstream for {} ms",
