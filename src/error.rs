@@ -99,6 +99,9 @@ pub enum GatewayError {
         message: String,
         param: Option<String>,
     },
+    /// A well-formed parameter the picked targets cannot honour (OpenAI's `unsupported_parameter`).
+    #[error("{message}")]
+    Unsupported { message: String, param: String },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request body did not arrive within {secs} s")]
@@ -163,6 +166,7 @@ impl GatewayError {
             }
             Self::NotServed { .. } => StatusCode::NOT_IMPLEMENTED,
             Self::BadRequest { .. }
+            | Self::Unsupported { .. }
             | Self::ExceedsTokenLimit { .. }
             | Self::ExceedsRequestLimit { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -187,7 +191,7 @@ impl GatewayError {
             Self::UnknownModel(_) => "unknown_model",
             Self::NoRouteOfType { .. } => "no_route",
             Self::NotServed { .. } => "not_served",
-            Self::BadRequest { .. } => "bad_request",
+            Self::BadRequest { .. } | Self::Unsupported { .. } => "bad_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::Unauthorized(_) => "unauthorized",
@@ -212,6 +216,7 @@ impl GatewayError {
             Self::UnknownModel(_) | Self::NoRouteOfType { .. } => "ResourceNotFoundException",
             Self::NotServed { .. } => "NotImplementedException",
             Self::BadRequest { .. }
+            | Self::Unsupported { .. }
             | Self::PayloadTooLarge { .. }
             | Self::BodyTimeout { .. }
             | Self::ExceedsTokenLimit { .. }
@@ -242,6 +247,7 @@ impl GatewayError {
             Self::NoRouteOfType { .. } => ("invalid_request_error", "no_route"),
             Self::NotServed { .. } => ("invalid_request_error", "not_implemented"),
             Self::BadRequest { .. } => ("invalid_request_error", "invalid_request"),
+            Self::Unsupported { .. } => ("invalid_request_error", "unsupported_parameter"),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             Self::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             Self::Unauthorized(_) | Self::AdminUnauthorized => {
@@ -269,6 +275,7 @@ impl GatewayError {
             }
             Self::NotServed { .. } => "api_error",
             Self::BadRequest { .. }
+            | Self::Unsupported { .. }
             | Self::BodyTimeout { .. }
             | Self::ExceedsTokenLimit { .. }
             | Self::ExceedsRequestLimit { .. } => "invalid_request_error",
@@ -326,6 +333,7 @@ impl GatewayError {
                 let (kind, code) = self.openai_type();
                 let param = match self {
                     Self::BadRequest { param, .. } => param.clone(),
+                    Self::Unsupported { param, .. } => Some(param.clone()),
                     _ => None,
                 };
                 let mut body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});

@@ -18,8 +18,14 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
 
 /// The body fields that carry the output cap, per family: Converse `inferenceConfig.maxTokens`,
 /// Anthropic / Cohere / Mistral `max_tokens`, Llama `max_gen_len`, Titan
-/// `textGenerationConfig.maxTokenCount`.
-const MAX_TOKEN_FIELDS: [&str; 3] = ["maxTokens", "max_tokens", "max_gen_len"];
+/// `textGenerationConfig.maxTokenCount`; OpenAI's `max_completion_tokens` first, as it overrides
+/// the deprecated `max_tokens` next to it.
+const MAX_TOKEN_FIELDS: [&str; 4] = [
+    "max_completion_tokens",
+    "maxTokens",
+    "max_tokens",
+    "max_gen_len",
+];
 const NESTED_CONFIGS: [(&str, &str); 2] = [
     ("inferenceConfig", "maxTokens"),
     ("textGenerationConfig", "maxTokenCount"),

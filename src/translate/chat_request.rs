@@ -795,6 +795,24 @@ struct RawJsonSchema<'a> {
     strict: Option<bool>,
 }
 
+/// The tool a `json_schema` format is forced through: the schema's own name, if it has one.
+fn json_tool_name(name: Option<Cow<'_, str>>) -> Cow<'_, str> {
+    name.filter(|n| !n.is_empty())
+        .unwrap_or(Cow::Borrowed(DEFAULT_JSON_TOOL))
+}
+
+/// The name of the tool a `response_format` value is forced through, read on its own: the answer's
+/// translation needs it whichever target the request goes to. A malformed value names none; each
+/// target's translation refuses it in full.
+pub fn json_schema_tool(response_format: &RawValue) -> Option<String> {
+    let format: RawResponseFormat<'_> = serde_json::from_str(response_format.get()).ok()?;
+    match format.kind.as_ref() {
+        "json_object" => Some(DEFAULT_JSON_TOOL.to_owned()),
+        "json_schema" => Some(json_tool_name(format.json_schema?.name).into_owned()),
+        _ => None,
+    }
+}
+
 fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>>, TranslateError> {
     let Some(format) = body.take::<RawResponseFormat<'a>>("response_format")? else {
         return Ok(None);
@@ -821,10 +839,7 @@ fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>
             let js = format.json_schema.ok_or_else(|| {
                 TranslateError::invalid("response_format.json_schema", "is required")
             })?;
-            let name = js
-                .name
-                .filter(|n| !n.is_empty())
-                .unwrap_or(Cow::Borrowed(DEFAULT_JSON_TOOL));
+            let name = json_tool_name(js.name);
             Ok(Some(JsonFormat {
                 name: name.clone().into_owned(),
                 spec: ToolSpec {
