@@ -412,6 +412,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unsupported_parameter_keeps_openais_code() {
+        let err = GatewayError::Unsupported {
+            message: "parallel_tool_calls: not here".into(),
+            param: "parallel_tool_calls".into(),
+        };
+        let resp = err.respond(ApiFormat::OpenAi);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_json(resp),
+            json!({"error": {"message": "parallel_tool_calls: not here", "type": "invalid_request_error", "param": "parallel_tool_calls", "code": "unsupported_parameter"}})
+        );
+    }
+
+    #[test]
     fn unauthorized_speaks_each_api() {
         let resp = GatewayError::Unauthorized(AuthReason::InvalidKey).respond(ApiFormat::OpenAi);
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);

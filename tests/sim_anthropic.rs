@@ -131,7 +131,10 @@ async fn bedrocks_body_version_and_betas_are_extra_inputs_to_the_api() {
     let sim = start().await;
     for (key, value) in [
         ("anthropic_version", json!("bedrock-2023-05-31")),
-        ("anthropic_beta", json!(["token-efficient-tools-2025-02-19"])),
+        (
+            "anthropic_beta",
+            json!(["token-efficient-tools-2025-02-19"]),
+        ),
     ] {
         let mut body = messages(false);
         body[key] = value;

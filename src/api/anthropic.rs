@@ -101,7 +101,9 @@ impl PerTarget for MessagesShape {
                 };
                 let body = self
                     .anthropic_api
-                    .get_or_init(|| messages_bedrock::anthropic_api_body(&self.body).map(Bytes::from))
+                    .get_or_init(|| {
+                        messages_bedrock::anthropic_api_body(&self.body).map(Bytes::from)
+                    })
                     .clone()
                     .map_err(bad_request)?;
                 return Ok((operation, body));

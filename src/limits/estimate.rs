@@ -148,6 +148,8 @@ mod tests {
         ] {
             assert_eq!(estimate(body).max_output, Some(cap));
         }
+        let openai = br#"{"max_tokens":5,"max_completion_tokens":12,"messages":[]}"#;
+        assert_eq!(estimate(openai).max_output, Some(12));
         let none = estimate(br#"{"inputText":"hello"}"#);
         assert_eq!(none.max_output, None);
         assert_eq!(none.reservation(100), none.input + 100);

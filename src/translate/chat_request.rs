@@ -1149,6 +1149,30 @@ mod tests {
     }
 
     #[test]
+    fn the_forced_tool_is_named_alike_when_read_on_its_own() {
+        let named = |format: Value| {
+            let raw = RawValue::from_string(format.to_string()).unwrap();
+            json_schema_tool(&raw)
+        };
+        let schema =
+            json!({"type": "json_schema", "json_schema": {"name": "person", "schema": {}}});
+        assert_eq!(named(schema).as_deref(), Some("person"));
+        let unnamed = json!({"type": "json_schema", "json_schema": {"name": "", "schema": {}}});
+        assert_eq!(named(unnamed).as_deref(), Some(DEFAULT_JSON_TOOL));
+        assert_eq!(
+            named(json!({"type": "json_object"})).as_deref(),
+            Some(DEFAULT_JSON_TOOL)
+        );
+        for none in [
+            json!({"type": "text"}),
+            json!({"type": "json_schema"}),
+            json!("json"),
+        ] {
+            assert_eq!(named(none), None);
+        }
+    }
+
+    #[test]
     fn json_object_and_text_formats() {
         let (req, c) =
             translate(json!({"model": "m", "messages": [user("x")], "response_format": {"type": "json_object"}})).unwrap();

@@ -331,10 +331,7 @@ mod tests {
 
     #[test]
     fn requested_betas_come_once_from_header_and_body() {
-        assert_eq!(
-            requested_betas(["a, b", "b,,c", "a"]),
-            vec!["a", "b", "c"]
-        );
+        assert_eq!(requested_betas(["a, b", "b,,c", "a"]), vec!["a", "b", "c"]);
     }
 
     #[test]
