@@ -163,6 +163,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn an_openai_stream_error_counts_as_its_status_would() {
         let outcome = |chunk: &str| {
             let chunk: crate::translate::openai_chat::Chunk<'_> =
