@@ -99,6 +99,9 @@ pub enum GatewayError {
         message: String,
         param: Option<String>,
     },
+    /// A well-formed parameter the picked targets cannot honour (OpenAI's `unsupported_parameter`).
+    #[error("{message}")]
+    Unsupported { message: String, param: String },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request body did not arrive within {secs} s")]
@@ -169,6 +172,7 @@ impl GatewayError {
             }
             Self::NotServed { .. } => StatusCode::NOT_IMPLEMENTED,
             Self::BadRequest { .. }
+            | Self::Unsupported { .. }
             | Self::ExceedsTokenLimit { .. }
             | Self::ExceedsRequestLimit { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -193,7 +197,7 @@ impl GatewayError {
             Self::UnknownModel(_) => "unknown_model",
             Self::NoRouteOfType { .. } => "no_route",
             Self::NotServed { .. } => "not_served",
-            Self::BadRequest { .. } => "bad_request",
+            Self::BadRequest { .. } | Self::Unsupported { .. } => "bad_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::Unauthorized(_) => "unauthorized",
@@ -219,6 +223,7 @@ impl GatewayError {
             Self::UnknownModel(_) | Self::NoRouteOfType { .. } => "ResourceNotFoundException",
             Self::NotServed { .. } => "NotImplementedException",
             Self::BadRequest { .. }
+            | Self::Unsupported { .. }
             | Self::PayloadTooLarge { .. }
             | Self::BodyTimeout { .. }
             | Self::ExceedsTokenLimit { .. }
@@ -249,6 +254,7 @@ impl GatewayError {
             Self::NoRouteOfType { .. } => ("invalid_request_error", "no_route"),
             Self::NotServed { .. } => ("invalid_request_error", "not_implemented"),
             Self::BadRequest { .. } => ("invalid_request_error", "invalid_request"),
+            Self::Unsupported { .. } => ("invalid_request_error", "unsupported_parameter"),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             Self::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             Self::Unauthorized(_) | Self::AdminUnauthorized => {
@@ -277,6 +283,7 @@ impl GatewayError {
             }
             Self::NotServed { .. } => "api_error",
             Self::BadRequest { .. }
+            | Self::Unsupported { .. }
             | Self::BodyTimeout { .. }
             | Self::ExceedsTokenLimit { .. }
             | Self::ExceedsRequestLimit { .. } => "invalid_request_error",
@@ -335,6 +342,7 @@ impl GatewayError {
                 let (kind, code) = self.openai_type();
                 let param = match self {
                     Self::BadRequest { param, .. } => param.clone(),
+                    Self::Unsupported { param, .. } => Some(param.clone()),
                     _ => None,
                 };
                 let mut body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
@@ -409,6 +417,20 @@ mod tests {
         assert_eq!(
             body_json(resp),
             json!({"error": {"message": "n > 1 is not supported", "type": "invalid_request_error", "param": "n", "code": "invalid_request"}})
+        );
+    }
+
+    #[test]
+    fn an_unsupported_parameter_keeps_openais_code() {
+        let err = GatewayError::Unsupported {
+            message: "parallel_tool_calls: not here".into(),
+            param: "parallel_tool_calls".into(),
+        };
+        let resp = err.respond(ApiFormat::OpenAi);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_json(resp),
+            json!({"error": {"message": "parallel_tool_calls: not here", "type": "invalid_request_error", "param": "parallel_tool_calls", "code": "unsupported_parameter"}})
         );
     }
 

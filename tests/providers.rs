@@ -311,6 +311,167 @@ async fn anthropic_messages_pass_through_to_an_anthropic_target_plain_and_stream
     wait_for_completion_tokens(&h, target, "anthropic", plain_output + streamed_output).await;
 }
 
+#[actix_rt::test]
+async fn anthropic_api_targets_get_bedrocks_body_version_and_betas_as_headers() {
+    let anthropic = anthropic_api().await;
+    let h = anthropic_gateway(anthropic).await;
+    // Valid on the Bedrock surface: the gateway rewrites both for Bedrock targets.
+    let body = serde_json::json!({
+        "model": "claude", "max_tokens": 64,
+        "anthropic_version": "bedrock-2023-05-31",
+        "anthropic_beta": ["token-efficient-tools-2025-02-19", "prompt-caching-2024-07-31"],
+        "messages": [{"role": "user", "content": "hello there"}]
+    });
+    let (status, _, answer) = post_messages(&h, body.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    let stats = h.sims[0].stats();
+    let sent = stats.claude_requests.last().unwrap();
+    assert!(
+        sent.anthropic_version.is_none() && sent.anthropic_beta.is_none(),
+        "{sent:?}"
+    );
+    // The header's flag and the body's, each once.
+    assert_eq!(
+        stats
+            .last_request_headers
+            .get("anthropic-beta")
+            .map(String::as_str),
+        Some("prompt-caching-2024-07-31,token-efficient-tools-2025-02-19")
+    );
+}
+
+/// A chat request an Anthropic API target carries and Converse cannot: an image by URL and
+/// `parallel_tool_calls: false`.
+fn image_url_chat() -> String {
+    serde_json::json!({
+        "model": "claude",
+        "parallel_tool_calls": false,
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+        ]}]
+    })
+    .to_string()
+}
+
+/// A conversation with a tool call in its history and `tool_choice: "none"`, which Converse
+/// cannot express.
+fn tool_choice_none_chat() -> String {
+    serde_json::json!({
+        "model": "claude",
+        "tool_choice": "none",
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+        "messages": [
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "lookup", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "42"},
+            {"role": "user", "content": "now answer"}
+        ]
+    })
+    .to_string()
+}
+
+#[actix_rt::test]
+async fn an_anthropic_route_takes_chat_that_converse_cannot_carry() {
+    let anthropic = anthropic_api().await;
+    let h = anthropic_gateway(anthropic).await;
+    let (status, body) = post(&h.url("/v1/chat/completions"), image_url_chat()).await;
+    assert_eq!(status, 200, "{body:?}");
+    let stats = h.sims[0].stats();
+    let sent = &stats.claude_requests.last().unwrap().body;
+    assert_eq!(
+        sent["messages"][0]["content"][1]["source"],
+        serde_json::json!({"type": "url", "url": "https://example.com/cat.png"}),
+        "{sent}"
+    );
+    assert_eq!(
+        sent["tool_choice"],
+        serde_json::json!({"type": "auto", "disable_parallel_tool_use": true}),
+        "{sent}"
+    );
+
+    let (status, body) = post(&h.url("/v1/chat/completions"), tool_choice_none_chat()).await;
+    assert_eq!(status, 200, "{body:?}");
+    let stats = h.sims[0].stats();
+    let sent = &stats.claude_requests.last().unwrap().body;
+    assert_eq!(
+        sent["tool_choice"],
+        serde_json::json!({"type": "none"}),
+        "{sent}"
+    );
+    assert_eq!(
+        sent["messages"][1]["content"][0]["type"], "tool_use",
+        "{sent}"
+    );
+    assert_eq!(stats.requests_total, 2);
+}
+
+#[actix_rt::test]
+async fn a_mixed_route_passes_over_bedrock_for_chat_that_converse_cannot_carry() {
+    let region = start_sims(&["us-east-1"]).await.remove(0);
+    let anthropic = anthropic_api().await;
+    // The region is preferred: only the refusal of its Converse translation sends it on.
+    let targets = region_then(&region, anthropic_target(&anthropic.url()));
+    let h = start_gateway(
+        &config_yaml("claude", "      algorithm: priority", &targets),
+        vec![region, anthropic],
+    )
+    .await;
+    for (i, chat) in [image_url_chat(), tool_choice_none_chat()]
+        .into_iter()
+        .enumerate()
+    {
+        let (status, head, body) = post_with_head(&h.url("/v1/chat/completions"), chat).await;
+        assert_eq!(status, 200, "{body:?}");
+        let target = head.get("x-bedrock-balancer-target").unwrap();
+        assert!(
+            target.to_str().unwrap().ends_with("/claude-sonnet-4-5"),
+            "{target:?}"
+        );
+        // Passed over without an attempt.
+        assert_eq!(head.get("x-bedrock-balancer-attempts").unwrap(), "1");
+        assert_eq!(h.sims[1].stats().requests_total, i as u64 + 1);
+    }
+    assert_eq!(h.sims[0].stats().requests_total, 0);
+    // What Converse carries still goes to the preferred region.
+    let plain =
+        serde_json::json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, head, body) =
+        post_with_head(&h.url("/v1/chat/completions"), plain.to_string()).await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(
+        head.get("x-bedrock-balancer-target").unwrap(),
+        format!("us-east-1/{MODEL}").as_str()
+    );
+}
+
+#[actix_rt::test]
+async fn a_bedrock_route_refuses_chat_that_converse_cannot_carry_naming_the_field() {
+    let region = start_sims(&["us-east-1"]).await.remove(0);
+    let h = start_gateway(
+        &config_yaml(
+            "claude",
+            "      algorithm: round-robin",
+            &[target_yaml(MODEL, "us-east-1", &region.url(), 100)],
+        ),
+        vec![region],
+    )
+    .await;
+    let (status, body) = post(&h.url("/v1/chat/completions"), image_url_chat()).await;
+    assert_eq!(status, 400, "{body:?}");
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    assert_eq!(error["error"]["code"], "unsupported_parameter", "{error}");
+    assert_eq!(error["error"]["param"], "parallel_tool_calls", "{error}");
+    let (status, body) = post(&h.url("/v1/chat/completions"), tool_choice_none_chat()).await;
+    assert_eq!(status, 400, "{body:?}");
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["param"], "tool_choice", "{error}");
+    assert_eq!(h.sims[0].stats().requests_total, 0);
+}
+
 /// The Bedrock `region` first (priority 1), then `overflow` (a target's YAML).
 fn region_then(region: &sim::SimHandle, overflow: String) -> [String; 2] {
     [

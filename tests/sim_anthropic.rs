@@ -127,6 +127,31 @@ async fn the_key_version_and_model_are_required_in_the_apis_error_format() {
 }
 
 #[actix_rt::test]
+async fn bedrocks_body_version_and_betas_are_extra_inputs_to_the_api() {
+    let sim = start().await;
+    for (key, value) in [
+        ("anthropic_version", json!("bedrock-2023-05-31")),
+        (
+            "anthropic_beta",
+            json!(["token-efficient-tools-2025-02-19"]),
+        ),
+    ] {
+        let mut body = messages(false);
+        body[key] = value;
+        let (status, _, body) = post(&sim, &AUTHED, &body).await;
+        assert_eq!(status, 400, "{body:?}");
+        assert_eq!(
+            error_of(&body),
+            (
+                "invalid_request_error".to_owned(),
+                format!("{key}: Extra inputs are not permitted")
+            )
+        );
+    }
+    assert!(sim.stats().claude_requests.is_empty());
+}
+
+#[actix_rt::test]
 async fn injected_overload_and_throttling_carry_retry_after() {
     let sim = start().await;
     sim.set_faults(Faults {

@@ -125,9 +125,19 @@ fn admit_mid_conversation_system(object: &mut Map<String, Value>, betas: Option<
     }
 }
 
+/// Bedrock's own top-level keys, which the API does not know: its version is a header, its
+/// betas the `anthropic-beta` header.
+const BEDROCK_ONLY_KEYS: [&str; 2] = ["anthropic_version", "anthropic_beta"];
+
 /// The body's `model` and `stream`, which the API takes and Bedrock's schema does not, and the rest.
 fn envelope(body: &[u8]) -> Result<(String, bool, Map<String, Value>), ApiError> {
     let mut object = claude::parse_object(body)?;
+    if let Some(key) = BEDROCK_ONLY_KEYS.iter().find(|k| object.contains_key(**k)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{key}: Extra inputs are not permitted"),
+        ));
+    }
     let model = match object.remove("model") {
         Some(Value::String(model)) if !model.is_empty() => model,
         _ => {

@@ -31,7 +31,7 @@ use crate::metrics;
 use crate::observe::Obs;
 use crate::translate::TranslateError;
 use crate::translate::messages_bedrock::{
-    self, MessagesHead, count_tokens_body, messages_head, split_betas,
+    self, MessagesHead, count_tokens_body, messages_head, requested_betas, split_betas,
 };
 use crate::translate::messages_chat::{self, chat_request};
 use crate::translate::messages_chat_stream::ChatMessagesStream;
@@ -54,8 +54,10 @@ struct MessagesShape {
     /// The `anthropic-beta` header values, as sent.
     header_betas: Vec<String>,
     count_tokens: bool,
-    /// Built once, by the first non-Claude target picked.
+    /// Built once, by the first non-Claude Bedrock target picked.
     converse: OnceCell<Result<Bytes, TranslateError>>,
+    /// Built once, by the first Anthropic API target picked.
+    anthropic_api: OnceCell<Result<Bytes, TranslateError>>,
 }
 
 impl MessagesShape {
@@ -89,14 +91,22 @@ impl PerTarget for MessagesShape {
                     target.label()
                 )));
             }
-            // The body goes as sent; `model` and the headers are the target's (upstream::request).
+            // The body goes as sent but Bedrock's own keys (its betas travel in the header);
+            // `model` and the headers are the target's (upstream::request).
             Provider::Anthropic => {
                 let operation = if self.head.stream {
                     Operation::MessagesStream
                 } else {
                     Operation::Messages
                 };
-                return Ok((operation, self.body.clone()));
+                let body = self
+                    .anthropic_api
+                    .get_or_init(|| {
+                        messages_bedrock::anthropic_api_body(&self.body).map(Bytes::from)
+                    })
+                    .clone()
+                    .map_err(bad_request)?;
+                return Ok((operation, body));
             }
             Provider::OpenAi | Provider::Azure if self.count_tokens => {
                 return Err(GatewayError::bad_request(format!(
@@ -212,16 +222,27 @@ async fn messages_inner(
     };
     let stream = head.stream;
     let model = head.model.clone();
+    let header_betas = header_values(req, BETA_HEADER);
+    // For Anthropic API targets: the header's flags and the body's own, which their body cannot carry.
     let params = Params {
-        anthropic_betas: header_values(req, BETA_HEADER),
+        anthropic_betas: requested_betas(
+            header_betas
+                .iter()
+                .chain(&head.body_betas)
+                .map(String::as_str),
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect(),
         ..Params::default()
     };
     let shape = Box::new(MessagesShape {
         body,
         head,
-        header_betas: header_values(req, BETA_HEADER),
+        header_betas,
         count_tokens: count,
         converse: OnceCell::new(),
+        anthropic_api: OnceCell::new(),
     });
     let request = shaped_request(req, &selection, &quota, tokens, stream, params, shape).await?;
     let mut delivered = forward(route, &client, &request, obs).await?;

@@ -37,11 +37,16 @@ impl From<GatewayError> for Failure {
     }
 }
 
-/// A body a target's translation refused: the gateway's 400 naming the parameter.
+/// A body a target's translation refused: the gateway's 400 naming the parameter, in the words
+/// (and OpenAI `code`) the translation would have had on its own.
 pub(crate) fn bad_request(e: TranslateError) -> GatewayError {
-    GatewayError::BadRequest {
-        param: e.param().map(str::to_owned),
-        message: e.to_string(),
+    let message = e.to_string();
+    match e {
+        TranslateError::Unsupported { param, .. } => GatewayError::Unsupported { message, param },
+        other => GatewayError::BadRequest {
+            param: other.param().map(str::to_owned),
+            message,
+        },
     }
 }
 

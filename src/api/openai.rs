@@ -15,6 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::body::read_authenticated;
 use super::failure::{Failure, bad_request, reply};
@@ -99,11 +100,14 @@ pub(crate) fn client_for(
         .ok_or_else(|| GatewayError::Internal("worker has no upstream client".into()))
 }
 
-/// What every OpenAI request names at its top level, read before the route is known.
+/// What the gateway reads of a chat or legacy completion request before a target is picked: what
+/// the route, the stream and the answer's translation need, whichever target serves it.
 struct ChatHead {
     model: String,
     stream: bool,
     include_usage: bool,
+    /// The tool `response_format` is forced through, whose input is the answer.
+    json_schema_tool: Option<String>,
 }
 
 fn chat_head(body: &[u8]) -> Result<ChatHead, TranslateError> {
@@ -113,45 +117,59 @@ fn chat_head(body: &[u8]) -> Result<ChatHead, TranslateError> {
         include_usage: bool,
     }
     #[derive(serde::Deserialize)]
-    struct Head {
+    struct Head<'a> {
         model: Option<String>,
         #[serde(default)]
         stream: Option<bool>,
         stream_options: Option<Options>,
+        #[serde(borrow)]
+        response_format: Option<&'a RawValue>,
     }
-    let head: Head = serde_json::from_slice(body).map_err(|e| TranslateError::body_json(&e))?;
+    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| TranslateError::body_json(&e))?;
     Ok(ChatHead {
         model: head
             .model
             .ok_or_else(|| TranslateError::invalid("model", "is required"))?,
         stream: head.stream.unwrap_or(false),
         include_usage: head.stream_options.is_some_and(|o| o.include_usage),
+        json_schema_tool: head
+            .response_format
+            .and_then(translate::chat_request::json_schema_tool),
     })
 }
 
-/// What a chat or legacy completion request becomes for each provider's target.
+/// What a chat or legacy completion request becomes for each provider's target, each shape
+/// built when a target of its kind is first picked: a body one provider cannot carry refuses
+/// only that provider's targets.
 struct OpenAiShape {
     surface: Surface,
     /// As the client sent it: for OpenAI-compatible targets (but for a stream's
-    /// `stream_options`) and for the Anthropic API's translation.
+    /// `stream_options`) and for the Converse and Anthropic API translations.
     client: Bytes,
-    converse: Bytes,
     stream: bool,
-    /// A stream for OpenAI-compatible targets, built on first use: `[0]` asks for the usage chunk
-    /// the gateway counts tokens by, `[1]` carries no `stream_options` (`stream_include_usage:
-    /// false`, for servers that refuse the field).
+    /// For Bedrock targets.
+    converse: OnceCell<Result<Bytes, TranslateError>>,
+    /// A stream for OpenAI-compatible targets: `[0]` asks for the usage chunk the gateway
+    /// counts tokens by, `[1]` carries no `stream_options` (`stream_include_usage: false`, for
+    /// servers that refuse the field).
     openai_streams: [OnceCell<Result<Bytes, TranslateError>>; 2],
 }
 
 impl OpenAiShape {
-    const fn new(surface: Surface, client: Bytes, converse: Bytes, stream: bool) -> Self {
+    const fn new(surface: Surface, client: Bytes, stream: bool) -> Self {
         Self {
             surface,
             client,
-            converse,
             stream,
+            converse: OnceCell::new(),
             openai_streams: [OnceCell::new(), OnceCell::new()],
         }
+    }
+
+    fn converse_body(&self) -> Result<Bytes, TranslateError> {
+        self.converse
+            .get_or_init(|| self.surface.converse_body(&self.client))
+            .clone()
     }
 
     fn openai_body(&self, target: &Target) -> Result<Bytes, TranslateError> {
@@ -189,7 +207,7 @@ impl PerTarget for OpenAiShape {
             (Provider::Bedrock, _) => (
                 Operation::Converse,
                 Operation::ConverseStream,
-                self.converse.clone(),
+                self.converse_body().map_err(bad_request)?,
             ),
             (Provider::OpenAi | Provider::Azure, Surface::Chat) => (
                 Operation::ChatCompletions,
@@ -269,39 +287,14 @@ enum Surface {
     Completions,
 }
 
-/// A parsed request of either surface.
-struct Parsed {
-    model: String,
-    stream: bool,
-    include_usage: bool,
-    json_schema_tool: Option<String>,
-    converse_body: Vec<u8>,
-}
-
 impl Surface {
-    fn parse(self, body: &[u8]) -> Result<Parsed, TranslateError> {
-        Ok(match self {
-            Self::Chat => {
-                let r = translate::chat_request(body)?;
-                Parsed {
-                    model: r.model,
-                    stream: r.stream,
-                    include_usage: r.include_usage,
-                    json_schema_tool: r.json_schema_tool,
-                    converse_body: r.converse_body,
-                }
-            }
-            Self::Completions => {
-                let r = translate::completion_request(body)?;
-                Parsed {
-                    model: r.model,
-                    stream: r.stream,
-                    include_usage: r.include_usage,
-                    json_schema_tool: None,
-                    converse_body: r.converse_body,
-                }
-            }
-        })
+    /// The Converse body for a Bedrock target.
+    fn converse_body(self, body: &[u8]) -> Result<Bytes, TranslateError> {
+        let converse = match self {
+            Self::Chat => translate::chat_request(body)?.converse_body,
+            Self::Completions => translate::completion_request(body)?.converse_body,
+        };
+        Ok(Bytes::from(converse))
     }
 
     const fn route_type(self) -> RouteType {
@@ -318,7 +311,7 @@ impl Surface {
         }
     }
 
-    fn translator(self, p: Parsed, id: String, created: u64) -> ChatStreamTranslator {
+    fn translator(self, p: ChatHead, id: String, created: u64) -> ChatStreamTranslator {
         match self {
             Self::Chat => {
                 ChatStreamTranslator::new(p.model, id, created, p.include_usage, p.json_schema_tool)
@@ -332,7 +325,7 @@ impl Surface {
     fn respond(
         self,
         upstream: &[u8],
-        p: &Parsed,
+        p: &ChatHead,
         id: &str,
         created: u64,
     ) -> Result<translate::TranslatedResponse, TranslateError> {
@@ -363,53 +356,24 @@ async fn converse_surface(
         Ok(head) => head,
         Err(e) => {
             // The full parse says what is wrong in its usual words.
-            surface.parse(&body)?;
+            surface.converse_body(&body)?;
             return Err(e.into());
         }
     };
     let selection = route_for(&gateway, &head.model, surface.route_type())?;
-    // A route of only OpenAI-compatible targets takes the body as the client wrote it: what
-    // Converse or the Anthropic API could not express is the upstream's to judge.
-    let passthrough = selection.route.balancer.roster().targets.iter().all(|t| {
-        matches!(
-            t.config.provider.provider(),
-            Provider::OpenAi | Provider::Azure
-        )
-    });
-    let mut parsed = if passthrough {
-        Parsed {
-            model: head.model,
-            stream: head.stream,
-            include_usage: head.include_usage,
-            json_schema_tool: None,
-            converse_body: Vec::new(),
-        }
-    } else {
-        surface.parse(&body)?
-    };
     let route = selection.route;
     obs.set_route(&route.name);
     let client = client_for(req, route)?;
-    let converse_body = if passthrough {
-        // Only for the token estimate, which reads `max_tokens` from the OpenAI body as well.
-        body.to_vec()
-    } else {
-        std::mem::take(&mut parsed.converse_body)
-    };
-    let per_target = Box::new(OpenAiShape::new(
-        surface,
-        body.clone(),
-        Bytes::from(converse_body.clone()),
-        parsed.stream,
-    ));
     let quota = Quota::for_request(&gateway, route, caller.consumer());
-    let tokens = quota.tokens(&converse_body);
+    // The client's own body: the translations are built only for the targets picked.
+    let tokens = quota.tokens(&body);
+    let per_target = Box::new(OpenAiShape::new(surface, body, head.stream));
     let request = shaped_request(
         req,
         &selection,
         &quota,
         tokens,
-        parsed.stream,
+        head.stream,
         Params::default(),
         per_target,
     )
@@ -418,29 +382,29 @@ async fn converse_surface(
     let id = response_id(surface.id_prefix());
     let created = unix_now();
     let provider = delivered.lease.target().config.provider.provider();
-    if parsed.stream {
+    if head.stream {
         let read_timeout = route.balancer_config.read_timeout;
         let abort = state.abort_signal();
         return Ok(match provider {
             Provider::Anthropic => {
                 let events = MessagesChatStream::new(
-                    parsed.model,
+                    head.model,
                     id,
                     created,
-                    parsed.include_usage,
-                    parsed.json_schema_tool,
+                    head.include_usage,
+                    head.json_schema_tool,
                 );
                 stream_reply(delivered, read_timeout, events, obs, abort)
             }
             Provider::OpenAi | Provider::Azure => {
                 let relay = ChatRelay {
-                    include_usage: parsed.include_usage,
-                    errors: surface.translator(parsed, id, created),
+                    include_usage: head.include_usage,
+                    errors: surface.translator(head, id, created),
                 };
                 stream_reply(delivered, read_timeout, relay, obs, abort)
             }
             Provider::Bedrock => {
-                let events = surface.translator(parsed, id, created);
+                let events = surface.translator(head, id, created);
                 stream_reply(delivered, read_timeout, events, obs, abort)
             }
         });
@@ -448,16 +412,16 @@ async fn converse_surface(
     let upstream = read_answer(&mut delivered, route, &gateway, obs).await?;
     let (body, tokens) = match provider {
         Provider::Bedrock => {
-            let translated = surface.respond(&upstream, &parsed, &id, created)?;
+            let translated = surface.respond(&upstream, &head, &id, created)?;
             (Bytes::from(translated.body), Some(translated.usage))
         }
         Provider::Anthropic => {
             let translated = chat_messages::chat_response(
                 &upstream,
-                &parsed.model,
+                &head.model,
                 &id,
                 created,
-                parsed.json_schema_tool.as_deref(),
+                head.json_schema_tool.as_deref(),
             )?;
             (Bytes::from(translated.body), Some(translated.usage))
         }

@@ -17,13 +17,13 @@ const TOKENS_PER_IMAGE: u32 = 1_600;
 pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
 
 /// The body fields that carry the output cap, per family: Converse `inferenceConfig.maxTokens`,
-/// Anthropic / Cohere / Mistral / OpenAI `max_tokens`, OpenAI's newer `max_completion_tokens`
-/// (the only one its reasoning models take), Llama `max_gen_len`, Titan
-/// `textGenerationConfig.maxTokenCount`.
+/// Anthropic / Cohere / Mistral `max_tokens`, Llama `max_gen_len`, Titan
+/// `textGenerationConfig.maxTokenCount`; OpenAI's `max_completion_tokens` first, as it overrides
+/// the deprecated `max_tokens` next to it.
 const MAX_TOKEN_FIELDS: [&str; 4] = [
+    "max_completion_tokens",
     "maxTokens",
     "max_tokens",
-    "max_completion_tokens",
     "max_gen_len",
 ];
 const NESTED_CONFIGS: [(&str, &str); 2] = [
@@ -152,6 +152,8 @@ mod tests {
         ] {
             assert_eq!(estimate(body).max_output, Some(cap));
         }
+        let openai = br#"{"max_tokens":5,"max_completion_tokens":12,"messages":[]}"#;
+        assert_eq!(estimate(openai).max_output, Some(12));
         let none = estimate(br#"{"inputText":"hello"}"#);
         assert_eq!(none.max_output, None);
         assert_eq!(none.reservation(100), none.input + 100);

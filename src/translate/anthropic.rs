@@ -9,6 +9,9 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::body::{first_byte, parse_raw};
+use super::error::TranslateError;
+
 /// Anthropic's `stop_reason` for a Bedrock (Converse) `stopReason`. Converse already uses
 /// Anthropic's words for the common four; a guardrail or content filter is Anthropic's `refusal`.
 pub fn stop_reason(bedrock: &str) -> &'static str {
@@ -58,7 +61,7 @@ pub(crate) struct Block<'a> {
 
 impl<'a> Block<'a> {
     /// A text block, for string content read as blocks.
-    pub(crate) fn text(text: Cow<'a, str>) -> Self {
+    fn text(text: Cow<'a, str>) -> Self {
         Self {
             kind: Cow::Borrowed("text"),
             text: Some(text),
@@ -71,6 +74,43 @@ impl<'a> Block<'a> {
             is_error: None,
         }
     }
+}
+
+/// A message's content at `param`, a string or a list of blocks, as blocks.
+pub(crate) fn message_blocks<'a>(
+    raw: &'a RawValue,
+    param: &str,
+) -> Result<Vec<Block<'a>>, TranslateError> {
+    if first_byte(raw) == b'"' {
+        return Ok(vec![Block::text(parse_raw(raw, param)?)]);
+    }
+    parse_raw(raw, param)
+}
+
+/// The texts of a value at `param` that is a string or a list of text blocks (a `system`
+/// prompt, a tool result's content), empty ones too; a block of another type is refused with
+/// `refusal`, completed by the type it has.
+pub(crate) fn texts<'a>(
+    raw: &'a RawValue,
+    param: &str,
+    refusal: &str,
+) -> Result<Vec<Cow<'a, str>>, TranslateError> {
+    message_blocks(raw, param)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| match (b.kind.as_ref(), b.text) {
+            ("text", Some(text)) => Ok(text),
+            (kind, _) => Err(TranslateError::unsupported(
+                format!("{param}[{i}].type"),
+                format!("{refusal}, got \"{kind}\""),
+            )),
+        })
+        .collect()
+}
+
+/// `v`, or the error that `{at}.{field}` is required.
+pub(crate) fn required<T>(v: Option<T>, at: &str, field: &str) -> Result<T, TranslateError> {
+    v.ok_or_else(|| TranslateError::invalid(format!("{at}.{field}"), "is required"))
 }
 
 #[derive(Deserialize)]

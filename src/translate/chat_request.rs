@@ -795,6 +795,24 @@ struct RawJsonSchema<'a> {
     strict: Option<bool>,
 }
 
+/// The tool a `json_schema` format is forced through: the schema's own name, if it has one.
+fn json_tool_name(name: Option<Cow<'_, str>>) -> Cow<'_, str> {
+    name.filter(|n| !n.is_empty())
+        .unwrap_or(Cow::Borrowed(DEFAULT_JSON_TOOL))
+}
+
+/// The name of the tool a `response_format` value is forced through, read on its own: the answer's
+/// translation needs it whichever target the request goes to. A malformed value names none; each
+/// target's translation refuses it in full.
+pub fn json_schema_tool(response_format: &RawValue) -> Option<String> {
+    let format: RawResponseFormat<'_> = serde_json::from_str(response_format.get()).ok()?;
+    match format.kind.as_ref() {
+        "json_object" => Some(DEFAULT_JSON_TOOL.to_owned()),
+        "json_schema" => Some(json_tool_name(format.json_schema?.name).into_owned()),
+        _ => None,
+    }
+}
+
 fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>>, TranslateError> {
     let Some(format) = body.take::<RawResponseFormat<'a>>("response_format")? else {
         return Ok(None);
@@ -821,10 +839,7 @@ fn take_response_format<'a>(body: &mut Body<'a>) -> Result<Option<JsonFormat<'a>
             let js = format.json_schema.ok_or_else(|| {
                 TranslateError::invalid("response_format.json_schema", "is required")
             })?;
-            let name = js
-                .name
-                .filter(|n| !n.is_empty())
-                .unwrap_or(Cow::Borrowed(DEFAULT_JSON_TOOL));
+            let name = json_tool_name(js.name);
             Ok(Some(JsonFormat {
                 name: name.clone().into_owned(),
                 spec: ToolSpec {
@@ -1131,6 +1146,30 @@ mod tests {
             "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}}))
         .unwrap();
         assert_eq!(req.json_schema_tool.as_deref(), Some(DEFAULT_JSON_TOOL));
+    }
+
+    #[test]
+    fn the_forced_tool_is_named_alike_when_read_on_its_own() {
+        let named = |format: Value| {
+            let raw = RawValue::from_string(format.to_string()).unwrap();
+            json_schema_tool(&raw)
+        };
+        let schema =
+            json!({"type": "json_schema", "json_schema": {"name": "person", "schema": {}}});
+        assert_eq!(named(schema).as_deref(), Some("person"));
+        let unnamed = json!({"type": "json_schema", "json_schema": {"name": "", "schema": {}}});
+        assert_eq!(named(unnamed).as_deref(), Some(DEFAULT_JSON_TOOL));
+        assert_eq!(
+            named(json!({"type": "json_object"})).as_deref(),
+            Some(DEFAULT_JSON_TOOL)
+        );
+        for none in [
+            json!({"type": "text"}),
+            json!({"type": "json_schema"}),
+            json!("json"),
+        ] {
+            assert_eq!(named(none), None);
+        }
     }
 
     #[test]

@@ -21,8 +21,10 @@ use super::sse;
 pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 /// Where Bedrock puts its own accounting in the last stream event.
 const INVOCATION_METRICS: &str = "amazon-bedrock-invocationMetrics";
-/// Top-level keys the gateway owns in the upstream body.
-const REPLACED_KEYS: [&str; 4] = ["model", "stream", "anthropic_version", "anthropic_beta"];
+/// Bedrock's own top-level keys: the version and the beta flags.
+const BEDROCK_KEYS: [&str; 2] = ["anthropic_version", "anthropic_beta"];
+/// Top-level keys the gateway owns in the Bedrock body.
+const REPLACED_KEYS: [&str; 4] = ["model", "stream", BEDROCK_KEYS[0], BEDROCK_KEYS[1]];
 /// A count needs a body InvokeModel would take, and InvokeModel requires `max_tokens`, which
 /// Anthropic's count_tokens request does not carry; the count does not depend on it.
 const COUNT_MAX_TOKENS: u32 = 1;
@@ -81,29 +83,34 @@ pub struct Betas<'a> {
     pub dropped: usize,
 }
 
-/// Splits the `anthropic-beta` header (comma-separated, possibly repeated) and the body's own
-/// list by the target's allow-list; duplicates go once.
-pub fn split_betas<'a>(
-    requested: impl IntoIterator<Item = &'a str>,
-    allowed: &[String],
-) -> Betas<'a> {
-    let mut kept: Vec<&str> = Vec::new();
-    let mut dropped = 0;
+/// Every beta flag a request asks for, in the `anthropic-beta` header (comma-separated, possibly
+/// repeated) or the body's own list, each once.
+pub fn requested_betas<'a>(requested: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut flags: Vec<&str> = Vec::new();
     for flag in requested
         .into_iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
     {
-        if flag.is_empty() || kept.contains(&flag) {
-            continue;
-        }
-        if allowed.iter().any(|a| a == flag) {
-            kept.push(flag);
-        } else {
-            dropped += 1;
+        if !flag.is_empty() && !flags.contains(&flag) {
+            flags.push(flag);
         }
     }
-    Betas { kept, dropped }
+    flags
+}
+
+/// The requested beta flags (as [`requested_betas`] reads them) split by a target's allow-list.
+pub fn split_betas<'a>(
+    requested: impl IntoIterator<Item = &'a str>,
+    allowed: &[String],
+) -> Betas<'a> {
+    let (kept, dropped): (Vec<&str>, Vec<&str>) = requested_betas(requested)
+        .into_iter()
+        .partition(|flag| allowed.iter().any(|a| a == flag));
+    Betas {
+        kept,
+        dropped: dropped.len(),
+    }
 }
 
 /// The InvokeModel body for a Claude target.
@@ -141,18 +148,38 @@ pub fn count_tokens_response(upstream: &[u8]) -> Result<Vec<u8>, TranslateError>
     Ok(format!("{{\"input_tokens\":{}}}", counted.input_tokens).into_bytes())
 }
 
-fn build(body: &[u8], betas: &[&str], max_tokens: Option<u32>) -> Result<Vec<u8>, TranslateError> {
-    let parsed = Body::parse(body)?;
-    let mut out = Vec::with_capacity(body.len() + 128);
+/// The body for the Anthropic API, which knows neither of Bedrock's top-level `anthropic_version`
+/// and `anthropic_beta` (its version and betas are headers); every other field as sent.
+pub fn anthropic_api_body(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+    let mut out = Vec::with_capacity(body.len() + 2);
     out.push(b'{');
+    copy_fields(body, &BEDROCK_KEYS, &mut out)?;
+    // The comma after the last field copied, if any, closes the object instead.
+    if out.len() > 1 {
+        out.pop();
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// Appends each top-level field of `body` not in `skip`, as sent, each followed by a comma.
+fn copy_fields(body: &[u8], skip: &[&str], out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    let parsed = Body::parse(body)?;
     for (key, value) in parsed.fields() {
-        if REPLACED_KEYS.contains(&key) {
+        if skip.contains(&key) {
             continue;
         }
-        push_key(&mut out, key)?;
+        push_key(out, key)?;
         out.extend_from_slice(value.get().as_bytes());
         out.push(b',');
     }
+    Ok(())
+}
+
+fn build(body: &[u8], betas: &[&str], max_tokens: Option<u32>) -> Result<Vec<u8>, TranslateError> {
+    let mut out = Vec::with_capacity(body.len() + 128);
+    out.push(b'{');
+    copy_fields(body, &REPLACED_KEYS, &mut out)?;
     if let Some(max_tokens) = max_tokens {
         out.extend_from_slice(format!("\"max_tokens\":{max_tokens},").as_bytes());
     }
@@ -288,6 +315,23 @@ mod tests {
         assert_eq!(e.param(), Some("model"));
         let e = messages_head(br#"{"model":"m","messages":[],"stream":"yes"}"#).unwrap_err();
         assert_eq!(e.param(), Some("stream"));
+    }
+
+    #[test]
+    fn the_anthropic_api_gets_the_body_without_bedrocks_version_and_betas() {
+        let body = r#"{"model":"claude","anthropic_version":"bedrock-2023-05-31","max_tokens":9,"anthropic_beta":["b1"],"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let out = anthropic_api_body(body.as_bytes()).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"claude","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"stream":true}"#
+        );
+        let only = anthropic_api_body(br#"{"anthropic_beta":[]}"#).unwrap();
+        assert_eq!(only, b"{}");
+    }
+
+    #[test]
+    fn requested_betas_come_once_from_header_and_body() {
+        assert_eq!(requested_betas(["a, b", "b,,c", "a"]), vec!["a", "b", "c"]);
     }
 
     #[test]

@@ -36,7 +36,9 @@ use serde::de::IgnoredAny;
 
 use serde_json::value::RawValue;
 
-use super::anthropic::{self, Block, Message, MessagesUsage, OutBlock, OutMessage, ToolDef};
+use super::anthropic::{
+    self, Block, Message, MessagesUsage, OutBlock, OutMessage, ToolDef, required,
+};
 use super::body::{Body, first_byte, parse_raw};
 use super::error::TranslateError;
 use super::inference::{take_finite, take_max_tokens};
@@ -156,28 +158,13 @@ fn take_output_config(body: &mut Body<'_>) -> Result<(), TranslateError> {
     }
 }
 
-/// The non-empty texts of a system prompt or `system` message at `param`: a string or text
-/// blocks.
+/// The non-empty texts of a system prompt or `system` message at `param`.
 fn system_texts(raw: &RawValue, param: &str) -> Result<Vec<String>, TranslateError> {
-    if first_byte(raw) == b'"' {
-        let text: Cow<'_, str> = parse_raw(raw, param)?;
-        return Ok([text.into_owned()]
-            .into_iter()
-            .filter(|t| !t.is_empty())
-            .collect());
-    }
-    let blocks: Vec<Block<'_>> = parse_raw(raw, param)?;
-    blocks
+    Ok(anthropic::texts(raw, param, "system blocks must be text")?
         .into_iter()
-        .enumerate()
-        .filter_map(|(i, b)| match (b.kind.as_ref(), b.text) {
-            ("text", Some(text)) => (!text.is_empty()).then(|| Ok(text.into_owned())),
-            (kind, _) => Some(Err(TranslateError::unsupported(
-                format!("{param}[{i}].type"),
-                format!("system blocks must be text, got \"{kind}\""),
-            ))),
-        })
-        .collect()
+        .filter(|t| !t.is_empty())
+        .map(Cow::into_owned)
+        .collect())
 }
 
 fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<OutTool<'a>>, TranslateError> {
@@ -245,12 +232,7 @@ fn push_message<'a>(
         system.extend(system_texts(message.content, &param)?);
         return Ok(());
     }
-    let blocks: Vec<Block<'a>> = if first_byte(message.content) == b'"' {
-        let text: Cow<'a, str> = parse_raw(message.content, &param)?;
-        vec![Block::text(text)]
-    } else {
-        parse_raw(message.content, &param)?
-    };
+    let blocks = anthropic::message_blocks(message.content, &param)?;
     match message.role.as_ref() {
         "user" => push_user(out, &param, blocks),
         "assistant" => push_assistant(out, &param, blocks),
@@ -337,10 +319,6 @@ fn unsupported_block(at: &str, kind: &str) -> TranslateError {
     )
 }
 
-fn required<T>(v: Option<T>, at: &str, field: &str) -> Result<T, TranslateError> {
-    v.ok_or_else(|| TranslateError::invalid(format!("{at}.{field}"), "is required"))
-}
-
 fn image_url<'a>(source: &'a RawValue, at: &str) -> Result<Cow<'a, str>, TranslateError> {
     let param = format!("{at}.source");
     let source: anthropic::ImageSource<'a> = parse_raw(source, &param)?;
@@ -360,29 +338,15 @@ fn image_url<'a>(source: &'a RawValue, at: &str) -> Result<Cow<'a, str>, Transla
 }
 
 fn tool_result_text(content: Option<&RawValue>, at: &str) -> Result<String, TranslateError> {
-    let param = format!("{at}.content");
     let Some(raw) = content else {
         return Ok(String::new());
     };
-    if first_byte(raw) == b'"' {
-        return parse_raw::<Cow<'_, str>>(raw, &param).map(Cow::into_owned);
-    }
-    let blocks: Vec<Block<'_>> = parse_raw(raw, &param)?;
-    let mut text = String::new();
-    for (k, b) in blocks.into_iter().enumerate() {
-        match (b.kind.as_ref(), b.text) {
-            ("text", Some(t)) => text.push_str(&t),
-            (kind, _) => {
-                return Err(TranslateError::unsupported(
-                    format!("{param}[{k}].type"),
-                    format!(
-                        "tool results on OpenAI-compatible targets hold text only, got \"{kind}\""
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(text)
+    Ok(anthropic::texts(
+        raw,
+        &format!("{at}.content"),
+        "tool results on OpenAI-compatible targets hold text only",
+    )?
+    .concat())
 }
 
 /// Anthropic usage from OpenAI's: `prompt_tokens` includes cached tokens, which Anthropic

@@ -73,7 +73,7 @@ impl ChatMessagesStream {
         let chunk: Chunk<'_> = serde_json::from_str(data)
             .map_err(|e| TranslateError::upstream(format!("chat.completion.chunk: {e}")))?;
         if let Some(error) = chunk.error {
-            let (_, error_type) = anthropic_error_for_openai(0);
+            let (_, error_type) = anthropic_error_for_openai(error.status());
             let message = error
                 .message
                 .unwrap_or_else(|| "the upstream reported an error mid-stream".into());
@@ -316,6 +316,25 @@ mod tests {
                 json!({"type": "error", "error": {"type": "api_error", "message": "boom"}})
             )]
         );
+        for (error, expected) in [
+            (
+                r#"{"message":"m","type":"requests","code":"rate_limit_exceeded"}"#,
+                "rate_limit_error",
+            ),
+            (r#"{"message":"m","code":"503"}"#, "overloaded_error"),
+            (
+                r#"{"message":"m","type":"BadRequestError","code":400}"#,
+                "invalid_request_error",
+            ),
+            // The upstream refused the gateway's key: never the client's fault.
+            (
+                r#"{"message":"m","type":"authentication_error"}"#,
+                "api_error",
+            ),
+        ] {
+            let (_, out) = run(&format!("data: {{\"error\":{error}}}\n\n"));
+            assert_eq!(events(&out)[0].1["error"]["type"], expected, "{error}");
+        }
         let mut t = ChatMessagesStream::new("m".into(), "i".into());
         let mut out = Vec::new();
         assert!(t.feed(b"data: {nope}\n\n", &mut out).is_err());

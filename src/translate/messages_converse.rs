@@ -17,8 +17,10 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use super::anthropic::{self, Block, Message, MessagesUsage, OutBlock, OutMessage, ToolDef};
-use super::body::{Body, encode_request, first_byte, parse_raw};
+use super::anthropic::{
+    self, Block, Message, MessagesUsage, OutBlock, OutMessage, ToolDef, required,
+};
+use super::body::{Body, encode_request, parse_raw};
 use super::chat_response::ConverseResponse;
 use super::converse::{
     ContentBlock, ConverseBody, Empty, Image, ImageSource, InferenceConfig, InputSchema, Role,
@@ -105,30 +107,18 @@ fn unknown(e: &TranslateError) -> String {
     )
 }
 
+/// `system` as Converse system blocks; an empty text says nothing (Bedrock refuses blank text).
 fn take_system<'a>(body: &mut Body<'a>) -> Result<Vec<SystemBlock<'a>>, TranslateError> {
     let Some(raw) = body.take_raw("system") else {
         return Ok(Vec::new());
     };
-    if first_byte(raw) == b'"' {
-        let text: Cow<'a, str> = parse_raw(raw, "system")?;
-        return Ok(if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![SystemBlock::Text(text)]
-        });
-    }
-    let blocks: Vec<Block<'a>> = parse_raw(raw, "system")?;
-    blocks
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| match (b.kind.as_ref(), b.text) {
-            ("text", Some(text)) => Ok(SystemBlock::Text(text)),
-            (kind, _) => Err(TranslateError::unsupported(
-                format!("system[{i}].type"),
-                format!("system blocks must be text, got \"{kind}\""),
-            )),
-        })
-        .collect()
+    Ok(
+        anthropic::texts(raw, "system", "system blocks must be text")?
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .map(SystemBlock::Text)
+            .collect(),
+    )
 }
 
 /// Adds one message; returns whether it held tool blocks.
@@ -148,12 +138,7 @@ fn push_message<'a>(
         }
     };
     let param = format!("messages[{i}].content");
-    if first_byte(message.content) == b'"' {
-        let text: Cow<'a, str> = parse_raw(message.content, &param)?;
-        converse.push(role, [ContentBlock::Text(text)]);
-        return Ok(false);
-    }
-    let blocks: Vec<Block<'a>> = parse_raw(message.content, &param)?;
+    let blocks = anthropic::message_blocks(message.content, &param)?;
     let mut out = Vec::with_capacity(blocks.len());
     let mut has_tools = false;
     for (j, block) in blocks.into_iter().enumerate() {
@@ -171,10 +156,6 @@ fn push_message<'a>(
     }
     converse.push(role, out);
     Ok(has_tools)
-}
-
-fn required<T>(v: Option<T>, at: &str, field: &str) -> Result<T, TranslateError> {
-    v.ok_or_else(|| TranslateError::invalid(format!("{at}.{field}"), "is required"))
 }
 
 fn convert_block<'a>(
@@ -235,25 +216,17 @@ fn tool_result_content<'a>(
     content: Option<&'a RawValue>,
     at: &str,
 ) -> Result<Vec<ToolResultContent<'a>>, TranslateError> {
-    let param = format!("{at}.content");
     let Some(raw) = content else {
         return Ok(Vec::new());
     };
-    if first_byte(raw) == b'"' {
-        return Ok(vec![ToolResultContent::Text(parse_raw(raw, &param)?)]);
-    }
-    let blocks: Vec<Block<'a>> = parse_raw(raw, &param)?;
-    blocks
-        .into_iter()
-        .enumerate()
-        .map(|(k, b)| match (b.kind.as_ref(), b.text) {
-            ("text", Some(text)) => Ok(ToolResultContent::Text(text)),
-            (kind, _) => Err(TranslateError::unsupported(
-                format!("{param}[{k}].type"),
-                format!("tool results through Converse hold text only, got \"{kind}\""),
-            )),
-        })
-        .collect()
+    Ok(anthropic::texts(
+        raw,
+        &format!("{at}.content"),
+        "tool results through Converse hold text only",
+    )?
+    .into_iter()
+    .map(ToolResultContent::Text)
+    .collect())
 }
 
 fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<Tool<'a>>, TranslateError> {

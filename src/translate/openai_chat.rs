@@ -218,9 +218,52 @@ pub(crate) struct ChunkToolCall<'a> {
 pub(crate) struct ChunkError<'a> {
     #[serde(borrow, default)]
     pub(crate) message: Option<Cow<'a, str>>,
-    /// E.g. `rate_limit_exceeded`, `server_error`.
+    /// E.g. `rate_limit_exceeded`, `server_error`; vLLM's exception class, `BadRequestError`.
     #[serde(borrow, default, rename = "type")]
     pub(crate) kind: Option<Cow<'a, str>>,
+    /// A name (`rate_limit_exceeded`), the status as a number (vLLM) or a string (Azure).
+    #[serde(default)]
+    pub(crate) code: Option<serde_json::Value>,
+}
+
+impl ChunkError<'_> {
+    /// The HTTP status the error stands for, as the same failure would have as a response: a
+    /// status code if the error carries one, else by its type or code name; an unknown error is
+    /// the server's (500).
+    pub(crate) fn status(&self) -> u16 {
+        let code = self.code.as_ref();
+        let numeric = code
+            .and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()))
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| (400..=599).contains(n));
+        numeric
+            .or_else(|| self.kind.as_deref().and_then(status_named))
+            .or_else(|| {
+                code.and_then(serde_json::Value::as_str)
+                    .and_then(status_named)
+            })
+            .unwrap_or(500)
+    }
+}
+
+/// The status an OpenAI, vLLM or LiteLLM error type or code names.
+fn status_named(name: &str) -> Option<u16> {
+    Some(match name {
+        "invalid_request_error" | "BadRequestError" | "context_length_exceeded" => 400,
+        "authentication_error" | "AuthenticationError" | "invalid_api_key" => 401,
+        "permission_error" | "PermissionDeniedError" => 403,
+        "not_found_error" | "NotFoundError" | "model_not_found" => 404,
+        "rate_limit_exceeded"
+        | "rate_limit_error"
+        | "RateLimitError"
+        | "insufficient_quota"
+        | "requests"
+        | "tokens" => 429,
+        "overloaded_error" | "overloaded" | "service_unavailable" | "ServiceUnavailableError" => {
+            503
+        }
+        _ => return None,
+    })
 }
 
 /// An explicit `null` read as the field's default, as a missing field is: LiteLLM and other
@@ -240,5 +283,48 @@ pub(crate) fn stop_reason(finish_reason: &str) -> &'static str {
         "tool_calls" | "function_call" => "tool_use",
         "content_filter" => "refusal",
         _ => "end_turn",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn status(error: &str) -> u16 {
+        let text = format!(r#"{{"error":{error}}}"#);
+        let chunk: Chunk<'_> = serde_json::from_str(&text).unwrap();
+        chunk.error.unwrap().status()
+    }
+
+    #[test]
+    fn an_error_chunk_stands_for_a_status_by_code_or_name() {
+        // vLLM: its exception class and the status.
+        assert_eq!(
+            status(
+                r#"{"object":"error","message":"bad","type":"BadRequestError","param":null,"code":400}"#
+            ),
+            400
+        );
+        // Azure: the status as a string.
+        assert_eq!(status(r#"{"message":"slow down","code":"429"}"#), 429);
+        // OpenAI: names only.
+        assert_eq!(
+            status(r#"{"message":"m","type":"requests","code":"rate_limit_exceeded"}"#),
+            429
+        );
+        assert_eq!(
+            status(r#"{"message":"m","type":"invalid_request_error","code":null}"#),
+            400
+        );
+        assert_eq!(
+            status(r#"{"message":"m","type":"authentication_error"}"#),
+            401
+        );
+        assert_eq!(status(r#"{"message":"m","code":"invalid_api_key"}"#), 401);
+        assert_eq!(status(r#"{"message":"m","type":"overloaded_error"}"#), 503);
+        assert_eq!(status(r#"{"message":"m","type":"server_error"}"#), 500);
+        assert_eq!(status(r#"{"message":"m","code":7}"#), 500);
+        assert_eq!(status(r#"{}"#), 500);
     }
 }

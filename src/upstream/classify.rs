@@ -75,18 +75,6 @@ pub fn outcome_for_anthropic_error(error_type: &str) -> Outcome {
     }
 }
 
-/// What an error chunk inside an OpenAI-compatible stream means for the target, by its type or
-/// code.
-pub fn outcome_for_openai_error(error_type: &str) -> Outcome {
-    match error_type {
-        "rate_limit_exceeded" | "rate_limit_error" | "insufficient_quota" => {
-            Outcome::Throttled { retry_after: None }
-        }
-        "invalid_request_error" | "authentication_error" | "permission_error" => Outcome::Neutral,
-        _ => Outcome::Failure,
-    }
-}
-
 /// `Retry-After` in seconds (the HTTP-date form is not used by AWS).
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
     value
@@ -227,6 +215,29 @@ mod tests {
             Outcome::Neutral
         );
         assert_eq!(outcome_for_anthropic_error("api_error"), Outcome::Failure);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn an_openai_stream_error_counts_as_its_status_would() {
+        let outcome = |chunk: &str| {
+            let chunk: crate::translate::openai_chat::Chunk<'_> =
+                serde_json::from_str(chunk).unwrap();
+            outcome_for_status(chunk.error.unwrap().status(), "", None)
+        };
+        // vLLM's refusal of the request is no fault of the target.
+        assert_eq!(
+            outcome(r#"{"error":{"message":"m","type":"BadRequestError","code":400}}"#),
+            Outcome::Neutral
+        );
+        assert_eq!(
+            outcome(r#"{"error":{"message":"m","type":"requests","code":"rate_limit_exceeded"}}"#),
+            Outcome::Throttled { retry_after: None }
+        );
+        assert_eq!(
+            outcome(r#"{"error":{"message":"m","type":"server_error"}}"#),
+            Outcome::Failure
+        );
     }
 
     #[test]

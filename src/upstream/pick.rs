@@ -36,7 +36,8 @@ pub(crate) struct Picker<'a> {
     tried: Vec<bool>,
     /// The most hopeful refusal by a target's limits: the soonest wait, else the largest cap.
     refused: Option<Refusal>,
-    /// Why a picked target could not take this request at all, if none could.
+    /// Why the first target passed over could not take this request at all (on a priority
+    /// route, the preferred one's reason), told the client if no target could.
     unservable: Option<GatewayError>,
 }
 
@@ -85,7 +86,8 @@ impl<'a> Picker<'a> {
             let shaped = match self.request.prepare(&target.config) {
                 Ok(shaped) => shaped,
                 Err(why) => {
-                    self.unservable = Some(why);
+                    tracing::debug!(target_id = %target.label, reason = %why, "target cannot take this request; passed over");
+                    self.unservable.get_or_insert(why);
                     continue;
                 }
             };

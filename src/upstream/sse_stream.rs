@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::classify::{outcome_for_anthropic_error, outcome_for_openai_error};
+use super::classify::{outcome_for_anthropic_error, outcome_for_status};
 use super::stream::StreamFailure;
 use super::stream_body::{Chunk, StreamBody};
 use crate::backend::Outcome;
@@ -183,7 +183,7 @@ impl SseReader {
             return;
         };
         if let Some(error) = chunk.error {
-            let outcome = outcome_for_openai_error(error.kind.as_deref().unwrap_or_default());
+            let outcome = outcome_for_status(error.status(), "", None);
             self.upstream.upstream_error("stream_error", outcome);
             self.error_seen = true;
             return;
