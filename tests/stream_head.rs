@@ -268,3 +268,114 @@ async fn an_openai_stream_opening_with_an_error_chunk_fails_over_to_a_clean_stre
     assert!(body.contains("\"error\""), "{body}");
     assert!(!body.contains("[DONE]"), "{body}");
 }
+
+#[actix_rt::test]
+async fn an_error_after_content_less_opening_events_still_fails_over() {
+    // Anthropic: `message_start`, then the error.
+    let h = two_servers(SimProvider::Anthropic).await;
+    h.fault(0, error_event_after(1, "overloaded"));
+    let (status, head, body) = stream_messages(&h).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_by(&head), ("second".to_owned(), "2".to_owned()));
+    assert!(!body.contains("overloaded_error"), "{body}");
+    assert!(body.contains("event: message_stop"), "{body}");
+
+    // OpenAI-compatible: a role-only delta, then the error chunk.
+    let h = two_servers(SimProvider::OpenAi).await;
+    h.fault(0, error_event_after(1, "server_error"));
+    let (status, head, body) = stream_chat(&h).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_by(&head), ("second".to_owned(), "2".to_owned()));
+    assert!(!body.contains("\"error\""), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+
+    // Bedrock: `messageStart`, then the exception frame.
+    let h = two_regions(FAIL_OVER).await;
+    h.fault(0, error_event_after(1, "throttlingException"));
+    let (status, head, frames) = converse_stream(&h).await;
+    assert_eq!(status, 200);
+    assert_eq!(served_by(&head).1, "2");
+    assert!(
+        frames.iter().any(|f| is_event(f, "messageStop")),
+        "{frames:?}"
+    );
+    assert!(
+        !frames.iter().any(|f| matches!(f, Frame::Exception { .. })),
+        "{frames:?}"
+    );
+}
+
+/// An OpenAI-compatible server (a LiteLLM proxy) whose every stream opens with its refusal of the
+/// gateway's key, quoting part of it.
+fn refusing_upstream() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            // The request head and its small body; what they say does not matter.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                    continue;
+                };
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break;
+                }
+            }
+            let event = "data: {\"error\":{\"code\":401,\"message\":\"Incorrect API key provided: sk-...ABCD\"}}\n\n";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{event}",
+                event.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+#[actix_rt::test]
+async fn a_stream_opening_with_a_refusal_of_the_gateways_key_fails_over_without_the_key() {
+    let mut opts = SimOptions::new("us-east-1");
+    opts.provider = SimProvider::OpenAi;
+    opts.api_keys = vec![KEY.to_owned()];
+    let sim = sim::start(opts).await.unwrap();
+    let targets: Vec<String> = [("first", refusing_upstream()), ("second", sim.url())]
+        .into_iter()
+        .enumerate()
+        .map(|(tier, (name, url))| {
+            format!(
+                r#"
+      - name: {name}
+        model:
+          provider: openai
+          name: gpt-4o
+          options: {{ upstream_url: "{url}" }}
+        auth: {{ header_name: Authorization, header_value: "Bearer {KEY}" }}
+        priority: {}"#,
+                tier + 1
+            )
+        })
+        .collect();
+    // No criterion covers a 401: a refusal of the gateway's credentials fails over regardless.
+    let balancer = "      algorithm: priority\n      retries: 1\n      failover_criteria: [error]";
+    let h = start_gateway(&config_yaml("claude", balancer, &targets), vec![sim]).await;
+    let (status, head, body) = stream_chat(&h).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_by(&head), ("second".to_owned(), "2".to_owned()));
+    assert!(!body.contains("ABCD"), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    let first = target(&h, "first").await;
+    assert_eq!(first["failures"], 1, "{first}");
+}

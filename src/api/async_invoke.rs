@@ -175,6 +175,7 @@ fn upstream_request(operation: Operation, params: Params, accept: String) -> Pro
         content_type: String::new(),
         accept,
         per_target: None,
+        abort: None,
     }
 }
 

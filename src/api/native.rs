@@ -212,6 +212,7 @@ async fn proxy(
         content_type,
         accept,
         per_target: None,
+        abort: Some(state.abort_signal()),
     };
     let client = clients.get(route.balancer_config.connect_timeout);
     let delivered = forward(route, &client, &request, obs).await?;

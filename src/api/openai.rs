@@ -518,6 +518,7 @@ async fn embeddings_inner(
                     content_type: "application/json".to_owned(),
                     accept: "application/json".to_owned(),
                     per_target: None,
+                    abort: None,
                 };
                 let mut delivered = forward(route, &client, &request, obs).await?;
                 let input_tokens = delivered

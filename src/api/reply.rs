@@ -2,10 +2,11 @@
 //! keys, a request each target shapes for itself, the response headers that say which target
 //! served it, reading and settling a whole answer, and how a reply is finished.
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 
 use super::quota::Quota;
+use super::state::AppState;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, RouteRuntime, Selection};
 use crate::limits::estimate::BodyTokens;
@@ -70,6 +71,9 @@ pub(crate) async fn shaped_request(
             "application/json".to_owned()
         },
         per_target: Some(per_target),
+        abort: req
+            .app_data::<web::Data<AppState>>()
+            .map(|state| state.abort_signal()),
     })
 }
 

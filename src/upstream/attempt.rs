@@ -45,6 +45,9 @@ enum FailureKind {
     /// The request could not be written for this target (see [`super::request::PrepareError`]):
     /// no target's fault, so never failed over.
     Request,
+    /// The gateway is stopping and ended the attempt: no target's fault, and no other target
+    /// would get to answer either.
+    Aborted,
 }
 
 /// A failed attempt, and whether the request may go on to another target.
@@ -70,11 +73,13 @@ pub(crate) async fn attempt(
     let criteria = config.failover_criteria;
     let failure = match send_once(client, &target, request, operation, body, config).await {
         Ok(response) if response.status().is_success() => {
-            match first_event(response, operation, config.read_timeout).await {
+            let provider = target.config.provider.provider();
+            let abort = request.abort.clone();
+            match first_event(response, (operation, provider), config.read_timeout, abort).await {
                 FirstEvent::Relay(response) => return Ok((response, sent_at)),
                 FirstEvent::Error(first) => {
                     let error = UpstreamError {
-                        provider: target.config.provider.provider(),
+                        provider,
                         status: first.status,
                         error_type: first.error_type,
                         body: first.body,
@@ -186,12 +191,18 @@ pub(crate) fn failed_attempt(
     sent_at: Instant,
     obs: &Obs,
 ) {
-    if failure.kind != FailureKind::Request {
-        lease.set_outcome(Outcome::Failure);
+    match failure.kind {
+        FailureKind::Request => {}
+        FailureKind::Aborted => lease.set_outcome(Outcome::Abandoned),
+        FailureKind::Error | FailureKind::Timeout | FailureKind::InvalidHeader => {
+            lease.set_outcome(Outcome::Failure);
+        }
     }
     let target = lease.target();
     obs.upstream_time(target, sent_at.elapsed());
-    metrics::upstream_error(target.metric_labels(), failure.kind.metric());
+    if let Some(kind) = failure.kind.metric() {
+        metrics::upstream_error(target.metric_labels(), kind);
+    }
 }
 
 /// Whether an attempt that failed by `criterion` may go on to another target. Every Bedrock call
@@ -213,6 +224,10 @@ impl AttemptFailure {
             NoEvent::Silent => (
                 FailureKind::Timeout,
                 format!("no first event from {target}"),
+            ),
+            NoEvent::Aborted => (
+                FailureKind::Aborted,
+                format!("the gateway stopped while reading the stream from {target}"),
             ),
         };
         Self {
@@ -263,6 +278,7 @@ impl AttemptFailure {
         match self.kind {
             FailureKind::Timeout => GatewayError::UpstreamTimeout(self.detail),
             FailureKind::Request => GatewayError::Internal(self.detail),
+            FailureKind::Aborted => GatewayError::ShuttingDown,
             FailureKind::Error | FailureKind::InvalidHeader => GatewayError::AllTargetsFailed {
                 route: route.to_owned(),
                 last: self.describe(),
@@ -276,6 +292,7 @@ impl AttemptFailure {
             FailureKind::Timeout => "timed out",
             FailureKind::InvalidHeader => "invalid response head",
             FailureKind::Request => "could not write the upstream request",
+            FailureKind::Aborted => "ended by the gateway's stop",
         };
         format!("{what}: {}", self.detail)
     }
@@ -289,16 +306,17 @@ impl FailureKind {
             Self::Error => Some(FailoverCriterion::Error),
             Self::Timeout => Some(FailoverCriterion::Timeout),
             Self::InvalidHeader => Some(FailoverCriterion::InvalidHeader),
-            Self::Request => None,
+            Self::Request | Self::Aborted => None,
         }
     }
 
-    /// The `kind` label of `upstream_errors_total`.
-    fn metric(self) -> &'static str {
+    /// The `kind` label of `upstream_errors_total`; none for a stop of the gateway's own.
+    fn metric(self) -> Option<&'static str> {
         match self {
-            Self::Error => "connect",
-            Self::Timeout => "timeout",
-            Self::InvalidHeader | Self::Request => "other",
+            Self::Error => Some("connect"),
+            Self::Timeout => Some("timeout"),
+            Self::InvalidHeader | Self::Request => Some("other"),
+            Self::Aborted => None,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::limits::Reservation;
 use crate::limits::estimate::BodyTokens;
 use crate::metrics;
 use crate::observe::Obs;
+use crate::shutdown::AbortSignal;
 
 /// The client's request, reduced to what may go upstream.
 pub struct ProxyRequest {
@@ -45,6 +46,8 @@ pub struct ProxyRequest {
     /// Set when the operation and body depend on the picked target; `operation` and `body` then
     /// go only to targets it leaves them to.
     pub per_target: Option<Box<dyn PerTarget>>,
+    /// Fired when a graceful stop ends the streams: a stream's head being read ends with it.
+    pub abort: Option<AbortSignal>,
 }
 
 /// Shapes a request for one target: Anthropic Messages go to Claude as InvokeModel with that
