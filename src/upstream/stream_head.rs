@@ -544,40 +544,27 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_openai_error_chunk_first_takes_its_status_from_its_code_or_type() {
-        let url = server(|s| {
-            answer(
-                s,
-                "text/event-stream",
-                "data: {\"error\":{\"message\":\"slow down\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}\n\n",
-            );
-        });
-        let FirstEvent::Error(error) = first(&url, Operation::ChatCompletionsStream).await else {
-            panic!("not an error");
-        };
-        assert_eq!(error.status.as_u16(), 429);
-        let url = server(|s| {
-            answer(
-                s,
-                "text/event-stream",
-                "data: {\"error\":{\"message\":\"down\",\"code\":503}}\n\n",
-            );
-        });
-        let FirstEvent::Error(error) = first(&url, Operation::CompletionsStream).await else {
-            panic!("not an error");
-        };
-        assert_eq!(error.status.as_u16(), 503);
+        assert_eq!(
+            error_status(Operation::ChatCompletionsStream, "data: {\"error\":{\"message\":\"slow down\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}\n\n").await,
+            429
+        );
+        assert_eq!(
+            error_status(
+                Operation::CompletionsStream,
+                "data: {\"error\":{\"message\":\"down\",\"code\":503}}\n\n"
+            )
+            .await,
+            503
+        );
         // LiteLLM's exception class, read as the translation reads it.
-        let url = server(|s| {
-            answer(
-                s,
-                "text/event-stream",
-                "data: {\"error\":{\"message\":\"slow down\",\"type\":\"RateLimitError\"}}\n\n",
-            );
-        });
-        let FirstEvent::Error(error) = first(&url, Operation::ChatCompletionsStream).await else {
-            panic!("not an error");
-        };
-        assert_eq!(error.status.as_u16(), 429);
+        assert_eq!(
+            error_status(
+                Operation::ChatCompletionsStream,
+                "data: {\"error\":{\"message\":\"slow down\",\"type\":\"RateLimitError\"}}\n\n"
+            )
+            .await,
+            429
+        );
     }
 
     #[actix_rt::test]
@@ -643,34 +630,19 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_refusal_of_the_gateways_credentials_first_is_the_attempts_failure() {
-        let url = server(|s| answer(s, "text/event-stream", KEY_REFUSED));
-        let FirstEvent::Error(error) = first(&url, Operation::ChatCompletionsStream).await else {
-            panic!("a key refusal was relayed");
-        };
-        assert_eq!(error.status.as_u16(), 401);
-        let url = server(|s| {
-            answer(
-                s,
-                "text/event-stream",
-                "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n\n",
-            );
-        });
-        let FirstEvent::Error(error) = first(&url, Operation::MessagesStream).await else {
-            panic!("an authentication_error was relayed");
-        };
-        assert_eq!(error.status.as_u16(), 401);
+        assert_eq!(
+            error_status(Operation::ChatCompletionsStream, KEY_REFUSED).await,
+            401
+        );
+        assert_eq!(
+            error_status(Operation::MessagesStream, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n\n").await,
+            401
+        );
         // A 404 from a provider target: its path and model come from the config.
-        let url = server(|s| {
-            answer(
-                s,
-                "text/event-stream",
-                "data: {\"error\":{\"message\":\"no such model\",\"type\":\"NotFoundError\",\"code\":404}}\n\n",
-            );
-        });
-        let FirstEvent::Error(error) = first(&url, Operation::ChatCompletionsStream).await else {
-            panic!("a 404 was relayed");
-        };
-        assert_eq!(error.status.as_u16(), 404);
+        assert_eq!(
+            error_status(Operation::ChatCompletionsStream, "data: {\"error\":{\"message\":\"no such model\",\"type\":\"NotFoundError\",\"code\":404}}\n\n").await,
+            404
+        );
     }
 
     #[actix_rt::test]
@@ -699,32 +671,20 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_error_after_content_less_events_is_the_attempts_failure() {
-        let url = server(|s| {
-            answer(
-                s,
-                "text/event-stream",
-                "data: {\"choices\":[]}\n\n\
-                 data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"finish_reason\":null}]}\n\n\
-                 data: {\"error\":{\"message\":\"slow down\",\"code\":\"429\"}}\n\n",
-            );
-        });
-        let FirstEvent::Error(error) = first(&url, Operation::ChatCompletionsStream).await else {
-            panic!("not an error");
-        };
-        assert_eq!(error.status.as_u16(), 429);
-        let url = server(|s| {
-            answer(
-                s,
-                "text/event-stream",
-                "event: message_start\ndata: {\"type\":\"message_start\"}\n\n\
-                 event: ping\ndata: {\"type\":\"ping\"}\n\n\
-                 event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
-            );
-        });
-        let FirstEvent::Error(error) = first(&url, Operation::MessagesStream).await else {
-            panic!("not an error");
-        };
-        assert_eq!(error.status.as_u16(), 529);
+        let openai = "data: {\"choices\":[]}\n\n\
+            data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"finish_reason\":null}]}\n\n\
+            data: {\"error\":{\"message\":\"slow down\",\"code\":\"429\"}}\n\n";
+        assert_eq!(
+            error_status(Operation::ChatCompletionsStream, openai).await,
+            429
+        );
+        let anthropic = "event: message_start\ndata: {\"type\":\"message_start\"}\n\n\
+            event: ping\ndata: {\"type\":\"ping\"}\n\n\
+            event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        assert_eq!(
+            error_status(Operation::MessagesStream, anthropic).await,
+            529
+        );
     }
 
     #[actix_rt::test]
@@ -766,13 +726,14 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_event_ended_by_the_end_of_the_body_is_judged() {
-        let url = server(|s| {
-            answer(s, "text/event-stream", "data: {\"error\":{\"code\":429}}\n");
-        });
-        let FirstEvent::Error(error) = first(&url, Operation::ChatCompletionsStream).await else {
-            panic!("not an error");
-        };
-        assert_eq!(error.status.as_u16(), 429);
+        assert_eq!(
+            error_status(
+                Operation::ChatCompletionsStream,
+                "data: {\"error\":{\"code\":429}}\n"
+            )
+            .await,
+            429
+        );
         // A whole one-event answer is relayed, not refused as having no event.
         let body =
             "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n";
@@ -805,6 +766,14 @@ mod tests {
             .await
             .expect("the read outlived the stop");
         assert_eq!(head.no_event(), Some(NoEvent::Aborted));
+    }
+
+    /// The status of the error a stream answering `body` opens with.
+    async fn error_status(operation: Operation, body: &'static str) -> u16 {
+        match first_with_body(operation, body).await {
+            FirstEvent::Error(error) => error.status.as_u16(),
+            _ => panic!("{body} was not the attempt's error"),
+        }
     }
 
     /// Reads an operation's first event from a server answering `body` as a 200 stream.
