@@ -88,8 +88,11 @@ pub struct UpstreamError {
     /// Whose API the body is in.
     pub provider: Provider,
     pub status: StatusCode,
-    /// Bedrock's error name, e.g. `ThrottlingException`.
+    /// Bedrock's error name (`ThrottlingException`), or the error `type` of an Anthropic or
+    /// OpenAI-compatible body.
     pub error_type: String,
+    /// An OpenAI-compatible error's `code` name (`invalid_api_key`); empty for other APIs.
+    pub error_code: String,
     pub body: Bytes,
     pub retry_after: Option<Duration>,
     pub target: String,
