@@ -218,7 +218,10 @@ async fn a_403_or_404_about_the_clients_request_is_the_clients_and_counts_for_no
         // The upstream's own answer, in the client's format, and no other target tried.
         assert_eq!(got, status, "{body:?}");
         let error: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(error["error"]["message"], "Injected by bedrock-sim.", "{error}");
+        assert_eq!(
+            error["error"]["message"], "Injected by bedrock-sim.",
+            "{error}"
+        );
         assert_eq!(h.sims[1].stats().requests_total, 0, "{status}");
         let picky = h.admin_target_where("target", "picky").await;
         assert_eq!(picky["failures"], 0, "{status}: {picky}");

@@ -428,7 +428,7 @@ pub(crate) async fn read_error(
     let provider = target.config.provider.provider();
     let (error_type, error_code) = match bedrock_error {
         Some(name) => (name, String::new()),
-        None => named_error(provider, &body),
+        None => named_error(provider, response.status().as_u16(), &body),
     };
     UpstreamError {
         provider,

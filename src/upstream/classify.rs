@@ -33,7 +33,7 @@ pub fn outcome_for_status(status: u16, error_name: &str, retry_after: Option<Dur
     }
 }
 
-/// The code [`named_error`] gives OpenAI's `Invalid URL` answer, which has none.
+/// The code [`named_error`] gives a 404 that says the target's path is wrong.
 const INVALID_URL: &str = "invalid_url";
 
 /// OpenAI-compatible and Azure error `code`s that name the gateway's key, organization or
@@ -73,7 +73,9 @@ pub fn refuses_the_gateway(
     match (provider, status) {
         (_, 401) => true,
         (Provider::Bedrock, 403) => error_type != "AccessDeniedException",
-        (Provider::Anthropic, 403 | 404) => error_type == "authentication_error",
+        (Provider::Anthropic, 403 | 404) => {
+            error_type == "authentication_error" || error_code == INVALID_URL
+        }
         (Provider::OpenAi | Provider::Azure, 403 | 404) => {
             OPENAI_CONFIG_CODES.contains(&error_code)
         }
@@ -81,42 +83,48 @@ pub fn refuses_the_gateway(
     }
 }
 
-/// The error `type` and `code` an Anthropic or OpenAI-compatible error body names (empty when
-/// the body is not in the API's shape, or names none). Bedrock names its errors in
-/// `x-amzn-errortype` instead, and its body is not read for them.
-pub fn named_error(provider: Provider, body: &[u8]) -> (String, String) {
-    match provider {
-        Provider::Bedrock => Default::default(),
+/// The error `type` and `code` an Anthropic or OpenAI-compatible error answer names (empty when
+/// it names none). Bedrock names its errors in `x-amzn-errortype` instead, and its body is not
+/// read for them.
+///
+/// A 404 says the path is wrong only in words, or not in the API's words at all: OpenAI's
+/// `Invalid URL (POST /v1/v1/chat/completions)` has no code, and a 404 whose body is not the API's
+/// error shape comes from something at `upstream_url` that is not the API (a proxy's page, a
+/// server's `{"detail":"Not Found"}`, vLLM's unknown model). The paths and model are the
+/// config's, so both get the code `invalid_url`.
+pub fn named_error(provider: Provider, status: u16, body: &[u8]) -> (String, String) {
+    let named = match provider {
+        Provider::Bedrock => return Default::default(),
         Provider::Anthropic => serde_json::from_slice::<ErrorEvent<'_>>(body)
             .ok()
-            .and_then(|e| e.error.kind)
-            .map(|kind| (kind.into_owned(), String::new()))
-            .unwrap_or_default(),
+            .map(|e| (e.error.kind.unwrap_or_default().into_owned(), String::new())),
         Provider::OpenAi | Provider::Azure => {
             #[derive(serde::Deserialize)]
             struct Body<'a> {
                 #[serde(borrow)]
                 error: ChunkError<'a>,
             }
-            let Ok(Body { error }) = serde_json::from_slice::<Body<'_>>(body) else {
-                return Default::default();
-            };
-            // A numeric code (vLLM, Azure's "404") is a status, not a name.
-            let code = error.code.as_ref().and_then(serde_json::Value::as_str);
-            // OpenAI tells a path it does not serve only in the message, `Invalid URL (POST
-            // /v1/v1/chat/completions)`: the gateway's paths come from the target's
-            // `upstream_url`, so it is named as a code of the config's.
-            let invalid_url = error
-                .message
-                .as_deref()
-                .is_some_and(|m| m.starts_with("Invalid URL"));
-            let code = match code {
-                None if invalid_url => INVALID_URL,
-                code => code.unwrap_or_default(),
-            };
-            (error.kind.unwrap_or_default().into_owned(), code.to_owned())
+            serde_json::from_slice::<Body<'_>>(body)
+                .ok()
+                .map(|Body { error }| {
+                    // A numeric code (vLLM, Azure's "404") is a status, not a name.
+                    let code = error.code.as_ref().and_then(serde_json::Value::as_str);
+                    let invalid_url = error
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("Invalid URL"));
+                    let code = match code {
+                        None if invalid_url && status == 404 => INVALID_URL,
+                        code => code.unwrap_or_default(),
+                    };
+                    (error.kind.unwrap_or_default().into_owned(), code.to_owned())
+                })
         }
-    }
+    };
+    named.unwrap_or_else(|| {
+        let code = if status == 404 { INVALID_URL } else { "" };
+        (String::new(), code.to_owned())
+    })
 }
 
 /// What an exception frame inside an event stream means for the target.
@@ -271,7 +279,7 @@ mod tests {
 
     /// Parses `body` as `provider` answered it with `status`, as `read_error` does.
     fn refuses(provider: Provider, status: u16, body: &str) -> bool {
-        let (kind, code) = named_error(provider, body.as_bytes());
+        let (kind, code) = named_error(provider, status, body.as_bytes());
         refuses_the_gateway(provider, status, &kind, &code)
     }
 
@@ -285,7 +293,10 @@ mod tests {
         // A `file_id` the client named, a file of another workspace's.
         assert!(!anthropic(404, "not_found_error"));
         assert!(!anthropic(403, "permission_error"));
-        assert!(!refuses(Provider::Anthropic, 404, "<html>Not Found</html>"));
+        // Not the API's answer: `upstream_url` leads elsewhere. A 403 page may be a WAF's about
+        // the client's input.
+        assert!(refuses(Provider::Anthropic, 404, "<html>Not Found</html>"));
+        assert!(!refuses(Provider::Anthropic, 403, "<html>Forbidden</html>"));
     }
 
     #[test]
@@ -322,7 +333,12 @@ mod tests {
         ));
         // A client-named resource, and a body not in the API's shape.
         assert!(!openai(404, &coded("file_not_found")));
-        assert!(!openai(404, "Not Found"));
+        assert!(openai(404, r#"{"detail":"Not Found"}"#));
+        assert!(openai(
+            404,
+            r#"{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","param":null,"code":404}"#
+        ));
+        assert!(!openai(403, "<html>Forbidden</html>"));
     }
 
     #[test]
