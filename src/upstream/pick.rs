@@ -84,9 +84,22 @@ impl<'a> Picker<'a> {
         }
     }
 
-    /// Every target has had its try: nothing to spend a retry or a backoff on.
-    pub fn exhausted(&self) -> bool {
-        self.tried.iter().all(|t| *t)
+    /// Every target has had its try or cannot take the request: nothing to spend a retry or a
+    /// backoff on. A target found unable to take it counts as tried from now on.
+    pub fn exhausted(&mut self) -> bool {
+        for index in 0..self.tried.len() {
+            if self.tried[index] {
+                continue;
+            }
+            match self.request.prepare(&self.roster.targets[index].config) {
+                Ok(_) => return false,
+                Err(why) => {
+                    self.tried[index] = true;
+                    self.unservable.get_or_insert(why);
+                }
+            }
+        }
+        true
     }
 
     /// The next target to try, admitted by its limits. `first`: no attempt has been made yet, so
