@@ -77,7 +77,7 @@ pub(crate) async fn attempt(
                         provider: target.config.provider.provider(),
                         status: first.status,
                         error_type: first.error_type,
-                        error_code: String::new(),
+                        error_code: Box::default(),
                         body: first.body,
                         retry_after: None,
                         target: target.label.clone(),
@@ -163,7 +163,7 @@ fn record_error(
             "target refused the gateway's credentials or configuration; check its auth and model"
         );
         lease.set_outcome(Outcome::Failure);
-        let upstream = [error.error_type.as_str(), error.error_code.as_str()]
+        let upstream = [error.error_type.as_str(), &*error.error_code]
             .into_iter()
             .filter(|name| !name.is_empty())
             .fold(status.to_string(), |told, name| format!("{told} {name}"));
@@ -434,7 +434,7 @@ pub(crate) async fn read_error(
         provider,
         status: response.status(),
         error_type,
-        error_code,
+        error_code: error_code.into(),
         body,
         retry_after,
         target: target.label.clone(),

@@ -91,8 +91,9 @@ pub struct UpstreamError {
     /// Bedrock's error name (`ThrottlingException`), or the error `type` of an Anthropic or
     /// OpenAI-compatible body.
     pub error_type: String,
-    /// An OpenAI-compatible error's `code` name (`invalid_api_key`); empty for other APIs.
-    pub error_code: String,
+    /// An OpenAI-compatible error's `code` name (`invalid_api_key`); empty for other APIs. Boxed
+    /// (16 bytes): results carrying this error stay small.
+    pub error_code: Box<str>,
     pub body: Bytes,
     pub retry_after: Option<Duration>,
     pub target: String,
