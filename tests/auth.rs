@@ -303,6 +303,30 @@ async fn consumer_limits_apply_to_the_authenticated_consumer_only() {
     assert_eq!(post(&converse, &signed, &body).await.status, 200);
 }
 
+#[actix_rt::test]
+async fn a_body_no_target_can_take_costs_the_consumer_none_of_its_requests() {
+    let sims = start_sims(&["us-east-1"]).await;
+    let url = sims[0].url();
+    let h = start_gateway(&yaml(TEAM_KEY, &url), sims).await;
+    let chat = h.url("/v1/chat/completions");
+    // An image by URL, which Converse cannot carry, on a route of one Bedrock region.
+    let image_url =
+        serde_json::json!({"model": "claude", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+        ]}]})
+        .to_string();
+    for _ in 0..3 {
+        let reply = post(&chat, &bearer(LIMITED_KEY), &image_url).await;
+        assert_eq!(reply.status, 400, "{}", reply.json);
+    }
+    // Its 2 rpm are whole.
+    for _ in 0..2 {
+        let reply = post(&chat, &bearer(LIMITED_KEY), &chat_body()).await;
+        assert_eq!(reply.status, 200, "{}", reply.json);
+    }
+    assert_eq!(h.sims[0].stats().requests_total, 2);
+}
+
 /// One route, with `server.admin_token` taken from the variable `token_var`.
 fn admin_yaml(token_var: &str, sim_url: &str) -> String {
     config_yaml_with_server(

@@ -279,13 +279,27 @@ fn openai_and_anthropic_upstream_urls_are_sdk_base_urls() {
             groq.base_path.as_str(),
             groq.region.as_str()
         ),
-        ("https://api.groq.com", "/openai/v1", "api.groq.com")
+        (
+            "https://api.groq.com",
+            "/openai/v1",
+            "api.groq.com/openai/v1"
+        )
     );
-    let vllm = target("openai", "http://vllm:8000");
-    assert_eq!(
-        (vllm.upstream_url.as_str(), vllm.base_path.as_str()),
-        ("http://vllm:8000", "/v1")
-    );
+    assert_eq!(groq.label(), "api.groq.com/openai/v1/m1");
+    // A bare host, with or without its root `/`, is the API's origin: calls go under `/v1`, and
+    // the label is the host's.
+    for url in ["http://vllm:8000", "http://vllm:8000/"] {
+        let vllm = target("openai", url);
+        assert_eq!(
+            (
+                vllm.upstream_url.as_str(),
+                vllm.base_path.as_str(),
+                vllm.label().as_str()
+            ),
+            ("http://vllm:8000", "/v1", "vllm:8000/m1"),
+            "{url}"
+        );
+    }
     let proxy = target("anthropic", "https://proxy.example.com/anthropic");
     assert_eq!(
         (proxy.upstream_url.as_str(), proxy.base_path.as_str()),
@@ -481,6 +495,16 @@ fn routes_mixing_claude_with_other_models_are_served_with_a_warning() {
       - model: { provider: bedrock, name: arn:aws:bedrock:us-east-1:1:application-inference-profile/x, options: { bedrock: { aws_region: us-east-1, model_family: anthropic } } }
       - model: { provider: anthropic, name: claude-sonnet-4-5 }
         auth: { header_name: x-api-key, header_value: k }
+  - name: unknown-family
+    targets:
+      - model: { provider: bedrock, name: arn:aws:bedrock:us-east-1:1:application-inference-profile/y, options: { bedrock: { aws_region: us-east-1 } } }
+      - model: { provider: anthropic, name: claude-opus-4-1 }
+        auth: { header_name: x-api-key, header_value: k }
+  - name: doubled
+    targets:
+      - model: { provider: anthropic, name: claude-haiku-4-5, options: { upstream_url: \"https://proxy.internal/anthropic/v1/\" } }
+        auth: { header_name: x-api-key, header_value: k }
+      - model: { provider: openai, name: claude-3-5-haiku, options: { upstream_url: \"https://proxy.internal/v1/chat/completions\" } }
 ";
     let config = ok(yaml);
     let warnings: Vec<String> = config::warnings(&config)
@@ -489,12 +513,20 @@ fn routes_mixing_claude_with_other_models_are_served_with_a_warning() {
         .collect();
     assert_eq!(
         warnings,
-        ["routes[0].targets: route \"claude\" mixes Claude targets \
+        [
+            "routes[0].targets: route \"claude\" mixes Claude targets \
           [routes[0].targets[0] (us-east-1/us.anthropic.claude-sonnet-4-5-20250929-v1:0), \
           routes[0].targets[1] (api.openai.com/anthropic/claude-sonnet-4.5)] with other models \
           [routes[0].targets[2] (team.openai.azure.com/gpt-4o)]: a request that fails over \
           between them is answered by another model family (tools, output and prompt caching \
-          differ); give each family its own route unless that is meant"]
+          differ); give each family its own route unless that is meant",
+            "routes[4].targets[0].model.options.upstream_url: its path ends in \"/v1\", and the \
+          gateway appends \"/v1/messages\" to it (sending \"/anthropic/v1/v1/messages\"): give \
+          the API's base, as an SDK's base_url",
+            "routes[4].targets[1].model.options.upstream_url: its path ends in \
+          \"/chat/completions\", and the gateway appends \"/chat/completions\" to it (sending \
+          \"/v1/chat/completions/chat/completions\"): give the API's base, as an SDK's base_url"
+        ]
     );
 }
 

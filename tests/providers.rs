@@ -472,6 +472,50 @@ async fn a_bedrock_route_refuses_chat_that_converse_cannot_carry_naming_the_fiel
     assert_eq!(h.sims[0].stats().requests_total, 0);
 }
 
+#[actix_rt::test]
+async fn a_failed_attempt_spends_no_retry_when_no_target_left_can_take_the_request() {
+    // The Anthropic API first, failing; then a region, whose Converse cannot carry the body.
+    let anthropic = anthropic_api().await;
+    anthropic.set_faults(sim::Faults {
+        status: Some(500),
+        ..sim::Faults::default()
+    });
+    let region = start_sims(&["us-east-1"]).await.remove(0);
+    let targets = [
+        format!(
+            "{}\n        priority: 1",
+            anthropic_target(&anthropic.url())
+        ),
+        format!(
+            "{}\n        priority: 2",
+            target_yaml(MODEL, "us-east-1", &region.url(), 100)
+        ),
+    ];
+    let route = "no-retry-to-spend";
+    let h = start_gateway(
+        &config_yaml(
+            route,
+            "      algorithm: priority\n      retries: 1\n      failover_criteria: [error, http_500, non_idempotent]",
+            &targets,
+        ),
+        vec![anthropic, region],
+    )
+    .await;
+    // Far more failed first attempts at once than the budget's floor and savings could fund.
+    let chat = h.url("/v1/chat/completions");
+    let statuses = futures_util::future::join_all(
+        (0..60).map(|_| post(&chat, image_url_chat().replace("claude", route))),
+    )
+    .await;
+    for (status, body) in statuses {
+        assert_eq!(status, 502, "{body:?}");
+    }
+    assert_eq!(h.sims[1].stats().requests_total, 0);
+    let exhausted = format!("retry_budget_exhausted_total{{route=\"{route}\"}}");
+    let metrics = h.metrics().await;
+    assert!(!metrics.contains(&exhausted), "{metrics}");
+}
+
 /// The Bedrock `region` first (priority 1), then `overflow` (a target's YAML).
 fn region_then(region: &sim::SimHandle, overflow: String) -> [String; 2] {
     [

@@ -181,15 +181,50 @@ async fn a_target_refusing_its_key_fails_over_and_alone_is_a_502_in_the_clients_
 }
 
 #[actix_rt::test]
-async fn a_403_or_404_from_a_key_target_is_its_config_and_fails_over() {
-    for status in [403, 404] {
+async fn a_403_or_404_naming_a_key_targets_key_or_model_is_its_config_and_fails_over() {
+    for (status, code) in [
+        (404, "model_not_found"),
+        (404, "DeploymentNotFound"),
+        (403, "unsupported_country_region_territory"),
+    ] {
         let refusing = openai_sim(&[OPENAI_KEY]).await;
         refusing.set_faults(Faults {
             status: Some(status),
+            exception: Some(code.to_owned()),
             ..Faults::default()
         });
         let h = refused_then_served(refusing, "misconfigured", OPENAI_KEY).await;
         assert_eq!(h.sims[0].stats().errors_injected, 1, "{status}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_403_or_404_about_the_clients_request_is_the_clients_and_counts_for_nothing() {
+    // As OpenRouter answers a request with `tools` no provider of the model takes (404), or
+    // input its moderation flagged (403): nothing about the target's key or config.
+    for status in [403, 404] {
+        let picky = openai_sim(&[OPENAI_KEY]).await;
+        picky.set_faults(Faults {
+            status: Some(status),
+            ..Faults::default()
+        });
+        let good = openai_sim(&[OPENAI_KEY]).await;
+        let targets = [
+            openai_target("picky", &picky.url(), &bearer(OPENAI_KEY), 1),
+            openai_target("good", &good.url(), &bearer(OPENAI_KEY), 2),
+        ];
+        let h = gateway(&targets, vec![picky, good]).await;
+        let (got, _, body) = post_json(&h.url("/v1/chat/completions"), chat("chat"), &[]).await;
+        // The upstream's own answer, in the client's format, and no other target tried.
+        assert_eq!(got, status, "{body:?}");
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            error["error"]["message"], "Injected by bedrock-sim.",
+            "{error}"
+        );
+        assert_eq!(h.sims[1].stats().requests_total, 0, "{status}");
+        let picky = h.admin_target_where("target", "picky").await;
+        assert_eq!(picky["failures"], 0, "{status}: {picky}");
     }
 }
 

@@ -28,7 +28,8 @@ pub struct Faults {
     /// Answer model requests with this HTTP status and the matching Bedrock exception.
     #[arg(long = "fail-status")]
     pub status: Option<u16>,
-    /// Exception name to send with `status` instead of the one derived from it.
+    /// Exception name to send with `status` instead of the one derived from it (the OpenAI
+    /// dialects send it as the error's `code`).
     #[arg(long = "fail-exception")]
     pub exception: Option<String>,
     /// Fail only every Nth model request (0: all of them).
@@ -55,6 +56,8 @@ pub struct Faults {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Injected {
     pub error: SimError,
+    /// The `exception` named in the faults, if any.
+    pub named: Option<String>,
     pub retry_after: Option<u64>,
 }
 
@@ -80,6 +83,7 @@ impl Faults {
             .unwrap_or_else(|| kind.name().to_owned());
         Some(Injected {
             error: SimError::injected(status, name, "Injected by bedrock-sim.".to_owned()),
+            named: self.exception.clone(),
             retry_after: self.retry_after,
         })
     }

@@ -391,7 +391,12 @@ fn request_headers(req: &HttpRequest) -> BTreeMap<String, String> {
 fn injected(injected: &Injected, dialect: Dialect) -> HttpResponse {
     let status = injected.error.status;
     if status != StatusCode::TOO_MANY_REQUESTS {
-        return ApiError::new(status, injected.error.message.clone()).response();
+        let error = ApiError::new(status, injected.error.message.clone());
+        return match &injected.named {
+            Some(code) => error.code(code.as_str()),
+            None => error,
+        }
+        .response();
     }
     let seconds = injected.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS);
     let error = match dialect {

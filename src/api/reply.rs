@@ -14,6 +14,7 @@ use crate::observe::Obs;
 use crate::translate::Usage;
 use crate::upstream::forward::{Delivered, PerTarget, ProxyError, ProxyRequest, read_success_body};
 use crate::upstream::operation::Operation;
+use crate::upstream::pick::some_target_takes;
 use crate::upstream::request::Params;
 use crate::upstream::stream_body::StreamBody;
 
@@ -53,6 +54,11 @@ pub(crate) async fn shaped_request(
     per_target: Box<dyn PerTarget>,
 ) -> Result<ProxyRequest, GatewayError> {
     let route = selection.route;
+    some_target_takes(
+        route.balancer.roster(),
+        selection.pinned_model.as_deref(),
+        &*per_target,
+    )?;
     let consumer_reservation = quota.admit_consumer([tokens]).await?;
     Ok(ProxyRequest {
         hash_key: hash_key(req, route),

@@ -11,20 +11,57 @@ pub fn warnings(config: &Config) -> Vec<ConfigProblem> {
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, route)| mixed_families(route, &field(&index("routes", i), "targets")))
+        .flat_map(|(i, route)| {
+            let path = field(&index("routes", i), "targets");
+            let bases = route.targets.iter().enumerate().filter_map({
+                let path = path.clone();
+                move |(k, target)| doubled_base_path(target, &index(&path, k))
+            });
+            mixed_families(route, &path).into_iter().chain(bases)
+        })
         .collect()
 }
 
-/// Whether a target serves a Claude model: Bedrock's Claude, the Anthropic API, or an
-/// OpenAI-compatible server (a LiteLLM or OpenRouter in front of Claude) whose model says so.
-fn is_claude(target: &Target) -> bool {
+/// An `upstream_url` path that already ends in what the gateway appends: an `anthropic` one
+/// ending in `/v1` sends `/v1/v1/messages`, an `openai` one ending in `/chat/completions` sends
+/// `/chat/completions/chat/completions`. A proxy may serve such a path, so it is said, not refused.
+fn doubled_base_path(target: &Target, path: &str) -> Option<ConfigProblem> {
+    let (suffix, calls) = match target.provider.provider() {
+        Provider::Anthropic => ("/v1", "/v1/messages"),
+        Provider::OpenAi => ("/chat/completions", "/chat/completions"),
+        Provider::Bedrock | Provider::Azure => return None,
+    };
+    target.base_path.ends_with(suffix).then(|| {
+        ConfigProblem::new(
+            field(&field(&field(path, "model"), "options"), "upstream_url"),
+            format!(
+                "its path ends in {suffix:?}, and the gateway appends {calls:?} to it \
+                 (sending {:?}): give the API's base, as an SDK's base_url",
+                format!("{}{calls}", target.base_path)
+            ),
+        )
+    })
+}
+
+/// Whether a target serves a Claude model (Bedrock's Claude, the Anthropic API, or an
+/// OpenAI-compatible server, a LiteLLM or OpenRouter in front of Claude, whose model says so);
+/// `None` when the config cannot tell: a Bedrock ARN (an application inference profile, a
+/// provisioned or imported model) names no model, and without `model_family` may be Claude.
+fn is_claude(target: &Target) -> Option<bool> {
     match target.provider.provider() {
-        Provider::Bedrock => target.speaks_anthropic(),
-        Provider::Anthropic => true,
-        Provider::OpenAi | Provider::Azure => target
+        Provider::Bedrock if target.speaks_anthropic() => Some(true),
+        Provider::Bedrock => (!target
             .model_id
             .as_deref()
-            .is_some_and(|m| m.to_ascii_lowercase().contains("claude")),
+            .is_some_and(|m| m.starts_with("arn:")))
+        .then_some(false),
+        Provider::Anthropic => Some(true),
+        Provider::OpenAi | Provider::Azure => Some(
+            target
+                .model_id
+                .as_deref()
+                .is_some_and(|m| m.to_ascii_lowercase().contains("claude")),
+        ),
     }
 }
 
@@ -35,11 +72,15 @@ fn mixed_families(route: &Route, path: &str) -> Option<ConfigProblem> {
     if !route.route_type.serves_models() {
         return None;
     }
-    let (claude, other): (Vec<_>, Vec<_>) = route
-        .targets
-        .iter()
-        .enumerate()
-        .partition(|(_, t)| is_claude(t));
+    let family = |want| {
+        route
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| is_claude(t) == Some(want))
+            .collect::<Vec<_>>()
+    };
+    let (claude, other) = (family(true), family(false));
     if claude.is_empty() || other.is_empty() {
         return None;
     }

@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use super::body::read_body;
 use super::classify::{
-    error_name, outcome_for_status, parse_ratelimit_reset, parse_retry_after, parse_retry_after_ms,
-    refuses_the_gateway,
+    error_name, named_error, outcome_for_status, parse_ratelimit_reset, parse_retry_after,
+    parse_retry_after_ms, refuses_the_gateway,
 };
 use super::forward::{LastFailure, ProxyError, ProxyRequest, UpstreamError};
 use super::operation::Operation;
@@ -82,6 +82,7 @@ pub(crate) async fn attempt(
                         provider,
                         status: first.status,
                         error_type: first.error_type,
+                        error_code: Box::default(),
                         body: first.body,
                         retry_after: None,
                         target: target.label.clone(),
@@ -157,19 +158,20 @@ fn record_error(
         target.metric_labels(),
         metrics::error_kind(status, &error.error_type),
     );
-    if refuses_the_gateway(error.provider, status, &error.error_type) {
+    if refuses_the_gateway(error.provider, status, &error.error_type, &error.error_code) {
         tracing::warn!(
             target_id = %target.label,
             provider = error.provider.as_str(),
             status,
             error_type = %error.error_type,
+            error_code = %error.error_code,
             "target refused the gateway's credentials or configuration; check its auth and model"
         );
         lease.set_outcome(Outcome::Failure);
-        let upstream = match error.error_type.as_str() {
-            "" => status.to_string(),
-            name => format!("{status} {name}"),
-        };
+        let upstream = [error.error_type.as_str(), &*error.error_code]
+            .into_iter()
+            .filter(|name| !name.is_empty())
+            .fold(status.to_string(), |told, name| format!("{told} {name}"));
         return ProxyError::Gateway(GatewayError::TargetRefused {
             target: error.target,
             upstream,
@@ -426,9 +428,7 @@ pub(crate) async fn read_error(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let error_type = header("x-amzn-errortype")
-        .map(|v| error_name(&v))
-        .unwrap_or_default();
+    let bedrock_error = header("x-amzn-errortype").map(|v| error_name(&v));
     // Azure's milliseconds first, then the standard header, then OpenAI's quota reset.
     let retry_after = parse_retry_after_ms(header("retry-after-ms").as_deref())
         .or_else(|| parse_retry_after(header("retry-after").as_deref()))
@@ -443,10 +443,16 @@ pub(crate) async fn read_error(
     let body = read_body(response, MAX_ERROR_BODY, read_timeout)
         .await
         .unwrap_or_default();
+    let provider = target.config.provider.provider();
+    let (error_type, error_code) = match bedrock_error {
+        Some(name) => (name, String::new()),
+        None => named_error(provider, response.status().as_u16(), &body),
+    };
     UpstreamError {
-        provider: target.config.provider.provider(),
+        provider,
         status: response.status(),
         error_type,
+        error_code: error_code.into(),
         body,
         retry_after,
         target: target.label.clone(),

@@ -1,10 +1,13 @@
-//! Turns an upstream status and error name (Bedrock's, or the Anthropic API's error type) into
+//! Turns an upstream status and error name (Bedrock's, or the Anthropic or OpenAI API's error
+//! type and code) into
 //! what it means for the target and for failover.
 
 use std::time::Duration;
 
 use crate::backend::Outcome;
 use crate::config::Provider;
+use crate::translate::anthropic::ErrorEvent;
+use crate::translate::openai_chat::ChunkError;
 
 /// Bedrock's error name without the `:namespace` suffix AWS appends in `x-amzn-errortype`, and
 /// with the lowerCamel first letter of stream exceptions raised (`throttlingException`).
@@ -30,23 +33,98 @@ pub fn outcome_for_status(status: u16, error_name: &str, retry_after: Option<Dur
     }
 }
 
+/// The code [`named_error`] gives a 404 that says the target's path is wrong.
+const INVALID_URL: &str = "invalid_url";
+
+/// OpenAI-compatible and Azure error `code`s that name the gateway's key, organization or
+/// project, the configured model or deployment, or the gateway's own location: the operator's
+/// to fix whatever the client sent.
+const OPENAI_CONFIG_CODES: &[&str] = &[
+    INVALID_URL,
+    "invalid_api_key",
+    "invalid_organization",
+    "mismatched_organization",
+    "invalid_project",
+    "mismatched_project",
+    "model_not_found",
+    "DeploymentNotFound",
+    "unsupported_country_region_territory",
+];
+
 /// Whether an error answer refuses what the gateway sends on its own account rather than anything
-/// of the client's (whose credentials never go upstream): a 401 or 403 from any target, whose
-/// credentials are the operator's to fix (Bedrock's `UnrecognizedClientException`,
-/// `InvalidSignatureException`, `ExpiredTokenException`, an expired Bedrock API key); and from
-/// another provider's target a 404, since its path, `model` and deployment all come from the
-/// config. Two Bedrock answers stay the client's, because they can be about what the client
-/// named, and a client must not be able to open a region's circuit for everyone: a 404 (an async
-/// job, a guardrail) and an `AccessDeniedException` (an S3 bucket of StartAsyncInvoke's, a
-/// guardrail in the invoke headers).
-pub fn refuses_the_gateway(provider: Provider, status: u16, error_type: &str) -> bool {
-    let bedrock = provider == Provider::Bedrock;
-    match status {
-        401 => true,
-        403 => !(bedrock && error_type == "AccessDeniedException"),
-        404 => !bedrock,
+/// of the client's (whose credentials never go upstream). A 401 from any target: its credentials
+/// are the operator's. A 403 or 404 only when it names them or the config: Bedrock's signature
+/// and credential exceptions (`InvalidSignatureException`, `UnrecognizedClientException`, an
+/// expired key), the Anthropic API's `authentication_error`, an OpenAI-compatible `code` of
+/// [`OPENAI_CONFIG_CODES`]. Every other 403 and 404 stays the client's, because it can be about
+/// what the client sent, and a client must not be able to open a target's circuit for everyone:
+/// Bedrock's `AccessDeniedException` (an S3 bucket of StartAsyncInvoke's, a guardrail) and 404s
+/// (an async job), the Anthropic API's `permission_error` and `not_found_error` (a `file_id`),
+/// OpenRouter's 404 for a request with `tools` and 403 for flagged input.
+///
+/// `error_type` is Bedrock's exception name or the Anthropic or OpenAI-compatible error `type`;
+/// `error_code` the OpenAI-compatible error `code` (see [`named_error`]).
+pub fn refuses_the_gateway(
+    provider: Provider,
+    status: u16,
+    error_type: &str,
+    error_code: &str,
+) -> bool {
+    match (provider, status) {
+        (_, 401) => true,
+        (Provider::Bedrock, 403) => error_type != "AccessDeniedException",
+        (Provider::Anthropic, 403 | 404) => {
+            error_type == "authentication_error" || error_code == INVALID_URL
+        }
+        (Provider::OpenAi | Provider::Azure, 403 | 404) => {
+            OPENAI_CONFIG_CODES.contains(&error_code)
+        }
         _ => false,
     }
+}
+
+/// The error `type` and `code` an Anthropic or OpenAI-compatible error answer names (empty when
+/// it names none). Bedrock names its errors in `x-amzn-errortype` instead, and its body is not
+/// read for them.
+///
+/// A 404 says the path is wrong only in words, or not in the API's words at all: OpenAI's
+/// `Invalid URL (POST /v1/v1/chat/completions)` has no code, and a 404 whose body is not the API's
+/// error shape comes from something at `upstream_url` that is not the API (a proxy's page, a
+/// server's `{"detail":"Not Found"}`, vLLM's unknown model). The paths and model are the
+/// config's, so both get the code `invalid_url`.
+pub fn named_error(provider: Provider, status: u16, body: &[u8]) -> (String, String) {
+    let named = match provider {
+        Provider::Bedrock => return Default::default(),
+        Provider::Anthropic => serde_json::from_slice::<ErrorEvent<'_>>(body)
+            .ok()
+            .map(|e| (e.error.kind.unwrap_or_default().into_owned(), String::new())),
+        Provider::OpenAi | Provider::Azure => {
+            #[derive(serde::Deserialize)]
+            struct Body<'a> {
+                #[serde(borrow)]
+                error: ChunkError<'a>,
+            }
+            serde_json::from_slice::<Body<'_>>(body)
+                .ok()
+                .map(|Body { error }| {
+                    // A numeric code (vLLM, Azure's "404") is a status, not a name.
+                    let code = error.code.as_ref().and_then(serde_json::Value::as_str);
+                    let invalid_url = error
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("Invalid URL"));
+                    let code = match code {
+                        None if invalid_url && status == 404 => INVALID_URL,
+                        code => code.unwrap_or_default(),
+                    };
+                    (error.kind.unwrap_or_default().into_owned(), code.to_owned())
+                })
+        }
+    };
+    named.unwrap_or_else(|| {
+        let code = if status == 404 { INVALID_URL } else { "" };
+        (String::new(), code.to_owned())
+    })
 }
 
 /// What an exception frame inside an event stream means for the target.
@@ -177,32 +255,90 @@ mod tests {
     }
 
     #[test]
-    fn refusals_of_the_gateways_credentials_and_config_are_told_apart() {
+    fn a_401_refuses_the_gateway_and_other_client_faults_do_not() {
         for provider in Provider::ALL {
-            let other = provider != Provider::Bedrock;
-            assert!(refuses_the_gateway(provider, 401, ""), "{provider:?}");
-            assert!(
-                refuses_the_gateway(provider, 403, "InvalidSignatureException"),
-                "{provider:?}"
-            );
-            assert!(refuses_the_gateway(provider, 403, ""), "{provider:?}");
-            assert_eq!(
-                refuses_the_gateway(provider, 403, "AccessDeniedException"),
-                other,
-                "{provider:?}"
-            );
-            assert_eq!(
-                refuses_the_gateway(provider, 404, ""),
-                other,
-                "{provider:?}"
-            );
-            for client_fault in [400, 413, 422, 429, 500] {
+            assert!(refuses_the_gateway(provider, 401, "", ""), "{provider:?}");
+            for client_fault in [400, 404, 413, 422, 429, 500] {
                 assert!(
-                    !refuses_the_gateway(provider, client_fault, ""),
-                    "{provider:?}"
+                    !refuses_the_gateway(provider, client_fault, "", ""),
+                    "{provider:?} {client_fault}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn bedrock_403s_refuse_the_gateway_unless_access_is_denied() {
+        let bedrock = |status, name| refuses_the_gateway(Provider::Bedrock, status, name, "");
+        assert!(bedrock(403, "InvalidSignatureException"));
+        assert!(bedrock(403, "UnrecognizedClientException"));
+        assert!(bedrock(403, ""));
+        assert!(!bedrock(403, "AccessDeniedException"));
+        assert!(!bedrock(404, "ResourceNotFoundException"));
+    }
+
+    /// Parses `body` as `provider` answered it with `status`, as `read_error` does.
+    fn refuses(provider: Provider, status: u16, body: &str) -> bool {
+        let (kind, code) = named_error(provider, status, body.as_bytes());
+        refuses_the_gateway(provider, status, &kind, &code)
+    }
+
+    #[test]
+    fn anthropic_403s_and_404s_refuse_the_gateway_only_for_its_key() {
+        let anthropic = |status, kind: &str| {
+            let body = format!(r#"{{"type":"error","error":{{"type":"{kind}","message":"m"}}}}"#);
+            refuses(Provider::Anthropic, status, &body)
+        };
+        assert!(anthropic(403, "authentication_error"));
+        // A `file_id` the client named, a file of another workspace's.
+        assert!(!anthropic(404, "not_found_error"));
+        assert!(!anthropic(403, "permission_error"));
+        // Not the API's answer: `upstream_url` leads elsewhere. A 403 page may be a WAF's about
+        // the client's input.
+        assert!(refuses(Provider::Anthropic, 404, "<html>Not Found</html>"));
+        assert!(!refuses(Provider::Anthropic, 403, "<html>Forbidden</html>"));
+    }
+
+    #[test]
+    fn openai_403s_and_404s_refuse_the_gateway_only_for_its_key_model_or_path() {
+        let openai = |status, body: &str| {
+            refuses(Provider::OpenAi, status, body) && refuses(Provider::Azure, status, body)
+        };
+        let coded = |code: &str| {
+            format!(
+                r#"{{"error":{{"message":"m","type":"invalid_request_error","param":null,"code":"{code}"}}}}"#
+            )
+        };
+        for code in [
+            "model_not_found",
+            "DeploymentNotFound",
+            "invalid_api_key",
+            "invalid_organization",
+        ] {
+            assert!(openai(404, &coded(code)), "{code}");
+        }
+        assert!(openai(403, &coded("unsupported_country_region_territory")));
+        assert!(openai(
+            404,
+            r#"{"error":{"message":"Invalid URL (POST /v1/v1/chat/completions)","type":"invalid_request_error","param":null,"code":null}}"#
+        ));
+        // OpenRouter: no provider of the model takes `tools`; moderation flagged the input.
+        assert!(!openai(
+            404,
+            r#"{"error":{"message":"No endpoints found that support tool use.","code":404}}"#
+        ));
+        assert!(!openai(
+            403,
+            r#"{"error":{"message":"Input was flagged","code":403,"metadata":{"reasons":["x"]}}}"#
+        ));
+        // A client-named resource, and a body not in the API's shape.
+        assert!(!openai(404, &coded("file_not_found")));
+        assert!(openai(404, r#"{"detail":"Not Found"}"#));
+        assert!(openai(
+            404,
+            r#"{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","param":null,"code":404}"#
+        ));
+        assert!(!openai(403, "<html>Forbidden</html>"));
     }
 
     #[test]

@@ -91,8 +91,12 @@ pub struct UpstreamError {
     /// Whose API the body is in.
     pub provider: Provider,
     pub status: StatusCode,
-    /// Bedrock's error name, e.g. `ThrottlingException`.
+    /// Bedrock's error name (`ThrottlingException`), or the error `type` of an Anthropic or
+    /// OpenAI-compatible body.
     pub error_type: String,
+    /// An OpenAI-compatible error's `code` name (`invalid_api_key`); empty for other APIs. Boxed
+    /// (16 bytes): results carrying this error stay small.
+    pub error_code: Box<str>,
     pub body: Bytes,
     pub retry_after: Option<Duration>,
     pub target: String,
@@ -160,7 +164,7 @@ pub async fn forward(
     let mut attempts = 0u32;
     let mut previous: Option<Arc<TargetRuntime>> = None;
     while attempts < max_attempts {
-        if attempts > 0 && !may_retry(route, &picker, attempts, deadline).await {
+        if attempts > 0 && !may_retry(route, &mut picker, attempts, deadline).await {
             break;
         }
         let Some(picked) = picker.next(attempts == 0).await else {
@@ -215,11 +219,12 @@ pub async fn forward(
     })
 }
 
-/// Whether a further attempt may start: an untried target is left, the route's retry budget
-/// grants it, and its backoff ends before the deadline (then it is waited out).
+/// Whether a further attempt may start: an untried target that can take the request is left
+/// (else no retry token or backoff is spent), the route's retry budget grants it, and its
+/// backoff ends before the deadline (then it is waited out).
 async fn may_retry(
     route: &RouteRuntime,
-    picker: &Picker<'_>,
+    picker: &mut Picker<'_>,
     attempts: u32,
     deadline: Instant,
 ) -> bool {

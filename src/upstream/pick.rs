@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::forward::ProxyRequest;
+use super::forward::{PerTarget, ProxyRequest};
 use super::operation::Operation;
 use crate::backend::{Health, TargetRuntime, TargetState};
 use crate::balance::Roster;
@@ -18,6 +18,32 @@ use crate::gateway::RouteRuntime;
 use crate::limits::estimate::{BodyTokens, DEFAULT_MAX_TOKENS};
 use crate::limits::{self, Refusal, Reservation};
 use crate::metrics;
+
+/// Refuses a request no target it may go to (pinned to `pinned_model`, if any) can take, with the
+/// refusal of the roster's first: told before the consumer's quota admits it, such a body costs
+/// the consumer none of its requests. The check stops at the first target that takes it.
+pub(crate) fn some_target_takes(
+    roster: &Roster,
+    pinned_model: Option<&str>,
+    shape: &dyn PerTarget,
+) -> Result<(), GatewayError> {
+    let mut first_refusal = None;
+    let candidates = roster.untried(pinned_model);
+    for (target, _) in roster
+        .targets
+        .iter()
+        .zip(candidates)
+        .filter(|(_, out)| !out)
+    {
+        match shape.prepare(&target.config) {
+            Ok(_) => return Ok(()),
+            Err(why) => {
+                first_refusal.get_or_insert(why);
+            }
+        }
+    }
+    first_refusal.map_or(Ok(()), Err)
+}
 
 /// A target that will take the request, with its limit reservation and the request's shape for it.
 pub(crate) struct Picked {
@@ -58,9 +84,22 @@ impl<'a> Picker<'a> {
         }
     }
 
-    /// Every target has had its try: nothing to spend a retry or a backoff on.
-    pub fn exhausted(&self) -> bool {
-        self.tried.iter().all(|t| *t)
+    /// Every target has had its try or cannot take the request: nothing to spend a retry or a
+    /// backoff on. A target found unable to take it counts as tried from now on.
+    pub fn exhausted(&mut self) -> bool {
+        for index in 0..self.tried.len() {
+            if self.tried[index] {
+                continue;
+            }
+            match self.request.prepare(&self.roster.targets[index].config) {
+                Ok(_) => return false,
+                Err(why) => {
+                    self.tried[index] = true;
+                    self.unservable.get_or_insert(why);
+                }
+            }
+        }
+        true
     }
 
     /// The next target to try, admitted by its limits. `first`: no attempt has been made yet, so

@@ -293,6 +293,14 @@ fn model_fields(
         },
         None => default_url.map(|url| (url, String::new())),
     };
+    // Other providers have no region; their upstream's host and the path written after it name
+    // them in labels, so two upstreams on one host under different paths keep their own counters
+    // and cooldowns.
+    let region = region.or_else(|| {
+        let (url, path) = upstream.as_ref()?;
+        let host = url.split_once("://").map_or(url.as_str(), |(_, host)| host);
+        Some(format!("{host}{path}"))
+    });
     let (upstream_url, base_path) = match upstream {
         // The OpenAI SDKs' convention: a bare host is the API's origin, its base is `/v1`.
         Some((url, path)) if path.is_empty() && provider == Some(Provider::OpenAi) => {
@@ -301,15 +309,6 @@ fn model_fields(
         Some((url, path)) => (Some(url), Some(path)),
         None => (None, None),
     };
-    // Other providers have no region; their upstream's host names them in labels.
-    let region = region.or_else(|| {
-        let url = upstream_url.as_deref()?;
-        Some(
-            url.split_once("://")
-                .map_or(url, |(_, host)| host)
-                .to_owned(),
-        )
-    });
     let input_cost = cost(
         options.input_cost,
         &field(&options_path, "input_cost"),
@@ -525,8 +524,23 @@ fn base_url(url: &str, provider: Option<Provider>) -> Result<(String, String), &
              base path",
         ),
         _ if path.chars().any(char::is_whitespace) => Err("must not contain whitespace"),
-        _ => Ok((origin, path.to_owned())),
+        _ => base_path(path).map(|()| (origin, path.to_owned())),
     }
+}
+
+/// A base path the calls can go under as written: an empty, `.` or `..` segment would be
+/// normalised away or refused by servers and proxies, and a character a URI cannot carry would
+/// only fail as a connect error at the first request.
+fn base_path(path: &str) -> Result<(), &'static str> {
+    if path.split('/').skip(1).any(str::is_empty) {
+        return Err("must not contain `//` in its path");
+    }
+    if path.split('/').any(|segment| matches!(segment, "." | "..")) {
+        return Err("must not contain `.` or `..` segments in its path");
+    }
+    path.parse::<actix_web::http::uri::PathAndQuery>()
+        .map(drop)
+        .map_err(|_| "must have a path of URL characters (percent-encode others)")
 }
 
 /// `http(s)://host[:port]`, a trailing `/` dropped. Messages say what is wrong without echoing
@@ -656,6 +670,18 @@ mod tests {
         }
         assert!(base_url("https://api.groq.com/openai/v1?x=1", openai).is_err());
         assert!(base_url("https://api.groq.com/a b", openai).is_err());
+        for bad in [
+            "//v1",
+            "/openai//v1",
+            "/v1/./x",
+            "/openai/../v1",
+            "/v1/\u{7f}",
+            "/v1/<x>",
+        ] {
+            let url = format!("https://api.groq.com{bad}");
+            assert!(base_url(&url, openai).is_err(), "{url}");
+        }
+        assert!(base_url("https://api.groq.com/openai/v1.2/%7Ex", openai).is_ok());
         assert!(base_url("https://user:pw@host/v1", openai).is_err());
         assert!(base_url("api.groq.com/openai/v1", openai).is_err());
     }
