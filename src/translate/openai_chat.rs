@@ -228,8 +228,9 @@ pub(crate) struct ChunkError<'a> {
 
 impl ChunkError<'_> {
     /// The HTTP status the error stands for, as the same failure would have as a response: a
-    /// status code if the error carries one, else by its type or code name; an unknown error is
-    /// the server's (500).
+    /// status code if the error carries one, else by its code name, else by its type name (the
+    /// code is the narrower: OpenAI's `model_not_found` and `invalid_api_key` come with type
+    /// `invalid_request_error` but as a 404 and a 401); an unknown error is the server's (500).
     pub(crate) fn status(&self) -> u16 {
         let code = self.code.as_ref();
         let numeric = code
@@ -237,11 +238,11 @@ impl ChunkError<'_> {
             .and_then(|n| u16::try_from(n).ok())
             .filter(|n| (400..=599).contains(n));
         numeric
-            .or_else(|| self.kind.as_deref().and_then(status_named))
             .or_else(|| {
                 code.and_then(serde_json::Value::as_str)
                     .and_then(status_named)
             })
+            .or_else(|| self.kind.as_deref().and_then(status_named))
             .unwrap_or(500)
     }
 }
@@ -322,6 +323,15 @@ mod tests {
             401
         );
         assert_eq!(status(r#"{"message":"m","code":"invalid_api_key"}"#), 401);
+        // The code is the narrower name: OpenAI sends these as a 401 and a 404.
+        assert_eq!(
+            status(r#"{"message":"m","type":"invalid_request_error","code":"invalid_api_key"}"#),
+            401
+        );
+        assert_eq!(
+            status(r#"{"message":"m","type":"invalid_request_error","code":"model_not_found"}"#),
+            404
+        );
         assert_eq!(status(r#"{"message":"m","type":"overloaded_error"}"#), 503);
         assert_eq!(status(r#"{"message":"m","type":"server_error"}"#), 500);
         assert_eq!(status(r#"{"message":"m","code":7}"#), 500);

@@ -82,7 +82,7 @@ pub(crate) async fn attempt(
                         provider,
                         status: first.status,
                         error_type: first.error_type,
-                        error_code: Box::default(),
+                        error_code: first.error_code.into(),
                         body: first.body,
                         retry_after: None,
                         target: target.label.clone(),

@@ -20,7 +20,7 @@ use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::classify::{error_name, outcome_for_status, refuses_the_gateway};
+use super::classify::{error_name, named_error, outcome_for_status, refuses_the_gateway};
 use super::operation::Operation;
 use super::sse_stream::Dialect;
 use crate::backend::Outcome;
@@ -47,8 +47,10 @@ pub(crate) enum FirstEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FirstError {
     pub status: StatusCode,
-    /// Bedrock's exception name; empty for the other providers, as for their error responses.
+    /// Bedrock's exception name, or the Anthropic or OpenAI-compatible error `type`.
     pub error_type: String,
+    /// The OpenAI-compatible error `code` (see [`named_error`]); empty otherwise.
+    pub error_code: String,
     /// The error in the provider's own error-body format.
     pub body: Bytes,
 }
@@ -310,16 +312,24 @@ impl Judge {
                 }
             }
         };
+        // The event's data is the provider's error body, named as an error answer's would be.
+        let (named_type, error_code) = named_error(self.provider, status, &body);
+        let error_type = if error_type.is_empty() {
+            named_type
+        } else {
+            error_type
+        };
         // An error of the request itself is the client's to see, in the stream as before; one
         // refusing the gateway's own credentials or config is not (its text may quote the key).
         let targets = outcome_for_status(status, &error_type, None) != Outcome::Neutral
-            || refuses_the_gateway(self.provider, status, &error_type);
+            || refuses_the_gateway(self.provider, status, &error_type, &error_code);
         if !targets {
             return Some(Decided::Relay);
         }
         Some(Decided::Error(FirstError {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             error_type,
+            error_code,
             body,
         }))
     }
@@ -537,7 +547,7 @@ mod tests {
             panic!("not an error");
         };
         assert_eq!(error.status.as_u16(), 529);
-        assert_eq!(error.error_type, "");
+        assert_eq!(error.error_type, "overloaded_error");
         let body: serde_json::Value = serde_json::from_slice(&error.body).unwrap();
         assert_eq!(body["error"]["type"], "overloaded_error");
     }
@@ -638,10 +648,20 @@ mod tests {
             error_status(Operation::MessagesStream, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n\n").await,
             401
         );
-        // A 404 from a provider target: its path and model come from the config.
+        // A 404 naming the target's model, which comes from the config; a 404 naming nothing
+        // may be about what the client sent (OpenRouter's tools 404) and is relayed.
         assert_eq!(
-            error_status(Operation::ChatCompletionsStream, "data: {\"error\":{\"message\":\"no such model\",\"type\":\"NotFoundError\",\"code\":404}}\n\n").await,
+            error_status(Operation::ChatCompletionsStream, "data: {\"error\":{\"message\":\"The model does not exist\",\"type\":\"invalid_request_error\",\"code\":\"model_not_found\"}}\n\n").await,
             404
+        );
+        let head = first_with_body(
+            Operation::ChatCompletionsStream,
+            "data: {\"error\":{\"message\":\"No endpoints found that support tool use\",\"code\":404}}\n\n",
+        )
+        .await;
+        assert!(
+            matches!(head, FirstEvent::Relay(_)),
+            "a 404 naming nothing failed the attempt"
         );
     }
 
