@@ -9,7 +9,7 @@
 //! [`crate::translate`]; this file routes, forwards, streams and renders errors in Anthropic's
 //! shape.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -58,10 +58,34 @@ struct MessagesShape {
     converse: OnceCell<Result<Bytes, TranslateError>>,
     /// Built once, by the first Anthropic API target picked.
     anthropic_api: OnceCell<Result<Bytes, TranslateError>>,
+    /// Claude-on-Bedrock bodies built so far, by the `anthropic_betas` allow-list they were built
+    /// for (all a body depends on): a route's Claude targets usually share one, and the request
+    /// is shaped for a target both when it is checked for a taker and when it is picked.
+    claude: RefCell<Vec<(Vec<String>, Shaped)>>,
 }
+
+/// A body built for a kind of target, or why it cannot be.
+type Shaped = Result<Bytes, TranslateError>;
 
 impl MessagesShape {
     fn claude_body(&self, target: &Target) -> Result<Bytes, TranslateError> {
+        let built = self
+            .claude
+            .borrow()
+            .iter()
+            .find(|(allowed, _)| *allowed == target.anthropic_betas)
+            .map(|(_, body)| body.clone());
+        built.unwrap_or_else(|| {
+            let body = self.build_claude_body(target);
+            self.claude
+                .borrow_mut()
+                .push((target.anthropic_betas.clone(), body.clone()));
+            body
+        })
+    }
+
+    /// Dropped flags are counted here, once per request and allow-list.
+    fn build_claude_body(&self, target: &Target) -> Result<Bytes, TranslateError> {
         let requested = self
             .header_betas
             .iter()
@@ -243,6 +267,7 @@ async fn messages_inner(
         count_tokens: count,
         converse: OnceCell::new(),
         anthropic_api: OnceCell::new(),
+        claude: RefCell::default(),
     });
     let request = shaped_request(req, &selection, &quota, tokens, stream, params, shape).await?;
     let mut delivered = forward(route, &client, &request, obs).await?;
