@@ -259,11 +259,16 @@ async def hold_streams(url, body, n, on_all_open, deadline_s, auth=""):
     async def one():
         writer = None
         try:
+            # Only connecting and sending are paced: a head comes with the stream's first content
+            # event (the gateway reads past the opening ones to fail over on an error before
+            # content), one pace after the request, so waiting for heads here would stretch the
+            # opening past the streams' own length.
             async with opening:
                 reader, writer = await asyncio.open_connection(host, int(port))
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                first = await reader.read(1)
+                await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            first = await reader.read(1)
             state["open"] += 1
             state["peak"] = max(state["peak"], state["open"])
             if state["peak"] == n and not all_open.is_set():
@@ -297,8 +302,9 @@ def streams_phase(gateway, base, sims, direct):
     n = min(STREAMS, (soft - open_fds(gateway.pid) - 64) // 2)
     converse_stream = json.dumps({"messages": [{"role": "user", "content": [{"text": "stream"}]}]})
     frames = count_frames(f"{direct}/model/{MODEL.replace(':', '%3A')}/converse-stream", converse_stream)
-    # Pace the events so that each stream lasts STREAM_SECONDS: the first frame goes at once (so
-    # every response head and first chunk arrive while the others are opening), then the rest.
+    # Pace the events so that each stream lasts STREAM_SECONDS: the first frame goes at once, then
+    # the rest; every response head and first chunk (the first content event, one pace in) arrive
+    # while the others are still open.
     pace_ms = int(STREAM_SECONDS * 1000 / max(frames - 1, 1))
     sim_urls = [m.group(1) for _, m in sims]
     for u in sim_urls:
@@ -653,9 +659,11 @@ share the same 2 cores, so every figure includes their cost too: the gateway alo
 ## Many open streams
 
 OpenAI chat streams (`stream: true`, translated from ConverseStream), one client connection each,
-opened {OPENING_AT_ONCE} at a time by an asyncio client. The simulators pace each answer's {h['frames']} events
-{h['pace_ms']} ms apart, so every stream lasts about {STREAM_SECONDS:.0f} s; RSS is read from `/proc/PID/status`
-when the last one has its response head and first bytes, i.e. with all of them open.
+connected and sent {OPENING_AT_ONCE} at a time by an asyncio client. The simulators pace each answer's {h['frames']} events
+{h['pace_ms']} ms apart, so every stream lasts about {STREAM_SECONDS:.0f} s; the gateway sends a stream's head with its
+first content event (the second, one pace in: it reads past the opening one to fail over on an error before
+any content). RSS is read from `/proc/PID/status` when the last one has its response head and first bytes,
+i.e. with all of them open.
 
 | figure | value |
 |---|---|
