@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::body::{first_byte, parse_raw};
+use super::body::{Body, first_byte, parse_raw};
 use super::error::TranslateError;
 
 /// Anthropic's `stop_reason` for a Bedrock (Converse) `stopReason`. Converse already uses
@@ -113,6 +113,37 @@ pub(crate) fn required<T>(v: Option<T>, at: &str, field: &str) -> Result<T, Tran
     v.ok_or_else(|| TranslateError::invalid(format!("{at}.{field}"), "is required"))
 }
 
+/// A custom tool's parts, as every translation needs them: name, description, input schema.
+pub(crate) type CustomTool<'a> = (Cow<'a, str>, Option<Cow<'a, str>>, &'a RawValue);
+
+/// Takes the body's `tools`, each custom tool made into the target's shape by `make`. Anthropic's
+/// server and client tools (any `type` but `custom`) run only on Claude, so they are refused.
+pub(crate) fn take_custom_tools<'a, T>(
+    body: &mut Body<'a>,
+    make: impl Fn(CustomTool<'a>) -> T,
+) -> Result<Vec<T>, TranslateError> {
+    let Some(tools) = body.take::<Vec<ToolDef<'a>>>("tools")? else {
+        return Ok(Vec::new());
+    };
+    tools
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if let Some(kind) = t.kind.as_deref().filter(|k| *k != "custom") {
+                return Err(TranslateError::unsupported(
+                    format!("tools[{i}].type"),
+                    format!(
+                        "tool type \"{kind}\" is an Anthropic server or client tool, available \
+                         only on Claude models"
+                    ),
+                ));
+            }
+            let schema = required(t.input_schema, &format!("tools[{i}]"), "input_schema")?;
+            Ok(make((t.name, t.description, schema)))
+        })
+        .collect()
+}
+
 #[derive(Deserialize)]
 pub(crate) struct ImageSource<'a> {
     #[serde(rename = "type", borrow)]
@@ -126,15 +157,15 @@ pub(crate) struct ImageSource<'a> {
 }
 
 #[derive(Deserialize)]
-pub(crate) struct ToolDef<'a> {
+struct ToolDef<'a> {
     #[serde(rename = "type", borrow, default)]
-    pub(crate) kind: Option<Cow<'a, str>>,
+    kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    pub(crate) name: Cow<'a, str>,
+    name: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(crate) description: Option<Cow<'a, str>>,
+    description: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    pub(crate) input_schema: Option<&'a RawValue>,
+    input_schema: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]

@@ -36,9 +36,7 @@ use serde::de::IgnoredAny;
 
 use serde_json::value::RawValue;
 
-use super::anthropic::{
-    self, Block, Message, MessagesUsage, OutBlock, OutMessage, ToolDef, required,
-};
+use super::anthropic::{self, Block, Message, MessagesUsage, OutBlock, OutMessage, required};
 use super::body::{Body, first_byte, parse_raw};
 use super::error::TranslateError;
 use super::inference::{take_finite, take_max_tokens};
@@ -109,7 +107,15 @@ pub fn chat_request(
     let messages: Vec<Message<'_>> = body
         .take("messages")?
         .ok_or_else(|| TranslateError::invalid("messages", "is required"))?;
-    request.tools = take_tools(&mut body)?;
+    request.tools =
+        anthropic::take_custom_tools(&mut body, |(name, description, parameters)| OutTool {
+            kind: "function",
+            function: OutFunction {
+                name,
+                description,
+                parameters,
+            },
+        })?;
     if let Some(choice) = body.take::<anthropic::ToolChoice<'_>>("tool_choice")? {
         if request.tools.is_empty() && choice.kind != "none" {
             return Err(TranslateError::invalid("tool_choice", "requires tools"));
@@ -165,38 +171,6 @@ fn system_texts(raw: &RawValue, param: &str) -> Result<Vec<String>, TranslateErr
         .filter(|t| !t.is_empty())
         .map(Cow::into_owned)
         .collect())
-}
-
-fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<OutTool<'a>>, TranslateError> {
-    let Some(tools) = body.take::<Vec<ToolDef<'a>>>("tools")? else {
-        return Ok(Vec::new());
-    };
-    tools
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if let Some(kind) = t.kind.as_deref().filter(|k| *k != "custom") {
-                return Err(TranslateError::unsupported(
-                    format!("tools[{i}].type"),
-                    format!(
-                        "tool type \"{kind}\" is an Anthropic server or client tool, available \
-                         only on Claude models"
-                    ),
-                ));
-            }
-            let parameters = t.input_schema.ok_or_else(|| {
-                TranslateError::invalid(format!("tools[{i}].input_schema"), "is required")
-            })?;
-            Ok(OutTool {
-                kind: "function",
-                function: OutFunction {
-                    name: t.name,
-                    description: t.description,
-                    parameters,
-                },
-            })
-        })
-        .collect()
 }
 
 fn tool_choice(choice: anthropic::ToolChoice<'_>) -> Result<OutToolChoice<'_>, TranslateError> {

@@ -17,9 +17,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use super::anthropic::{
-    self, Block, Message, MessagesUsage, OutBlock, OutMessage, ToolDef, required,
-};
+use super::anthropic::{self, Block, Message, MessagesUsage, OutBlock, OutMessage, required};
 use super::body::{Body, encode_request, parse_raw};
 use super::chat_response::ConverseResponse;
 use super::converse::{
@@ -69,7 +67,16 @@ pub fn converse_request(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     let messages: Vec<Message<'_>> = body
         .take("messages")?
         .ok_or_else(|| TranslateError::invalid("messages", "is required"))?;
-    let tools = take_tools(&mut body)?;
+    let tools = anthropic::take_custom_tools(&mut body, |(name, description, schema)| {
+        Tool::Spec(ToolSpec {
+            name,
+            description,
+            input_schema: InputSchema {
+                json: Cow::Borrowed(schema),
+            },
+            strict: None,
+        })
+    })?;
     let tool_choice = take_tool_choice(&mut body)?;
     body.reject_rest()
         .map_err(|e| TranslateError::unsupported(e.param().unwrap_or(""), unknown(&e)))?;
@@ -227,37 +234,6 @@ fn tool_result_content<'a>(
     .into_iter()
     .map(ToolResultContent::Text)
     .collect())
-}
-
-fn take_tools<'a>(body: &mut Body<'a>) -> Result<Vec<Tool<'a>>, TranslateError> {
-    let Some(tools) = body.take::<Vec<ToolDef<'a>>>("tools")? else {
-        return Ok(Vec::new());
-    };
-    tools
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if t.kind.as_deref().is_some_and(|k| k != "custom") {
-                return Err(TranslateError::unsupported(
-                    format!("tools[{i}].type"),
-                    format!(
-                        "tool type \"{}\" is an Anthropic server or client tool, available only \
-                         on Claude models",
-                        t.kind.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
-            let schema = required(t.input_schema, &format!("tools[{i}]"), "input_schema")?;
-            Ok(Tool::Spec(ToolSpec {
-                name: t.name,
-                description: t.description,
-                input_schema: InputSchema {
-                    json: Cow::Borrowed(schema),
-                },
-                strict: None,
-            }))
-        })
-        .collect()
 }
 
 fn take_tool_choice<'a>(body: &mut Body<'a>) -> Result<Option<ToolChoice<'a>>, TranslateError> {
